@@ -1,0 +1,168 @@
+//! External tables as DataFusion sees them: resolving locations, creating
+//! listing tables from `CREATE EXTERNAL TABLE`, and rendering the canonical
+//! DDL that the store keeps.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::{CreateExternalTable, DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::Value;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+
+use super::store::RelationDef;
+use crate::error::QueryError;
+
+/// Resolves a LOCATION: URLs (`s3://`, `file://`) pass through; a relative
+/// path is weir's to manage and is created under the data directory; an
+/// absolute path is the user's data and must already exist.
+pub fn resolve_location(data_dir: &Path, location: &str) -> Result<String, QueryError> {
+    if location.contains("://") {
+        return Ok(location.to_string());
+    }
+    let path = Path::new(location);
+    let resolved: PathBuf = if path.is_absolute() {
+        if !path.exists() {
+            return Err(QueryError::MissingLocation(location.to_string()));
+        }
+        path.to_path_buf()
+    } else {
+        let joined = data_dir.join(path);
+        // A relative location that names a file is the user's; one that does
+        // not exist yet is a directory weir creates for the table.
+        if !joined.exists() {
+            std::fs::create_dir_all(&joined).map_err(|e| QueryError::UnreadableLocation {
+                path: joined.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+        joined
+    };
+    let canonical = std::fs::canonicalize(&resolved).map_err(|e| QueryError::UnreadableLocation {
+        path: resolved.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    if canonical.is_dir() {
+        std::fs::read_dir(&canonical).map_err(|e| QueryError::UnreadableLocation {
+            path: canonical.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        // DataFusion treats a trailing slash as "a directory of files".
+        Ok(format!("{}/", canonical.display()))
+    } else {
+        std::fs::File::open(&canonical).map_err(|e| QueryError::UnreadableLocation {
+            path: canonical.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(canonical.display().to_string())
+    }
+}
+
+/// Creates the listing table in `ctx` and returns its schema. Schema
+/// inference failures are traced to the file that caused them.
+pub async fn create(ctx: &SessionContext, cmd: CreateExternalTable) -> Result<SchemaRef, QueryError> {
+    let location = cmd.locations.first().cloned().unwrap_or_default();
+    let is_parquet = cmd.file_type.eq_ignore_ascii_case("parquet");
+    let name = cmd.name.to_string();
+    let state = ctx.state();
+    let plan = state.statement_to_plan(DFStatement::CreateExternalTable(cmd)).await?;
+    let table_ref = match &plan {
+        LogicalPlan::Ddl(DdlStatement::CreateExternalTable(c)) => c.name.clone(),
+        _ => return Err(QueryError::Unsupported(format!("plan for CREATE EXTERNAL TABLE {name}"))),
+    };
+    if let Err(e) = ctx.execute_logical_plan(plan).await {
+        if is_parquet && let Some(bad) = find_bad_parquet(&location) {
+            return Err(bad);
+        }
+        return Err(e.into());
+    }
+    let provider = ctx.table_provider(table_ref).await?;
+    Ok(provider.schema())
+}
+
+/// Re-creates a persisted table from its stored definition.
+pub async fn replay(ctx: &SessionContext, def: &RelationDef) -> Result<(), QueryError> {
+    let dialect = PostgreSqlDialect {};
+    let mut parser = DFParserBuilder::new(def.definition.as_str()).with_dialect(&dialect).build()?;
+    match parser.parse_statements()?.pop_front() {
+        Some(DFStatement::CreateExternalTable(cmd)) => create(ctx, cmd).await.map(|_| ()),
+        _ => Err(QueryError::Unsupported(format!("stored definition of '{}'", def.name))),
+    }
+}
+
+/// The DDL that recreates `cmd`: every clause DataFusion's parser accepts,
+/// unlike `CreateExternalTable`'s Display, which drops columns and options.
+pub fn canonical_ddl(cmd: &CreateExternalTable) -> String {
+    let mut sql = String::from("CREATE EXTERNAL TABLE ");
+    let _ = write!(sql, "{}", cmd.name);
+    if !cmd.columns.is_empty() {
+        let cols: Vec<String> = cmd.columns.iter().map(|c| c.to_string()).collect();
+        let _ = write!(sql, " ({})", cols.join(", "));
+    }
+    let _ = write!(sql, " STORED AS {}", cmd.file_type.to_uppercase());
+    if !cmd.table_partition_cols.is_empty() {
+        let cols: Vec<String> = cmd.table_partition_cols.iter().map(|c| quote_ident(c)).collect();
+        let _ = write!(sql, " PARTITIONED BY ({})", cols.join(", "));
+    }
+    if !cmd.order_exprs.is_empty() {
+        for ordering in &cmd.order_exprs {
+            let exprs: Vec<String> = ordering.iter().map(|e| e.to_string()).collect();
+            let _ = write!(sql, " WITH ORDER ({})", exprs.join(", "));
+        }
+    }
+    if !cmd.options.is_empty() {
+        let opts: Vec<String> = cmd
+            .options
+            .iter()
+            .map(|(k, v)| format!("{} {}", Value::SingleQuotedString(k.clone()), v))
+            .collect();
+        let _ = write!(sql, " OPTIONS ({})", opts.join(", "));
+    }
+    let locations: Vec<String> =
+        cmd.locations.iter().map(|l| Value::SingleQuotedString(l.clone()).to_string()).collect();
+    if locations.len() == 1 {
+        let _ = write!(sql, " LOCATION {}", locations[0]);
+    } else {
+        let _ = write!(sql, " LOCATION ({})", locations.join(", "));
+    }
+    sql
+}
+
+fn quote_ident(name: &str) -> String {
+    if name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// Finds the first file under `location` whose Parquet footer cannot be read,
+/// so an error names the file rather than just "corrupt footer".
+pub fn find_bad_parquet(location: &str) -> Option<QueryError> {
+    use datafusion::parquet::file::reader::SerializedFileReader;
+    let root = PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
+    let mut pending = vec![root];
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            let Ok(entries) = std::fs::read_dir(&path) else { continue };
+            let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            children.sort();
+            pending.extend(children.into_iter().rev());
+            continue;
+        }
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.') || n.starts_with('_'));
+        if hidden {
+            continue;
+        }
+        let Ok(file) = std::fs::File::open(&path) else { continue };
+        if let Err(e) = SerializedFileReader::new(file) {
+            return Some(QueryError::BadParquetFile { path: path.display().to_string(), reason: e.to_string() });
+        }
+    }
+    None
+}

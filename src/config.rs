@@ -1,0 +1,41 @@
+//! The server's typed configuration, built once by `main` and passed down.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Everything `weir serve` needs to run. No part of weir reads configuration
+/// from anywhere else.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the PostgreSQL endpoint listens. Port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// Holds the catalog (`catalog.sqlite`) and is the base of relative LOCATIONs.
+    pub data_dir: PathBuf,
+    /// Where weir-owned tables live (materialized views, later issues).
+    pub warehouse: PathBuf,
+    /// The user name a password applies to.
+    pub user: String,
+    /// When set, clients authenticate with SCRAM-SHA-256; otherwise trust.
+    pub password: Option<String>,
+    /// PEM certificate and key; when both are set, clients may use TLS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Connections beyond this wait at accept: a bound on memory, not a policy.
+    pub max_connections: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let data_dir = PathBuf::from("weir-data");
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5433)),
+            warehouse: data_dir.join("warehouse"),
+            data_dir,
+            user: "weir".to_string(),
+            password: None,
+            tls_cert: None,
+            tls_key: None,
+            max_connections: 256,
+        }
+    }
+}

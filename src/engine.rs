@@ -1,0 +1,91 @@
+//! The query engine shared by every connection: one DataFusion context whose
+//! catalog is the metastore's live view, plus the parser and configuration.
+
+use std::sync::Arc;
+
+use datafusion::execution::SessionState;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+
+use crate::catalog::sqlite::SqliteStore;
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::error::{QueryError, ServerError};
+use crate::handler::session::SessionVars;
+use crate::sql::Parser;
+
+/// The database name clients connect to and `current_database()` returns.
+pub const DATABASE: &str = "weir";
+/// The one schema user tables live in.
+pub const SCHEMA: &str = "public";
+/// What `version()` and `server_version` report: PostgreSQL-shaped so that
+/// drivers (SQLAlchemy, JDBC) parse it, and honest about what answers.
+pub const PG_VERSION: &str = "16.6";
+
+pub struct Engine {
+    pub config: Config,
+    /// Holds the shared catalog list; per-statement states are cloned from it
+    /// so a session's SET never leaks into another session.
+    ctx: SessionContext,
+    pub catalog: Catalog,
+    pub parser: Parser,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) the data directory and catalog and restores every
+    /// table definition.
+    pub async fn open(config: Config) -> Result<Engine, ServerError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| ServerError::DataDir(config.data_dir.display().to_string(), e.to_string()))?;
+        std::fs::create_dir_all(&config.warehouse)
+            .map_err(|e| ServerError::DataDir(config.warehouse.display().to_string(), e.to_string()))?;
+        let store = SqliteStore::open(&config.data_dir.join("catalog.sqlite"))?;
+        let catalog = Catalog::new(Arc::new(store), &config.data_dir);
+
+        let mut session_config = SessionConfig::new()
+            .with_default_catalog_and_schema(DATABASE, SCHEMA)
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(true);
+        // Sessions are UTC: `'...+02:00'::timestamptz` keeps its zone and
+        // renders as `+00`, as in a PostgreSQL session with TimeZone=UTC.
+        session_config.options_mut().execution.time_zone = Some("+00:00".to_string());
+        // No cached directory listings: a file that lands in a table's
+        // directory must be seen by the very next query.
+        let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(caches)
+            .build_arc()
+            .map_err(|e| ServerError::Engine(e.to_string()))?;
+        let ctx = SessionContext::new_with_config_rt(session_config, runtime);
+        datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
+            .map_err(|e| ServerError::Engine(e.to_string()))?;
+        crate::functions::register(&ctx);
+
+        let restored = catalog.restore(&ctx).await?;
+        tracing::info!(tables = restored, "catalog restored");
+        Ok(Engine { config, ctx, catalog, parser: Parser::new() })
+    }
+
+    /// The context DDL registers tables in.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// A planning and execution state for one statement of a session, with
+    /// the session's `SET datafusion.*` overrides applied.
+    pub fn session_state(&self, vars: &SessionVars) -> Result<SessionState, QueryError> {
+        let mut state = self.ctx.state();
+        for (key, value) in crate::handler::session::datafusion_overrides(vars) {
+            state.config_mut().options_mut().set(&key, &value)?;
+        }
+        Ok(state)
+    }
+}

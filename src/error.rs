@@ -1,0 +1,198 @@
+//! Typed errors, one enum per layer, each mapping to the SQLSTATE a
+//! PostgreSQL client sees. The pgwire layer only translates; it never guesses.
+
+use datafusion::error::DataFusionError;
+
+/// Errors of the metastore (the SQLite catalog file and its contents).
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("table '{0}' already exists")]
+    DuplicateTable(String),
+    #[error("table '{0}' does not exist")]
+    UnknownTable(String),
+    #[error(
+        "catalog '{path}' was written by a newer weir (catalog format {found}, this build reads up to {supported}); upgrade weir, the file was left untouched"
+    )]
+    TooNew { path: String, found: i64, supported: i64 },
+    #[error("catalog '{path}' is not a weir catalog or is corrupt ({reason}); the file was left untouched")]
+    Corrupt { path: String, reason: String },
+    #[error("catalog storage failed: {0}")]
+    Storage(String),
+}
+
+impl CatalogError {
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            CatalogError::DuplicateTable(_) => "42P07",
+            CatalogError::UnknownTable(_) => "42P01",
+            CatalogError::TooNew { .. } | CatalogError::Corrupt { .. } => "XX001",
+            CatalogError::Storage(_) => "58030",
+        }
+    }
+}
+
+impl From<rusqlite::Error> for CatalogError {
+    fn from(e: rusqlite::Error) -> Self {
+        CatalogError::Storage(e.to_string())
+    }
+}
+
+/// Errors of executing one statement: what a session reports to its client.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    #[error("{0} is not supported")]
+    Unsupported(String),
+    #[error("{0}")]
+    Catalog(#[from] CatalogError),
+    #[error("location '{0}' does not exist; create it first, or use a relative location to let weir create it under its data directory")]
+    MissingLocation(String),
+    #[error("location '{path}' cannot be read: {reason}")]
+    UnreadableLocation { path: String, reason: String },
+    #[error("file '{path}' is not a readable Parquet file: {reason}")]
+    BadParquetFile { path: String, reason: String },
+    #[error("unrecognized configuration parameter \"{0}\"")]
+    UnknownParameter(String),
+    #[error("invalid value for parameter \"{name}\": {reason}")]
+    InvalidParameterValue { name: String, reason: String },
+    #[error("{0}")]
+    DataFusion(Box<DataFusionError>),
+}
+
+impl From<DataFusionError> for QueryError {
+    fn from(e: DataFusionError) -> Self {
+        // Our own errors travel through DataFusion streams as `External`.
+        match e {
+            DataFusionError::External(inner) => match inner.downcast::<QueryError>() {
+                Ok(ours) => *ours,
+                Err(other) => QueryError::DataFusion(Box::new(DataFusionError::External(other))),
+            },
+            other => QueryError::DataFusion(Box::new(other)),
+        }
+    }
+}
+
+impl QueryError {
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            QueryError::Syntax(_) => "42601",
+            QueryError::Unsupported(_) => "0A000",
+            QueryError::Catalog(e) => e.sqlstate(),
+            QueryError::MissingLocation(_) => "58P01",
+            QueryError::UnreadableLocation { .. } => "58030",
+            QueryError::BadParquetFile { .. } => "XX001",
+            QueryError::UnknownParameter(_) => "42704",
+            QueryError::InvalidParameterValue { .. } => "22023",
+            QueryError::DataFusion(e) => datafusion_sqlstate(e),
+        }
+    }
+
+    /// The message without DataFusion's nesting noise ("Error during planning: ...").
+    pub fn message(&self) -> String {
+        match self {
+            QueryError::DataFusion(e) => datafusion_message(e),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The innermost DataFusion error, past contexts, shared wrappers and boxes.
+fn innermost(e: &DataFusionError) -> &DataFusionError {
+    match e {
+        DataFusionError::Context(_, inner) => innermost(inner),
+        DataFusionError::Shared(inner) => innermost(inner),
+        DataFusionError::Diagnostic(_, inner) => innermost(inner),
+        DataFusionError::Collection(errs) if !errs.is_empty() => innermost(&errs[0]),
+        other => other,
+    }
+}
+
+fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
+    use datafusion::arrow::error::ArrowError;
+    use datafusion::common::SchemaError;
+    match innermost(e) {
+        DataFusionError::SQL(..) => "42601",
+        DataFusionError::NotImplemented(_) => "0A000",
+        DataFusionError::SchemaError(err, _) => match err.as_ref() {
+            SchemaError::FieldNotFound { .. } => "42703",
+            SchemaError::AmbiguousReference { .. } => "42702",
+            SchemaError::DuplicateQualifiedField { .. }
+            | SchemaError::DuplicateUnqualifiedField { .. } => "42701",
+        },
+        DataFusionError::Plan(msg) => plan_sqlstate(msg),
+        DataFusionError::ResourcesExhausted(_) => "53200",
+        DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => "58030",
+        DataFusionError::ParquetError(_) => "XX001",
+        DataFusionError::ArrowError(err, _) => match err.as_ref() {
+            ArrowError::DivideByZero => "22012",
+            ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
+            ArrowError::ComputeError(_) | ArrowError::InvalidArgumentError(_) => "22023",
+            ArrowError::ParquetError(_) => "XX001",
+            ArrowError::IoError(..) => "58030",
+            _ => "XX000",
+        },
+        DataFusionError::Execution(msg) if msg.contains("Divide by zero") => "22012",
+        DataFusionError::Execution(msg) if msg.contains("Cannot cast") => "22P02",
+        DataFusionError::Execution(_) => "22000",
+        _ => "XX000",
+    }
+}
+
+/// DataFusion reports most planning mistakes as `Plan(String)`; its wording is
+/// stable enough to tell the common classes apart.
+fn plan_sqlstate(msg: &str) -> &'static str {
+    let lower = msg.to_ascii_lowercase();
+    if lower.contains("table") && lower.contains("not found") {
+        "42P01"
+    } else if lower.contains("invalid function") || lower.contains("no function matches") {
+        "42883"
+    } else if lower.contains("no field named") || lower.contains("column") && lower.contains("not found") {
+        "42703"
+    } else if lower.contains("already exists") {
+        "42P07"
+    } else if lower.contains("cannot be cast") || lower.contains("cannot coerce") || lower.contains("type") && lower.contains("mismatch") {
+        "42804"
+    } else {
+        "42000"
+    }
+}
+
+fn datafusion_message(e: &DataFusionError) -> String {
+    let inner = innermost(e);
+    let text = match inner {
+        DataFusionError::Plan(m) | DataFusionError::Execution(m) | DataFusionError::NotImplemented(m) => m.clone(),
+        DataFusionError::SQL(err, _) => err.to_string(),
+        DataFusionError::SchemaError(err, _) => err.to_string(),
+        other => other.to_string(),
+    };
+    // DataFusion appends backtrace hints and "Error during planning:" prefixes; strip both.
+    let mut text = text.split("\n\nbacktrace").next().unwrap_or(&text).trim();
+    // Layer prefixes say which DataFusion module failed, not what the user did.
+    const PREFIXES: &[&str] = &[
+        "Arrow error: ", "Cast error: ", "Parser error: ", "Error during planning: ", "Execution error: ",
+        "External error: ", "sql parser error: ", "Compute error: ", "Invalid argument error: ",
+    ];
+    while let Some(rest) = PREFIXES.iter().find_map(|p| text.strip_prefix(p)) {
+        text = rest;
+    }
+    match text {
+        "Divide by zero error" => "division by zero".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Errors that stop the server from starting or serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot use data directory '{0}': {1}")]
+    DataDir(String, String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(String, String),
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
+    #[error("query engine set-up failed: {0}")]
+    Engine(String),
+}

@@ -1,0 +1,52 @@
+//! `CREATE [OR REPLACE] EXTERNAL TABLE [IF NOT EXISTS] ...`: a schema-on-read
+//! table over files, remembered by the catalog.
+
+use datafusion::sql::parser::CreateExternalTable;
+
+use super::{Output, table_key};
+use crate::catalog::{RelationDef, RelationKind, tables};
+use crate::engine::Engine;
+use crate::error::{CatalogError, QueryError};
+
+pub async fn handle(engine: &Engine, mut cmd: CreateExternalTable) -> Result<Output, QueryError> {
+    let name = table_key(&cmd.name)?;
+    if cmd.temporary {
+        return Err(QueryError::Unsupported("CREATE TEMPORARY EXTERNAL TABLE".into()));
+    }
+    if engine.catalog.get(&name)?.is_some() {
+        if cmd.if_not_exists {
+            return Ok(Output::command("CREATE EXTERNAL TABLE"));
+        }
+        if !cmd.or_replace {
+            return Err(CatalogError::DuplicateTable(name).into());
+        }
+        super::drop_table::drop_one(engine, &name)?;
+    } else if engine.context().table_exist(name.as_str())? {
+        // Not ours but visible (e.g. a built-in); never shadow it silently.
+        return Err(CatalogError::DuplicateTable(name).into());
+    }
+
+    cmd.locations = cmd
+        .locations
+        .iter()
+        .map(|l| tables::resolve_location(engine.catalog.data_dir(), l))
+        .collect::<Result<_, _>>()?;
+    cmd.if_not_exists = false;
+    cmd.or_replace = false;
+    let definition = tables::canonical_ddl(&cmd);
+    let def = RelationDef {
+        name: name.clone(),
+        kind: RelationKind::ExternalTable,
+        definition,
+        location: cmd.locations.join(", "),
+        format: cmd.file_type.to_uppercase(),
+    };
+
+    tables::create(engine.context(), cmd).await?;
+    if let Err(e) = engine.catalog.store().insert(&def) {
+        // The store is the truth: a table it did not record must not linger.
+        let _ = engine.context().deregister_table(name.as_str());
+        return Err(e.into());
+    }
+    Ok(Output::command("CREATE EXTERNAL TABLE"))
+}

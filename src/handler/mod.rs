@@ -1,0 +1,109 @@
+//! Statement execution: one dispatch match, one file per statement kind.
+//! Each handler returns an [`Output`]; the pgwire layer turns it into
+//! protocol messages.
+
+pub mod create_table;
+pub mod describe;
+pub mod drop_table;
+pub mod query;
+pub mod session;
+pub mod show_create;
+pub mod show_tables;
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::sql::sqlparser::ast::ObjectName;
+
+use crate::engine::{DATABASE, Engine, SCHEMA};
+use crate::error::QueryError;
+use crate::sql::{Statement, TransactionKind};
+use session::SessionVars;
+
+/// What a statement produced.
+pub enum Output {
+    /// Rows, streamed batch by batch to the client.
+    Rows { schema: SchemaRef, stream: SendableRecordBatchStream },
+    /// A command tag such as `CREATE EXTERNAL TABLE` or `INSERT 0 5`.
+    Command { tag: String, rows: Option<usize> },
+    Transaction(TransactionKind),
+}
+
+impl Output {
+    fn command(tag: &str) -> Output {
+        Output::Command { tag: tag.to_string(), rows: None }
+    }
+
+    /// Rows already in memory (catalog listings, SHOW results).
+    fn batch(batch: RecordBatch) -> Output {
+        let schema = batch.schema();
+        let stream = futures::stream::iter(vec![Ok(batch)]);
+        Output::Rows { schema: schema.clone(), stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)) }
+    }
+}
+
+/// Runs one parsed statement for a session.
+pub async fn execute(engine: &Engine, vars: &mut SessionVars, stmt: Statement) -> Result<Output, QueryError> {
+    match stmt {
+        Statement::CreateExternalTable(cmd) => create_table::handle(engine, cmd).await,
+        Statement::ShowTables => show_tables::handle(engine),
+        Statement::Describe(name) => describe::handle(engine, &name).await,
+        Statement::ShowCreateTable(name) => show_create::handle(engine, &name),
+        Statement::DropTable { names, if_exists } => drop_table::handle(engine, &names, if_exists),
+        Statement::Set { name, value } => session::set(vars, &name, value),
+        Statement::Show(name) => session::show(vars, &name),
+        Statement::Transaction(kind) => Ok(Output::Transaction(kind)),
+        Statement::NoOp(tag) => Ok(Output::command(tag)),
+        Statement::Query(stmt) => {
+            let plan = query::plan(engine, vars, stmt).await?;
+            query::run(engine, vars, plan).await
+        }
+    }
+}
+
+/// The result schema of a statement that is not a DataFusion query, known
+/// without running it (for the extended protocol's Describe).
+pub fn result_schema(stmt: &Statement) -> Option<SchemaRef> {
+    match stmt {
+        Statement::ShowTables => Some(show_tables::schema()),
+        Statement::Describe(_) => Some(describe::schema()),
+        Statement::ShowCreateTable(_) => Some(show_create::schema()),
+        Statement::Show(name) => Some(session::show_schema(name)),
+        _ => None,
+    }
+}
+
+/// The catalog key of a table name: the last identifier, normalised like
+/// DataFusion does (unquoted → lower case). Only `weir.public` is valid as
+/// a qualifier.
+pub fn table_key(name: &ObjectName) -> Result<String, QueryError> {
+    let idents: Vec<String> = name
+        .0
+        .iter()
+        .filter_map(|part| part.as_ident())
+        .map(|ident| if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() })
+        .collect();
+    match idents.as_slice() {
+        [table] => Ok(table.clone()),
+        [schema, table] if schema == SCHEMA => Ok(table.clone()),
+        [db, schema, table] if db == DATABASE && schema == SCHEMA => Ok(table.clone()),
+        _ => Err(QueryError::Catalog(crate::error::CatalogError::UnknownTable(name.to_string()))),
+    }
+}
+
+pub(crate) fn text_schema(columns: &[&str]) -> SchemaRef {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    Arc::new(Schema::new(columns.iter().map(|c| Field::new(*c, DataType::Utf8, true)).collect::<Vec<_>>()))
+}
+
+/// A batch of text columns; every row has one value per column.
+pub(crate) fn text_batch(schema: SchemaRef, rows: Vec<Vec<String>>) -> Result<RecordBatch, QueryError> {
+    use datafusion::arrow::array::{ArrayRef, StringArray};
+    let columns: Vec<ArrayRef> = (0..schema.fields().len())
+        .map(|i| Arc::new(rows.iter().map(|r| Some(r[i].as_str())).collect::<StringArray>()) as ArrayRef)
+        .collect();
+    Ok(RecordBatch::try_new(schema, columns).map_err(datafusion::error::DataFusionError::from)?)
+}

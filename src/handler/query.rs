@@ -1,0 +1,110 @@
+//! Everything DataFusion plans: SELECT, EXPLAIN, COPY TO, INSERT. DDL that
+//! would create in-memory (unpersisted) objects is refused by name.
+
+use std::path::Path;
+
+use datafusion::arrow::array::{Array, UInt64Array};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::dataframe::DataFrame;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{LogicalPlan, WriteOp};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::sql::parser::Statement as DFStatement;
+use futures::StreamExt;
+
+use super::Output;
+use super::session::SessionVars;
+use crate::catalog::tables::find_bad_parquet;
+use crate::engine::Engine;
+use crate::error::QueryError;
+
+/// Plans a statement for this session; placeholders (`$1`) stay in the plan.
+pub async fn plan(engine: &Engine, vars: &SessionVars, stmt: DFStatement) -> Result<LogicalPlan, QueryError> {
+    let stmt = match stmt {
+        DFStatement::CopyTo(mut copy) => {
+            // Relative COPY targets land in the data directory, like relative
+            // LOCATIONs, not wherever the server happened to be started.
+            if !copy.target.contains("://") && Path::new(&copy.target).is_relative() {
+                copy.target = engine.catalog.data_dir().join(&copy.target).display().to_string();
+            }
+            DFStatement::CopyTo(copy)
+        }
+        other => other,
+    };
+    let state = engine.session_state(vars)?;
+    let plan = state.statement_to_plan(stmt).await?;
+    match &plan {
+        LogicalPlan::Ddl(ddl) => Err(QueryError::Unsupported(ddl.name().to_string())),
+        LogicalPlan::Statement(s) => Err(QueryError::Unsupported(s.name().to_string())),
+        _ => Ok(plan),
+    }
+}
+
+/// Runs a planned statement. Queries stream; writes run to completion first
+/// so that a later statement in the same batch sees their files.
+pub async fn run(engine: &Engine, vars: &SessionVars, plan: LogicalPlan) -> Result<Output, QueryError> {
+    let state = engine.session_state(vars)?;
+    let write_tag = match &plan {
+        LogicalPlan::Copy(_) => Some("COPY"),
+        LogicalPlan::Dml(dml) => Some(match dml.op {
+            WriteOp::Insert(_) => "INSERT",
+            WriteOp::Delete => "DELETE",
+            WriteOp::Update => "UPDATE",
+            WriteOp::Ctas => "SELECT",
+            WriteOp::Truncate => "TRUNCATE",
+            _ => "DML",
+        }),
+        _ => None,
+    };
+    let scanned = scanned_tables(&plan);
+    let df = DataFrame::new(state, plan);
+    if let Some(tag) = write_tag {
+        let batches = df.collect().await.map_err(|e| diagnose(engine, &scanned, e))?;
+        let rows = batches
+            .iter()
+            .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>().map(|a| a.iter().flatten().sum::<u64>()))
+            .sum::<u64>();
+        return Ok(Output::Command { tag: tag.to_string(), rows: Some(rows as usize) });
+    }
+    let stream = df.execute_stream().await.map_err(|e| diagnose(engine, &scanned, e))?;
+    let schema = stream.schema();
+    let data_dir_tables: Vec<String> = scanned
+        .iter()
+        .filter_map(|t| engine.catalog.get(t).ok().flatten().map(|d| d.location))
+        .collect();
+    let stream = stream.map(move |batch| {
+        batch.map_err(|e| match parquet_culprit(&data_dir_tables, &e) {
+            Some(bad) => DataFusionError::External(Box::new(bad)),
+            None => e,
+        })
+    });
+    Ok(Output::Rows { schema: schema.clone(), stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)) })
+}
+
+/// Names of the tables a plan reads.
+fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
+    let mut names = Vec::new();
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            names.push(scan.table_name.table().to_string());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    names
+}
+
+fn diagnose(engine: &Engine, scanned: &[String], e: DataFusionError) -> QueryError {
+    let locations: Vec<String> =
+        scanned.iter().filter_map(|t| engine.catalog.get(t).ok().flatten().map(|d| d.location)).collect();
+    parquet_culprit(&locations, &e).unwrap_or_else(|| e.into())
+}
+
+/// When a scan fails on a Parquet file, find which file so the error names it.
+fn parquet_culprit(locations: &[String], e: &DataFusionError) -> Option<QueryError> {
+    let text = e.to_string().to_ascii_lowercase();
+    if !text.contains("parquet") {
+        return None;
+    }
+    locations.iter().find_map(|l| find_bad_parquet(l))
+}
+

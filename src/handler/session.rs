@@ -1,0 +1,131 @@
+//! Session statements: `SET`, `SHOW`, and the settings clients read at
+//! connect. Settings live in the connection's metadata map (pgwire keeps the
+//! startup parameters there too), so they die with the connection.
+
+use std::collections::HashMap;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::config::ConfigOptions;
+
+use super::{Output, text_batch, text_schema};
+use crate::engine::PG_VERSION;
+use crate::error::QueryError;
+
+/// Per-connection variables: startup parameters plus `SET` values.
+pub type SessionVars = HashMap<String, String>;
+
+/// Prefix of keys written by `SET`, keeping them apart from startup keys.
+const SET_PREFIX: &str = "setting:";
+
+/// Server settings with their defaults: (name as PostgreSQL spells it,
+/// default, description). Only these (and `datafusion.*` options, and dotted
+/// custom names as in PostgreSQL) may be SET.
+const SETTINGS: &[(&str, &str, &str)] = &[
+    ("application_name", "", "Sets the application name to be reported in statistics and logs."),
+    ("bytea_output", "hex", "Sets the output format for bytea."),
+    ("client_encoding", "UTF8", "Sets the client's character set encoding."),
+    ("client_min_messages", "notice", "Sets the message levels that are sent to the client."),
+    ("DateStyle", "ISO, MDY", "Sets the display format for date and time values."),
+    ("default_transaction_isolation", "read committed", "Sets the transaction isolation level of each new transaction."),
+    ("default_transaction_read_only", "off", "Sets the default read-only status of new transactions."),
+    ("extra_float_digits", "1", "Sets the number of digits displayed for floating-point values."),
+    ("idle_in_transaction_session_timeout", "0", "Accepted for compatibility; weir has no open transactions."),
+    ("integer_datetimes", "on", "Shows whether datetimes are integer based."),
+    ("IntervalStyle", "postgres", "Sets the display format for interval values."),
+    ("is_superuser", "on", "Shows whether the current user is a superuser."),
+    ("lc_messages", "C", "Sets the language in which messages are displayed."),
+    ("lock_timeout", "0", "Accepted for compatibility; weir takes no user-visible locks."),
+    ("max_identifier_length", "63", "Shows the maximum identifier length."),
+    ("search_path", "public", "Sets the schema search order for names that are not schema-qualified."),
+    ("server_encoding", "UTF8", "Shows the server (database) character set encoding."),
+    ("server_version", PG_VERSION, "Shows the PostgreSQL version weir is compatible with."),
+    ("server_version_num", "160006", "Shows the PostgreSQL version as an integer."),
+    ("standard_conforming_strings", "on", "Causes '...' strings to treat backslashes literally."),
+    ("statement_timeout", "0", "Accepted for compatibility; not enforced yet."),
+    ("TimeZone", "UTC", "Time zone for displaying time stamps (weir always renders timestamptz in UTC)."),
+    ("transaction_isolation", "read committed", "Shows the current transaction's isolation level."),
+    ("transaction_read_only", "off", "Shows whether the current transaction is read-only."),
+];
+
+fn canonical_name(name: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    let lower = match lower.as_str() {
+        "transaction isolation level" => "transaction_isolation",
+        "time zone" => "timezone",
+        "session authorization" | "session_authorization" => return Some("session_authorization"),
+        other => other,
+    };
+    SETTINGS.iter().map(|(n, _, _)| *n).find(|n| n.eq_ignore_ascii_case(lower))
+}
+
+pub fn set(vars: &mut SessionVars, name: &str, value: Option<String>) -> Result<Output, QueryError> {
+    let lower = name.to_ascii_lowercase();
+    let key = if lower.starts_with("datafusion.") {
+        if let Some(value) = &value {
+            ConfigOptions::new().set(&lower, value).map_err(|e| QueryError::InvalidParameterValue {
+                name: name.to_string(),
+                reason: crate::error::QueryError::from(e).message(),
+            })?;
+        }
+        lower
+    } else if let Some(canonical) = canonical_name(name) {
+        canonical.to_ascii_lowercase()
+    } else if lower.contains('.') {
+        lower // a custom "app.setting", which PostgreSQL also accepts
+    } else {
+        return Err(QueryError::UnknownParameter(name.to_string()));
+    };
+    match value {
+        Some(v) => vars.insert(format!("{SET_PREFIX}{key}"), v),
+        None => vars.remove(&format!("{SET_PREFIX}{key}")),
+    };
+    Ok(Output::command("SET"))
+}
+
+/// Column name of `SHOW name`'s single column, as PostgreSQL names it.
+pub fn show_schema(name: &str) -> SchemaRef {
+    if name.eq_ignore_ascii_case("all") {
+        return text_schema(&["name", "setting", "description"]);
+    }
+    let column = canonical_name(name).map(str::to_string).unwrap_or_else(|| name.to_ascii_lowercase());
+    text_schema(&[column.as_str()])
+}
+
+pub fn show(vars: &SessionVars, name: &str) -> Result<Output, QueryError> {
+    if name.eq_ignore_ascii_case("all") {
+        let rows = SETTINGS
+            .iter()
+            .map(|(n, _, d)| vec![n.to_string(), lookup(vars, n).unwrap_or_default(), d.to_string()])
+            .collect();
+        return Ok(Output::batch(text_batch(show_schema(name), rows)?));
+    }
+    let value = lookup(vars, name).ok_or_else(|| QueryError::UnknownParameter(name.to_string()))?;
+    Ok(Output::batch(text_batch(show_schema(name), vec![vec![value]])?))
+}
+
+/// A setting's value: this session's SET, else what the client sent at
+/// start-up, else the server default.
+fn lookup(vars: &SessionVars, name: &str) -> Option<String> {
+    let lower = name.to_ascii_lowercase();
+    if lower == "session_authorization" || lower == "session authorization" {
+        return vars.get("user").cloned();
+    }
+    let key = canonical_name(name).map(str::to_ascii_lowercase).unwrap_or(lower);
+    if let Some(v) = vars.get(&format!("{SET_PREFIX}{key}")) {
+        return Some(v.clone());
+    }
+    if let Some((_, v)) = vars.iter().find(|(k, _)| !k.starts_with(SET_PREFIX) && k.eq_ignore_ascii_case(&key)) {
+        return Some(v.clone());
+    }
+    if key.starts_with("datafusion.") {
+        return ConfigOptions::new().entries().into_iter().find(|e| e.key == key).map(|e| e.value.unwrap_or_default());
+    }
+    SETTINGS.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(&key)).map(|(_, d, _)| d.to_string())
+}
+
+/// The session's `SET datafusion.*` values, applied to each statement's state.
+pub fn datafusion_overrides(vars: &SessionVars) -> impl Iterator<Item = (String, String)> + '_ {
+    vars.iter().filter_map(|(k, v)| {
+        k.strip_prefix(SET_PREFIX).filter(|k| k.starts_with("datafusion.")).map(|k| (k.to_string(), v.clone()))
+    })
+}

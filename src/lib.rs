@@ -1,0 +1,25 @@
+//! Weir: a SQL-first streaming query server behind one PostgreSQL endpoint.
+//!
+//! The layout, from the wire inwards:
+//!
+//! * `server`: listeners, connection limits, TLS, graceful shutdown.
+//! * `pgwire`: the PostgreSQL protocol: start-up and auth, simple and
+//!   extended query handlers, Arrow ↔ PostgreSQL encoding, errors → SQLSTATE.
+//! * `sql`: parsing; recognises weir's own statements, passes the rest on.
+//! * `handler`: one file per statement kind behind one dispatch match.
+//! * `engine`: the shared DataFusion context, parser and configuration.
+//! * `catalog`: the metastore (SQLite today, behind a trait) and the live
+//!   DataFusion tables it describes.
+//! * `functions`: PostgreSQL functions clients expect (version(), descriptions).
+//! * `config`: the typed configuration, built by `main` and passed down.
+//! * `error`: one error enum per layer, each mapped to a SQLSTATE.
+
+pub mod catalog;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod functions;
+pub mod handler;
+pub mod pgwire;
+pub mod server;
+pub mod sql;

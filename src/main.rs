@@ -1,0 +1,112 @@
+//! `weir`: parses the command line into a [`Config`] and runs the server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use weir::config::Config;
+
+#[derive(Parser)]
+#[command(name = "weir", version, about = "SQL-first streaming query server speaking the PostgreSQL protocol")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address of the PostgreSQL endpoint.
+    #[arg(long, env = "WEIR_LISTEN", default_value = "127.0.0.1:5433")]
+    listen: SocketAddr,
+    /// Directory for the catalog and weir-managed data; relative LOCATIONs resolve here.
+    #[arg(long, env = "WEIR_DATA_DIR", default_value = "weir-data")]
+    data_dir: PathBuf,
+    /// Directory of weir-owned tables [default: <data-dir>/warehouse].
+    #[arg(long, env = "WEIR_WAREHOUSE")]
+    warehouse: Option<PathBuf>,
+    /// User name clients log in as when a password is set.
+    #[arg(long, env = "WEIR_USER", default_value = "weir")]
+    user: String,
+    /// Require this password (SCRAM-SHA-256); without it, every client is trusted.
+    #[arg(long, env = "WEIR_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// PEM certificate chain for TLS (with --tls-key).
+    #[arg(long, env = "WEIR_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS (with --tls-cert).
+    #[arg(long, env = "WEIR_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Maximum concurrent client connections.
+    #[arg(long, env = "WEIR_MAX_CONNECTIONS", default_value_t = Config::default().max_connections)]
+    max_connections: usize,
+}
+
+impl From<ServeArgs> for Config {
+    fn from(a: ServeArgs) -> Config {
+        Config {
+            listen: a.listen,
+            warehouse: a.warehouse.unwrap_or_else(|| a.data_dir.join("warehouse")),
+            data_dir: a.data_dir,
+            user: a.user,
+            password: a.password,
+            tls_cert: a.tls_cert,
+            tls_key: a.tls_key,
+            max_connections: a.max_connections,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let use_color = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_ansi(use_color)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("weir: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Command::Serve(args) = cli.command;
+    match runtime.block_on(weir::server::run(args.into(), shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("weir: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,94 @@
+//! Connection start-up: trust (the loopback default) or SCRAM-SHA-256 when
+//! a password is configured.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::Sink;
+use pgwire::api::ClientInfo;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
+use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler};
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+
+const SCRAM_ITERATIONS: usize = 4096;
+
+/// Picks the authentication flow once, at server start.
+pub enum Startup {
+    Trust(TrustAll),
+    Scram(Box<SASLAuthStartupHandler<DefaultServerParameterProvider>>),
+}
+
+impl Startup {
+    pub fn new(user: &str, password: Option<&str>) -> Startup {
+        match password {
+            None => Startup::Trust(TrustAll),
+            Some(password) => {
+                let source = Arc::new(FixedUser { user: user.to_string(), password: password.to_string() });
+                let mut scram = ScramAuth::new(source);
+                scram.set_iterations(SCRAM_ITERATIONS);
+                let mut params = DefaultServerParameterProvider::default();
+                params.server_version = crate::engine::PG_VERSION.to_string();
+                params.time_zone = "UTC".to_string();
+                let handler = SASLAuthStartupHandler::new(Arc::new(params)).with_scram(scram);
+                Startup::Scram(Box::new(handler))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match self {
+            Startup::Trust(h) => h.on_startup(client, message).await,
+            Startup::Scram(h) => h.on_startup(client, message).await,
+        }
+    }
+}
+
+/// Accepts every client: the default, suitable for a loopback listener.
+pub struct TrustAll;
+
+impl NoopStartupHandler for TrustAll {}
+
+/// The one configured user and password.
+#[derive(Debug)]
+struct FixedUser {
+    user: String,
+    password: String,
+}
+
+#[async_trait]
+impl AuthSource for FixedUser {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        let user = login.user().unwrap_or_default();
+        if user != self.user {
+            return Err(PgWireError::InvalidPassword(user.to_string()));
+        }
+        let salt = random_salt();
+        let hashed = gen_salted_password(&self.password, &salt, SCRAM_ITERATIONS);
+        Ok(Password::new(Some(salt), hashed))
+    }
+}
+
+/// A fresh salt per authentication, from the process's hash randomness
+/// (enough for SCRAM, which only needs uniqueness).
+fn random_salt() -> Vec<u8> {
+    use std::hash::{BuildHasher, Hasher};
+    let mut salt = Vec::with_capacity(16);
+    for _ in 0..2 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        salt.extend_from_slice(&h.finish().to_le_bytes());
+    }
+    salt
+}

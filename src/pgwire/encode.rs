@@ -1,0 +1,292 @@
+//! Arrow → PostgreSQL result encoding: the type each Arrow column is sent as,
+//! its row description, and whole record batches as `DataRow` messages in the
+//! text or binary format each column was requested in.
+//!
+//! Values are written by hand into one buffer per batch (see `encode_column`
+//! and `encode_text`) rather than through `DataRowEncoder`, so every column is
+//! downcast once per batch and no value allocates.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::json::writer::EncoderOptions;
+use datafusion::arrow::record_batch::RecordBatch;
+use pgwire::api::Type;
+use pgwire::api::portal::Format;
+use pgwire::api::results::{FieldFormat, FieldInfo};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+
+use super::encode_column;
+
+/// Why a batch could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// A date/time value PostgreSQL's types cannot hold.
+    #[error("{0} out of range")]
+    OutOfRange(&'static str),
+    /// An unsigned 64-bit value above bigint's range.
+    #[error("value {0} is out of range for type bigint")]
+    BigintOutOfRange(u64),
+    #[error("value too large to send: a field is limited to 1 GB")]
+    ValueTooLarge,
+    #[error("result has more columns than the protocol allows ({0})")]
+    TooManyColumns(usize),
+    #[error("result has {columns} columns but {fields} field descriptions")]
+    FieldCountMismatch { columns: usize, fields: usize },
+    #[error("row {0} is outside its array")]
+    RowOutOfBounds(usize),
+    #[error("cannot encode result column: {0}")]
+    Arrow(ArrowError),
+    #[error("internal encoding error: {0}")]
+    Internal(String),
+}
+
+impl EncodeError {
+    fn sqlstate(&self) -> &'static str {
+        match self {
+            EncodeError::OutOfRange(_) => "22008",
+            EncodeError::BigintOutOfRange(_) => "22003",
+            EncodeError::ValueTooLarge => "54000",
+            EncodeError::TooManyColumns(_) => "54011",
+            EncodeError::FieldCountMismatch { .. }
+            | EncodeError::RowOutOfBounds(_)
+            | EncodeError::Arrow(_)
+            | EncodeError::Internal(_) => "XX000",
+        }
+    }
+}
+
+impl From<EncodeError> for PgWireError {
+    fn from(e: EncodeError) -> Self {
+        PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".into(),
+            e.sqlstate().into(),
+            e.to_string(),
+        )))
+    }
+}
+
+/// The PostgreSQL type a column of this Arrow type is sent as.
+pub fn pg_type(dt: &DataType) -> Type {
+    match dt {
+        DataType::Null => Type::TEXT,
+        DataType::Boolean => Type::BOOL,
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
+        DataType::Int32 | DataType::UInt16 => Type::INT4,
+        DataType::Int64 | DataType::UInt32 => Type::INT8,
+        // DataFusion returns row_number(), rank() and friends as UInt64 where
+        // PostgreSQL says bigint; clients expect the latter.
+        DataType::UInt64 => Type::INT8,
+        DataType::Float16 | DataType::Float32 => Type::FLOAT4,
+        DataType::Float64 => Type::FLOAT8,
+        DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => Type::NUMERIC,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT,
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => Type::BYTEA,
+        DataType::Date32 | DataType::Date64 => Type::DATE,
+        DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
+        DataType::Timestamp(_, None) => Type::TIMESTAMP,
+        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
+        DataType::Interval(_) | DataType::Duration(_) => Type::INTERVAL,
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+            // PostgreSQL arrays must be rectangular and of one scalar type, so
+            // lists of lists or of structs go out as JSON instead.
+            array_of(&pg_type(f.data_type())).unwrap_or_else(|| json_or_text(dt))
+        }
+        DataType::Struct(_) | DataType::Map(..) => json_or_text(dt),
+        DataType::Dictionary(_, value) => pg_type(value),
+        _ => Type::TEXT,
+    }
+}
+
+/// The array type whose elements are `elem`, for the scalar types we send.
+fn array_of(elem: &Type) -> Option<Type> {
+    Some(match *elem {
+        Type::BOOL => Type::BOOL_ARRAY,
+        Type::INT2 => Type::INT2_ARRAY,
+        Type::INT4 => Type::INT4_ARRAY,
+        Type::INT8 => Type::INT8_ARRAY,
+        Type::FLOAT4 => Type::FLOAT4_ARRAY,
+        Type::FLOAT8 => Type::FLOAT8_ARRAY,
+        Type::NUMERIC => Type::NUMERIC_ARRAY,
+        Type::TEXT => Type::TEXT_ARRAY,
+        Type::BYTEA => Type::BYTEA_ARRAY,
+        Type::DATE => Type::DATE_ARRAY,
+        Type::TIME => Type::TIME_ARRAY,
+        Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
+        Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
+        Type::INTERVAL => Type::INTERVAL_ARRAY,
+        _ => return None,
+    })
+}
+
+fn json_or_text(dt: &DataType) -> Type {
+    if json_compatible(dt) {
+        Type::JSON
+    } else {
+        Type::TEXT
+    }
+}
+
+/// Whether arrow-json can render every value of `dt` (map keys must be strings).
+fn json_compatible(dt: &DataType) -> bool {
+    match dt {
+        DataType::Struct(fields) => fields.iter().all(|f| json_compatible(f.data_type())),
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(kv) if kv.len() == 2 => {
+                matches!(
+                    kv[0].data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ) && json_compatible(kv[1].data_type())
+            }
+            _ => false,
+        },
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f) => json_compatible(f.data_type()),
+        DataType::Dictionary(_, value) => json_compatible(value),
+        DataType::RunEndEncoded(_, values) => json_compatible(values.data_type()),
+        d => {
+            d.is_primitive()
+                || d.is_temporal()
+                || matches!(
+                    d,
+                    DataType::Null
+                        | DataType::Boolean
+                        | DataType::Utf8
+                        | DataType::LargeUtf8
+                        | DataType::Utf8View
+                        | DataType::Binary
+                        | DataType::LargeBinary
+                        | DataType::BinaryView
+                        | DataType::FixedSizeBinary(_)
+                )
+        }
+    }
+}
+
+/// `pg_type.typlen` for the types we send; -1 marks variable width.
+fn type_size(t: &Type) -> i16 {
+    match *t {
+        Type::BOOL => 1,
+        Type::INT2 => 2,
+        Type::INT4 | Type::FLOAT4 | Type::DATE => 4,
+        Type::INT8 | Type::FLOAT8 | Type::TIME | Type::TIMESTAMP | Type::TIMESTAMPTZ => 8,
+        Type::INTERVAL => 16,
+        _ => -1,
+    }
+}
+
+/// `atttypmod`: numeric(p, s) is `(p << 16 | s) + 4`; clients such as pgjdbc
+/// derive the display scale from it.
+fn type_modifier(dt: &DataType) -> i32 {
+    let (p, s) = match dt {
+        DataType::Decimal32(p, s)
+        | DataType::Decimal64(p, s)
+        | DataType::Decimal128(p, s)
+        | DataType::Decimal256(p, s) => (*p, *s),
+        DataType::Dictionary(_, value) => return type_modifier(value),
+        _ => return -1,
+    };
+    if s < 0 || i32::from(s) > i32::from(p) {
+        return -1;
+    }
+    ((i32::from(p) << 16) | i32::from(s)) + 4
+}
+
+/// The format of result column `idx`; a malformed per-column list (which
+/// pgwire's `Format::format_for` would index out of bounds) reads as text.
+fn format_of(format: &Format, idx: usize) -> FieldFormat {
+    match format {
+        Format::UnifiedText => FieldFormat::Text,
+        Format::UnifiedBinary => FieldFormat::Binary,
+        Format::Individual(codes) => codes
+            .get(idx)
+            .map_or(FieldFormat::Text, |c| FieldFormat::from(*c)),
+    }
+}
+
+/// Row description for a result schema; `format` is the client's requested result format (text/binary per column).
+pub fn field_infos(schema: &Schema, format: &Format) -> Vec<FieldInfo> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let t = pg_type(f.data_type());
+            let size = type_size(&t);
+            FieldInfo::new(f.name().clone(), None, None, t, format_of(format, i))
+                .with_type_size(size)
+                .with_type_modifier(type_modifier(f.data_type()))
+        })
+        .collect()
+}
+
+/// Encodes every row of `batch` (columns in schema order) for the given fields.
+///
+/// The PostgreSQL type of each column is `pg_type` of its Arrow type, so
+/// `fields` should come from [`field_infos`] on the same schema; only their
+/// formats are read here.
+pub fn encode_batch(
+    batch: &RecordBatch,
+    fields: &Arc<Vec<FieldInfo>>,
+) -> PgWireResult<Vec<DataRow>> {
+    Ok(encode_rows(batch, fields)?)
+}
+
+fn encode_rows(batch: &RecordBatch, fields: &[FieldInfo]) -> Result<Vec<DataRow>, EncodeError> {
+    if batch.num_columns() != fields.len() {
+        return Err(EncodeError::FieldCountMismatch {
+            columns: batch.num_columns(),
+            fields: fields.len(),
+        });
+    }
+    let field_count =
+        i16::try_from(fields.len()).map_err(|_| EncodeError::TooManyColumns(fields.len()))?;
+    // PostgreSQL's row_to_json keeps null members, so do the same.
+    let json = EncoderOptions::default().with_explicit_nulls(true);
+    let schema = batch.schema_ref();
+    let mut columns = Vec::with_capacity(fields.len());
+    for (i, info) in fields.iter().enumerate() {
+        let (Some(array), Some(field)) = (batch.columns().get(i), schema.fields().get(i)) else {
+            return Err(EncodeError::Internal(format!(
+                "column {i} missing from batch"
+            )));
+        };
+        let binary = info.format() == FieldFormat::Binary;
+        columns.push(encode_column::column(array.as_ref(), field, binary, &json)?);
+    }
+
+    // All rows go into one buffer that is then split into per-row views, so
+    // the batch costs one allocation rather than one per row.
+    let rows = batch.num_rows();
+    let mut buf = Vec::with_capacity(rows * (fields.len() * 12 + 8));
+    let mut ends = Vec::with_capacity(rows);
+    for row in 0..rows {
+        for column in &mut columns {
+            column.write_field(row, &mut buf)?;
+        }
+        ends.push(buf.len());
+    }
+    let mut data = DataRow::new(buf.as_slice().into(), field_count).data;
+    let mut out = Vec::with_capacity(rows);
+    let mut start = 0;
+    for end in ends {
+        out.push(DataRow::new(data.split_to(end - start), field_count));
+        start = end;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[path = "encode_tests.rs"]
+mod tests;

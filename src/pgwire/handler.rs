@@ -1,0 +1,218 @@
+//! Simple and extended query protocol handlers over the statement handlers.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
+use futures::{Sink, StreamExt, stream};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+
+use super::encode::{encode_batch, field_infos, pg_type};
+use super::params::decode_params;
+use crate::engine::Engine;
+use crate::error::QueryError;
+use crate::handler::{self, Output, query};
+use crate::sql::{Statement, TransactionKind};
+
+pub struct WeirHandler {
+    engine: Arc<Engine>,
+    parser: Arc<WeirQueryParser>,
+}
+
+impl WeirHandler {
+    pub fn new(engine: Arc<Engine>) -> WeirHandler {
+        WeirHandler { parser: Arc::new(WeirQueryParser { engine: engine.clone() }), engine }
+    }
+}
+
+/// A statement prepared by the extended protocol's Parse. Queries are
+/// planned at Parse so Describe can report parameter and result types.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    statement: Statement,
+    plan: Option<LogicalPlan>,
+    /// DataFusion's inferred type of each `$n`, in order.
+    param_types: Vec<Option<DataType>>,
+    schema: Option<SchemaRef>,
+}
+
+pub struct WeirQueryParser {
+    engine: Arc<Engine>,
+}
+
+#[async_trait]
+impl QueryParser for WeirQueryParser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(&self, client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut statements = self.engine.parser.parse(sql).map_err(|e| to_pg_error(&e))?;
+        if statements.len() > 1 {
+            return Err(user_error("42601", "cannot insert multiple commands into a prepared statement".into()));
+        }
+        let Some(statement) = statements.pop() else { return Ok(None) };
+        if let Statement::Query(stmt) = &statement {
+            let plan = query::plan(&self.engine, client.metadata(), stmt.clone()).await.map_err(|e| to_pg_error(&e))?;
+            let mut params: Vec<(String, Option<DataType>)> = plan
+                .get_parameter_types()
+                .map_err(|e| to_pg_error(&e.into()))?
+                .into_iter()
+                .collect();
+            params.sort_by_key(|(name, _)| name.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX));
+            let schema = Arc::new(plan.schema().as_arrow().clone());
+            return Ok(Some(Prepared {
+                statement,
+                param_types: params.into_iter().map(|(_, t)| t).collect(),
+                schema: Some(schema),
+                plan: Some(plan),
+            }));
+        }
+        let schema = handler::result_schema(&statement);
+        Ok(Some(Prepared { statement, plan: None, param_types: vec![], schema }))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        Ok(stmt.param_types.iter().map(|t| t.as_ref().map(pg_type).unwrap_or(Type::TEXT)).collect())
+    }
+
+    fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(match &stmt.schema {
+            Some(schema) => field_infos(schema, format.unwrap_or(&Format::UnifiedText)),
+            None => vec![],
+        })
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for WeirHandler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let statements = self.engine.parser.parse(query).map_err(|e| to_pg_error(&e))?;
+        let mut responses = Vec::with_capacity(statements.len());
+        for statement in statements {
+            match handler::execute(&self.engine, client.metadata_mut(), statement).await {
+                Ok(output) => responses.push(to_response(output, &Format::UnifiedText)),
+                Err(e) => {
+                    // Like PostgreSQL: earlier results stand, later statements do not run.
+                    responses.push(Response::Error(Box::new(error_info(&e))));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for WeirHandler {
+    type Statement = Prepared;
+    type QueryParser = WeirQueryParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        let result = match &prepared.plan {
+            Some(plan) => {
+                let values = decode_params(portal, &prepared.param_types)?;
+                let values = cast_to_inferred(values, &prepared.param_types)?;
+                let plan = if values.is_empty() {
+                    plan.clone()
+                } else {
+                    plan.clone().with_param_values(ParamValues::from(values)).map_err(|e| to_pg_error(&e.into()))?
+                };
+                query::run(&self.engine, client.metadata(), plan).await
+            }
+            None => handler::execute(&self.engine, client.metadata_mut(), prepared.statement.clone()).await,
+        };
+        match result {
+            Ok(output) => Ok(to_response(output, &portal.result_column_format)),
+            Err(e) => Err(to_pg_error(&e)),
+        }
+    }
+}
+
+/// DataFusion checks that a bound value has the placeholder's type; clients
+/// often bind an int8 where DataFusion inferred int4, so cast first.
+fn cast_to_inferred(
+    values: Vec<datafusion::common::ScalarValue>,
+    inferred: &[Option<DataType>],
+) -> PgWireResult<Vec<datafusion::common::ScalarValue>> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| match inferred.get(i).and_then(|t| t.as_ref()) {
+            Some(t) if v.data_type() != *t => v.cast_to(t).map_err(|e| {
+                user_error("22P02", format!("parameter ${} cannot be used as {t}: {}", i + 1, QueryError::from(e).message()))
+            }),
+            _ => Ok(v),
+        })
+        .collect()
+}
+
+fn to_response(output: Output, format: &Format) -> Response {
+    match output {
+        Output::Rows { schema, stream } => {
+            let fields = Arc::new(field_infos(&schema, format));
+            let encode_fields = fields.clone();
+            let rows = stream.flat_map(move |batch| {
+                let encoded = match batch {
+                    Ok(batch) => match encode_batch(&batch, &encode_fields) {
+                        Ok(rows) => rows.into_iter().map(Ok).collect(),
+                        Err(e) => vec![Err(e)],
+                    },
+                    Err(e) => vec![Err(to_pg_error(&e.into()))],
+                };
+                stream::iter(encoded)
+            });
+            Response::Query(QueryResponse::new(fields, rows))
+        }
+        Output::Command { tag, rows } => {
+            let mut t = Tag::new(&tag);
+            if tag == "INSERT" {
+                t = t.with_oid(0);
+            }
+            if let Some(n) = rows {
+                t = t.with_rows(n);
+            }
+            Response::Execution(t)
+        }
+        Output::Transaction(TransactionKind::Begin) => Response::TransactionStart(Tag::new("BEGIN")),
+        Output::Transaction(TransactionKind::Commit) => Response::TransactionEnd(Tag::new("COMMIT")),
+        Output::Transaction(TransactionKind::Rollback) => Response::TransactionEnd(Tag::new("ROLLBACK")),
+    }
+}
+
+fn error_info(e: &QueryError) -> ErrorInfo {
+    ErrorInfo::new("ERROR".to_string(), e.sqlstate().to_string(), e.message())
+}
+
+fn user_error(code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".to_string(), code.to_string(), message)))
+}
+
+pub fn to_pg_error(e: &QueryError) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(e)))
+}

@@ -1,0 +1,46 @@
+//! The PostgreSQL wire endpoint: start-up and auth, simple and extended
+//! query handlers, Arrow ↔ PostgreSQL value encoding, errors → SQLSTATE.
+
+pub mod auth;
+pub mod encode;
+mod encode_column;
+mod encode_text;
+pub mod handler;
+pub mod params;
+mod params_text;
+
+use std::sync::Arc;
+
+use pgwire::api::PgWireServerHandlers;
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+
+use crate::engine::Engine;
+use handler::WeirHandler;
+
+/// Hands each connection the shared handlers.
+pub struct Handlers {
+    query: Arc<WeirHandler>,
+    startup: Arc<auth::Startup>,
+}
+
+impl Handlers {
+    pub fn new(engine: Arc<Engine>) -> Handlers {
+        let startup = Arc::new(auth::Startup::new(&engine.config.user, engine.config.password.as_deref()));
+        Handlers { query: Arc::new(WeirHandler::new(engine)), startup }
+    }
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.query.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.query.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+}

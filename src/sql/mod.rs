@@ -1,0 +1,9 @@
+//! Parsing: SQL text in, weir statements out. Our own DDL is recognised
+//! here; everything else is DataFusion's and passes through untouched.
+
+mod classify;
+mod client_compat;
+mod parser;
+
+pub use classify::{Statement, TransactionKind};
+pub use parser::Parser;

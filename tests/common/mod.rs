@@ -1,0 +1,88 @@
+//! Starts a real `weir serve` process on a free loopback port for a test, and
+//! stops it (SIGKILL) when dropped. Tests talk to it only over the wire.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running server. The data directory outlives it, so a test can restart
+/// a server over the same catalog with [`TestServer::start_in`].
+pub struct TestServer {
+    child: Child,
+    pub addr: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+}
+
+impl TestServer {
+    /// Starts a server over `data_dir` (created if missing) on 127.0.0.1:0.
+    pub fn start_in(data_dir: &Path) -> TestServer {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Like [`start_in`], with extra `weir serve` arguments.
+    pub fn start_with(data_dir: &Path, extra_args: &[&str]) -> TestServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra_args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn weir");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = mpsc::channel();
+        // Forward the server log to the test's stderr and report the address
+        // from the "listening on <addr>" line.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[weir] {line}");
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let addr: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("weir did not report its listening address within 60s");
+            }
+        };
+        let port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port in address");
+        TestServer { child, addr, port, data_dir: data_dir.to_path_buf() }
+    }
+
+    /// A libpq-style connection string for this server.
+    pub fn conn_str(&self) -> String {
+        format!("host=127.0.0.1 port={} user=weir dbname=weir", self.port)
+    }
+
+    /// The server's process id (for memory checks in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the server at once (like a crash) and waits for it to exit.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
