@@ -27,7 +27,9 @@ impl Startup {
         match password {
             None => Startup::Trust(TrustAll),
             Some(password) => {
-                let source = Arc::new(FixedUser { user: user.to_string(), password: password.to_string() });
+                let salt = random_salt();
+                let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
+                let source = Arc::new(FixedUser { user: user.to_string(), salt, salted });
                 let mut scram = ScramAuth::new(source);
                 scram.set_iterations(SCRAM_ITERATIONS);
                 let mut params = DefaultServerParameterProvider::default();
@@ -60,11 +62,14 @@ pub struct TrustAll;
 
 impl NoopStartupHandler for TrustAll {}
 
-/// The one configured user and password.
+/// The one configured user, with the password salted and hashed once at
+/// start-up: SCRAM asks for it more than once per login and every answer
+/// must agree (and PBKDF2 per login would be wasted work).
 #[derive(Debug)]
 struct FixedUser {
     user: String,
-    password: String,
+    salt: Vec<u8>,
+    salted: Vec<u8>,
 }
 
 #[async_trait]
@@ -74,14 +79,12 @@ impl AuthSource for FixedUser {
         if user != self.user {
             return Err(PgWireError::InvalidPassword(user.to_string()));
         }
-        let salt = random_salt();
-        let hashed = gen_salted_password(&self.password, &salt, SCRAM_ITERATIONS);
-        Ok(Password::new(Some(salt), hashed))
+        Ok(Password::new(Some(self.salt.clone()), self.salted.clone()))
     }
 }
 
-/// A fresh salt per authentication, from the process's hash randomness
-/// (enough for SCRAM, which only needs uniqueness).
+/// A salt from the process's hash randomness: SCRAM needs it unique per
+/// server, not secret.
 fn random_salt() -> Vec<u8> {
     use std::hash::{BuildHasher, Hasher};
     let mut salt = Vec::with_capacity(16);

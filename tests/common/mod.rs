@@ -29,7 +29,7 @@ impl TestServer {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra_args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -85,4 +85,23 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs the real `psql` against `port` with `-X -v ON_ERROR_STOP=1` and the
+/// given arguments; returns (success, stdout, stderr). `extra_env` sets
+/// variables such as PGPASSWORD or PGSSLMODE.
+pub fn psql(port: u16, args: &[&str], extra_env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "weir", "-d", "weir"])
+        .args(args)
+        .envs(extra_env.iter().copied())
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::null())
+        .output()
+        .expect("psql not found: run `bash scripts/test.sh`, which installs postgresql-client");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
