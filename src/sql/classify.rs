@@ -86,7 +86,10 @@ pub fn classify(stmt: SqlStatement) -> Result<Statement, QueryError> {
         SqlStatement::Update(_) => return Err(QueryError::Unsupported("UPDATE".into())),
         SqlStatement::Delete(_) => return Err(QueryError::Unsupported("DELETE".into())),
         SqlStatement::Truncate(_) => return Err(QueryError::Unsupported("TRUNCATE".into())),
-        other => Statement::Query(DFStatement::Statement(Box::new(other))),
+        mut other => {
+            super::column_names::name_like_postgres(&mut other);
+            Statement::Query(DFStatement::Statement(Box::new(other)))
+        }
     })
 }
 

@@ -3,6 +3,7 @@
 
 mod classify;
 mod client_compat;
+mod column_names;
 mod parser;
 
 pub use classify::{Statement, TransactionKind};
