@@ -46,7 +46,7 @@ pub enum QueryError {
     Unsupported(String),
     #[error("{0}")]
     Catalog(#[from] CatalogError),
-    #[error("location '{0}' does not exist; create it first, or use a relative location to let weir create it under its data directory")]
+    #[error("location '{0}' does not exist; create it first, or declare the table's columns and use a relative location to let weir create it under its data directory")]
     MissingLocation(String),
     #[error("location '{path}' cannot be read: {reason}")]
     UnreadableLocation { path: String, reason: String },

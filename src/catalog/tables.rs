@@ -16,9 +16,10 @@ use super::store::RelationDef;
 use crate::error::QueryError;
 
 /// Resolves a LOCATION: URLs (`s3://`, `file://`) pass through; a relative
-/// path is weir's to manage and is created under the data directory; an
-/// absolute path is the user's data and must already exist.
-pub fn resolve_location(data_dir: &Path, location: &str) -> Result<String, QueryError> {
+/// path is weir's to manage and lives under the data directory, created when
+/// `create_missing` (the table declares its columns, so it can start empty);
+/// an absolute path is the user's data and must already exist.
+pub fn resolve_location(data_dir: &Path, location: &str, create_missing: bool) -> Result<String, QueryError> {
     if location.contains("://") {
         return Ok(location.to_string());
     }
@@ -30,8 +31,9 @@ pub fn resolve_location(data_dir: &Path, location: &str) -> Result<String, Query
         path.to_path_buf()
     } else {
         let joined = data_dir.join(path);
-        // A relative location that names a file is the user's; one that does
-        // not exist yet is a directory weir creates for the table.
+        if !joined.exists() && !create_missing {
+            return Err(QueryError::MissingLocation(joined.display().to_string()));
+        }
         if !joined.exists() {
             std::fs::create_dir_all(&joined).map_err(|e| QueryError::UnreadableLocation {
                 path: joined.display().to_string(),

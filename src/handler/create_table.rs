@@ -26,10 +26,13 @@ pub async fn handle(engine: &Engine, mut cmd: CreateExternalTable) -> Result<Out
         return Err(CatalogError::DuplicateTable(name).into());
     }
 
+    // Without declared columns the schema comes from the files, so there
+    // must be files: a missing directory is an error, not an empty table.
+    let create_missing = !cmd.columns.is_empty();
     cmd.locations = cmd
         .locations
         .iter()
-        .map(|l| tables::resolve_location(engine.catalog.data_dir(), l))
+        .map(|l| tables::resolve_location(engine.catalog.data_dir(), l, create_missing))
         .collect::<Result<_, _>>()?;
     cmd.if_not_exists = false;
     cmd.or_replace = false;

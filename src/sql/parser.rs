@@ -59,6 +59,11 @@ impl Parser {
                 | ["EXPLAIN", "COPY", ..]
                 | ["RESET", ..]
         );
+        if words.first() == Some(&"COPY")
+            && tokens.iter().any(|t| matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && (w.value.eq_ignore_ascii_case("stdout") || w.value.eq_ignore_ascii_case("stdin"))))
+        {
+            return Err(QueryError::Unsupported("COPY ... TO STDOUT / FROM STDIN (use COPY (query) TO 'path' STORED AS PARQUET)".into()));
+        }
         if datafusion_extension {
             let dialect = PostgreSqlDialect {};
             let mut parser = DFParserBuilder::new(tokens)
