@@ -1,5 +1,6 @@
 //! PostgreSQL functions that clients call in their catalog queries and that
-//! datafusion-pg-catalog does not provide (besides `version()`).
+//! datafusion-pg-catalog does not provide: `version()`, descriptions,
+//! `to_regtype`, `json_build_object` and a few visibility checks.
 
 use std::sync::Arc;
 
@@ -16,9 +17,66 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(version_udf());
     // Weir keeps no comments on objects: every description is NULL, which
     // psql, JDBC and BI tools render as "no description".
-    for name in ["col_description", "obj_description", "shobj_description"] {
+    // No serial columns either (SQLAlchemy's reflection asks).
+    for name in ["col_description", "obj_description", "shobj_description", "pg_get_serial_sequence"] {
         ctx.register_udf(ScalarUDF::from(NullText::new(name)));
     }
+    ctx.register_udf(to_regtype_udf());
+    ctx.register_udf(ScalarUDF::from(JsonBuildObject { signature: Signature::variadic_any(Volatility::Immutable) }));
+    ctx.register_udf(create_udf(
+        "pg_collation_is_visible",
+        vec![DataType::Int32],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))),
+    ));
+}
+
+/// Built-in type names and their OIDs, for `to_regtype`. Drivers use it to
+/// probe for extension types (psycopg asks for `hstore` at connect); names
+/// not listed resolve to NULL, meaning "no such type".
+const TYPE_OIDS: &[(&str, i32)] = &[
+    ("bool", 16), ("boolean", 16), ("bytea", 17), ("int8", 20), ("bigint", 20), ("int2", 21),
+    ("smallint", 21), ("int4", 23), ("integer", 23), ("int", 23), ("text", 25), ("oid", 26),
+    ("json", 114), ("float4", 700), ("real", 700), ("float8", 701), ("double precision", 701),
+    ("varchar", 1043), ("character varying", 1043), ("date", 1082), ("time", 1083),
+    ("time without time zone", 1083), ("timestamp", 1114), ("timestamp without time zone", 1114),
+    ("timestamptz", 1184), ("timestamp with time zone", 1184), ("interval", 1186),
+    ("numeric", 1700), ("decimal", 1700), ("uuid", 2950), ("jsonb", 3802),
+];
+
+fn to_regtype_udf() -> ScalarUDF {
+    create_udf(
+        "to_regtype",
+        vec![DataType::Utf8],
+        DataType::Int32,
+        Volatility::Immutable,
+        Arc::new(|args| {
+            use datafusion::arrow::array::{Array, Int32Array, StringArray};
+            let lookup = |name: &str| {
+                let name = name.trim().trim_start_matches("pg_catalog.").to_ascii_lowercase();
+                TYPE_OIDS.iter().find(|(n, _)| *n == name).map(|(_, oid)| *oid)
+            };
+            match &args[0] {
+                ColumnarValue::Scalar(ScalarValue::Utf8(v)) => {
+                    Ok(ColumnarValue::Scalar(ScalarValue::Int32(v.as_deref().and_then(lookup))))
+                }
+                ColumnarValue::Array(a) => {
+                    let names = a.as_any().downcast_ref::<StringArray>().ok_or_else(|| {
+                        datafusion::error::DataFusionError::Internal("to_regtype expects text".into())
+                    })?;
+                    let oids: Int32Array = (0..names.len())
+                        .map(|i| if names.is_null(i) { None } else { lookup(names.value(i)) })
+                        .collect();
+                    Ok(ColumnarValue::Array(Arc::new(oids)))
+                }
+                other => Err(datafusion::error::DataFusionError::Plan(format!(
+                    "to_regtype expects text, got {}",
+                    other.data_type()
+                ))),
+            }
+        }),
+    )
 }
 
 fn version_udf() -> ScalarUDF {
@@ -64,5 +122,74 @@ impl ScalarUDFImpl for NullText {
 
     fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
+    }
+}
+
+/// `json_build_object(k1, v1, k2, v2, ...)`: a JSON object per row, as text.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonBuildObject {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for JsonBuildObject {
+    fn name(&self) -> &str {
+        "json_build_object"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::StringArray;
+        use datafusion::error::DataFusionError;
+        if args.args.len() % 2 != 0 {
+            return Err(DataFusionError::Plan("json_build_object needs an even number of arguments".into()));
+        }
+        let rows = args.number_rows;
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.clone().into_array(rows))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(rows);
+        for row in 0..rows {
+            let mut object = serde_json::Map::new();
+            for pair in arrays.chunks(2) {
+                let key = match ScalarValue::try_from_array(&pair[0], row)? {
+                    ScalarValue::Utf8(Some(k)) | ScalarValue::LargeUtf8(Some(k)) | ScalarValue::Utf8View(Some(k)) => k,
+                    other => other.to_string(),
+                };
+                object.insert(key, json_value(ScalarValue::try_from_array(&pair[1], row)?));
+            }
+            out.push(Some(serde_json::Value::Object(object).to_string()));
+        }
+        Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
+    }
+}
+
+fn json_value(v: ScalarValue) -> serde_json::Value {
+    use serde_json::Value;
+    if v.is_null() {
+        return Value::Null;
+    }
+    match v {
+        ScalarValue::Boolean(Some(b)) => Value::Bool(b),
+        ScalarValue::Int8(Some(i)) => Value::from(i),
+        ScalarValue::Int16(Some(i)) => Value::from(i),
+        ScalarValue::Int32(Some(i)) => Value::from(i),
+        ScalarValue::Int64(Some(i)) => Value::from(i),
+        ScalarValue::UInt8(Some(i)) => Value::from(i),
+        ScalarValue::UInt16(Some(i)) => Value::from(i),
+        ScalarValue::UInt32(Some(i)) => Value::from(i),
+        ScalarValue::UInt64(Some(i)) => Value::from(i),
+        ScalarValue::Float32(Some(f)) => Value::from(f),
+        ScalarValue::Float64(Some(f)) => Value::from(f),
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => Value::String(s),
+        other => Value::String(other.to_string()),
     }
 }

@@ -16,6 +16,7 @@ use super::Output;
 use super::session::SessionVars;
 use crate::catalog::tables::find_bad_parquet;
 use crate::engine::Engine;
+use crate::sql::scalar_subqueries;
 use crate::error::QueryError;
 
 /// Plans a statement for this session; placeholders (`$1`) stay in the plan.
@@ -32,7 +33,20 @@ pub async fn plan(engine: &Engine, vars: &SessionVars, stmt: DFStatement) -> Res
         other => other,
     };
     let state = engine.session_state(vars)?;
-    let plan = state.statement_to_plan(stmt).await?;
+    let mut plan = state.statement_to_plan(stmt.clone()).await?;
+    if scalar_subqueries::has_scalar_subquery(&stmt) {
+        // DataFusion refuses unaggregated correlated scalar subqueries in its
+        // analyzer (at execution); find out now and re-plan them aggregated.
+        let analyzed = state.analyzer().execute_and_check(plan.clone(), state.config_options(), |_, _| {});
+        if let Err(e) = analyzed
+            && scalar_subqueries::is_unaggregated_subquery_error(&e.to_string())
+        {
+            let mut retry = stmt;
+            if scalar_subqueries::aggregate_scalar_subqueries(&mut retry) {
+                plan = state.statement_to_plan(retry).await?;
+            }
+        }
+    }
     match &plan {
         LogicalPlan::Ddl(ddl) => Err(QueryError::Unsupported(ddl.name().to_string())),
         LogicalPlan::Statement(s) => Err(QueryError::Unsupported(s.name().to_string())),

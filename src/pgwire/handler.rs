@@ -7,15 +7,16 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
-use futures::{Sink, StreamExt, stream};
-use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use futures::{Sink, SinkExt, StreamExt, stream};
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_execution_response, send_query_response};
 use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::api::store::{Entry, PortalStore};
+use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, PgWireConnectionState, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::extendedquery::Execute;
 
 use super::encode::{encode_batch, field_infos, pg_type};
 use super::params::decode_params;
@@ -124,6 +125,51 @@ impl ExtendedQueryHandler for WeirHandler {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         self.parser.clone()
+    }
+
+    /// Streams a fresh portal's rows straight to the socket when the client
+    /// asks for all of them (`max_rows == 0`, what drivers send). pgwire's
+    /// default path parks the result in the portal and collects every row
+    /// into memory before sending the first; row-limited fetches (cursors)
+    /// still go that way.
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let portal = match client.portal_store().get_portal(name) {
+            Some(Entry::Value(portal)) => portal,
+            _ => return self._on_execute(client, message).await,
+        };
+        let fresh = matches!(*portal.state().lock().await, PortalExecutionState::Initial);
+        let returns_rows = portal.statement.statement.schema.is_some();
+        if message.max_rows != 0
+            || !fresh
+            || !returns_rows
+            || !matches!(client.state(), PgWireConnectionState::ReadyForQuery)
+        {
+            return self._on_execute(client, message).await;
+        }
+
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let response = ExtendedQueryHandler::do_query(self, client, portal.as_ref(), 0).await?;
+        *portal.state().lock().await = PortalExecutionState::Finished;
+        match response {
+            Response::Query(results) => send_query_response(client, results, false).await?,
+            Response::Execution(tag) => send_execution_response(client, tag).await?,
+            Response::Error(err) => {
+                client.feed(PgWireBackendMessage::ErrorResponse((*err).into())).await?;
+                let status = client.transaction_status().to_error_state();
+                client.set_transaction_status(status);
+            }
+            // Statements with a result schema answer with rows or a tag.
+            _ => {}
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        Ok(())
     }
 
     async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>

@@ -1,7 +1,9 @@
 //! Rewrites of fragments that client tools put in their catalog queries and
 //! that DataFusion cannot plan, matched token by token (whitespace and case
-//! of the client's text do not matter). Complements the rewrite table of
-//! datafusion-pg-catalog, which targets other client versions.
+//! of the client's text do not matter; a `$n` placeholder in a pattern
+//! matches any one token; `...` matches any tokens up to what follows it).
+//! Complements the rewrite table of datafusion-pg-catalog, which targets
+//! other client versions.
 
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
@@ -14,6 +16,21 @@ const FRAGMENTS: &[(&str, &str)] = &[
     (
         "pg_catalog.array_to_string(c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x), ', ')",
         "''",
+    ),
+    // SQLAlchemy 2 column reflection: column defaults, identity options and
+    // collations through correlated sub-selects under CASE, which DataFusion
+    // cannot decorrelate. Weir columns have none of the three.
+    (
+        "CASE WHEN pg_catalog.pg_attribute.atthasdef THEN (SELECT pg_catalog.pg_get_expr ... ELSE NULL END AS \"default\"",
+        "NULL AS \"default\"",
+    ),
+    (
+        "CASE WHEN (pg_catalog.pg_attribute.attidentity != $1 ... ELSE NULL END AS identity_options",
+        "NULL AS identity_options",
+    ),
+    (
+        "CASE WHEN (pg_catalog.pg_attribute.attcollation != $1 ... ELSE NULL END AS collation",
+        "NULL AS collation",
     ),
 ];
 
@@ -38,28 +55,56 @@ impl ClientCompat {
     /// The statement with every known fragment replaced, or `None` when
     /// nothing matches (the common case: the client's text is used as is).
     pub fn rewrite(&self, tokens: &[TokenWithSpan]) -> Option<String> {
-        let significant: Vec<&Token> =
-            tokens.iter().map(|t| &t.token).filter(|t| !matches!(t, Token::Whitespace(_))).collect();
-        let matches_any = self.fragments.iter().any(|(from, _)| {
-            !from.is_empty() && significant.windows(from.len()).any(|w| w.iter().zip(from).all(|(a, b)| same(a, b)))
-        });
-        if !matches_any {
-            return None;
-        }
-        let mut out: Vec<Token> = significant.into_iter().cloned().collect();
+        let mut out: Vec<Token> =
+            tokens.iter().map(|t| &t.token).filter(|t| !matches!(t, Token::Whitespace(_))).cloned().collect();
+        let mut changed = false;
         for (from, to) in &self.fragments {
             let mut i = 0;
-            while i + from.len() <= out.len() {
-                if out[i..i + from.len()].iter().zip(from).all(|(a, b)| same(a, b)) {
-                    out.splice(i..i + from.len(), to.iter().cloned());
-                    i += to.len();
-                } else {
-                    i += 1;
+            while i < out.len() {
+                match match_at(&out[i..], from) {
+                    Some(len) => {
+                        out.splice(i..i + len, to.iter().cloned());
+                        i += to.len();
+                        changed = true;
+                    }
+                    None => i += 1,
                 }
             }
         }
-        Some(out.iter().map(token_sql).collect::<Vec<_>>().join(" "))
+        changed.then(|| out.iter().map(token_sql).collect::<Vec<_>>().join(" "))
     }
+}
+
+/// The length of the match of `pattern` at the start of `input`, if any.
+fn match_at(input: &[Token], pattern: &[Token]) -> Option<usize> {
+    if pattern.is_empty() {
+        return None;
+    }
+    let (mut i, mut p) = (0, 0);
+    while p < pattern.len() {
+        if is_ellipsis(&pattern[p..]) {
+            // Lazy: skip input until the token after `...` matches there.
+            let rest = &pattern[p + 3..];
+            let skipped = (i..=input.len()).find_map(|j| match_at(&input[j..], rest).map(|len| j + len))?;
+            return Some(skipped);
+        }
+        let token = input.get(i)?;
+        let ok = match &pattern[p] {
+            Token::Placeholder(_) => true,
+            expected => same(token, expected),
+        };
+        if !ok {
+            return None;
+        }
+        i += 1;
+        p += 1;
+    }
+    Some(i)
+}
+
+/// `...` tokenizes as three periods.
+fn is_ellipsis(pattern: &[Token]) -> bool {
+    pattern.len() >= 3 && pattern[..3].iter().all(|t| *t == Token::Period)
 }
 
 /// A token as SQL text. `Token`'s Display does not re-escape quotes inside
@@ -98,5 +143,13 @@ mod tests {
         assert!(text.contains("c . relkind , '' , c . x"), "{text}");
         let plain = Tokenizer::new(&PostgreSqlDialect {}, "select 'it''s'").tokenize_with_location().unwrap();
         assert!(ClientCompat::default().rewrite(&plain).is_none());
+    }
+
+    #[test]
+    fn ellipsis_and_placeholders_match_lazily() {
+        let sql = "SELECT a, CASE WHEN (pg_catalog.pg_attribute.attidentity != $3::VARCHAR) THEN (SELECT x FROM s WHERE y) ELSE NULL END AS identity_options, b FROM t";
+        let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location().unwrap();
+        let text = ClientCompat::default().rewrite(&tokens).unwrap();
+        assert_eq!(text, "SELECT a , NULL AS identity_options , b FROM t");
     }
 }

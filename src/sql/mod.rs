@@ -5,6 +5,7 @@ mod classify;
 mod client_compat;
 mod column_names;
 mod parser;
+pub mod scalar_subqueries;
 
 pub use classify::{Statement, TransactionKind};
 pub use parser::Parser;

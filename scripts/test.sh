@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The one test command: sets up what the tests need on a fresh Debian machine
+# (psql, openssl, a Python venv with psycopg 3 + SQLAlchemy 2), then runs every Rust
+# test once. Idempotent: when everything is already there it goes straight to
+# `cargo test`.
+#
+#   bash scripts/test.sh                 # set up, then cargo test --locked --no-fail-fast
+#   bash scripts/test.sh --setup-only    # set up and stop (CI debugging)
+#   bash scripts/test.sh --test psql     # extra args go to cargo test
+#
+# Environment:
+#   WEIR_CACHE        cache root (default ~/.cache/weir): holds venv/ and target/
+#   CARGO_TARGET_DIR  defaults to $WEIR_CACHE/target, so CI on the same machine
+#                     reuses the developer's build
+#   WEIR_PYTHON       exported for the tests: the venv's python
+set -euo pipefail
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+setup_only=0
+cargo_args=()
+for arg in "$@"; do
+    case "$arg" in
+        --setup-only) setup_only=1 ;;
+        *) cargo_args+=("$arg") ;;
+    esac
+done
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+WEIR_CACHE="${WEIR_CACHE:-$HOME/.cache/weir}"
+mkdir -p "$WEIR_CACHE"
+
+# Runs a command as root: directly when we are root, through sudo otherwise.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root (or sudo) to run: $*"
+    fi
+}
+
+apt_updated=0
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 \
+        || die "apt-get not found; install these packages by hand: $*"
+    if [ "$apt_updated" -eq 0 ]; then
+        say "apt-get update"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        apt_updated=1
+    fi
+    say "apt-get install $*"
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# --- psql ---------------------------------------------------------------------
+if ! command -v psql >/dev/null 2>&1; then
+    say "psql not found; installing postgresql-client"
+    apt_install postgresql-client
+    command -v psql >/dev/null 2>&1 || die "postgresql-client installed but psql is still not on PATH"
+fi
+say "psql: $(psql --version)"
+
+# --- openssl (the TLS test makes a throwaway certificate) --------------------
+if ! command -v openssl >/dev/null 2>&1; then
+    say "openssl not found; installing it"
+    apt_install openssl
+fi
+
+# --- Python venv with psycopg 3 and SQLAlchemy 2 -------------------------------
+venv="$WEIR_CACHE/venv"
+venv_python="$venv/bin/python"
+# Minimum versions known to work together: psycopg 3.1 is SQLAlchemy 2's
+# supported psycopg 3 line.
+py_requirements=("psycopg[binary]>=3.1,<4" "SQLAlchemy>=2.0,<3")
+
+pick_python() {
+    for candidate in python3.11 python3 python; do
+        if command -v "$candidate" >/dev/null 2>&1 \
+            && "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 8) else 1)' 2>/dev/null; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# True when the venv imports the right major versions of both libraries.
+venv_ready() {
+    [ -x "$venv_python" ] && "$venv_python" - <<'PY' >/dev/null 2>&1
+import psycopg, sqlalchemy
+assert int(psycopg.__version__.split(".")[0]) == 3
+assert int(sqlalchemy.__version__.split(".")[0]) == 2
+import psycopg.pq
+assert psycopg.pq.__impl__ in ("binary", "c", "python")
+PY
+}
+
+if ! venv_ready; then
+    if [ ! -x "$venv_python" ] || ! "$venv_python" -m pip --version >/dev/null 2>&1; then
+        base_python="$(pick_python)" || die "no python3 found; install python3 (>= 3.8) first"
+        say "creating venv at $venv with $($base_python --version 2>&1)"
+        rm -rf "$venv"
+        if ! "$base_python" -m venv "$venv" 2>/dev/null; then
+            # Debian's system python ships venv/ensurepip separately.
+            rm -rf "$venv"
+            py_minor="$("$base_python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+            apt_install python3-venv "python${py_minor}-venv" || apt_install python3-venv
+            "$base_python" -m venv "$venv" || die "could not create a venv with $base_python"
+        fi
+    fi
+    say "pip install ${py_requirements[*]}"
+    "$venv_python" -m pip install --quiet --disable-pip-version-check "${py_requirements[@]}" \
+        || die "pip install failed in $venv"
+    venv_ready || die "venv at $venv still lacks psycopg 3 / SQLAlchemy 2 after pip install"
+fi
+export WEIR_PYTHON="$venv_python"
+say "python: $("$WEIR_PYTHON" -c 'import sys, psycopg, sqlalchemy; print(sys.version.split()[0], "psycopg", psycopg.__version__, "SQLAlchemy", sqlalchemy.__version__)')"
+
+# --- cargo --------------------------------------------------------------------
+command -v cargo >/dev/null 2>&1 || die "cargo not found; install the Rust toolchain (rustup) first"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$WEIR_CACHE/target}"
+say "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
+
+if [ "$setup_only" -eq 1 ]; then
+    say "set-up done (--setup-only): WEIR_PYTHON=$WEIR_PYTHON"
+    exit 0
+fi
+
+# --no-fail-fast: one failing test binary must not hide the results of the rest.
+say "cargo test --locked --no-fail-fast ${cargo_args[*]:-}"
+exec cargo test --locked --no-fail-fast "${cargo_args[@]}"

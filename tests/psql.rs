@@ -1,0 +1,252 @@
+//! A user at the real `psql` binary: they land a small Parquet table through
+//! the server (`COPY ... TO ... STORED AS PARQUET`, then `CREATE EXTERNAL
+//! TABLE`), explore it with the meta-commands `\dt`, `\d`, `\d+`, `\l`, `\dn`,
+//! run a plain `select 1`, and get a proper `ERROR:` and exit status 1 for a
+//! query over a table that does not exist.
+//!
+//! Needs `psql` on PATH; `bash scripts/test.sh` installs it.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::TestServer;
+
+/// A psql run that takes longer than this is a hang, not a slow machine.
+const PSQL_LIMIT: Duration = Duration::from_secs(120);
+
+/// A server over a fresh data directory, with table `trades` (id INT, name
+/// TEXT, price DOUBLE; 10 rows) created through the wire. Keep the `TempDir`
+/// alive as long as the server: dropping both cleans up.
+fn server_with_trades() -> (tempfile::TempDir, TestServer) {
+    require_psql();
+    let tmp = tempfile::tempdir().expect("create temp dir");
+    let server = TestServer::start_in(&tmp.path().join("data"));
+    let table_dir = tmp.path().join("trades");
+    std::fs::create_dir_all(&table_dir).expect("create table dir");
+    let file = table_dir.join("part-0.parquet");
+    run_ok(
+        &server,
+        &format!(
+            "COPY (SELECT CAST(value AS INT) AS id, CONCAT('item-', CAST(value AS VARCHAR)) AS name, \
+             CAST(value AS DOUBLE) * 1.5 AS price FROM generate_series(1, 10)) \
+             TO '{}' STORED AS PARQUET",
+            file.display()
+        ),
+    );
+    assert!(
+        file.exists(),
+        "COPY ... TO '{}' reported success but wrote no file",
+        file.display()
+    );
+    run_ok(
+        &server,
+        &format!(
+            "CREATE EXTERNAL TABLE trades (id INT, name TEXT, price DOUBLE) \
+             STORED AS PARQUET LOCATION '{}'",
+            table_dir.display()
+        ),
+    );
+    (tmp, server)
+}
+
+#[test]
+fn dt_lists_the_table() {
+    let (_tmp, server) = server_with_trades();
+    let out = run_ok(&server, r"\dt");
+    assert!(
+        has_line_starting(&out, "public|trades|"),
+        "\\dt should list public.trades:\n{out}"
+    );
+}
+
+#[test]
+fn d_describes_columns_and_types() {
+    let (_tmp, server) = server_with_trades();
+    let out = run_ok(&server, r"\d trades");
+    assert!(
+        out.contains("trades"),
+        "\\d trades should name the table:\n{out}"
+    );
+    assert_columns(&out, r"\d trades");
+}
+
+#[test]
+fn d_plus_describes_columns_and_types() {
+    let (_tmp, server) = server_with_trades();
+    let out = run_ok(&server, r"\d+ trades");
+    assert!(
+        out.contains("trades"),
+        "\\d+ trades should name the table:\n{out}"
+    );
+    assert_columns(&out, r"\d+ trades");
+}
+
+#[test]
+fn l_lists_the_weir_database() {
+    let (_tmp, server) = server_with_trades();
+    let out = run_ok(&server, r"\l");
+    assert!(
+        has_line_starting(&out, "weir|"),
+        "\\l should list database weir:\n{out}"
+    );
+}
+
+#[test]
+fn dn_lists_the_public_schema() {
+    let (_tmp, server) = server_with_trades();
+    let out = run_ok(&server, r"\dn");
+    assert!(
+        has_line_starting(&out, "public|"),
+        "\\dn should list schema public:\n{out}"
+    );
+}
+
+#[test]
+fn select_one_and_select_from_table() {
+    let (_tmp, server) = server_with_trades();
+    let out = run_ok(&server, "select 1");
+    assert!(
+        out.lines().any(|l| l.trim() == "1"),
+        "select 1 should print 1:\n{out}"
+    );
+    assert!(
+        out.contains("(1 row)"),
+        "select 1 should print the row count:\n{out}"
+    );
+
+    let out = run_ok(
+        &server,
+        "select count(*) AS n, sum(id) AS s from trades where price > 3",
+    );
+    // price = 1.5 * id, so price > 3 keeps ids 3..=10: 8 rows summing to 52.
+    assert!(
+        has_line_starting(&out, "8|52"),
+        "filtered aggregate over trades:\n{out}"
+    );
+}
+
+#[test]
+fn error_exits_1_with_message_on_stderr() {
+    let (_tmp, server) = server_with_trades();
+    let out = psql(&server, "select * from nope");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "psql should exit 1 on a failed query; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("ERROR:"),
+        "psql stderr should carry ERROR:, got:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("nope"),
+        "the error should name the missing table, got:\n{stderr}"
+    );
+
+    // The session survives a failed query in a script, as in PostgreSQL.
+    let out = run_ok(&server, "select 2");
+    assert!(
+        out.lines().any(|l| l.trim() == "2"),
+        "server still answers after an error:\n{out}"
+    );
+}
+
+/// `id`, `name`, `price` with their PostgreSQL type names, in `-A` layout.
+fn assert_columns(out: &str, what: &str) {
+    for (column, ty) in [
+        ("id", "integer"),
+        ("name", "text"),
+        ("price", "double precision"),
+    ] {
+        let prefix = format!("{column}|{ty}|");
+        assert!(
+            has_line_starting(out, &prefix),
+            "{what} should show column `{column}` as `{ty}`:\n{out}"
+        );
+    }
+}
+
+fn has_line_starting(out: &str, prefix: &str) -> bool {
+    out.lines().any(|l| l.starts_with(prefix))
+}
+
+/// Fails the test with a pointer to the set-up script when psql is missing.
+fn require_psql() {
+    match Command::new("psql")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "`psql --version` failed ({}); run `bash scripts/test.sh`",
+            out.status
+        ),
+        Err(e) => panic!(
+            "psql not found on PATH ({e}); run `bash scripts/test.sh`, which installs postgresql-client"
+        ),
+    }
+}
+
+/// Runs `psql -X -A -c <command>` and asserts it succeeded; returns stdout.
+fn run_ok(server: &TestServer, command: &str) -> String {
+    let out = psql(server, command);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "psql -c {command:?} failed with {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+/// Runs `psql -X -A -h 127.0.0.1 -p PORT -U weir -d weir -c <command>`, with
+/// a clean PG* environment so the developer's settings do not leak in.
+fn psql(server: &TestServer, command: &str) -> Output {
+    let mut cmd = Command::new("psql");
+    cmd.args(["-X", "-A", "-h", "127.0.0.1", "-p"])
+        .arg(server.port.to_string())
+        .args(["-U", "weir", "-d", "weir", "-c", command]);
+    for var in [
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGOPTIONS",
+        "PGSERVICE",
+        "PGPASSWORD",
+        "PSQLRC",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("PGCONNECT_TIMEOUT", "30")
+        .env("PAGER", "cat")
+        .env("PGTZ", "UTC");
+    output_within(cmd, PSQL_LIMIT)
+}
+
+/// Runs a command to completion, killing it and failing the test if it takes
+/// longer than `limit` (a hung client must not hang the suite).
+fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap_or_else(|e| panic!("wait for {cmd:?}: {e}")),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("{cmd:?} did not finish within {limit:?}; killed it");
+        }
+    }
+}
