@@ -7,7 +7,10 @@ use datafusion::arrow::array::{Array, UInt64Array};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
-use datafusion::logical_expr::{LogicalPlan, WriteOp};
+use std::collections::HashMap;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::logical_expr::{Cast, Expr, LogicalPlan, TryCast, WriteOp};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::parser::Statement as DFStatement;
 use futures::StreamExt;
@@ -93,6 +96,29 @@ pub async fn run(engine: &Engine, vars: &SessionVars, plan: LogicalPlan) -> Resu
         })
     });
     Ok(Output::Rows { schema: schema.clone(), stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)) })
+}
+
+/// The type of each `$n` parameter, in order: DataFusion's inference, else
+/// the type the query casts it to (`$1::BIGINT`), as PostgreSQL infers it.
+pub fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, QueryError> {
+    let mut cast_types: HashMap<String, DataType> = HashMap::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        let _ = node.apply_expressions(|expr| {
+            let _ = expr.apply(|e| {
+                if let Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) = e
+                    && let Expr::Placeholder(p) = expr.as_ref()
+                {
+                    cast_types.entry(p.id.clone()).or_insert_with(|| field.data_type().clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+            Ok(TreeNodeRecursion::Continue)
+        });
+        Ok(TreeNodeRecursion::Continue)
+    });
+    let mut params: Vec<(String, Option<DataType>)> = plan.get_parameter_types()?.into_iter().collect();
+    params.sort_by_key(|(name, _)| name.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX));
+    Ok(params.into_iter().map(|(name, t)| t.or_else(|| cast_types.get(&name).cloned())).collect())
 }
 
 /// Names of the tables a plan reads.

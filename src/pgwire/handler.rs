@@ -66,16 +66,11 @@ impl QueryParser for WeirQueryParser {
         let Some(statement) = statements.pop() else { return Ok(None) };
         if let Statement::Query(stmt) = &statement {
             let plan = query::plan(&self.engine, client.metadata(), stmt.clone()).await.map_err(|e| to_pg_error(&e))?;
-            let mut params: Vec<(String, Option<DataType>)> = plan
-                .get_parameter_types()
-                .map_err(|e| to_pg_error(&e.into()))?
-                .into_iter()
-                .collect();
-            params.sort_by_key(|(name, _)| name.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX));
+            let param_types = query::parameter_types(&plan).map_err(|e| to_pg_error(&e))?;
             let schema = Arc::new(plan.schema().as_arrow().clone());
             return Ok(Some(Prepared {
                 statement,
-                param_types: params.into_iter().map(|(_, t)| t).collect(),
+                param_types,
                 schema: Some(schema),
                 plan: Some(plan),
             }));
