@@ -116,9 +116,18 @@ pub fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, Quer
         });
         Ok(TreeNodeRecursion::Continue)
     });
-    let mut params: Vec<(String, Option<DataType>)> = plan.get_parameter_types()?.into_iter().collect();
-    params.sort_by_key(|(name, _)| name.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX));
-    Ok(params.into_iter().map(|(name, t)| t.or_else(|| cast_types.get(&name).cloned())).collect())
+    // Positional: `$k` is slot k-1 even when some `$j` does not occur.
+    let mut types: Vec<Option<DataType>> = Vec::new();
+    for (name, inferred) in plan.get_parameter_types()? {
+        let Some(k) = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|k| *k >= 1) else {
+            continue;
+        };
+        if types.len() < k {
+            types.resize(k, None);
+        }
+        types[k - 1] = inferred.or_else(|| cast_types.get(&name).cloned());
+    }
+    Ok(types)
 }
 
 /// Names of the tables a plan reads.
