@@ -9,7 +9,6 @@
 mod common;
 
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::TestServer;
@@ -205,48 +204,9 @@ fn run_ok(server: &TestServer, command: &str) -> String {
     stdout
 }
 
-/// Runs `psql -X -A -h 127.0.0.1 -p PORT -U weir -d weir -c <command>`, with
-/// a clean PG* environment so the developer's settings do not leak in.
+/// Runs `psql -A -c <command>` against the server.
 fn psql(server: &TestServer, command: &str) -> Output {
-    let mut cmd = Command::new("psql");
-    cmd.args(["-X", "-A", "-h", "127.0.0.1", "-p"])
-        .arg(server.port.to_string())
-        .args(["-U", "weir", "-d", "weir", "-c", command]);
-    for var in [
-        "PGHOST",
-        "PGPORT",
-        "PGUSER",
-        "PGDATABASE",
-        "PGOPTIONS",
-        "PGSERVICE",
-        "PGPASSWORD",
-        "PSQLRC",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("PGCONNECT_TIMEOUT", "30")
-        .env("PAGER", "cat")
-        .env("PGTZ", "UTC");
-    output_within(cmd, PSQL_LIMIT)
-}
-
-/// Runs a command to completion, killing it and failing the test if it takes
-/// longer than `limit` (a hung client must not hang the suite).
-fn output_within(mut cmd: Command, limit: Duration) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.unwrap_or_else(|e| panic!("wait for {cmd:?}: {e}")),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("{cmd:?} did not finish within {limit:?}; killed it");
-        }
-    }
+    let mut cmd = common::psql_command(server.port);
+    cmd.args(["-A", "-c", command]);
+    common::output_within(cmd, PSQL_LIMIT)
 }

@@ -11,8 +11,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use common::TestServer;
@@ -50,7 +49,7 @@ fn psycopg_and_sqlalchemy_work_against_weir() {
     }
     cmd.env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1");
-    let out = output_within(cmd, SCRIPT_LIMIT);
+    let out = common::output_within(cmd, SCRIPT_LIMIT);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("--- clients.py stdout ---\n{stdout}--- clients.py stderr ---\n{stderr}");
@@ -62,25 +61,4 @@ fn psycopg_and_sqlalchemy_work_against_weir() {
         out.status
     );
     drop(server);
-}
-
-/// Runs a command to completion, killing it and failing the test if it takes
-/// longer than `limit` (a hung client must not hang the suite).
-fn output_within(mut cmd: Command, limit: Duration) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.unwrap_or_else(|e| panic!("wait for {cmd:?}: {e}")),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("{cmd:?} did not finish within {limit:?}; killed it");
-        }
-    }
 }

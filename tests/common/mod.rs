@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -87,21 +87,54 @@ impl Drop for TestServer {
     }
 }
 
-/// Runs the real `psql` against `port` with `-X -v ON_ERROR_STOP=1` and the
-/// given arguments; returns (success, stdout, stderr). `extra_env` sets
-/// variables such as PGPASSWORD or PGSSLMODE.
+/// A `psql` command for the server at `port` (`-X`, loopback, user and
+/// database `weir`), with a clean PG* environment so the developer's own
+/// settings do not leak in. Add `-c ...`/`-f ...` and run it with
+/// [`output_within`].
+pub fn psql_command(port: u16) -> Command {
+    let mut cmd = Command::new("psql");
+    cmd.args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "weir", "-d", "weir"]);
+    for var in ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGOPTIONS", "PGSERVICE", "PGPASSWORD", "PGSSLMODE", "PSQLRC"] {
+        cmd.env_remove(var);
+    }
+    cmd.env("PGCONNECT_TIMEOUT", "30").env("PAGER", "cat").env("PGTZ", "UTC");
+    cmd
+}
+
+/// A client run that takes longer than this is a hang, not a slow machine.
+pub const CLIENT_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `psql` with `args` (and extra environment such as PGPASSWORD or
+/// PGSSLMODE); returns (success, stdout, stderr).
 pub fn psql(port: u16, args: &[&str], extra_env: &[(&str, &str)]) -> (bool, String, String) {
-    let out = Command::new("psql")
-        .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "weir", "-d", "weir"])
-        .args(args)
-        .envs(extra_env.iter().copied())
-        .env("PGCONNECT_TIMEOUT", "10")
-        .stdin(Stdio::null())
-        .output()
-        .expect("psql not found: run `bash scripts/test.sh`, which installs postgresql-client");
+    let mut cmd = psql_command(port);
+    cmd.args(args).envs(extra_env.iter().copied());
+    let out = output_within(cmd, CLIENT_LIMIT);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs a command to completion, killing it and failing the test if it takes
+/// longer than `limit` (a hung client must not hang the suite). A missing
+/// program fails with a pointer to the script that installs it.
+pub fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e} (run `bash scripts/test.sh`, which installs the clients)"));
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap_or_else(|e| panic!("wait for {cmd:?}: {e}")),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("{cmd:?} did not finish within {limit:?}; killed it");
+        }
+    }
 }
