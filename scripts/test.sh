@@ -77,7 +77,8 @@ venv="$WEIR_CACHE/venv"
 venv_python="$venv/bin/python"
 # Minimum versions known to work together: psycopg 3.1 is SQLAlchemy 2's
 # supported psycopg 3 line.
-py_requirements=("psycopg[binary]>=3.1,<4" "SQLAlchemy>=2.0,<3")
+py_requirements=("psycopg[binary]>=3.1,<4" "SQLAlchemy>=2.0,<3" "pandas>=2,<4" "polars>=1,<2"
+                 "pyarrow>=14" "adbc-driver-flightsql>=1,<2" "adbc-driver-manager>=1,<2")
 
 pick_python() {
     for candidate in python3.11 python3 python; do
@@ -90,10 +91,10 @@ pick_python() {
     return 1
 }
 
-# True when the venv imports the right major versions of both libraries.
+# True when the venv imports every client library the tests use.
 venv_ready() {
     [ -x "$venv_python" ] && "$venv_python" - <<'PY' >/dev/null 2>&1
-import psycopg, sqlalchemy
+import psycopg, sqlalchemy, pandas, polars, pyarrow, adbc_driver_flightsql.dbapi
 assert int(psycopg.__version__.split(".")[0]) == 3
 assert int(sqlalchemy.__version__.split(".")[0]) == 2
 import psycopg.pq
