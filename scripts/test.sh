@@ -123,6 +123,44 @@ fi
 export WEIR_PYTHON="$venv_python"
 say "python: $("$WEIR_PYTHON" -c 'import sys, psycopg, sqlalchemy; print(sys.version.split()[0], "psycopg", psycopg.__version__, "SQLAlchemy", sqlalchemy.__version__)')"
 
+# --- JVM and Node clients -------------------------------------------------------
+# pgjdbc (tests/jdbc.rs) runs tests/java/WeirJdbcCheck.java as a single-file
+# program, which needs a JDK (the source launcher compiles), not just a JRE.
+if ! command -v java >/dev/null 2>&1 || ! command -v javac >/dev/null 2>&1; then
+    say "no JDK found; installing default-jdk-headless"
+    apt_install default-jdk-headless
+    command -v javac >/dev/null 2>&1 || die "default-jdk-headless installed but javac is still not on PATH"
+fi
+pgjdbc_jar=/usr/share/java/postgresql.jar
+if [ ! -f "$pgjdbc_jar" ]; then
+    say "pgjdbc not found; installing libpostgresql-jdbc-java"
+    apt_install libpostgresql-jdbc-java
+    [ -f "$pgjdbc_jar" ] || die "libpostgresql-jdbc-java installed but $pgjdbc_jar is missing"
+fi
+say "java: $(java -version 2>&1 | head -n 1), pgjdbc: $(dpkg-query -W -f '${Version}' libpostgresql-jdbc-java 2>/dev/null || echo "$pgjdbc_jar")"
+
+# node-postgres (tests/node_pg.rs): the versions pinned in tests/node/ are
+# installed under the cache, never inside the repo. A copy of the lockfile is
+# written beside node_modules only after a successful install, so a repeat run
+# whose lockfile is unchanged skips npm.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    say "node/npm not found; installing nodejs and npm"
+    apt_install nodejs npm
+fi
+node_dir="$WEIR_CACHE/node"
+if ! cmp -s tests/node/package-lock.json "$node_dir/installed-package-lock.json" \
+    || [ ! -f "$node_dir/node_modules/pg/package.json" ]; then
+    say "npm ci (tests/node) into $node_dir"
+    rm -f "$node_dir/installed-package-lock.json"
+    mkdir -p "$node_dir"
+    cp tests/node/package.json tests/node/package-lock.json "$node_dir/"
+    (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error) \
+        || die "npm ci failed in $node_dir"
+    cp tests/node/package-lock.json "$node_dir/installed-package-lock.json"
+fi
+export WEIR_NODE_MODULES="$node_dir/node_modules"
+say "node: $(node --version), pg $(NODE_PATH="$WEIR_NODE_MODULES" node -p 'require("pg/package.json").version')"
+
 # --- cargo --------------------------------------------------------------------
 command -v cargo >/dev/null 2>&1 || die "cargo not found; install the Rust toolchain (rustup) first"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$WEIR_CACHE/target}"
