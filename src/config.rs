@@ -22,6 +22,8 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Connections beyond this wait at accept: a bound on memory, not a policy.
     pub max_connections: usize,
+    /// Where the Arrow Flight SQL endpoint listens; `None` turns it off.
+    pub flight_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -36,6 +38,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             max_connections: 256,
+            flight_listen: Some(SocketAddr::from(([127, 0, 0, 1], 50051))),
         }
     }
 }

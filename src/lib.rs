@@ -3,6 +3,7 @@
 //! The layout, from the wire inwards:
 //!
 //! * `server`: listeners, connection limits, TLS, graceful shutdown.
+//! * `flight`: the Arrow Flight SQL endpoint over the same engine.
 //! * `pgwire`: the PostgreSQL protocol: start-up and auth, simple and
 //!   extended query handlers, Arrow ↔ PostgreSQL encoding, errors → SQLSTATE.
 //! * `sql`: parsing; recognises weir's own statements, passes the rest on.
@@ -18,6 +19,7 @@ pub mod catalog;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod flight;
 pub mod functions;
 pub mod handler;
 pub mod pgwire;

@@ -43,6 +43,12 @@ struct ServeArgs {
     /// PEM private key for TLS (with --tls-cert).
     #[arg(long, env = "WEIR_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// Address of the Arrow Flight SQL endpoint.
+    #[arg(long, env = "WEIR_FLIGHT_LISTEN", default_value = "127.0.0.1:50051")]
+    flight_listen: SocketAddr,
+    /// Do not start the Arrow Flight SQL endpoint.
+    #[arg(long, env = "WEIR_NO_FLIGHT")]
+    no_flight: bool,
     /// Maximum concurrent client connections.
     #[arg(long, env = "WEIR_MAX_CONNECTIONS", default_value_t = Config::default().max_connections)]
     max_connections: usize,
@@ -59,6 +65,7 @@ impl From<ServeArgs> for Config {
             tls_cert: a.tls_cert,
             tls_key: a.tls_key,
             max_connections: a.max_connections,
+            flight_listen: (!a.no_flight).then_some(a.flight_listen),
         }
     }
 }

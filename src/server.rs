@@ -31,7 +31,17 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<
     let tls = load_tls(&config)?;
     let max_connections = config.max_connections;
     let data_dir = config.data_dir.clone();
+    let flight_listen = config.flight_listen;
     let engine = Arc::new(Engine::open(config).await?);
+    // Flight SQL is up (and logged) before the PostgreSQL endpoint says it is
+    // listening, so "listening on" means the whole server is ready.
+    let (flight_stop, flight_task) = match flight_listen {
+        Some(addr) => {
+            let (stop, task) = start_flight(addr, engine.clone()).await?;
+            (Some(stop), Some(task))
+        }
+        None => (None, None),
+    };
     let handlers = Arc::new(Handlers::new(engine));
     let addr = listener.local_addr().map_err(|e| ServerError::Listen("socket".into(), e.to_string()))?;
     tracing::info!(
@@ -74,7 +84,38 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<
         });
     }
     tracing::info!("weir shutting down");
+    if let (Some(stop), Some(task)) = (flight_stop, flight_task) {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
     Ok(())
+}
+
+/// Binds and spawns the Flight SQL endpoint; the sender stops it.
+async fn start_flight(
+    addr: std::net::SocketAddr,
+    engine: Arc<Engine>,
+) -> Result<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>), ServerError> {
+    use arrow_flight::flight_service_server::FlightServiceServer;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServerError::Listen(format!("{addr} (flight sql; --no-flight turns it off)"), e.to_string()))?;
+    let local = listener.local_addr().map_err(|e| ServerError::Listen("flight socket".into(), e.to_string()))?;
+    tracing::info!("weir flight sql listening at {local}");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = FlightServiceServer::new(crate::flight::FlightSql::new(engine));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let task = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) =
+            tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(incoming, shutdown).await
+        {
+            tracing::error!("flight sql endpoint stopped: {e}");
+        }
+    });
+    Ok((stop, task))
 }
 
 fn load_tls(config: &Config) -> Result<Option<TlsAcceptor>, ServerError> {

@@ -14,6 +14,8 @@ pub struct TestServer {
     child: Child,
     pub addr: String,
     pub port: u16,
+    /// The Arrow Flight SQL endpoint's port.
+    pub flight_port: u16,
     pub data_dir: PathBuf,
 }
 
@@ -26,7 +28,7 @@ impl TestServer {
     /// Like [`start_in`], with extra `weir serve` arguments.
     pub fn start_with(data_dir: &Path, extra_args: &[&str]) -> TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--flight-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra_args)
             .env("RUST_LOG", std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info".into()))
@@ -38,11 +40,17 @@ impl TestServer {
             .expect("spawn weir");
         let stderr = child.stderr.take().expect("stderr piped");
         let (tx, rx) = mpsc::channel();
+        let (flight_tx, flight_rx) = mpsc::channel();
         // Forward the server log to the test's stderr and report the address
-        // from the "listening on <addr>" line.
+        // from the "listening on <addr>" line (the Flight SQL endpoint logs
+        // "listening at <addr>" before it).
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[weir] {line}");
+                if let Some(rest) = line.split("flight sql listening at ").nth(1) {
+                    let port: String = rest.rsplit(':').next().unwrap_or("").chars().take_while(|c| c.is_ascii_digit()).collect();
+                    let _ = flight_tx.send(port.parse::<u16>().unwrap_or(0));
+                }
                 if let Some(rest) = line.split("listening on ").nth(1) {
                     let addr: String = rest
                         .chars()
@@ -60,7 +68,8 @@ impl TestServer {
             }
         };
         let port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port in address");
-        TestServer { child, addr, port, data_dir: data_dir.to_path_buf() }
+        let flight_port = flight_rx.try_recv().unwrap_or(0);
+        TestServer { child, addr, port, flight_port, data_dir: data_dir.to_path_buf() }
     }
 
     /// A libpq-style connection string for this server.

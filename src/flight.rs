@@ -1,0 +1,610 @@
+//! Arrow Flight SQL endpoint: the same engine, catalog and password as the
+//! PostgreSQL endpoint, with results moving as Arrow record batches instead
+//! of text rows (for ADBC, pandas/polars and other Arrow-native clients).
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
+    CommandGetCatalogs, CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTables, CommandPreparedStatementQuery,
+    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
+    TicketStatementQuery,
+};
+use arrow_flight::{
+    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc,
+    Ticket,
+};
+use base64::Engine as _;
+use datafusion::arrow::array::{Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::ipc::writer::IpcWriteOptions;
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::logical_expr::LogicalPlan;
+use futures::{Stream, StreamExt, TryStreamExt};
+use prost::Message;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::engine::{DATABASE, Engine, SCHEMA};
+use crate::error::QueryError;
+use crate::handler::session::SessionVars;
+use crate::handler::{self, Output, query};
+use crate::sql::Statement;
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
+    let mut builder = SqlInfoDataBuilder::new();
+    builder.append(SqlInfo::FlightSqlServerName, "weir");
+    builder.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    builder.append(SqlInfo::FlightSqlServerArrowVersion, "59");
+    builder.append(SqlInfo::FlightSqlServerReadOnly, false);
+    // The builder only fails on conflicting value types, which the lines above cannot have.
+    builder.build().unwrap_or_else(|_| SqlInfoDataBuilder::new().build().expect("empty sql info"))
+});
+
+pub struct FlightSql {
+    engine: Arc<Engine>,
+    /// Handed out by the handshake when a password is set; every later call
+    /// must present it (or the password itself, as Basic auth).
+    token: Option<String>,
+    /// Prepared statements by handle: their SQL and the parameters bound by
+    /// the last DoPut. Flight SQL clients close them explicitly.
+    prepared: Mutex<HashMap<Vec<u8>, PreparedQuery>>,
+    /// Results of statements that ran at GetFlightInfo (DDL, SET, SHOW),
+    /// waiting for the DoGet that fetches them.
+    finished: Mutex<HashMap<Vec<u8>, (SchemaRef, Vec<RecordBatch>)>>,
+    next_handle: AtomicU64,
+}
+
+#[derive(Clone)]
+struct PreparedQuery {
+    sql: String,
+    params: Vec<ScalarValue>,
+}
+
+/// Ticket handles of stored results start with this, so they never collide
+/// with a ticket that carries SQL text.
+const RESULT_PREFIX: &[u8] = b"\0weir-result:";
+
+impl FlightSql {
+    pub fn new(engine: Arc<Engine>) -> FlightSql {
+        let token = engine.config.password.as_ref().map(|_| random_token());
+        FlightSql {
+            engine,
+            token,
+            prepared: Mutex::default(),
+            finished: Mutex::default(),
+            next_handle: AtomicU64::new(1),
+        }
+    }
+
+    fn check_auth(&self, metadata: &MetadataMap) -> Result<(), Status> {
+        let Some(token) = &self.token else { return Ok(()) };
+        let header = metadata.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if header.strip_prefix("Bearer ").is_some_and(|t| t == token) || self.basic_auth_ok(header) {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated("password authentication failed: send the handshake's bearer token"))
+        }
+    }
+
+    fn basic_auth_ok(&self, header: &str) -> bool {
+        let Some(encoded) = header.strip_prefix("Basic ") else { return false };
+        // arrow-go (ADBC) encodes without padding; others pad.
+        let encoded = encoded.trim_end_matches('=');
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD_NO_PAD.decode(encoded) else { return false };
+        let text = String::from_utf8_lossy(&decoded);
+        let config = &self.engine.config;
+        text.split_once(':')
+            .is_some_and(|(user, pass)| user == config.user && Some(pass) == config.password.as_deref())
+    }
+
+    fn handle(&self, prefix: &[u8]) -> Vec<u8> {
+        let mut h = prefix.to_vec();
+        h.extend_from_slice(self.next_handle.fetch_add(1, Ordering::Relaxed).to_string().as_bytes());
+        h
+    }
+
+    fn parse_one(&self, sql: &str) -> Result<Statement, Status> {
+        let sql = number_placeholders(sql);
+        let mut statements = self.engine.parser.parse(&sql).map_err(|e| status(&e))?;
+        match statements.len() {
+            1 => Ok(statements.remove(0)),
+            0 => Err(Status::invalid_argument("empty query")),
+            _ => Err(Status::invalid_argument("Flight SQL runs one statement per command")),
+        }
+    }
+
+    /// The result schema of a query, without running it.
+    async fn query_schema(&self, sql: &str) -> Result<Option<SchemaRef>, Status> {
+        match self.parse_one(sql)? {
+            Statement::Query(stmt) => {
+                let plan = query::plan(&self.engine, &SessionVars::new(), stmt).await.map_err(|e| status(&e))?;
+                // Writes (COPY, INSERT) run eagerly like DDL; their result is a count.
+                if matches!(plan, LogicalPlan::Copy(_) | LogicalPlan::Dml(_)) {
+                    return Ok(None);
+                }
+                Ok(Some(Arc::new(plan.schema().as_arrow().clone())))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Runs one statement with bound parameters.
+    async fn run(&self, sql: &str, params: Vec<ScalarValue>) -> Result<Output, Status> {
+        let mut vars = SessionVars::new();
+        let result = match self.parse_one(sql)? {
+            Statement::Query(stmt) => {
+                let plan = query::plan(&self.engine, &vars, stmt).await.map_err(|e| status(&e))?;
+                let plan = if params.is_empty() {
+                    plan
+                } else {
+                    plan.with_param_values(ParamValues::from(params)).map_err(|e| status(&e.into()))?
+                };
+                query::run(&self.engine, &vars, plan).await
+            }
+            other => handler::execute(&self.engine, &mut vars, other).await,
+        };
+        result.map_err(|e| status(&e))
+    }
+
+    fn flight_info(&self, schema: &Schema, ticket: Vec<u8>, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
+        let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket));
+        Ok(FlightInfo::new()
+            .try_with_schema(schema)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .with_endpoint(endpoint)
+            .with_descriptor(descriptor))
+    }
+}
+
+/// A DoGet response streaming `output` as Arrow IPC.
+fn stream_output(output: Output) -> Response<BoxStream<arrow_flight::FlightData>> {
+    let (schema, batches): (SchemaRef, BoxStream<RecordBatch>) = match output {
+        Output::Rows { schema, stream } => {
+            (schema, Box::pin(stream.map_err(|e| status(&QueryError::from(e)))))
+        }
+        Output::Command { rows, .. } => {
+            let (schema, batch) = affected_rows(rows.unwrap_or(0));
+            (schema, Box::pin(futures::stream::iter(batch.map_err(|e| Status::internal(e.to_string())).into_iter().map(Ok))))
+        }
+        Output::Transaction(_) => {
+            let (schema, batch) = affected_rows(0);
+            (schema, Box::pin(futures::stream::iter(batch.map_err(|e| Status::internal(e.to_string())).into_iter().map(Ok))))
+        }
+    };
+    let flight = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(batches.map_err(|s| FlightError::Tonic(Box::new(s))))
+        .map_err(Status::from);
+    Response::new(Box::pin(flight))
+}
+
+fn affected_rows(n: usize) -> (SchemaRef, Result<RecordBatch, datafusion::arrow::error::ArrowError>) {
+    let schema = Arc::new(Schema::new(vec![Field::new("rows", DataType::Int64, false)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![n as i64]))]);
+    (schema, batch)
+}
+
+/// A one-batch DoGet response (catalog listings).
+fn single_batch(schema: SchemaRef, batch: Result<RecordBatch, FlightError>) -> Response<BoxStream<arrow_flight::FlightData>> {
+    let flight = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(futures::stream::once(async move { batch }))
+        .map_err(Status::from);
+    Response::new(Box::pin(flight))
+}
+
+/// The same SQLSTATE-bearing message the PostgreSQL endpoint sends, as a
+/// gRPC status of the matching class.
+fn status(e: &QueryError) -> Status {
+    let message = format!("{} (SQLSTATE {})", e.message(), e.sqlstate());
+    match &e.sqlstate()[..2] {
+        "42" | "22" => Status::invalid_argument(message),
+        "0A" => Status::unimplemented(message),
+        "58" => Status::not_found(message),
+        "28" => Status::unauthenticated(message),
+        "53" => Status::resource_exhausted(message),
+        _ => Status::internal(message),
+    }
+}
+
+/// Flight SQL clients (ADBC, JDBC bridges) write parameters as `?`; the
+/// PostgreSQL dialect numbers them (`$1`). Rewrites `?` outside string
+/// literals, quoted identifiers and comments, in order.
+fn number_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    let mut n = 0;
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                out.push(c);
+                // Doubled quotes inside the literal close and reopen it: fine.
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == c {
+                        break;
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '?' => {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn schema_bytes(schema: &Schema) -> Result<prost::bytes::Bytes, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: datafusion::arrow::error::ArrowError| Status::internal(e.to_string()))?;
+    Ok(bytes)
+}
+
+fn random_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut token = String::new();
+    for _ in 0..2 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        token.push_str(&format!("{:016x}", h.finish()));
+    }
+    token
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for FlightSql {
+    type FlightService = FlightSql;
+
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<BoxStream<HandshakeResponse>>, Status> {
+        let header =
+            request.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        // Credentials come as a Basic header (ADBC, arrow-go) or as a
+        // BasicAuth message in the first handshake payload (older clients).
+        let mut payload_ok = false;
+        if self.token.is_some() && !self.basic_auth_ok(&header) {
+            let mut stream = request.into_inner();
+            if let Some(Ok(first)) = stream.next().await
+                && let Ok(auth) = arrow_flight::BasicAuth::decode(first.payload.as_ref())
+            {
+                let config = &self.engine.config;
+                payload_ok = auth.username == config.user && Some(auth.password.as_str()) == config.password.as_deref();
+            }
+        }
+        let token = match &self.token {
+            Some(token) if payload_ok || self.basic_auth_ok(&header) => token.clone(),
+            Some(_) => return Err(Status::unauthenticated("password authentication failed")),
+            None => String::new(),
+        };
+        let reply = HandshakeResponse { protocol_version: 0, payload: token.clone().into() };
+        let mut response: Response<BoxStream<HandshakeResponse>> =
+            Response::new(Box::pin(futures::stream::iter(vec![Ok(reply)])));
+        if !token.is_empty()
+            && let Ok(value) = format!("Bearer {token}").parse()
+        {
+            response.metadata_mut().insert("authorization", value);
+        }
+        Ok(response)
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        cmd: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.check_auth(request.metadata())?;
+        let descriptor = request.into_inner();
+        if let Some(schema) = self.query_schema(&cmd.query).await? {
+            let ticket = TicketStatementQuery { statement_handle: cmd.query.into_bytes().into() };
+            return Ok(Response::new(self.flight_info(&schema, ticket.as_any().encode_to_vec(), descriptor)?));
+        }
+        // DDL and session statements take effect now, whether or not the
+        // client ever fetches their (small) result.
+        let output = self.run(&cmd.query, vec![]).await?;
+        let (schema, batches) = collect_output(output).await?;
+        let handle = self.handle(RESULT_PREFIX);
+        let info = self.flight_info(
+            &schema,
+            TicketStatementQuery { statement_handle: handle.clone().into() }.as_any().encode_to_vec(),
+            descriptor,
+        )?;
+        self.finished.lock().map_err(|_| Status::internal("lock poisoned"))?.insert(handle, (schema, batches));
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.check_auth(request.metadata())?;
+        let handle = ticket.statement_handle.to_vec();
+        if handle.starts_with(RESULT_PREFIX) {
+            let stored = self.finished.lock().map_err(|_| Status::internal("lock poisoned"))?.remove(&handle);
+            let (schema, batches) = stored.ok_or_else(|| Status::not_found("result already fetched"))?;
+            let flight = FlightDataEncoderBuilder::new()
+                .with_schema(schema)
+                .build(futures::stream::iter(batches.into_iter().map(Ok)))
+                .map_err(Status::from);
+            return Ok(Response::new(Box::pin(flight)));
+        }
+        let sql = String::from_utf8(handle).map_err(|_| Status::invalid_argument("ticket is not SQL text"))?;
+        Ok(stream_output(self.run(&sql, vec![]).await?))
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        cmd: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.check_auth(request.metadata())?;
+        match self.run(&cmd.query, vec![]).await? {
+            Output::Command { rows, .. } => Ok(rows.unwrap_or(0) as i64),
+            Output::Rows { stream, .. } => {
+                let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| status(&e.into()))?;
+                Ok(batches.iter().map(|b| b.num_rows() as i64).sum())
+            }
+            Output::Transaction(_) => Ok(0),
+        }
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        request: ActionCreatePreparedStatementRequest,
+        action: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        self.check_auth(action.metadata())?;
+        let (dataset_schema, parameter_schema) = match self.parse_one(&request.query)? {
+            Statement::Query(stmt) => {
+                let plan =
+                    query::plan(&self.engine, &SessionVars::new(), stmt).await.map_err(|e| status(&e))?;
+                let params = query::parameter_types(&plan).map_err(|e| status(&e))?;
+                let fields: Vec<Field> = params
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| Field::new(format!("${}", i + 1), t.clone().unwrap_or(DataType::Utf8), true))
+                    .collect();
+                (plan.schema().as_arrow().clone(), Schema::new(fields))
+            }
+            other => (
+                handler::result_schema(&other).map(|s| s.as_ref().clone()).unwrap_or_else(|| affected_rows(0).0.as_ref().clone()),
+                Schema::empty(),
+            ),
+        };
+        let handle = self.handle(b"prepared:");
+        self.prepared
+            .lock()
+            .map_err(|_| Status::internal("lock poisoned"))?
+            .insert(handle.clone(), PreparedQuery { sql: request.query, params: vec![] });
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.into(),
+            dataset_schema: schema_bytes(&dataset_schema)?,
+            parameter_schema: schema_bytes(&parameter_schema)?,
+        })
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        self.check_auth(request.metadata())?;
+        let batches: Vec<RecordBatch> =
+            FlightRecordBatchStream::new_from_flight_data(request.into_inner().map_err(FlightError::from))
+                .try_collect()
+                .await
+                .map_err(Status::from)?;
+        // One set of parameters per execution: the first row binds $1..$n.
+        let params = match batches.iter().find(|b| b.num_rows() > 0) {
+            Some(batch) => batch
+                .columns()
+                .iter()
+                .map(|c| ScalarValue::try_from_array(c, 0))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| status(&e.into()))?,
+            None => vec![],
+        };
+        let handle = cmd.prepared_statement_handle.to_vec();
+        let mut prepared = self.prepared.lock().map_err(|_| Status::internal("lock poisoned"))?;
+        let entry = prepared.get_mut(&handle).ok_or_else(|| Status::not_found("unknown prepared statement"))?;
+        entry.params = params;
+        Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(handle.into()) })
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.check_auth(request.metadata())?;
+        let sql = self.prepared_query(&cmd.prepared_statement_handle)?.sql;
+        let schema = self.query_schema(&sql).await?.unwrap_or_else(|| affected_rows(0).0);
+        let info = self.flight_info(&schema, cmd.as_any().encode_to_vec(), request.into_inner())?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.check_auth(request.metadata())?;
+        let prepared = self.prepared_query(&cmd.prepared_statement_handle)?;
+        Ok(stream_output(self.run(&prepared.sql, prepared.params).await?))
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        request: ActionClosePreparedStatementRequest,
+        action: Request<Action>,
+    ) -> Result<(), Status> {
+        self.check_auth(action.metadata())?;
+        self.prepared
+            .lock()
+            .map_err(|_| Status::internal("lock poisoned"))?
+            .remove(request.prepared_statement_handle.as_ref());
+        Ok(())
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.check_auth(request.metadata())?;
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(self.flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.check_auth(request.metadata())?;
+        let mut builder = query.into_builder();
+        builder.append(DATABASE);
+        Ok(single_batch(builder.schema(), builder.build()))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.check_auth(request.metadata())?;
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(self.flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.check_auth(request.metadata())?;
+        let mut builder = query.into_builder();
+        builder.append(DATABASE, SCHEMA);
+        Ok(single_batch(builder.schema(), builder.build()))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.check_auth(request.metadata())?;
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(self.flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.check_auth(request.metadata())?;
+        let mut builder = query.into_builder();
+        let defs = self.engine.catalog.list().map_err(|e| status(&e.into()))?;
+        for def in defs {
+            // A table whose files are gone is listed without columns.
+            let table_schema = match self.engine.context().table_provider(def.name.as_str()).await {
+                Ok(provider) => provider.schema(),
+                Err(_) => Arc::new(Schema::empty()),
+            };
+            builder
+                .append(DATABASE, SCHEMA, &def.name, "TABLE", &table_schema)
+                .map_err(|e| Status::internal(e.to_string()))?;
+        }
+        Ok(single_batch(builder.schema(), builder.build()))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.check_auth(request.metadata())?;
+        let schema = query.clone().into_builder(&SQL_INFO).schema();
+        Ok(Response::new(self.flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.check_auth(request.metadata())?;
+        let builder = query.into_builder(&SQL_INFO);
+        Ok(single_batch(builder.schema(), builder.build()))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+impl FlightSql {
+    fn prepared_query(&self, handle: &[u8]) -> Result<PreparedQuery, Status> {
+        self.prepared
+            .lock()
+            .map_err(|_| Status::internal("lock poisoned"))?
+            .get(handle)
+            .cloned()
+            .ok_or_else(|| Status::not_found("unknown prepared statement"))
+    }
+}
+
+async fn collect_output(output: Output) -> Result<(SchemaRef, Vec<RecordBatch>), Status> {
+    match output {
+        Output::Rows { schema, stream } => {
+            let batches = stream.try_collect().await.map_err(|e| status(&e.into()))?;
+            Ok((schema, batches))
+        }
+        Output::Command { rows, .. } => {
+            let (schema, batch) = affected_rows(rows.unwrap_or(0));
+            Ok((schema, vec![batch.map_err(|e| Status::internal(e.to_string()))?]))
+        }
+        Output::Transaction(_) => {
+            let (schema, batch) = affected_rows(0);
+            Ok((schema, vec![batch.map_err(|e| Status::internal(e.to_string()))?]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number_placeholders;
+
+    #[test]
+    fn question_marks_become_numbered_placeholders() {
+        assert_eq!(
+            number_placeholders("SELECT '?', \"a?\" FROM t WHERE x = ? AND y > ? -- ?\n"),
+            "SELECT '?', \"a?\" FROM t WHERE x = $1 AND y > $2 -- ?\n"
+        );
+    }
+}

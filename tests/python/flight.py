@@ -1,0 +1,123 @@
+"""ADBC Flight SQL against weir's Arrow Flight SQL endpoint.
+
+Usage: flight.py FLIGHT_PORT PASSWORD_FLIGHT_PORT SCRATCH_DIR
+The second server was started with --password s3cret. Prints one
+`ok <check>` / `FAIL <check>` line per check; exits 1 if any failed.
+"""
+import pathlib
+import sys
+import traceback
+
+import adbc_driver_flightsql.dbapi as flightsql
+import pyarrow as pa
+
+PORT, PW_PORT = int(sys.argv[1]), int(sys.argv[2])
+SCRATCH = pathlib.Path(sys.argv[3]).resolve()
+URI = f"grpc://127.0.0.1:{PORT}"
+
+
+def connect(port=PORT, **db_kwargs):
+    return flightsql.connect(f"grpc://127.0.0.1:{port}", db_kwargs=db_kwargs or None, autocommit=True)
+
+
+def check_ddl_and_table_through_flight():
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            f"COPY (SELECT v AS id, v * 1.5 AS price, concat('item-', CAST(v AS TEXT)) AS name "
+            f"FROM range(0, 100) AS r(v)) TO '{SCRATCH}/items/part-0.parquet' STORED AS PARQUET"
+        )
+        cur.fetch_arrow_table()
+        cur.execute(f"CREATE EXTERNAL TABLE items STORED AS PARQUET LOCATION '{SCRATCH}/items'")
+        cur.fetch_arrow_table()
+        cur.execute("SELECT count(*) AS n, sum(id) AS s FROM items")
+        t = cur.fetch_arrow_table()
+        assert t.to_pylist() == [{"n": 100, "s": 4950}], t.to_pylist()
+
+
+def check_million_rows_as_arrow():
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT v, v * 2 AS w FROM range(0, 1000000) AS r(v)")
+        t = cur.fetch_arrow_table()
+        assert t.num_rows == 1_000_000, t.num_rows
+        assert t.schema.field("v").type == pa.int64(), t.schema
+        assert pa.compute.sum(t.column("w")).as_py() == 2 * sum(range(1_000_000))
+
+
+def check_prepared_statement_with_parameters():
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT id, name FROM items WHERE id > ? ORDER BY id", parameters=(96,))
+        rows = cur.fetch_arrow_table().to_pylist()
+        assert rows == [{"id": 97, "name": "item-97"}, {"id": 98, "name": "item-98"}, {"id": 99, "name": "item-99"}], rows
+        # The same statement again with another value.
+        cur.execute("SELECT id, name FROM items WHERE id > ? ORDER BY id", parameters=(98,))
+        assert [r["id"] for r in cur.fetch_arrow_table().to_pylist()] == [99]
+
+
+def check_get_objects_lists_tables_and_columns():
+    with connect() as conn:
+        objects = conn.adbc_get_objects().read_all().to_pylist()
+    catalogs = {c["catalog_name"]: c for c in objects}
+    assert "weir" in catalogs, list(catalogs)
+    schemas = {s["db_schema_name"]: s for s in catalogs["weir"]["catalog_db_schemas"]}
+    assert "public" in schemas, list(schemas)
+    tables = {t["table_name"]: t for t in schemas["public"]["db_schema_tables"]}
+    assert "items" in tables, list(tables)
+    columns = [c["column_name"] for c in tables["items"]["table_columns"]]
+    assert columns == ["id", "price", "name"], columns
+
+
+def check_error_carries_sqlstate():
+    with connect() as conn, conn.cursor() as cur:
+        try:
+            cur.execute("SELECT * FROM no_such_table")
+            cur.fetch_arrow_table()
+        except Exception as e:  # the driver raises a DB-API error subclass
+            assert "42P01" in str(e), str(e)
+        else:
+            raise AssertionError("query over a missing table succeeded")
+        cur.execute("SELECT 1 AS one")
+        assert cur.fetch_arrow_table().to_pylist() == [{"one": 1}]
+
+
+def check_password_is_required():
+    with connect(PW_PORT, username="weir", password="s3cret") as conn, conn.cursor() as cur:
+        cur.execute("SELECT 41 + 1 AS answer")
+        assert cur.fetch_arrow_table().to_pylist() == [{"answer": 42}]
+    for kwargs in ({"username": "weir", "password": "wrong"}, {}):
+        try:
+            with connect(PW_PORT, **kwargs) as conn, conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                cur.fetch_arrow_table()
+        except Exception as e:
+            assert "auth" in str(e).lower() or "unauthenticated" in str(e).lower(), str(e)
+        else:
+            raise AssertionError(f"connected without the right password: {kwargs}")
+
+
+CHECKS = [
+    check_ddl_and_table_through_flight,
+    check_million_rows_as_arrow,
+    check_prepared_statement_with_parameters,
+    check_get_objects_lists_tables_and_columns,
+    check_error_carries_sqlstate,
+    check_password_is_required,
+]
+
+
+def main():
+    failed = []
+    for check in CHECKS:
+        try:
+            check()
+        except Exception:
+            failed.append(check.__name__)
+            print(f"FAIL {check.__name__}")
+            traceback.print_exc(file=sys.stdout)
+        else:
+            print(f"ok   {check.__name__}")
+    print(f"flight sql checks: {len(CHECKS) - len(failed)} ok, {len(failed)} failing")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
