@@ -1,0 +1,61 @@
+-- Queries DBeaver (dbeaver/dbeaver, PostgreSQL plugin) sends at connect and
+-- while browsing a schema. Parameters are filled in: :dbname is the connected
+-- database, :public_oid the oid of schema public, :events_oid the oid of
+-- table events (the test resolves them before replaying).
+-- Format: "-- use:" line, "-- columns:" line (as PostgreSQL 15 returned
+-- them), optional "-- lists: events", then the statement ending in ";".
+
+-- use: read the current database name at connect (source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDataSource.java)
+-- columns: current_database
+SELECT current_database();
+
+-- use: read the server version at connect (source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDataSource.java)
+-- columns: version
+SELECT version();
+
+-- use: probe whether pg_class.reltype exists (source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/PostgreUtils.java, isMetaObjectExists)
+-- columns: reltype
+SELECT reltype FROM pg_catalog.pg_class WHERE 1<>1 LIMIT 1;
+
+-- use: probe whether pg_enum exists (source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/PostgreUtils.java, isMetaObjectExists)
+-- columns: oid, enumtypid, enumsortorder, enumlabel
+SELECT * FROM pg_catalog.pg_enum WHERE 1<>1 LIMIT 1;
+
+-- use: look up a schema's oid by name (source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java)
+-- columns: schema_id
+SELECT s.oid as schema_id
+from pg_catalog.pg_namespace s
+WHERE s.nspname ='public';
+
+-- use: read table inheritance of a schema (source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java)
+-- columns: relid, parent_ns, parent_oid, inhseqno
+SELECT i.inhrelid relid, pc.relnamespace parent_ns, pc.oid parent_oid, i.inhseqno
+FROM pg_catalog.pg_inherits i, pg_class rc, pg_class pc
+WHERE rc.oid=i.inhrelid AND rc.relnamespace=:public_oid AND pc.oid=i.inhparent;
+
+-- use: list the columns of a table (source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, TableCache children)
+-- lists: events
+-- columns: relname, attrelid, attname, atttypid, attstattarget, attlen, attnum, attndims, attcacheoff, atttypmod, attbyval, attalign, attstorage, attcompression, attnotnull, atthasdef, atthasmissing, attidentity, attgenerated, attisdropped, attislocal, attinhcount, attcollation, attacl, attoptions, attfdwoptions, attmissingval, def_value, description, objid
+SELECT c.relname,a.*,pg_catalog.pg_get_expr(ad.adbin, ad.adrelid, true) as def_value,dsc.description,dep.objid
+FROM pg_catalog.pg_attribute a
+INNER JOIN pg_catalog.pg_class c ON (a.attrelid=c.oid)
+LEFT OUTER JOIN pg_catalog.pg_attrdef ad ON (a.attrelid=ad.adrelid AND a.attnum = ad.adnum)
+LEFT OUTER JOIN pg_catalog.pg_description dsc ON (c.oid=dsc.objoid AND a.attnum = dsc.objsubid)
+LEFT OUTER JOIN pg_depend dep on dep.refobjid = a.attrelid AND dep.deptype = 'i' and dep.refobjsubid = a.attnum and dep.classid = dep.refclassid
+WHERE NOT a.attisdropped AND c.relkind not in ('i','I','c') AND c.oid=:events_oid
+ORDER BY a.attnum;
+
+-- use: list the indexes of a table (source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, IndexCache)
+-- columns: indexrelid, indrelid, indnatts, indnkeyatts, indisunique, indnullsnotdistinct, indisprimary, indisexclusion, indimmediate, indisclustered, indisvalid, indcheckxmin, indisready, indislive, indisreplident, indkey, indcollation, indclass, indoption, indexprs, indpred, keys, relname, relnamespace, relam, reltablespace, tabrelname, description, pred_expr, expr, index_rel_size, index_num_scans
+SELECT i.*,i.indkey as keys,c.relname,c.relnamespace,c.relam,c.reltablespace,tc.relname as tabrelname,dsc.description,pg_catalog.pg_get_expr(i.indpred, i.indrelid) as pred_expr,pg_catalog.pg_get_expr(i.indexprs, i.indrelid, true) as expr,pg_catalog.pg_relation_size(i.indexrelid) as index_rel_size,pg_catalog.pg_stat_get_numscans(i.indexrelid) as index_num_scans
+FROM pg_catalog.pg_index i
+INNER JOIN pg_catalog.pg_class c ON c.oid=i.indexrelid
+INNER JOIN pg_catalog.pg_class tc ON tc.oid=i.indrelid
+LEFT OUTER JOIN pg_catalog.pg_description dsc ON i.indexrelid=dsc.objoid
+WHERE  i.indrelid=:events_oid ORDER BY c.relname;
+
+-- use: table sizes shown in the schema's table list (source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java)
+-- columns: oid, total_rel_size, rel_size
+select c.oid,pg_catalog.pg_total_relation_size(c.oid) as total_rel_size,pg_catalog.pg_relation_size(c.oid) as rel_size
+FROM pg_class c
+WHERE c.relnamespace=:public_oid;
