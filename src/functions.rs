@@ -22,6 +22,7 @@ pub fn register(ctx: &SessionContext) {
         ctx.register_udf(ScalarUDF::from(NullText::new(name)));
     }
     ctx.register_udf(to_regtype_udf());
+    ctx.register_udf(current_setting_udf());
     ctx.register_udf(ScalarUDF::from(JsonBuildObject { signature: Signature::variadic_any(Volatility::Immutable) }));
     ctx.register_udf(create_udf(
         "pg_collation_is_visible",
@@ -30,6 +31,40 @@ pub fn register(ctx: &SessionContext) {
         Volatility::Stable,
         Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))),
     ));
+}
+
+/// `current_setting(name)`: the server's default for a setting (Grafana reads
+/// `server_version_num` this way). Unknown names are an error, as in PostgreSQL.
+fn current_setting_udf() -> ScalarUDF {
+    create_udf(
+        "current_setting",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|args| {
+            use datafusion::arrow::array::{Array, StringArray};
+            let lookup = |name: &str| {
+                crate::handler::session::default_setting(name).ok_or_else(|| {
+                    datafusion::error::DataFusionError::Plan(format!("unrecognized configuration parameter \"{name}\""))
+                })
+            };
+            match &args[0] {
+                ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))) => {
+                    Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(lookup(name)?))))
+                }
+                ColumnarValue::Array(a) => {
+                    let names = a.as_any().downcast_ref::<StringArray>().ok_or_else(|| {
+                        datafusion::error::DataFusionError::Plan("current_setting expects text".into())
+                    })?;
+                    let values = (0..names.len())
+                        .map(|i| if names.is_null(i) { Ok(None) } else { lookup(names.value(i)).map(Some) })
+                        .collect::<Result<StringArray>>()?;
+                    Ok(ColumnarValue::Array(Arc::new(values)))
+                }
+                _ => Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None))),
+            }
+        }),
+    )
 }
 
 /// Built-in type names and their OIDs, for `to_regtype`. Drivers use it to

@@ -52,3 +52,7 @@ SELECT quote_ident(column_name) AS "column", data_type AS "type"
             string_to_array(current_setting('search_path'),',') s
           )
       END;
+
+-- use: detect the PostgreSQL version when configuring the data source (source: public/app/plugins/datasource/grafana-postgresql-datasource/postgresMetaQuery.ts, getVersion)
+-- columns: version
+SELECT current_setting('server_version_num')::int/100 as version;

@@ -55,12 +55,6 @@ WHERE c.conrelid=:events_oid
 ORDER BY c.oid;
 
 -- tool: grafana
--- use: detect the PostgreSQL version when configuring the data source (source: public/app/plugins/datasource/grafana-postgresql-datasource/postgresMetaQuery.ts, getVersion)
--- columns: version
--- weir error: 42883: Invalid function 'current_setting'. Did you mean 'current_time'?
-SELECT current_setting('server_version_num')::int/100 as version;
-
--- tool: grafana
 -- use: table picker without a schema, tables on the search_path first (source: public/app/plugins/datasource/grafana-postgresql-datasource/postgresMetaQuery.ts, showTables())
 -- lists: events
 -- columns: table
