@@ -224,11 +224,18 @@ pub fn field_infos(schema: &Schema, format: &Format) -> Vec<FieldInfo> {
         .map(|(i, f)| {
             let t = pg_type(f.data_type());
             let size = type_size(&t);
-            FieldInfo::new(f.name().clone(), None, None, t, format_of(format, i))
+            FieldInfo::new(client_name(f.name()), None, None, t, format_of(format, i))
                 .with_type_size(size)
                 .with_type_modifier(type_modifier(f.data_type()))
         })
         .collect()
+}
+
+/// The column name a client sees. PostgreSQL allows duplicate output names
+/// (`SELECT n.oid, n.*`); DataFusion does not, so the compatibility parser
+/// renames duplicates to `__alias_<name>`, and the wire restores the name.
+fn client_name(name: &str) -> String {
+    name.strip_prefix("__alias_").unwrap_or(name).to_string()
 }
 
 /// Encodes every row of `batch` (columns in schema order) for the given fields.
