@@ -6,26 +6,15 @@
 
 mod common;
 
-use std::process::Command;
-
 #[test]
 fn adbc_flight_sql_client_works() {
-    let python = std::env::var("WEIR_PYTHON")
-        .expect("WEIR_PYTHON is not set: run `bash scripts/test.sh`, which creates the Python venv");
     let dir = tempfile::tempdir().unwrap();
     let server = common::TestServer::start_in(&dir.path().join("data"));
     let guarded = common::TestServer::start_with(&dir.path().join("data-pw"), &["--password", "s3cret"]);
     assert!(server.flight_port != 0 && guarded.flight_port != 0, "flight endpoints did not report their ports");
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/flight.py");
-    let mut cmd = Command::new(python);
-    cmd.arg(script)
-        .arg(server.flight_port.to_string())
-        .arg(guarded.flight_port.to_string())
-        .arg(dir.path());
-    let out = common::output_within(cmd, std::time::Duration::from_secs(300));
+    let args = [server.flight_port.to_string(), guarded.flight_port.to_string(), dir.path().display().to_string()];
+    let out = common::run_python_checks("flight.py", &args, std::time::Duration::from_secs(300));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "flight sql checks failed:\n{stdout}");
     assert!(stdout.contains("flight sql checks: 6 ok, 0 failing"), "{stdout}");
 }

@@ -45,7 +45,7 @@ fn node_postgres_queries_a_parquet_table() {
     );
     let tmp = tempfile::tempdir().expect("create temp dir");
     let server = TestServer::start_in(&tmp.path().join("data"));
-    create_items_table(&server, &tmp.path().join("items"));
+    common::create_items_table(&server, &tmp.path().join("items"));
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/pg_check.js");
     let mut cmd = Command::new("node");
@@ -65,55 +65,6 @@ fn node_postgres_queries_a_parquet_table() {
     // UTC so that timestamp checks do not depend on the machine's zone.
     cmd.env("NODE_PATH", &node_modules).env("TZ", "UTC");
     let out = common::output_within(cmd, common::CLIENT_LIMIT);
-    assert_all_ok("node pg_check.js", &out);
+    common::assert_checks_ok("node pg_check.js", &out, CHECKS);
     drop(server);
-}
-
-/// Writes `items` (ids 1..10, name `item-<id>`, price id * 1.5) as Parquet
-/// under `dir` through the server's COPY and declares it as an external table.
-fn create_items_table(server: &TestServer, dir: &Path) {
-    std::fs::create_dir_all(dir).expect("create table dir");
-    let file = dir.join("part-0.parquet");
-    let sql = format!(
-        "COPY (SELECT value AS id, CONCAT('item-', CAST(value AS VARCHAR)) AS name, \
-         CAST(value AS DOUBLE) * 1.5 AS price FROM generate_series(1, 10)) \
-         TO '{}' STORED AS PARQUET",
-        file.display()
-    );
-    let (ok, stdout, stderr) = common::psql(server.port, &["-c", &sql], &[]);
-    assert!(ok, "COPY through psql failed:\n{stdout}{stderr}");
-    assert!(
-        file.exists(),
-        "COPY reported success but wrote no {}",
-        file.display()
-    );
-    let ddl = format!(
-        "CREATE EXTERNAL TABLE items (id BIGINT, name TEXT, price DOUBLE) \
-         STORED AS PARQUET LOCATION '{}'",
-        dir.display()
-    );
-    let (ok, stdout, stderr) = common::psql(server.port, &["-c", &ddl], &[]);
-    assert!(
-        ok,
-        "CREATE EXTERNAL TABLE through psql failed:\n{stdout}{stderr}"
-    );
-}
-
-/// Asserts that the client program exited 0 and printed `ok <check>` for
-/// every check in [`CHECKS`]; on failure the message lists the FAIL lines.
-fn assert_all_ok(what: &str, out: &std::process::Output) {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("--- {what} stdout ---\n{stdout}--- {what} stderr ---\n{stderr}");
-    let failed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL ")).collect();
-    let missing: Vec<&&str> = CHECKS
-        .iter()
-        .filter(|c| !stdout.lines().any(|l| l == format!("ok {c}")))
-        .collect();
-    assert!(
-        out.status.success() && failed.is_empty() && missing.is_empty(),
-        "{what} exited with {}; failed checks:\n{}\nchecks without an `ok` line: {missing:?}",
-        out.status,
-        failed.join("\n")
-    );
 }

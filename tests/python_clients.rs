@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::TestServer;
@@ -21,44 +19,11 @@ const SCRIPT_LIMIT: Duration = Duration::from_secs(300);
 
 #[test]
 fn psycopg_and_sqlalchemy_work_against_weir() {
-    let python = match std::env::var("WEIR_PYTHON") {
-        Ok(p) if !p.trim().is_empty() => p,
-        _ => panic!(
-            "WEIR_PYTHON is not set: run the suite with `bash scripts/test.sh`, which builds a venv \
-             with psycopg 3 and SQLAlchemy 2 and exports WEIR_PYTHON"
-        ),
-    };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/clients.py");
     let tmp = tempfile::tempdir().expect("create temp dir");
     let scratch = tmp.path().join("scratch");
     std::fs::create_dir_all(&scratch).expect("create scratch dir");
     let server = TestServer::start_in(&tmp.path().join("data"));
-
-    let mut cmd = Command::new(&python);
-    cmd.arg(&script).arg(server.port.to_string()).arg(&scratch);
-    for var in [
-        "PGHOST",
-        "PGPORT",
-        "PGUSER",
-        "PGDATABASE",
-        "PGOPTIONS",
-        "PGSERVICE",
-        "PGPASSWORD",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("PYTHONUNBUFFERED", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1");
-    let out = common::output_within(cmd, SCRIPT_LIMIT);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("--- clients.py stdout ---\n{stdout}--- clients.py stderr ---\n{stderr}");
-    assert!(
-        out.status.success(),
-        "{} {} exited with {}; see the checks above (FAIL lines carry tracebacks)",
-        python,
-        script.display(),
-        out.status
-    );
+    let args = [server.port.to_string(), scratch.display().to_string()];
+    common::run_python_checks("clients.py", &args, SCRIPT_LIMIT);
     drop(server);
 }

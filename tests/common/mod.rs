@@ -147,3 +147,73 @@ pub fn output_within(mut cmd: Command, limit: Duration) -> Output {
         }
     }
 }
+
+/// Writes `items` (ids 1..10, name `item-<id>`, price id * 1.5) as Parquet
+/// under `dir` through the server's COPY and declares it as an external table.
+pub fn create_items_table(server: &TestServer, dir: &Path) {
+    std::fs::create_dir_all(dir).expect("create table dir");
+    let file = dir.join("part-0.parquet");
+    let sql = format!(
+        "COPY (SELECT value AS id, CONCAT('item-', CAST(value AS VARCHAR)) AS name, \
+         CAST(value AS DOUBLE) * 1.5 AS price FROM generate_series(1, 10)) \
+         TO '{}' STORED AS PARQUET",
+        file.display()
+    );
+    let (ok, stdout, stderr) = psql(server.port, &["-c", &sql], &[]);
+    assert!(ok, "COPY through psql failed:\n{stdout}{stderr}");
+    assert!(
+        file.exists(),
+        "COPY reported success but wrote no {}",
+        file.display()
+    );
+    let ddl = format!(
+        "CREATE EXTERNAL TABLE items (id BIGINT, name TEXT, price DOUBLE) \
+         STORED AS PARQUET LOCATION '{}'",
+        dir.display()
+    );
+    let (ok, stdout, stderr) = psql(server.port, &["-c", &ddl], &[]);
+    assert!(
+        ok,
+        "CREATE EXTERNAL TABLE through psql failed:\n{stdout}{stderr}"
+    );
+}
+
+/// Asserts that a client check program exited 0 and printed `ok <check>`
+/// for every one of `checks`; on failure the message lists the FAIL lines.
+pub fn assert_checks_ok(what: &str, out: &Output, checks: &[&str]) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("--- {what} stdout ---\n{stdout}--- {what} stderr ---\n{stderr}");
+    let failed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL ")).collect();
+    let missing: Vec<&&str> =
+        checks.iter().filter(|c| !stdout.lines().any(|l| l.split_whitespace().eq(["ok", c]))).collect();
+    assert!(
+        out.status.success() && failed.is_empty() && missing.is_empty(),
+        "{what} exited with {}; failed checks:\n{}\nchecks without an `ok` line: {missing:?}",
+        out.status,
+        failed.join("\n")
+    );
+}
+
+/// Runs `tests/python/<script>` with the venv's Python (`WEIR_PYTHON`, set by
+/// `bash scripts/test.sh`) and `args`, with a clean PG* environment, and
+/// asserts it exited 0 (the scripts print one ok/FAIL line per check).
+pub fn run_python_checks(script: &str, args: &[String], limit: Duration) -> Output {
+    let python = match std::env::var("WEIR_PYTHON") {
+        Ok(p) if !p.trim().is_empty() => p,
+        _ => panic!("WEIR_PYTHON is not set: run the suite with `bash scripts/test.sh`, which builds the Python venv"),
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(script);
+    let mut cmd = Command::new(&python);
+    cmd.arg(&path).args(args);
+    for var in ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGOPTIONS", "PGSERVICE", "PGPASSWORD"] {
+        cmd.env_remove(var);
+    }
+    cmd.env("PYTHONUNBUFFERED", "1").env("PYTHONDONTWRITEBYTECODE", "1");
+    let out = output_within(cmd, limit);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("--- {script} stdout ---\n{stdout}--- {script} stderr ---\n{stderr}");
+    assert!(out.status.success(), "{script} exited with {}; see the checks above (FAIL lines carry tracebacks)", out.status);
+    out
+}
