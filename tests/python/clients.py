@@ -17,6 +17,7 @@ import traceback
 import psycopg
 import sqlalchemy
 from sqlalchemy import create_engine, inspect, text
+from checkrun import run_checks
 
 PORT = int(sys.argv[1])
 SCRATCH = pathlib.Path(sys.argv[2]).resolve()
@@ -225,21 +226,7 @@ def main():
         print("FAIL create_fixture (no check can run without it)")
         traceback.print_exc(file=sys.stdout)
         return 1
-    failed = []
-    for check in CHECKS:
-        try:
-            check()
-        except Exception:
-            failed.append(check.__name__)
-            print(f"FAIL {check.__name__}")
-            traceback.print_exc(file=sys.stdout)
-        else:
-            print(f"ok   {check.__name__}")
-    print(f"python client checks: {len(CHECKS) - len(failed)} ok, {len(failed)} failing")
-    if failed:
-        print("failing: " + ", ".join(failed))
-    return 1 if failed else 0
-
+    return run_checks(CHECKS, "python client checks")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,6 +22,7 @@ import pandas as pd
 import polars as pl
 import psycopg
 import sqlalchemy as sa
+from checkrun import run_checks
 
 PORT = int(sys.argv[1])
 SCRATCH = pathlib.Path(sys.argv[2]).resolve()
@@ -394,21 +395,7 @@ def main():
         print("FAIL create_fixture (no check can run without it)")
         traceback.print_exc(file=sys.stdout)
         return 1
-    failed = []
-    for check in KNOWN_GAPS if "--gaps" in sys.argv else CHECKS:
-        try:
-            check()
-        except Exception:
-            failed.append(check.__name__)
-            print(f"FAIL {check.__name__}")
-            traceback.print_exc(file=sys.stdout)
-        else:
-            print(f"ok   {check.__name__}")
-    print(f"dataframe checks: {len(CHECKS) - len(failed)} ok, {len(failed)} failing")
-    if failed:
-        print("failing: " + ", ".join(failed))
-    return 1 if failed else 0
-
+    return run_checks(KNOWN_GAPS if "--gaps" in sys.argv else CHECKS, "dataframe checks")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,10 +6,10 @@ The second server was started with --password s3cret. Prints one
 """
 import pathlib
 import sys
-import traceback
 
 import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow as pa
+from checkrun import run_checks
 
 PORT, PW_PORT = int(sys.argv[1]), int(sys.argv[2])
 SCRATCH = pathlib.Path(sys.argv[3]).resolve()
@@ -105,19 +105,7 @@ CHECKS = [
 
 
 def main():
-    failed = []
-    for check in CHECKS:
-        try:
-            check()
-        except Exception:
-            failed.append(check.__name__)
-            print(f"FAIL {check.__name__}")
-            traceback.print_exc(file=sys.stdout)
-        else:
-            print(f"ok   {check.__name__}")
-    print(f"flight sql checks: {len(CHECKS) - len(failed)} ok, {len(failed)} failing")
-    return 1 if failed else 0
-
+    return run_checks(CHECKS, "flight sql checks")
 
 if __name__ == "__main__":
     sys.exit(main())
