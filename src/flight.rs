@@ -78,7 +78,7 @@ const RESULT_PREFIX: &[u8] = b"\0weir-result:";
 
 impl FlightSql {
     pub fn new(engine: Arc<Engine>) -> FlightSql {
-        let token = engine.config.password.as_ref().map(|_| random_token());
+        let token = engine.config.password.as_ref().map(|_| crate::pgwire::auth::random_bytes().iter().map(|b| format!("{b:02x}")).collect());
         FlightSql {
             engine,
             token,
@@ -168,21 +168,24 @@ impl FlightSql {
     }
 }
 
+/// An output as Arrow batches: rows as they stream, a command as one row
+/// holding its affected-row count.
+fn output_batches(output: Output) -> (SchemaRef, BoxStream<RecordBatch>) {
+    let rows = match output {
+        Output::Rows { schema, stream } => {
+            return (schema, Box::pin(stream.map_err(|e| status(&QueryError::from(e)))));
+        }
+        Output::Command { rows, .. } => rows.unwrap_or(0),
+        Output::Transaction(_) => 0,
+    };
+    let (schema, batch) = affected_rows(rows);
+    let batch = batch.map_err(|e| Status::internal(e.to_string()));
+    (schema, Box::pin(futures::stream::once(async move { batch })))
+}
+
 /// A DoGet response streaming `output` as Arrow IPC.
 fn stream_output(output: Output) -> Response<BoxStream<arrow_flight::FlightData>> {
-    let (schema, batches): (SchemaRef, BoxStream<RecordBatch>) = match output {
-        Output::Rows { schema, stream } => {
-            (schema, Box::pin(stream.map_err(|e| status(&QueryError::from(e)))))
-        }
-        Output::Command { rows, .. } => {
-            let (schema, batch) = affected_rows(rows.unwrap_or(0));
-            (schema, Box::pin(futures::stream::iter(batch.map_err(|e| Status::internal(e.to_string())).into_iter().map(Ok))))
-        }
-        Output::Transaction(_) => {
-            let (schema, batch) = affected_rows(0);
-            (schema, Box::pin(futures::stream::iter(batch.map_err(|e| Status::internal(e.to_string())).into_iter().map(Ok))))
-        }
-    };
+    let (schema, batches) = output_batches(output);
     let flight = FlightDataEncoderBuilder::new()
         .with_schema(schema)
         .build(batches.map_err(|s| FlightError::Tonic(Box::new(s))))
@@ -264,16 +267,6 @@ fn schema_bytes(schema: &Schema) -> Result<prost::bytes::Bytes, Status> {
     Ok(bytes)
 }
 
-fn random_token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut token = String::new();
-    for _ in 0..2 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-        token.push_str(&format!("{:016x}", h.finish()));
-    }
-    token
-}
 
 #[tonic::async_trait]
 impl FlightSqlService for FlightSql {
@@ -580,20 +573,8 @@ impl FlightSql {
 }
 
 async fn collect_output(output: Output) -> Result<(SchemaRef, Vec<RecordBatch>), Status> {
-    match output {
-        Output::Rows { schema, stream } => {
-            let batches = stream.try_collect().await.map_err(|e| status(&e.into()))?;
-            Ok((schema, batches))
-        }
-        Output::Command { rows, .. } => {
-            let (schema, batch) = affected_rows(rows.unwrap_or(0));
-            Ok((schema, vec![batch.map_err(|e| Status::internal(e.to_string()))?]))
-        }
-        Output::Transaction(_) => {
-            let (schema, batch) = affected_rows(0);
-            Ok((schema, vec![batch.map_err(|e| Status::internal(e.to_string()))?]))
-        }
-    }
+    let (schema, batches) = output_batches(output);
+    Ok((schema, batches.try_collect().await?))
 }
 
 #[cfg(test)]

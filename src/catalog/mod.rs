@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
 
-use crate::error::{CatalogError, QueryError};
+use crate::error::CatalogError;
 pub use store::{CatalogStore, RelationDef, RelationKind};
 
 /// Definitions (durable) plus the data directory that relative locations
@@ -52,13 +52,9 @@ impl Catalog {
         for def in &defs {
             match tables::replay(ctx, def).await {
                 Ok(()) => restored += 1,
-                Err(e) => tracing::warn!(table = %def.name, "table not restored: {}", e_message(&e)),
+                Err(e) => tracing::warn!(table = %def.name, "table not restored: {}", e.message()),
             }
         }
         Ok(restored)
     }
-}
-
-fn e_message(e: &QueryError) -> String {
-    e.message()
 }

@@ -17,6 +17,7 @@ use futures::StreamExt;
 
 use super::Output;
 use super::session::SessionVars;
+use crate::catalog::Catalog;
 use crate::catalog::tables::find_bad_parquet;
 use crate::engine::Engine;
 use crate::sql::scalar_subqueries;
@@ -85,12 +86,10 @@ pub async fn run(engine: &Engine, vars: &SessionVars, plan: LogicalPlan) -> Resu
     }
     let stream = df.execute_stream().await.map_err(|e| diagnose(engine, &scanned, e))?;
     let schema = stream.schema();
-    let data_dir_tables: Vec<String> = scanned
-        .iter()
-        .filter_map(|t| engine.catalog.get(t).ok().flatten().map(|d| d.location))
-        .collect();
+    // Only a failing batch looks anything up; healthy batches pass through.
+    let catalog = engine.catalog.clone();
     let stream = stream.map(move |batch| {
-        batch.map_err(|e| match parquet_culprit(&data_dir_tables, &e) {
+        batch.map_err(|e| match parquet_culprit(&catalog, &scanned, &e) {
             Some(bad) => DataFusionError::External(Box::new(bad)),
             None => e,
         })
@@ -143,17 +142,16 @@ fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
 }
 
 fn diagnose(engine: &Engine, scanned: &[String], e: DataFusionError) -> QueryError {
-    let locations: Vec<String> =
-        scanned.iter().filter_map(|t| engine.catalog.get(t).ok().flatten().map(|d| d.location)).collect();
-    parquet_culprit(&locations, &e).unwrap_or_else(|| e.into())
+    parquet_culprit(&engine.catalog, scanned, &e).unwrap_or_else(|| e.into())
 }
 
-/// When a scan fails on a Parquet file, find which file so the error names it.
-fn parquet_culprit(locations: &[String], e: &DataFusionError) -> Option<QueryError> {
-    let text = e.to_string().to_ascii_lowercase();
-    if !text.contains("parquet") {
+/// When a scan of `scanned` tables fails on a Parquet file, find which file
+/// so the error names it. Runs on the error path only.
+fn parquet_culprit(catalog: &Catalog, scanned: &[String], e: &DataFusionError) -> Option<QueryError> {
+    if !e.to_string().to_ascii_lowercase().contains("parquet") {
         return None;
     }
-    locations.iter().find_map(|l| find_bad_parquet(l))
+    let defs = catalog.list().ok()?;
+    defs.iter().filter(|d| scanned.contains(&d.name)).find_map(|d| find_bad_parquet(&d.location))
 }
 

@@ -27,7 +27,7 @@ impl Startup {
         match password {
             None => Startup::Trust(TrustAll),
             Some(password) => {
-                let salt = random_salt();
+                let salt = random_bytes();
                 let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
                 let source = Arc::new(FixedUser { user: user.to_string(), salt, salted });
                 let mut scram = ScramAuth::new(source);
@@ -83,15 +83,17 @@ impl AuthSource for FixedUser {
     }
 }
 
-/// A salt from the process's hash randomness: SCRAM needs it unique per
-/// server, not secret.
-fn random_salt() -> Vec<u8> {
+/// 16 bytes from the process's OS-seeded hash keys: the SCRAM salt and the
+/// Flight SQL bearer token. Unique per server start; not a CSPRNG, which is
+/// enough for a salt and for a token that only ever travels to a client that
+/// already proved the password.
+pub fn random_bytes() -> Vec<u8> {
     use std::hash::{BuildHasher, Hasher};
-    let mut salt = Vec::with_capacity(16);
+    let mut bytes = Vec::with_capacity(16);
     for _ in 0..2 {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-        salt.extend_from_slice(&h.finish().to_le_bytes());
+        bytes.extend_from_slice(&h.finish().to_le_bytes());
     }
-    salt
+    bytes
 }
