@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # The one test command: sets up what the tests need on a fresh Debian machine
-# (psql, openssl, a Python venv with psycopg 3 + SQLAlchemy 2), then runs every Rust
-# test once. Idempotent: when everything is already there it goes straight to
-# `cargo test`.
+# (psql, openssl, a Python venv with psycopg 3 + SQLAlchemy 2, the tansu Kafka
+# broker, ...), then runs every Rust test once. Idempotent: when everything is
+# already there it goes straight to `cargo test`.
 #
 #   bash scripts/test.sh                 # set up, then cargo test --locked --no-fail-fast
 #   bash scripts/test.sh --setup-only    # set up and stop (CI debugging)
 #   bash scripts/test.sh --test psql     # extra args go to cargo test
 #
 # Environment:
-#   WEIR_CACHE        cache root (default ~/.cache/weir): holds venv/ and target/
+#   WEIR_CACHE        cache root (default ~/.cache/weir): holds venv/, node/, tansu/
+#                     and target/
 #   CARGO_TARGET_DIR  defaults to $WEIR_CACHE/target, so CI on the same machine
 #                     reuses the developer's build
 #   WEIR_PYTHON       exported for the tests: the venv's python
+#   WEIR_TANSU        exported for the tests: the tansu broker binary
 set -euo pipefail
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -163,11 +165,36 @@ say "node: $(node --version), pg $(NODE_PATH="$WEIR_NODE_MODULES" node -p 'requi
 
 # --- cargo --------------------------------------------------------------------
 command -v cargo >/dev/null 2>&1 || die "cargo not found; install the Rust toolchain (rustup) first"
+
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$WEIR_CACHE/target}"
 say "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
 
+# --- tansu (Kafka-protocol broker for the Kafka source/sink tests) ------------
+# Built from crates.io with in-memory storage (dynostore); no services, no JVM.
+# The build takes a while on 2 cores, hence the cache. It runs in cargo's own
+# temporary target dir, never in weir's.
+tansu_version="0.6"
+tansu="$WEIR_CACHE/tansu/bin/tansu"
+# True when the cached binary is tansu $tansu_version.x built with dynostore.
+tansu_ready() {
+    [ -x "$tansu" ] || return 1
+    local version help
+    version="$("$tansu" --version 2>/dev/null)" || return 1
+    help="$("$tansu" --help 2>/dev/null)" || return 1
+    [[ "$version" == "tansu $tansu_version."* && "$help" == *"Storage engines:"*dynostore* ]]
+}
+if ! tansu_ready; then
+    say "cargo install tansu ~$tansu_version (dynostore) into $WEIR_CACHE/tansu; this takes several minutes"
+    env -u CARGO_TARGET_DIR cargo install tansu --version "~$tansu_version" --features dynostore --force \
+        --locked --root "$WEIR_CACHE/tansu" \
+        || die "cargo install tansu failed"
+    tansu_ready || die "tansu installed but $tansu is not a tansu $tansu_version binary with dynostore"
+fi
+export WEIR_TANSU="$tansu"
+say "tansu: $("$WEIR_TANSU" --version)"
+
 if [ "$setup_only" -eq 1 ]; then
-    say "set-up done (--setup-only): WEIR_PYTHON=$WEIR_PYTHON"
+    say "set-up done (--setup-only): WEIR_PYTHON=$WEIR_PYTHON WEIR_TANSU=$WEIR_TANSU"
     exit 0
 fi
 

@@ -10,7 +10,8 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 
 use crate::catalog::sqlite::SqliteStore;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CatalogStore};
+use crate::stream::StreamManager;
 use crate::config::Config;
 use crate::error::{QueryError, ServerError};
 use crate::handler::session::SessionVars;
@@ -31,6 +32,8 @@ pub struct Engine {
     ctx: SessionContext,
     pub catalog: Catalog,
     pub parser: Parser,
+    /// Streams and continuous queries.
+    pub streams: StreamManager,
 }
 
 impl std::fmt::Debug for Engine {
@@ -47,8 +50,8 @@ impl Engine {
             .map_err(|e| ServerError::DataDir(config.data_dir.display().to_string(), e.to_string()))?;
         std::fs::create_dir_all(&config.warehouse)
             .map_err(|e| ServerError::DataDir(config.warehouse.display().to_string(), e.to_string()))?;
-        let store = SqliteStore::open(&config.data_dir.join("catalog.sqlite"))?;
-        let catalog = Catalog::new(Arc::new(store), &config.data_dir);
+        let store: Arc<dyn CatalogStore> = Arc::new(SqliteStore::open(&config.data_dir.join("catalog.sqlite"))?);
+        let catalog = Catalog::new(store.clone(), &config.data_dir);
 
         let mut session_config = SessionConfig::new()
             .with_default_catalog_and_schema(DATABASE, SCHEMA)
@@ -68,10 +71,14 @@ impl Engine {
         datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
             .map_err(|e| ServerError::Engine(e.to_string()))?;
         crate::functions::register(&ctx);
+        register_system_schema(&ctx, store.clone())?;
 
         let restored = catalog.restore(&ctx).await?;
         tracing::info!(tables = restored, "catalog restored");
-        Ok(Engine { config, ctx, catalog, parser: Parser::new() })
+        let streams = StreamManager::new(ctx.clone(), store);
+        let engine = Engine { config, ctx, catalog, parser: Parser::new(), streams };
+        crate::handler::restore_streaming(&engine).await.map_err(|e| ServerError::Engine(e.message()))?;
+        Ok(engine)
     }
 
     /// The context DDL registers tables in.
@@ -88,4 +95,16 @@ impl Engine {
         }
         Ok(state)
     }
+}
+
+/// The schema `weir`: system tables such as `weir.query_progress`.
+fn register_system_schema(ctx: &SessionContext, store: Arc<dyn CatalogStore>) -> Result<(), ServerError> {
+    use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+    let schema = MemorySchemaProvider::new();
+    schema
+        .register_table("query_progress".into(), Arc::new(crate::stream::progress::ProgressTable { store }))
+        .map_err(|e| ServerError::Engine(e.to_string()))?;
+    let catalog = ctx.catalog(DATABASE).ok_or_else(|| ServerError::Engine("no default catalog".into()))?;
+    catalog.register_schema("weir", Arc::new(schema)).map_err(|e| ServerError::Engine(e.to_string()))?;
+    Ok(())
 }

@@ -10,6 +10,8 @@ pub enum CatalogError {
     DuplicateTable(String),
     #[error("table '{0}' does not exist")]
     UnknownTable(String),
+    #[error("{kind} '{name}' does not exist")]
+    UnknownRelation { kind: String, name: String },
     #[error(
         "catalog '{path}' was written by a newer weir (catalog format {found}, this build reads up to {supported}); upgrade weir, the file was left untouched"
     )]
@@ -18,15 +20,18 @@ pub enum CatalogError {
     Corrupt { path: String, reason: String },
     #[error("catalog storage failed: {0}")]
     Storage(String),
+    #[error("epoch {batch_id} of '{query}' is already committed (is another weir running on this data directory?)")]
+    EpochConflict { query: String, batch_id: i64 },
 }
 
 impl CatalogError {
     pub fn sqlstate(&self) -> &'static str {
         match self {
             CatalogError::DuplicateTable(_) => "42P07",
-            CatalogError::UnknownTable(_) => "42P01",
+            CatalogError::UnknownTable(_) | CatalogError::UnknownRelation { .. } => "42P01",
             CatalogError::TooNew { .. } | CatalogError::Corrupt { .. } => "XX001",
             CatalogError::Storage(_) => "58030",
+            CatalogError::EpochConflict { .. } => "40001",
         }
     }
 }
@@ -56,6 +61,16 @@ pub enum QueryError {
     UnknownParameter(String),
     #[error("invalid value for parameter \"{name}\": {reason}")]
     InvalidParameterValue { name: String, reason: String },
+    #[error("unknown option '{option}' in WITH clause of {context}; expected one of: {valid}")]
+    InvalidOption { option: String, context: String, valid: String },
+    #[error("invalid value for option '{option}': {reason}")]
+    InvalidOptionValue { option: String, reason: String },
+    #[error("{0}")]
+    DependentObjects(String),
+    #[error("{0}")]
+    WrongObjectType(String),
+    #[error("{0}")]
+    DatatypeMismatch(String),
     #[error("{0}")]
     DataFusion(Box<DataFusionError>),
 }
@@ -84,6 +99,10 @@ impl QueryError {
             QueryError::BadParquetFile { .. } => "XX001",
             QueryError::UnknownParameter(_) => "42704",
             QueryError::InvalidParameterValue { .. } => "22023",
+            QueryError::InvalidOption { .. } | QueryError::InvalidOptionValue { .. } => "22023",
+            QueryError::DependentObjects(_) => "2BP01",
+            QueryError::WrongObjectType(_) => "42809",
+            QueryError::DatatypeMismatch(_) => "42804",
             QueryError::DataFusion(e) => datafusion_sqlstate(e),
         }
     }

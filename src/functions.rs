@@ -14,6 +14,11 @@ use datafusion::prelude::SessionContext;
 use crate::engine::PG_VERSION;
 
 pub fn register(ctx: &SessionContext) {
+    // json_get_str(col, 'key'), `->` and `->>`: JSON held in text columns
+    // (raw Kafka values) is queried without hand-rolled parsing.
+    if let Err(e) = datafusion_functions_json::register_all(&mut *ctx.state_ref().write()) {
+        tracing::warn!("JSON functions not registered: {e}");
+    }
     ctx.register_udf(version_udf());
     // Weir keeps no comments on objects: every description is NULL, which
     // psql, JDBC and BI tools render as "no description".

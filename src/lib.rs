@@ -9,9 +9,15 @@
 //! * `sql`: parsing; recognises weir's own statements, passes the rest on.
 //! * `handler`: one file per statement kind behind one dispatch match.
 //! * `engine`: the shared DataFusion context, parser and configuration.
+//! * `stream`: continuous queries: stream definitions, the epoch loop,
+//!   the commit protocol, status and progress.
+//! * `source`: connectors (Kafka, files, sockets, a generator) decoding
+//!   records straight to Arrow.
+//! * `sink`: where results land (Parquet, staged then published).
 //! * `catalog`: the metastore (SQLite today, behind a trait) and the live
 //!   DataFusion tables it describes.
 //! * `functions`: PostgreSQL functions clients expect (version(), descriptions).
+//! * `produce`: `weir produce`, stdin lines to a Kafka topic (demos, tests).
 //! * `config`: the typed configuration, built by `main` and passed down.
 //! * `error`: one error enum per layer, each mapped to a SQLSTATE.
 
@@ -23,5 +29,9 @@ pub mod flight;
 pub mod functions;
 pub mod handler;
 pub mod pgwire;
+pub mod produce;
 pub mod server;
+pub mod sink;
+pub mod source;
 pub mod sql;
+pub mod stream;

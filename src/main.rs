@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Write stdin to a Kafka topic, one record per line (for demos and tests).
+    Produce(ProduceArgs),
 }
 
 #[derive(clap::Args)]
@@ -70,6 +72,33 @@ impl From<ServeArgs> for Config {
     }
 }
 
+#[derive(clap::Args)]
+struct ProduceArgs {
+    /// Kafka brokers to connect to (host:port, comma-separated).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap_servers: String,
+    /// Topic to write to; it must exist.
+    #[arg(long)]
+    topic: String,
+    /// Write every record to this partition [default: the partitioner picks].
+    #[arg(long)]
+    partition: Option<i32>,
+    /// Seconds to wait for the broker to answer and to acknowledge each record.
+    #[arg(long, default_value_t = 10)]
+    timeout_secs: u64,
+}
+
+impl From<ProduceArgs> for weir::produce::ProduceOptions {
+    fn from(a: ProduceArgs) -> weir::produce::ProduceOptions {
+        weir::produce::ProduceOptions {
+            bootstrap_servers: a.bootstrap_servers,
+            topic: a.topic,
+            partition: a.partition,
+            timeout: std::time::Duration::from_secs(a.timeout_secs),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let use_color = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -81,6 +110,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Produce(args) => return produce(args.into()),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -88,11 +121,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let Command::Serve(args) = cli.command;
     match runtime.block_on(weir::server::run(args.into(), shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
+            eprintln!("weir: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `weir produce` over stdin and reports the outcome on stderr.
+fn produce(options: weir::produce::ProduceOptions) -> ExitCode {
+    match weir::produce::run(&options, std::io::stdin().lock()) {
+        Ok(n) => {
+            eprintln!("weir: produced {n} record(s) to topic '{}'", options.topic);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
             eprintln!("weir: {e}");
             ExitCode::FAILURE
         }

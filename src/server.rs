@@ -42,7 +42,7 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<
         }
         None => (None, None),
     };
-    let handlers = Arc::new(Handlers::new(engine));
+    let handlers = Arc::new(Handlers::new(engine.clone()));
     let addr = listener.local_addr().map_err(|e| ServerError::Listen("socket".into(), e.to_string()))?;
     tracing::info!(
         "weir listening on {addr}; connect with: psql -h {} -p {} -U weir (data dir {})",
@@ -84,6 +84,8 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<
         });
     }
     tracing::info!("weir shutting down");
+    // Runners abandon their epoch in flight; what they committed stays.
+    engine.streams.shutdown().await;
     if let (Some(stop), Some(task)) = (flight_stop, flight_task) {
         let _ = stop.send(());
         let _ = task.await;

@@ -9,6 +9,12 @@
 //!   server's data dir. sqllogictest's own `$__TEST_DIR__` also works, but
 //!   changes between the files of a restart case. In expected results, these
 //!   directories print as `$SCRATCH` and `$DATA_DIR` (see [`validate`]).
+//! * For streaming files: `$KAFKA` is the bootstrap address of a real
+//!   broker (tansu, started once, only when some file uses it), `$WEIR` the
+//!   weir binary (`system ok` + `$WEIR produce ...` writes records), and
+//!   `$RUN` a token unique to each run of a file, for topic names (both
+//!   protocols and all files share the broker); `$FREE_PORT` a free
+//!   loopback port for a server the file starts itself.
 //! * `tests/slt/restart/<case>/*.slt` run in name order over ONE data dir and
 //!   ONE `$SCRATCH`, with the server killed and started again between files.
 //! * `SLT_FILTER=substring` runs only files whose path under `tests/slt/`
@@ -19,6 +25,8 @@
 //!   `ERROR 42P01: <message>`. Column letters: B I R T D P ? (see engine.rs).
 
 mod common;
+
+use common::kafka::Broker;
 #[path = "slt/engine.rs"]
 mod engine;
 #[path = "slt/pg_text.rs"]
@@ -37,6 +45,13 @@ use sqllogictest::{Normalizer, Record, Runner, default_validator};
 /// are sequential.
 static RUN_PATHS: Mutex<Vec<(String, &'static str)>> = Mutex::new(Vec::new());
 
+/// The shared broker, started by the first unit that needs one.
+static BROKER: std::sync::OnceLock<Broker> = std::sync::OnceLock::new();
+
+fn needs_kafka(unit: &Unit) -> bool {
+    unit.files.iter().any(|f| std::fs::read_to_string(f).is_ok_and(|text| text.contains("$KAFKA")))
+}
+
 /// The default comparison, after replacing this run's directories in actual
 /// values with `$SCRATCH` / `$DATA_DIR`, so expected results can name paths.
 fn validate(normalizer: Normalizer, actual: &[Vec<String>], expected: &[String]) -> bool {
@@ -48,6 +63,11 @@ fn validate(normalizer: Normalizer, actual: &[Vec<String>], expected: &[String])
         })
         .collect();
     default_validator(normalizer, &actual, expected)
+}
+
+/// A loopback port nobody listens on right now (for a file's own servers).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
 
 /// One thing to run: a single file, or the ordered files of a restart case.
@@ -126,6 +146,13 @@ where
 
 /// Runs a unit in one protocol; returns its failures.
 async fn run_unit(unit: &Unit, protocol: Protocol) -> Vec<String> {
+    let kafka = if needs_kafka(unit) {
+        Some(tokio::task::block_in_place(|| BROKER.get_or_init(Broker::start).bootstrap()))
+    } else {
+        None
+    };
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run_token = format!("{}{}", protocol.name(), RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
     let tmp = tempfile::tempdir().expect("temp dir");
     // Canonical, as the server canonicalizes the locations it stores.
     let root = std::fs::canonicalize(tmp.path()).expect("canonical temp dir");
@@ -160,6 +187,13 @@ async fn run_unit(unit: &Unit, protocol: Protocol) -> Vec<String> {
         runner.with_validator(validate);
         runner.set_var("SCRATCH".into(), scratch_str.clone());
         runner.set_var("DATA_DIR".into(), data_dir_str.clone());
+        runner.set_var("WEIR".into(), env!("CARGO_BIN_EXE_weir").to_string());
+        runner.set_var("RUN".into(), run_token.clone());
+        runner.set_var("FREE_PORT".into(), free_port().to_string());
+        runner.set_var("TANSU".into(), common::kafka::tansu_binary().display().to_string());
+        if let Some(kafka) = &kafka {
+            runner.set_var("KAFKA".into(), kafka.clone());
+        }
         let result = tokio::time::timeout(file_timeout(), run_records(&mut runner, file)).await;
         if result.is_ok() {
             runner.shutdown_async().await;

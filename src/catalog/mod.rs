@@ -11,7 +11,7 @@ use std::sync::Arc;
 use datafusion::prelude::SessionContext;
 
 use crate::error::CatalogError;
-pub use store::{CatalogStore, RelationDef, RelationKind};
+pub use store::{CatalogStore, EpochCommit, QueryStatusRow, RelationDef, RelationKind, StagedFile};
 
 /// Definitions (durable) plus the data directory that relative locations
 /// resolve against. DDL writes the store first and DataFusion second, so a
@@ -49,7 +49,7 @@ impl Catalog {
     pub async fn restore(&self, ctx: &SessionContext) -> Result<usize, CatalogError> {
         let defs = self.store.list()?;
         let mut restored = 0;
-        for def in &defs {
+        for def in defs.iter().filter(|d| d.kind == RelationKind::ExternalTable) {
             match tables::replay(ctx, def).await {
                 Ok(()) => restored += 1,
                 Err(e) => tracing::warn!(table = %def.name, "table not restored: {}", e.message()),

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::store::{CatalogStore, RelationDef, RelationKind};
+use super::store::{CatalogStore, EpochCommit, QueryStatusRow, RelationDef, RelationKind};
 use crate::error::CatalogError;
 
 /// `PRAGMA application_id` of weir catalogs ("WEIR"): tells our file from any
@@ -13,9 +13,10 @@ use crate::error::CatalogError;
 const APPLICATION_ID: i64 = 0x5745_4952;
 /// Bumped whenever the tables below change shape. A file with a larger
 /// number was written by a newer weir and is refused, never migrated down.
-const FORMAT_VERSION: i64 = 1;
+const FORMAT_VERSION: i64 = 2;
 
-const SCHEMA: &str = "
+/// Version 1: relation definitions.
+const SCHEMA_V1: &str = "
 CREATE TABLE relations (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,
     name       TEXT NOT NULL UNIQUE,
@@ -24,6 +25,24 @@ CREATE TABLE relations (
     location   TEXT NOT NULL,
     format     TEXT NOT NULL,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);";
+
+/// Version 2: the commit log of continuous queries and their status.
+const SCHEMA_V2: &str = "
+CREATE TABLE epochs (
+    query        TEXT NOT NULL,
+    batch_id     INTEGER NOT NULL,
+    checkpoint   TEXT NOT NULL,
+    files        TEXT NOT NULL,
+    progress     TEXT,
+    state        BLOB NOT NULL,
+    committed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    PRIMARY KEY (query, batch_id)
+);
+CREATE TABLE query_status (
+    query  TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    error  TEXT
 );";
 
 #[derive(Debug)]
@@ -69,11 +88,15 @@ impl SqliteStore {
             if version > FORMAT_VERSION {
                 return Err(CatalogError::TooNew { path: display, found: version, supported: FORMAT_VERSION });
             }
+            if version < 2 {
+                conn.execute_batch(&format!("BEGIN; {SCHEMA_V2} PRAGMA user_version = {FORMAT_VERSION}; COMMIT;"))?;
+            }
         } else {
             conn.execute_batch(&format!(
                 "PRAGMA journal_mode = WAL;
                  BEGIN;
-                 {SCHEMA}
+                 {SCHEMA_V1}
+                 {SCHEMA_V2}
                  PRAGMA application_id = {APPLICATION_ID};
                  PRAGMA user_version = {FORMAT_VERSION};
                  COMMIT;"
@@ -129,8 +152,110 @@ impl CatalogStore for SqliteStore {
     }
 
     fn remove(&self, name: &str) -> Result<bool, CatalogError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let removed = tx.execute("DELETE FROM relations WHERE name = ?1", [name])? > 0;
+        tx.execute("DELETE FROM epochs WHERE query = ?1", [name])?;
+        tx.execute("DELETE FROM query_status WHERE query = ?1", [name])?;
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    fn commit_epoch(&self, commit: &EpochCommit) -> Result<(), CatalogError> {
+        let files = serde_json::to_string(&commit.files).map_err(|e| CatalogError::Storage(e.to_string()))?;
         let conn = self.conn()?;
-        Ok(conn.execute("DELETE FROM relations WHERE name = ?1", [name])? > 0)
+        let inserted = conn.execute(
+            "INSERT INTO epochs (query, batch_id, checkpoint, files, progress, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            params![
+                commit.query,
+                commit.batch_id,
+                commit.checkpoint.to_string(),
+                files,
+                commit.progress.to_string(),
+                commit.state
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(CatalogError::EpochConflict { query: commit.query.clone(), batch_id: commit.batch_id });
+        }
+        Ok(())
+    }
+
+    fn epochs(&self, query: &str, last_only: bool) -> Result<Vec<EpochCommit>, CatalogError> {
+        let conn = self.conn()?;
+        let sql = if last_only {
+            "SELECT batch_id, checkpoint, files, progress, state FROM epochs WHERE query = ?1 ORDER BY batch_id DESC LIMIT 1"
+        } else {
+            "SELECT batch_id, checkpoint, files, progress, state FROM epochs WHERE query = ?1 ORDER BY batch_id"
+        };
+        let mut stmt = conn.prepare(sql)?;
+        let rows = stmt.query_map([query], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<String>>(3)?, r.get::<_, Vec<u8>>(4)?))
+        })?;
+        let corrupt = |e: serde_json::Error| CatalogError::Corrupt {
+            path: self.path.display().to_string(),
+            reason: format!("commit log of '{query}': {e}"),
+        };
+        let mut epochs = Vec::new();
+        for row in rows {
+            let (batch_id, checkpoint, files, progress, state) = row?;
+            epochs.push(EpochCommit {
+                query: query.to_string(),
+                batch_id,
+                checkpoint: serde_json::from_str(&checkpoint).map_err(corrupt)?,
+                files: serde_json::from_str(&files).map_err(corrupt)?,
+                progress: progress.map(|p| serde_json::from_str(&p)).transpose().map_err(corrupt)?.unwrap_or_default(),
+                state,
+            });
+        }
+        Ok(epochs)
+    }
+
+    fn progress(&self, limit_per_query: usize) -> Result<Vec<(String, serde_json::Value)>, CatalogError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT query, progress FROM (
+                 SELECT query, progress, batch_id,
+                        row_number() OVER (PARTITION BY query ORDER BY batch_id DESC) AS n
+                 FROM epochs WHERE progress IS NOT NULL)
+             WHERE n <= ?1 ORDER BY query, batch_id DESC",
+        )?;
+        let rows = stmt.query_map([limit_per_query as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (query, progress) = row?;
+            if let Ok(value) = serde_json::from_str(&progress) {
+                out.push((query, value));
+            }
+        }
+        Ok(out)
+    }
+
+    fn prune_epochs(&self, query: &str, keep: i64) -> Result<(), CatalogError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "DELETE FROM epochs WHERE query = ?1 AND batch_id <= (SELECT max(batch_id) FROM epochs WHERE query = ?1) - ?2",
+            params![query, keep],
+        )?;
+        Ok(())
+    }
+
+    fn set_status(&self, row: &QueryStatusRow) -> Result<(), CatalogError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO query_status (query, status, error) VALUES (?1, ?2, ?3)
+             ON CONFLICT (query) DO UPDATE SET status = excluded.status, error = excluded.error",
+            params![row.query, row.status, row.error],
+        )?;
+        Ok(())
+    }
+
+    fn statuses(&self) -> Result<Vec<QueryStatusRow>, CatalogError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare("SELECT query, status, error FROM query_status ORDER BY query")?;
+        let rows = stmt.query_map([], |r| Ok(QueryStatusRow { query: r.get(0)?, status: r.get(1)?, error: r.get(2)? }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
@@ -162,6 +287,41 @@ mod tests {
         assert_eq!(names, ["b", "a"]);
         assert!(store.remove("b").unwrap());
         assert!(!store.remove("b").unwrap());
+    }
+
+    #[test]
+    fn epochs_commit_once_and_read_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("catalog.sqlite")).unwrap();
+        let epoch = |batch_id| EpochCommit {
+            query: "q".into(),
+            batch_id,
+            checkpoint: serde_json::json!({"next": batch_id}),
+            files: vec![super::super::StagedFile { staged: "a.pending".into(), visible: "a.parquet".into() }],
+            progress: serde_json::json!({"batch_id": batch_id}),
+            state: Vec::new(),
+        };
+        store.commit_epoch(&epoch(0)).unwrap();
+        store.commit_epoch(&epoch(1)).unwrap();
+        assert!(matches!(store.commit_epoch(&epoch(1)), Err(CatalogError::EpochConflict { .. })));
+        assert_eq!(store.epochs("q", false).unwrap(), vec![epoch(0), epoch(1)]);
+        assert_eq!(store.epochs("q", true).unwrap(), vec![epoch(1)]);
+        assert_eq!(store.progress(1).unwrap(), vec![("q".to_string(), serde_json::json!({"batch_id": 1}))]);
+        store.prune_epochs("q", 1).unwrap();
+        assert_eq!(store.epochs("q", false).unwrap(), vec![epoch(1)]);
+    }
+
+    #[test]
+    fn version_1_catalog_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!("{SCHEMA_V1} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 1;"))
+            .unwrap();
+        let store = SqliteStore::open(&path).unwrap();
+        store.insert(&def("t")).unwrap();
+        assert!(store.statuses().unwrap().is_empty());
     }
 
     #[test]

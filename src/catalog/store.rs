@@ -4,27 +4,73 @@
 
 use crate::error::CatalogError;
 
-/// What kind of relation a definition describes. Streams, sinks and views
-/// join this list with the streaming issues.
+/// What kind of relation a definition describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelationKind {
     /// A schema-on-read table over files (Hive's external table).
     ExternalTable,
+    /// A source of records (`CREATE STREAM`).
+    Stream,
+    /// A continuous query appending into an external table (`CREATE SINK`).
+    Sink,
+    /// A continuous query that owns its table (`CREATE MATERIALIZED VIEW`).
+    MaterializedView,
 }
 
 impl RelationKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             RelationKind::ExternalTable => "external_table",
+            RelationKind::Stream => "stream",
+            RelationKind::Sink => "sink",
+            RelationKind::MaterializedView => "materialized_view",
         }
     }
 
     pub fn parse(s: &str) -> Option<RelationKind> {
         match s {
             "external_table" => Some(RelationKind::ExternalTable),
+            "stream" => Some(RelationKind::Stream),
+            "sink" => Some(RelationKind::Sink),
+            "materialized_view" => Some(RelationKind::MaterializedView),
             _ => None,
         }
     }
+}
+
+/// One committed epoch of a continuous query: everything that must become
+/// durable together (the commit protocol's single transaction).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochCommit {
+    pub query: String,
+    pub batch_id: i64,
+    /// The source's checkpoint for this epoch (see `source::Source`).
+    pub checkpoint: serde_json::Value,
+    /// The files this epoch wrote, as staged and as published; recovery
+    /// finishes publishing them if the server died right after the commit.
+    pub files: Vec<StagedFile>,
+    /// The epoch's row of `weir.query_progress`.
+    pub progress: serde_json::Value,
+    /// Operator state after this epoch (windows, joins); empty when stateless.
+    pub state: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StagedFile {
+    /// Where the file was written, under a name no reader picks up.
+    pub staged: String,
+    /// Its visible name once published.
+    pub visible: String,
+}
+
+/// Status of a continuous query as the catalog remembers it: `finished`
+/// and `failed` survive a restart, so a finished `available_now` query is
+/// not run again and a failed one is not retried forever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryStatusRow {
+    pub query: String,
+    pub status: String,
+    pub error: Option<String>,
 }
 
 /// One persisted relation. `definition` is the canonical DDL that recreates
@@ -48,6 +94,21 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
     fn list(&self) -> Result<Vec<RelationDef>, CatalogError>;
     /// Adds a relation; `DuplicateTable` when the name is taken.
     fn insert(&self, def: &RelationDef) -> Result<(), CatalogError>;
-    /// Removes a relation by name; false when there was none.
+    /// Removes a relation by name; false when there was none. A continuous
+    /// query's commit log and status go with it.
     fn remove(&self, name: &str) -> Result<bool, CatalogError>;
+
+    /// Records one epoch atomically. Fails with `EpochConflict` if the batch
+    /// id is already committed (two runners of one query must never both win).
+    fn commit_epoch(&self, commit: &EpochCommit) -> Result<(), CatalogError>;
+    /// Committed epochs of `query`, oldest first; `last_only` returns at most
+    /// the newest one.
+    fn epochs(&self, query: &str, last_only: bool) -> Result<Vec<EpochCommit>, CatalogError>;
+    /// The newest `limit` progress rows of every query, newest first.
+    fn progress(&self, limit_per_query: usize) -> Result<Vec<(String, serde_json::Value)>, CatalogError>;
+    /// Drops the checkpoints and progress of epochs older than the newest
+    /// `keep` (sources whose checkpoints are cumulative need only the last).
+    fn prune_epochs(&self, query: &str, keep: i64) -> Result<(), CatalogError>;
+    fn set_status(&self, row: &QueryStatusRow) -> Result<(), CatalogError>;
+    fn statuses(&self) -> Result<Vec<QueryStatusRow>, CatalogError>;
 }

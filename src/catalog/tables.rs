@@ -168,3 +168,21 @@ pub fn find_bad_parquet(location: &str) -> Option<QueryError> {
     }
     None
 }
+
+/// Registers a directory of Parquet files with a known schema (a
+/// materialized view's own table): an empty directory is an empty table.
+pub async fn register_parquet_dir(
+    ctx: &SessionContext,
+    name: &str,
+    dir: &Path,
+    schema: SchemaRef,
+) -> Result<(), QueryError> {
+    use datafusion::datasource::file_format::parquet::ParquetFormat;
+    use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+    let url = ListingTableUrl::parse(format!("{}/", dir.display()))?;
+    let options = ListingOptions::new(std::sync::Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
+    let table = ListingTable::try_new(config)?;
+    ctx.register_table(name, std::sync::Arc::new(table))?;
+    Ok(())
+}

@@ -12,11 +12,22 @@ pub fn handle(engine: &Engine, names: &[ObjectName], if_exists: bool) -> Result<
     let mut keys = Vec::with_capacity(names.len());
     for name in names {
         let key = table_key(name)?;
-        if engine.catalog.get(&key)?.is_none() {
-            if if_exists {
-                continue;
+        match engine.catalog.get(&key)? {
+            None if if_exists => continue,
+            None => return Err(CatalogError::UnknownTable(key).into()),
+            Some(def) if def.kind != crate::catalog::RelationKind::ExternalTable => {
+                let kind = def.kind.as_str().replace('_', " ");
+                return Err(QueryError::WrongObjectType(format!(
+                    "'{key}' is a {kind}, not a table; use DROP {}",
+                    kind.to_uppercase()
+                )));
             }
-            return Err(CatalogError::UnknownTable(key).into());
+            Some(_) => {}
+        }
+        if let Some(writer) = engine.streams.writer_of(&key) {
+            return Err(QueryError::DependentObjects(format!(
+                "cannot drop table '{key}': sink '{writer}' writes into it; drop the sink first"
+            )));
         }
         keys.push(key);
     }

@@ -2,12 +2,16 @@
 //! Each handler returns an [`Output`]; the pgwire layer turns it into
 //! protocol messages.
 
+pub mod create_query;
+pub mod create_stream;
 pub mod create_table;
 pub mod describe;
+pub mod drop_streaming;
 pub mod drop_table;
 pub mod query;
 pub mod session;
 pub mod show_create;
+pub mod show_streaming;
 pub mod show_tables;
 
 use std::sync::Arc;
@@ -61,6 +65,13 @@ pub async fn execute(engine: &Engine, vars: &mut SessionVars, stmt: Statement) -
             let plan = query::plan(engine, vars, stmt).await?;
             query::run(engine, vars, plan).await
         }
+        Statement::CreateStream(ddl) => create_stream::handle(engine, ddl).await,
+        Statement::CreateContinuousQuery(cq) => create_query::handle(engine, cq).await,
+        Statement::ShowStreaming(kind) => show_streaming::handle(engine, kind),
+        Statement::ShowCreateStreaming(kind, name) => show_streaming::show_create(engine, kind, &name),
+        Statement::DropStreaming { kind, names, if_exists } => {
+            drop_streaming::handle(engine, kind, &names, if_exists).await
+        }
     }
 }
 
@@ -72,8 +83,47 @@ pub fn result_schema(stmt: &Statement) -> Option<SchemaRef> {
         Statement::Describe(_) => Some(describe::schema()),
         Statement::ShowCreateTable(_) => Some(show_create::schema()),
         Statement::Show(name) => Some(session::show_schema(name)),
+        Statement::ShowStreaming(kind) => Some(show_streaming::schema(*kind)),
+        Statement::ShowCreateStreaming(..) => Some(show_streaming::show_create_schema()),
         _ => None,
     }
+}
+
+/// Re-creates streams and restarts continuous queries from the catalog, in
+/// creation order (a query's stream and target exist before it). A query
+/// that cannot be restored is marked failed with the reason, not fatal.
+pub async fn restore_streaming(engine: &Engine) -> Result<(), QueryError> {
+    use crate::catalog::RelationKind;
+    for def in engine.catalog.list()? {
+        if def.kind == RelationKind::ExternalTable {
+            continue;
+        }
+        let parsed = engine.parser.parse(&def.definition);
+        let result = match (def.kind, parsed.map(|mut v| v.pop())) {
+            (RelationKind::Stream, Ok(Some(Statement::CreateStream(ddl)))) => {
+                match create_stream::define(engine, &def.name, &ddl).await {
+                    Ok(stream) => engine.streams.register_stream(stream),
+                    Err(e) => Err(e),
+                }
+            }
+            (RelationKind::Sink | RelationKind::MaterializedView, Ok(Some(Statement::CreateContinuousQuery(cq)))) => {
+                let finished = create_query::recorded_status(engine, &def.name) == Some(crate::stream::Status::Finished);
+                create_query::start(engine, &def.name, &cq, false, finished).await
+            }
+            (_, Err(e)) => Err(e),
+            _ => Err(QueryError::Unsupported(format!("stored definition of '{}'", def.name))),
+        };
+        if let Err(e) = result {
+            tracing::error!(relation = %def.name, "not restored: {}", e.message());
+            let row = crate::catalog::QueryStatusRow {
+                query: def.name.clone(),
+                status: "failed".into(),
+                error: Some(format!("not restored at start-up: {}", e.message())),
+            };
+            let _ = engine.catalog.store().set_status(&row);
+        }
+    }
+    Ok(())
 }
 
 /// The catalog key of a table name: the last identifier, normalised like

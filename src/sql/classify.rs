@@ -26,6 +26,12 @@ pub enum Statement {
     NoOp(&'static str),
     /// Planned and run by DataFusion.
     Query(DFStatement),
+    CreateStream(super::CreateStream),
+    /// `CREATE SINK` and `CREATE MATERIALIZED VIEW`.
+    CreateContinuousQuery(super::CreateContinuousQuery),
+    ShowStreaming(super::StreamingKind),
+    ShowCreateStreaming(super::StreamingKind, ObjectName),
+    DropStreaming { kind: super::StreamingKind, names: Vec<ObjectName>, if_exists: bool },
 }
 
 /// Transactions are accepted and have no effect: every statement commits on

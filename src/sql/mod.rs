@@ -6,6 +6,8 @@ mod client_compat;
 mod column_names;
 mod parser;
 pub mod scalar_subqueries;
+pub mod streaming;
 
 pub use classify::{Statement, TransactionKind};
 pub use parser::Parser;
+pub use streaming::{CreateContinuousQuery, CreateStream, Options, SinkTarget, StreamingKind};

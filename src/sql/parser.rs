@@ -50,6 +50,9 @@ impl Parser {
     fn parse_one(&self, tokens: Vec<TokenWithSpan>, text: &str) -> Result<Vec<Statement>, QueryError> {
         let words = leading_words(&tokens, 4);
         let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        if let Some(streaming) = super::streaming::parse(&words, &tokens, text) {
+            return streaming.map(|s| vec![s]);
+        }
         let datafusion_extension = matches!(
             words.as_slice(),
             ["CREATE", "EXTERNAL", ..]

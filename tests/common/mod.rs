@@ -2,6 +2,8 @@
 //! stops it (SIGKILL) when dropped. Tests talk to it only over the wire.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -1,0 +1,108 @@
+//! `CREATE SINK name INTO table AS SELECT ...` and `CREATE MATERIALIZED
+//! VIEW name AS SELECT ...`: continuous queries. A sink appends to an
+//! existing Parquet table; a view creates and owns its table under the
+//! warehouse, queryable by the view's name.
+
+use std::path::PathBuf;
+
+use super::{Output, table_key};
+use crate::catalog::{RelationDef, RelationKind, tables};
+use crate::engine::Engine;
+use crate::error::{CatalogError, QueryError};
+use crate::sql::{CreateContinuousQuery, SinkTarget};
+use crate::stream::{QueryOptions, Status};
+
+pub async fn handle(engine: &Engine, cq: CreateContinuousQuery) -> Result<Output, QueryError> {
+    let tag = match cq.target {
+        SinkTarget::Table(_) => "CREATE SINK",
+        SinkTarget::OwnTable => "CREATE MATERIALIZED VIEW",
+    };
+    let name = table_key(&cq.name)?;
+    if engine.catalog.get(&name)?.is_some() || engine.context().table_exist(name.as_str())? {
+        if cq.if_not_exists {
+            return Ok(Output::command(tag));
+        }
+        return Err(CatalogError::DuplicateTable(name).into());
+    }
+    start(engine, &name, &cq, true, false).await?;
+    Ok(Output::command(tag))
+}
+
+/// Plans, (optionally) records, and starts a continuous query. At restore
+/// `persist` is false and `finished` says the catalog saw it finish.
+pub async fn start(
+    engine: &Engine,
+    name: &str,
+    cq: &CreateContinuousQuery,
+    persist: bool,
+    finished: bool,
+) -> Result<(), QueryError> {
+    let options = QueryOptions::parse(cq)?;
+    let (kind, target, dir, target_schema) = match &cq.target {
+        SinkTarget::Table(table) => {
+            let key = table_key(table)?;
+            let def = engine.catalog.get(&key)?.ok_or_else(|| CatalogError::UnknownTable(key.clone()))?;
+            if def.kind != RelationKind::ExternalTable {
+                return Err(QueryError::Unsupported(format!(
+                    "a sink into '{key}', which is a {} (sinks append to external tables)",
+                    def.kind.as_str().replace('_', " ")
+                )));
+            }
+            if !def.format.eq_ignore_ascii_case("parquet") {
+                return Err(QueryError::Unsupported(format!("a sink into '{key}' stored as {} (sinks write Parquet)", def.format)));
+            }
+            if def.definition.contains(" PARTITIONED BY ") {
+                return Err(QueryError::Unsupported(format!("a sink into the partitioned table '{key}'")));
+            }
+            if def.location.contains("://") || !def.location.ends_with('/') {
+                return Err(QueryError::Unsupported(format!(
+                    "a sink into '{key}', whose location {} is not a local directory",
+                    def.location
+                )));
+            }
+            let schema = engine.context().table_provider(key.as_str()).await?.schema();
+            (RelationKind::Sink, key, PathBuf::from(def.location.trim_end_matches('/')), Some(schema))
+        }
+        SinkTarget::OwnTable => {
+            (RelationKind::MaterializedView, name.to_string(), engine.config.warehouse.join(name), None)
+        }
+    };
+    let spec = engine
+        .streams
+        .prepare(name, &cq.query, options, dir.clone(), target_schema, |stream| {
+            Some(super::create_stream::dead_letter_dir(engine, &stream.name))
+        })
+        .await?;
+    if kind == RelationKind::MaterializedView {
+        std::fs::create_dir_all(&dir).map_err(|e| QueryError::UnreadableLocation {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let file_schema = crate::sink::ParquetSink::new(&dir, name, &spec.target_schema, 1).file_schema().clone();
+        tables::register_parquet_dir(engine.context(), name, &dir, file_schema).await?;
+    }
+    if persist {
+        let record = RelationDef {
+            name: name.to_string(),
+            kind,
+            definition: cq.text.clone(),
+            location: format!("{}/", dir.display()),
+            format: "PARQUET".into(),
+        };
+        if let Err(e) = engine.catalog.store().insert(&record) {
+            if kind == RelationKind::MaterializedView {
+                let _ = engine.context().deregister_table(name);
+            }
+            return Err(e.into());
+        }
+    }
+    engine.streams.start(kind, target, spec, finished)?;
+    Ok(())
+}
+
+/// Whether the catalog recorded `name` as finished (an `available_now`
+/// query is not run again after a restart).
+pub fn recorded_status(engine: &Engine, name: &str) -> Option<Status> {
+    let statuses = engine.catalog.store().statuses().ok()?;
+    statuses.into_iter().find(|s| s.query == name).and_then(|s| Status::parse(&s.status))
+}

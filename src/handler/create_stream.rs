@@ -1,0 +1,93 @@
+//! `CREATE STREAM name (...) WITH (connector = ...)`: declares a source.
+//! Nothing is read until a continuous query reads the stream; options are
+//! checked now, so a typo fails here and not at three in the morning.
+
+use super::{Output, table_key};
+use crate::catalog::{RelationDef, RelationKind};
+use crate::engine::Engine;
+use crate::error::{CatalogError, QueryError};
+use crate::sql::CreateStream;
+use crate::stream::definition::{Connector, OnError};
+use crate::stream::{StreamDef, runner};
+
+pub async fn handle(engine: &Engine, ddl: CreateStream) -> Result<Output, QueryError> {
+    let name = table_key(&ddl.name)?;
+    if engine.catalog.get(&name)?.is_some() || engine.context().table_exist(name.as_str())? {
+        if ddl.if_not_exists {
+            return Ok(Output::command("CREATE STREAM"));
+        }
+        return Err(CatalogError::DuplicateTable(name).into());
+    }
+    let def = define(engine, &name, &ddl).await?;
+    if def.on_error == OnError::DeadLetter {
+        create_dead_letter_table(engine, &name).await?;
+    }
+    let location = match def.connector {
+        Connector::Kafka => format!(
+            "kafka://{}/{}",
+            def.spec.options.get("bootstrap_servers").map(String::as_str).unwrap_or("127.0.0.1:9092"),
+            def.spec.options.get("topic").map(String::as_str).unwrap_or_default()
+        ),
+        Connector::File => def.spec.options.get("path").cloned().unwrap_or_default(),
+        Connector::Socket => format!(
+            "socket://{}:{}",
+            def.spec.options.get("host").map(String::as_str).unwrap_or_default(),
+            def.spec.options.get("port").map(String::as_str).unwrap_or_default()
+        ),
+        Connector::Generator => "generator".into(),
+    };
+    let format = def.spec.options.get("format").cloned().unwrap_or_default().to_uppercase();
+    let record = RelationDef { name: name.clone(), kind: RelationKind::Stream, definition: ddl.text.clone(), location, format };
+    engine.catalog.store().insert(&record)?;
+    engine.streams.register_stream(def)?;
+    Ok(Output::command("CREATE STREAM"))
+}
+
+/// Checks a stream definition and resolves what depends on this server: a
+/// file stream's relative path lives under the data directory.
+pub async fn define(engine: &Engine, name: &str, ddl: &CreateStream) -> Result<StreamDef, QueryError> {
+    let mut def = StreamDef::from_ddl(engine.context(), name, ddl).await?;
+    if def.connector == Connector::File {
+        let path = def.spec.options.get("path").cloned().ok_or_else(|| QueryError::InvalidOptionValue {
+            option: "path".into(),
+            reason: "a file stream needs path = '<directory>'".into(),
+        })?;
+        let resolved = crate::catalog::tables::resolve_location(engine.catalog.data_dir(), &path, true)?;
+        def.spec.options.insert("path".into(), resolved.trim_end_matches('/').to_string());
+    }
+    // Building the source checks its options without touching the network.
+    runner::open_source(&def).map_err(|e| QueryError::InvalidOptionValue {
+        option: def.connector.name().into(),
+        reason: e.to_string(),
+    })?;
+    Ok(def)
+}
+
+/// `<stream>_errors`: where `on_error = 'dead_letter'` keeps bad records.
+async fn create_dead_letter_table(engine: &Engine, stream: &str) -> Result<(), QueryError> {
+    let table = format!("{stream}_errors");
+    if engine.catalog.get(&table)?.is_some() {
+        return Ok(());
+    }
+    let dir = dead_letter_dir(engine, stream);
+    std::fs::create_dir_all(&dir).map_err(|e| QueryError::UnreadableLocation {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let ddl = format!(
+        "CREATE EXTERNAL TABLE \"{}\" (query TEXT, position TEXT, error TEXT, raw TEXT, received_at TIMESTAMP) \
+         STORED AS PARQUET LOCATION '{}'",
+        table.replace('"', "\"\""),
+        dir.display().to_string().replace('\'', "''")
+    );
+    for stmt in engine.parser.parse(&ddl)? {
+        if let crate::sql::Statement::CreateExternalTable(cmd) = stmt {
+            super::create_table::handle(engine, cmd).await?;
+        }
+    }
+    Ok(())
+}
+
+pub fn dead_letter_dir(engine: &Engine, stream: &str) -> std::path::PathBuf {
+    engine.config.warehouse.join(format!("{stream}_errors"))
+}

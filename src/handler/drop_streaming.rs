@@ -1,0 +1,56 @@
+//! `DROP STREAM | SINK | MATERIALIZED VIEW [IF EXISTS] name, ...`. Dropping
+//! a continuous query stops it cleanly (an epoch in flight is abandoned,
+//! committed files stay). A view's table is its own and goes with it; a
+//! sink's target table is the user's and stays.
+
+use datafusion::sql::sqlparser::ast::ObjectName;
+
+use super::{Output, table_key};
+use crate::catalog::RelationKind;
+use crate::engine::Engine;
+use crate::error::{CatalogError, QueryError};
+use crate::sql::StreamingKind;
+
+pub async fn handle(engine: &Engine, kind: StreamingKind, names: &[ObjectName], if_exists: bool) -> Result<Output, QueryError> {
+    let wanted = match kind {
+        StreamingKind::Stream => RelationKind::Stream,
+        StreamingKind::Sink => RelationKind::Sink,
+        StreamingKind::MaterializedView => RelationKind::MaterializedView,
+    };
+    let mut keys = Vec::new();
+    for name in names {
+        let key = table_key(name)?;
+        match engine.catalog.get(&key)? {
+            Some(def) if def.kind == wanted => keys.push(key),
+            Some(def) => {
+                return Err(QueryError::WrongObjectType(format!(
+                    "'{key}' is a {}, not a {}",
+                    def.kind.as_str().replace('_', " "),
+                    kind.sql_name().to_lowercase()
+                )));
+            }
+            None if if_exists => {}
+            None => return Err(CatalogError::UnknownRelation { kind: kind.sql_name().to_lowercase(), name: key }.into()),
+        }
+    }
+    for key in keys {
+        match wanted {
+            RelationKind::Stream => {
+                engine.streams.unregister_stream(&key)?;
+                engine.catalog.store().remove(&key)?;
+            }
+            _ => {
+                engine.streams.stop(&key).await?;
+                engine.catalog.store().remove(&key)?;
+                if wanted == RelationKind::MaterializedView {
+                    let _ = engine.context().deregister_table(key.as_str());
+                    let dir = engine.config.warehouse.join(&key);
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        tracing::warn!(view = %key, "view files not removed from {}: {e}", dir.display());
+                    }
+                }
+            }
+        }
+    }
+    Ok(Output::command(&format!("DROP {}", kind.sql_name())))
+}

@@ -1,0 +1,407 @@
+//! Weir's streaming DDL, which no upstream grammar knows:
+//!
+//! ```sql
+//! CREATE STREAM name (col type, ..., WATERMARK FOR col AS expr) WITH (k = v, ...)
+//! CREATE SINK name INTO table [WITH (...)] AS query [WITH (...)]
+//! CREATE MATERIALIZED VIEW name [WITH (...)] AS query [WITH (...)]
+//! SHOW STREAMS | SINKS | MATERIALIZED VIEWS
+//! SHOW CREATE STREAM | SINK | MATERIALIZED VIEW name
+//! DROP STREAM | SINK | MATERIALIZED VIEW [IF EXISTS] name, ...
+//! ```
+//!
+//! Column definitions, expressions and queries are parsed by sqlparser's own
+//! routines; only the statement frames are ours.
+
+use std::collections::BTreeMap;
+
+use datafusion::sql::sqlparser::ast::{ColumnDef, Expr, Ident, ObjectName, Query, Value};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{Parser as SqlParser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
+
+use crate::error::QueryError;
+
+/// The streaming relation kinds, as SHOW / DROP name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamingKind {
+    Stream,
+    Sink,
+    MaterializedView,
+}
+
+impl StreamingKind {
+    pub fn sql_name(&self) -> &'static str {
+        match self {
+            StreamingKind::Stream => "STREAM",
+            StreamingKind::Sink => "SINK",
+            StreamingKind::MaterializedView => "MATERIALIZED VIEW",
+        }
+    }
+}
+
+/// `WITH (...)` options: keys lower-cased, values as plain text.
+pub type Options = BTreeMap<String, String>;
+
+#[derive(Debug, Clone)]
+pub struct CreateStream {
+    pub name: ObjectName,
+    pub columns: Vec<ColumnDef>,
+    /// `WATERMARK FOR col AS expr`: the event-time column and the expression
+    /// giving the watermark for a row.
+    pub watermark: Option<(Ident, Expr)>,
+    pub options: Options,
+    pub if_not_exists: bool,
+    /// The statement as written, kept as the stored definition.
+    pub text: String,
+}
+
+/// Where a continuous query's results go.
+#[derive(Debug, Clone)]
+pub enum SinkTarget {
+    /// `CREATE SINK ... INTO table`: an existing external table.
+    Table(ObjectName),
+    /// `CREATE MATERIALIZED VIEW`: a table the query creates and owns.
+    OwnTable,
+}
+
+#[derive(Debug, Clone)]
+pub struct CreateContinuousQuery {
+    pub name: ObjectName,
+    pub target: SinkTarget,
+    pub query: Box<Query>,
+    pub options: Options,
+    pub if_not_exists: bool,
+    pub text: String,
+}
+
+/// Recognises the statements above from their leading words; `None` means
+/// "not a streaming statement".
+pub fn parse(words: &[&str], tokens: &[TokenWithSpan], text: &str) -> Option<Result<super::Statement, QueryError>> {
+    use super::Statement as S;
+    let kind = |w: &[&str]| match w {
+        ["STREAM", ..] | ["STREAMS", ..] => Some(StreamingKind::Stream),
+        ["SINK", ..] | ["SINKS", ..] => Some(StreamingKind::Sink),
+        ["MATERIALIZED", "VIEW", ..] | ["MATERIALIZED", "VIEWS", ..] => Some(StreamingKind::MaterializedView),
+        _ => None,
+    };
+    let statement = match words {
+        ["CREATE", rest @ ..] => match kind(rest)? {
+            StreamingKind::Stream => run(tokens, |p| create_stream(p, text)).map(S::CreateStream),
+            kind @ (StreamingKind::Sink | StreamingKind::MaterializedView) => {
+                // A trailing `WITH (...)` would otherwise parse as table
+                // hints of the query's last FROM item (`FROM t WITH (NOLOCK)`)
+                // and vanish: split it off first.
+                let (head, trailing) = split_trailing_with(tokens);
+                let trailing = match trailing.map(|t| run(&t, parse_with)).transpose() {
+                    Ok(t) => t.flatten(),
+                    Err(e) => return Some(Err(e)),
+                };
+                run(&head, |p| create_query(p, kind, text, trailing)).map(S::CreateContinuousQuery)
+            }
+        },
+        ["SHOW", "CREATE", rest @ ..] => {
+            let k = kind(rest)?;
+            run(tokens, |p| {
+                p.expect_keywords(&[Keyword::SHOW, Keyword::CREATE])?;
+                skip_kind(p, k)?;
+                p.parse_object_name(false)
+            })
+            .map(|name| S::ShowCreateStreaming(k, name))
+        }
+        ["SHOW", rest @ ..] => {
+            let k = kind(rest)?;
+            run(tokens, |p| {
+                p.expect_keyword(Keyword::SHOW)?;
+                skip_kind_plural(p, k)?;
+                Ok(())
+            })
+            .map(|()| S::ShowStreaming(k))
+        }
+        ["DROP", rest @ ..] => {
+            let k = kind(rest)?;
+            run(tokens, |p| {
+                p.expect_keyword(Keyword::DROP)?;
+                skip_kind(p, k)?;
+                let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+                let names = p.parse_comma_separated(|p| p.parse_object_name(false))?;
+                Ok((names, if_exists))
+            })
+            .map(|(names, if_exists)| S::DropStreaming { kind: k, names, if_exists })
+        }
+        _ => return None,
+    };
+    Some(statement)
+}
+
+/// Runs `f` over the statement's tokens and insists it consumed them all.
+fn run<T>(tokens: &[TokenWithSpan], f: impl FnOnce(&mut SqlParser) -> Result<T, ParserError>) -> Result<T, QueryError> {
+    let dialect = PostgreSqlDialect {};
+    let mut parser = SqlParser::new(&dialect).with_tokens_with_locations(tokens.to_vec());
+    let value = f(&mut parser).map_err(syntax)?;
+    let next = parser.peek_token();
+    if next.token != Token::EOF {
+        return Err(QueryError::Syntax(format!("unexpected '{}' at {}", next.token, next.span.start)));
+    }
+    Ok(value)
+}
+
+fn syntax(e: ParserError) -> QueryError {
+    let msg = e.to_string();
+    QueryError::Syntax(msg.trim_start_matches("sql parser error: ").to_string())
+}
+
+fn skip_kind(p: &mut SqlParser, kind: StreamingKind) -> Result<(), ParserError> {
+    match kind {
+        StreamingKind::Stream => expect_word(p, "STREAM"),
+        StreamingKind::Sink => expect_word(p, "SINK"),
+        StreamingKind::MaterializedView => p.expect_keywords(&[Keyword::MATERIALIZED, Keyword::VIEW]),
+    }
+}
+
+fn skip_kind_plural(p: &mut SqlParser, kind: StreamingKind) -> Result<(), ParserError> {
+    match kind {
+        StreamingKind::Stream => expect_word(p, "STREAMS"),
+        StreamingKind::Sink => expect_word(p, "SINKS"),
+        StreamingKind::MaterializedView => {
+            p.expect_keyword(Keyword::MATERIALIZED)?;
+            expect_word(p, "VIEWS")
+        }
+    }
+}
+
+/// Matches a word that may not be a sqlparser keyword (STREAM, SINK, ...).
+fn expect_word(p: &mut SqlParser, word: &str) -> Result<(), ParserError> {
+    let next = p.next_token();
+    match &next.token {
+        Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word) => Ok(()),
+        other => Err(ParserError::ParserError(format!("expected {word}, found {other}"))),
+    }
+}
+
+fn peek_word(p: &SqlParser, word: &str) -> bool {
+    matches!(&p.peek_token().token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+}
+
+fn create_stream(p: &mut SqlParser, text: &str) -> Result<CreateStream, ParserError> {
+    p.expect_keyword(Keyword::CREATE)?;
+    expect_word(p, "STREAM")?;
+    let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = p.parse_object_name(false)?;
+    let mut columns = Vec::new();
+    let mut watermark = None;
+    if p.consume_token(&Token::LParen) {
+        loop {
+            if peek_word(p, "WATERMARK") {
+                p.next_token();
+                p.expect_keyword(Keyword::FOR)?;
+                let column = p.parse_identifier()?;
+                p.expect_keyword(Keyword::AS)?;
+                let expr = p.parse_expr()?;
+                if watermark.replace((column, expr)).is_some() {
+                    return Err(ParserError::ParserError("a stream has at most one WATERMARK".into()));
+                }
+            } else {
+                columns.push(p.parse_column_def()?);
+            }
+            if !p.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        p.expect_token(&Token::RParen)?;
+    }
+    let options = parse_with(p)?.ok_or_else(|| {
+        ParserError::ParserError("CREATE STREAM needs WITH (connector = '...', ...)".into())
+    })?;
+    Ok(CreateStream { name, columns, watermark, options, if_not_exists, text: text.to_string() })
+}
+
+/// Splits `... WITH ( ... )` off the end of a statement, when the statement
+/// ends with such a top-level group.
+fn split_trailing_with(tokens: &[TokenWithSpan]) -> (Vec<TokenWithSpan>, Option<Vec<TokenWithSpan>>) {
+    let significant: Vec<usize> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
+        .map(|(i, _)| i)
+        .collect();
+    let Some(&last) = significant.last() else { return (tokens.to_vec(), None) };
+    if tokens[last].token != Token::RParen {
+        return (tokens.to_vec(), None);
+    }
+    // Walk back to the parenthesis that opens the final group.
+    let mut depth = 0i32;
+    let mut open = None;
+    for &i in significant.iter().rev() {
+        match tokens[i].token {
+            Token::RParen => depth += 1,
+            Token::LParen => {
+                depth -= 1;
+                if depth == 0 {
+                    open = Some(i);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let Some(open) = open else { return (tokens.to_vec(), None) };
+    let Some(pos) = significant.iter().position(|&i| i == open) else { return (tokens.to_vec(), None) };
+    let Some(&with) = pos.checked_sub(1).and_then(|p| significant.get(p)) else { return (tokens.to_vec(), None) };
+    match &tokens[with].token {
+        Token::Word(w) if w.keyword == Keyword::WITH => (tokens[..with].to_vec(), Some(tokens[with..].to_vec())),
+        _ => (tokens.to_vec(), None),
+    }
+}
+
+fn create_query(
+    p: &mut SqlParser,
+    kind: StreamingKind,
+    text: &str,
+    trailing: Option<Options>,
+) -> Result<CreateContinuousQuery, ParserError> {
+    p.expect_keyword(Keyword::CREATE)?;
+    skip_kind(p, kind)?;
+    let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = p.parse_object_name(false)?;
+    let target = match kind {
+        StreamingKind::Sink => {
+            p.expect_keyword(Keyword::INTO)?;
+            SinkTarget::Table(p.parse_object_name(false)?)
+        }
+        _ => SinkTarget::OwnTable,
+    };
+    let mut options = parse_with(p)?.unwrap_or_default();
+    p.expect_keyword(Keyword::AS)?;
+    let query = p.parse_query()?;
+    if let Some(more) = trailing {
+        for (k, v) in more {
+            if options.insert(k.clone(), v).is_some() {
+                return Err(ParserError::ParserError(format!("option '{k}' is given twice")));
+            }
+        }
+    }
+    Ok(CreateContinuousQuery { name, target, query, options, if_not_exists, text: text.to_string() })
+}
+
+/// `WITH (key = value, ...)`. Keys may be dotted (`properties.security.protocol`)
+/// or quoted; values are literals or bare words.
+fn parse_with(p: &mut SqlParser) -> Result<Option<Options>, ParserError> {
+    if !p.parse_keyword(Keyword::WITH) {
+        return Ok(None);
+    }
+    p.expect_token(&Token::LParen)?;
+    let mut options = Options::new();
+    loop {
+        let key = match p.next_token().token {
+            Token::SingleQuotedString(s) => s,
+            Token::Word(w) => {
+                let mut key = w.value;
+                while p.consume_token(&Token::Period) {
+                    key.push('.');
+                    key.push_str(&p.parse_identifier()?.value);
+                }
+                key
+            }
+            other => return Err(ParserError::ParserError(format!("expected an option name, found {other}"))),
+        };
+        p.expect_token(&Token::Eq)?;
+        let value = match p.parse_expr()? {
+            Expr::Value(v) => match v.value {
+                Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s,
+                Value::Number(n, _) => n,
+                Value::Boolean(b) => b.to_string(),
+                other => other.to_string(),
+            },
+            Expr::Identifier(id) => id.value,
+            other => {
+                return Err(ParserError::ParserError(format!(
+                    "option '{key}' needs a literal value, found {other}"
+                )));
+            }
+        };
+        let key = key.to_ascii_lowercase();
+        if options.insert(key.clone(), value).is_some() {
+            return Err(ParserError::ParserError(format!("option '{key}' is given twice")));
+        }
+        if !p.consume_token(&Token::Comma) {
+            break;
+        }
+    }
+    p.expect_token(&Token::RParen)?;
+    Ok(Some(options))
+}
+
+/// Checks `options` against the valid keys; the error lists them, sorted.
+pub fn check_options(options: &Options, valid: &[&str], context: &str) -> Result<(), QueryError> {
+    for key in options.keys() {
+        let ok = valid.iter().any(|v| v == key || (v.ends_with('.') && key.starts_with(v)));
+        if !ok {
+            let mut names: Vec<&str> = valid.to_vec();
+            names.sort_unstable();
+            return Err(QueryError::InvalidOption {
+                option: key.clone(),
+                context: context.to_string(),
+                valid: names.join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sql::{Parser, Statement};
+
+    #[test]
+    fn create_stream_with_watermark_and_options() {
+        let stmts = Parser::new()
+            .parse(
+                "CREATE STREAM events (event_type TEXT, \"Host\" TEXT, ts TIMESTAMP, \
+                 WATERMARK FOR ts AS ts - INTERVAL '20 seconds') \
+                 WITH (connector = 'kafka', topic = 'events', properties.client.id = 'x', max = 5)",
+            )
+            .unwrap();
+        let Statement::CreateStream(s) = &stmts[0] else { panic!("{stmts:?}") };
+        assert_eq!(s.columns.len(), 3);
+        assert_eq!(s.watermark.as_ref().unwrap().0.value, "ts");
+        assert_eq!(s.options["connector"], "kafka");
+        assert_eq!(s.options["properties.client.id"], "x");
+        assert_eq!(s.options["max"], "5");
+    }
+
+    #[test]
+    fn create_sink_with_trailing_or_leading_options() {
+        let p = Parser::new();
+        for sql in [
+            "CREATE SINK s INTO t AS SELECT a FROM e WITH (trigger = '10 seconds')",
+            "CREATE MATERIALIZED VIEW s AS SELECT a FROM (SELECT a FROM e) x WITH (trigger = '10 seconds')",
+            "CREATE SINK s INTO t AS SELECT a FROM e WHERE a = 'x' WITH (trigger = '10 seconds')",
+            "CREATE SINK s INTO t WITH (trigger = '10 seconds') AS SELECT a FROM e WHERE a = 'x'",
+        ] {
+            let stmts = p.parse(sql).unwrap();
+            let Statement::CreateContinuousQuery(q) = &stmts[0] else { panic!("{stmts:?}") };
+            assert_eq!(q.options["trigger"], "10 seconds");
+            assert!(q.query.to_string().contains("FROM e"), "{}", q.query);
+            assert!(!q.query.to_string().contains("trigger"), "{}", q.query);
+        }
+    }
+
+    #[test]
+    fn show_and_drop() {
+        let p = Parser::new();
+        let stmts = p.parse("SHOW SINKS; SHOW MATERIALIZED VIEWS; DROP STREAM IF EXISTS a, b; SHOW CREATE SINK s").unwrap();
+        assert!(matches!(stmts[0], Statement::ShowStreaming(super::StreamingKind::Sink)));
+        assert!(matches!(stmts[1], Statement::ShowStreaming(super::StreamingKind::MaterializedView)));
+        assert!(matches!(&stmts[2], Statement::DropStreaming { names, if_exists: true, .. } if names.len() == 2));
+        assert!(matches!(stmts[3], Statement::ShowCreateStreaming(super::StreamingKind::Sink, _)));
+    }
+
+    #[test]
+    fn bad_streaming_ddl_is_a_syntax_error() {
+        let p = Parser::new();
+        for sql in ["CREATE STREAM s (a INT)", "CREATE SINK s AS SELECT 1", "CREATE STREAM s (a INT) WITH (x)"] {
+            assert_eq!(p.parse(sql).unwrap_err().sqlstate(), "42601", "{sql}");
+        }
+    }
+}

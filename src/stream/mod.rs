@@ -1,0 +1,314 @@
+//! The continuous-query runtime: declared streams, running queries, and
+//! their lifecycle (start, restore after a restart, stop on DROP).
+//!
+//! * `definition`: CREATE STREAM / SINK / MATERIALIZED VIEW checked into typed values.
+//! * `plan`: a query planned once by DataFusion, executed per chunk.
+//! * `runner`: the epoch loop and the commit protocol.
+//! * `progress`: status and `weir.query_progress`.
+
+pub mod definition;
+pub mod plan;
+pub mod progress;
+pub mod queries_table;
+pub mod runner;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use datafusion::arrow::compute::can_cast_types;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::TableProvider;
+use datafusion::prelude::SessionContext;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::catalog::{CatalogStore, RelationKind};
+use crate::error::QueryError;
+pub use definition::{QueryOptions, StreamDef, Trigger};
+use plan::{ChunkTable, StreamTable, check_stateless, plan_query, query_context, scanned_tables};
+pub use progress::{QueryState, Status};
+pub use runner::QuerySpec;
+
+/// One defined continuous query, running or not.
+pub struct QueryEntry {
+    pub kind: RelationKind,
+    pub spec: QuerySpec,
+    /// The table the results land in (the view's own name for a view).
+    pub target: String,
+    pub state: progress::SharedState,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    streams: BTreeMap<String, Arc<StreamDef>>,
+    queries: BTreeMap<String, QueryEntry>,
+}
+
+/// Owns every stream definition and continuous query of the server.
+pub struct StreamManager {
+    shared: SessionContext,
+    store: Arc<dyn CatalogStore>,
+    /// Guards the maps only; never held across an await. Shared with the
+    /// `weir.queries` table.
+    registry: Arc<Mutex<Registry>>,
+}
+
+impl std::fmt::Debug for StreamManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamManager")
+    }
+}
+
+/// A summary for SHOW SINKS / SHOW MATERIALIZED VIEWS.
+#[derive(Debug, Clone)]
+pub struct QueryInfo {
+    pub name: String,
+    pub kind: RelationKind,
+    pub stream: String,
+    pub target: String,
+    pub trigger: String,
+    pub state: QueryState,
+}
+
+impl StreamManager {
+    pub fn new(shared: SessionContext, store: Arc<dyn CatalogStore>) -> StreamManager {
+        let registry = Arc::new(Mutex::new(Registry::default()));
+        let table = queries_table::QueriesTable { registry: registry.clone() };
+        if let Some(schema) = shared.catalog(crate::engine::DATABASE).and_then(|c| c.schema("weir")) {
+            if let Err(e) = schema.register_table("queries".into(), Arc::new(table)) {
+                tracing::warn!("weir.queries not registered: {e}");
+            }
+        }
+        StreamManager { shared, store, registry }
+    }
+
+    fn registry(&self) -> Result<MutexGuard<'_, Registry>, QueryError> {
+        self.registry.lock().map_err(|_| QueryError::Unsupported("stream registry poisoned".into()))
+    }
+
+    /// Makes a stream known: to continuous queries, and to ad-hoc SQL as a
+    /// table that can be described but not scanned.
+    pub fn register_stream(&self, def: StreamDef) -> Result<(), QueryError> {
+        let table = StreamTable { name: def.name.clone(), schema: def.spec.schema.clone() };
+        self.shared.register_table(def.name.as_str(), Arc::new(table))?;
+        self.registry()?.streams.insert(def.name.clone(), Arc::new(def));
+        Ok(())
+    }
+
+    pub fn streams(&self) -> Vec<Arc<StreamDef>> {
+        self.registry().map(|r| r.streams.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Forgets a stream; refused while a continuous query reads it.
+    pub fn unregister_stream(&self, name: &str) -> Result<(), QueryError> {
+        let mut registry = self.registry()?;
+        if let Some(reader) = registry.queries.iter().find(|(_, q)| q.spec.stream.name == name) {
+            return Err(QueryError::DependentObjects(format!(
+                "cannot drop stream '{name}': {} '{}' reads it; drop that first",
+                kind_name(reader.1.kind),
+                reader.0
+            )));
+        }
+        registry.streams.remove(name);
+        drop(registry);
+        self.shared.deregister_table(name)?;
+        Ok(())
+    }
+
+    /// The continuous query writing into `table`, if any.
+    pub fn writer_of(&self, table: &str) -> Option<String> {
+        let registry = self.registry().ok()?;
+        registry.queries.iter().find(|(_, q)| q.target == table).map(|(n, _)| n.clone())
+    }
+
+    /// Plans a continuous query to check it and learn its output schema.
+    /// `target_schema` is the table it appends to (None for a view, which
+    /// takes the query's schema).
+    pub async fn prepare(
+        &self,
+        name: &str,
+        query: &datafusion::sql::sqlparser::ast::Query,
+        options: QueryOptions,
+        target_dir: PathBuf,
+        target_schema: Option<SchemaRef>,
+        dead_letter_dir: impl Fn(&StreamDef) -> Option<PathBuf>,
+    ) -> Result<QuerySpec, QueryError> {
+        let streams = self.streams();
+        let chunk_tables: HashMap<String, Arc<dyn TableProvider>> = streams
+            .iter()
+            .map(|s| (s.name.clone(), ChunkTable::new(s.spec.schema.clone()).0 as Arc<dyn TableProvider>))
+            .collect();
+        let ctx: SessionContext = query_context(&self.shared, chunk_tables)?;
+        let plan = plan_query(&ctx, query).await?;
+        let read: Vec<Arc<StreamDef>> = {
+            let scanned = scanned_tables(&plan);
+            let mut read: Vec<Arc<StreamDef>> =
+                streams.iter().filter(|s| scanned.contains(&s.name)).cloned().collect();
+            read.dedup_by(|a, b| a.name == b.name);
+            read
+        };
+        let stream = match read.as_slice() {
+            [one] => one.clone(),
+            [] => {
+                return Err(QueryError::Unsupported(format!(
+                    "continuous query '{name}' reads no stream (a continuous query reads exactly one stream; to copy tables use INSERT INTO ... SELECT)"
+                )));
+            }
+            _ => {
+                return Err(QueryError::Unsupported(format!(
+                    "continuous query '{name}' reads several streams (stream-stream joins come with the stateful-query work)"
+                )));
+            }
+        };
+        check_stateless(&plan)?;
+        let output: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        let target_schema = match target_schema {
+            Some(target) => {
+                check_compatible(&output, &target)?;
+                target
+            }
+            None => {
+                let mut seen = std::collections::HashSet::new();
+                for f in output.fields() {
+                    if !seen.insert(f.name().clone()) {
+                        return Err(QueryError::Syntax(format!(
+                            "column '{}' appears twice in the view's query; alias one of them",
+                            f.name()
+                        )));
+                    }
+                }
+                Arc::new(Schema::new(
+                    output.fields().iter().map(|f| Field::new(f.name(), f.data_type().clone(), true)).collect::<Vec<_>>(),
+                ))
+            }
+        };
+        Ok(QuerySpec {
+            name: name.to_string(),
+            query: Box::new(query.clone()),
+            dead_letter_dir: dead_letter_dir(&stream),
+            stream,
+            options,
+            target_dir,
+            target_schema,
+        })
+    }
+
+    /// Starts (or, for a finished query after a restart, only records) a
+    /// continuous query.
+    pub fn start(&self, kind: RelationKind, target: String, spec: QuerySpec, finished: bool) -> Result<(), QueryError> {
+        let state = progress::new_state();
+        let (stop, stop_rx) = watch::channel(false);
+        let task = if finished {
+            if let Ok(mut s) = state.lock() {
+                s.status = Status::Finished;
+            }
+            None
+        } else {
+            let runner = runner::run(spec.clone(), self.shared.clone(), self.store.clone(), state.clone(), stop_rx);
+            Some(tokio::spawn(runner))
+        };
+        let name = spec.name.clone();
+        let entry = QueryEntry { kind, spec, target, state, stop, task };
+        self.registry()?.queries.insert(name, entry);
+        Ok(())
+    }
+
+    /// Stops a query and waits for its runner: an epoch in flight is
+    /// abandoned (its staged files deleted), committed epochs stay.
+    pub async fn stop(&self, name: &str) -> Result<Option<QueryEntry>, QueryError> {
+        let entry = self.registry()?.queries.remove(name);
+        let Some(mut entry) = entry else { return Ok(None) };
+        let _ = entry.stop.send(true);
+        if let Some(task) = entry.task.take() {
+            if tokio::time::timeout(Duration::from_secs(30), task).await.is_err() {
+                tracing::warn!(query = name, "runner did not stop within 30s");
+            }
+        }
+        Ok(Some(entry))
+    }
+
+    /// Stops every runner (server shutdown).
+    pub async fn shutdown(&self) {
+        let names: Vec<String> = self.registry().map(|r| r.queries.keys().cloned().collect()).unwrap_or_default();
+        for name in names {
+            let _ = self.stop(&name).await;
+        }
+    }
+
+    pub fn queries(&self) -> Vec<QueryInfo> {
+        match self.registry() {
+            Ok(registry) => infos(&registry),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn CatalogStore> {
+        &self.store
+    }
+}
+
+pub(crate) fn infos(registry: &Registry) -> Vec<QueryInfo> {
+        registry
+            .queries
+            .iter()
+            .map(|(name, q)| QueryInfo {
+                name: name.clone(),
+                kind: q.kind,
+                stream: q.spec.stream.name.clone(),
+                target: q.target.clone(),
+                trigger: trigger_name(q.spec.options.trigger),
+                state: q.state.lock().map(|s| s.clone()).unwrap_or(QueryState {
+                    status: Status::Failed,
+                    error: Some("state lock poisoned".into()),
+                    last_batch_id: None,
+                }),
+            })
+            .collect()
+}
+
+fn kind_name(kind: RelationKind) -> &'static str {
+    match kind {
+        RelationKind::MaterializedView => "materialized view",
+        RelationKind::Sink => "sink",
+        RelationKind::Stream => "stream",
+        RelationKind::ExternalTable => "table",
+    }
+}
+
+pub fn trigger_name(trigger: Trigger) -> String {
+    match trigger {
+        Trigger::Continuous => "continuous".into(),
+        Trigger::Interval(d) => format!("{} seconds", d.as_secs_f64()),
+        Trigger::Once => "once".into(),
+        Trigger::AvailableNow => "available_now".into(),
+    }
+}
+
+/// A sink's output must fit its table: same number of columns, each
+/// castable to the table's type.
+fn check_compatible(output: &Schema, target: &Schema) -> Result<(), QueryError> {
+    if output.fields().len() != target.fields().len() {
+        return Err(QueryError::DatatypeMismatch(format!(
+            "the query returns {} columns but the table has {} ({})",
+            output.fields().len(),
+            target.fields().len(),
+            target.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    for (o, t) in output.fields().iter().zip(target.fields()) {
+        if !can_cast_types(o.data_type(), t.data_type()) {
+            return Err(QueryError::DatatypeMismatch(format!(
+                "column {} of the query is {} but the table's column '{}' is {}",
+                o.name(),
+                crate::handler::describe::sql_type_name(o.data_type()),
+                t.name(),
+                crate::handler::describe::sql_type_name(t.data_type())
+            )));
+        }
+    }
+    Ok(())
+}

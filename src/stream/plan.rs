@@ -1,0 +1,190 @@
+//! Continuous queries as DataFusion plans. A query is planned once against
+//! a context where its stream is a [`ChunkTable`]: a table whose contents are
+//! the current micro-batch. Each epoch puts a chunk in the slot and executes
+//! the plan again, so DataFusion does all the relational work and weir only
+//! moves chunks. Static tables resolve through the shared catalog, so a
+//! stream-static join sees files that landed since the last chunk.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, SchemaProvider, Session, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{Query, Statement as SqlStatement};
+
+use crate::engine::{DATABASE, SCHEMA};
+use crate::error::QueryError;
+
+/// The current chunk of a stream, as a table.
+#[derive(Debug)]
+pub struct ChunkTable {
+    schema: SchemaRef,
+    /// Filled by the runner before each execution, emptied after.
+    slot: Arc<Mutex<Vec<RecordBatch>>>,
+}
+
+impl ChunkTable {
+    pub fn new(schema: SchemaRef) -> (Arc<ChunkTable>, Arc<Mutex<Vec<RecordBatch>>>) {
+        let slot = Arc::new(Mutex::new(Vec::new()));
+        (Arc::new(ChunkTable { schema, slot: slot.clone() }), slot)
+    }
+}
+
+#[async_trait]
+impl TableProvider for ChunkTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let batches = self.slot.lock().map_err(|_| DataFusionError::Internal("chunk slot poisoned".into()))?.clone();
+        Ok(MemorySourceConfig::try_new_exec(&[batches], self.schema.clone(), projection.cloned())?)
+    }
+}
+
+/// How a stream looks to ad-hoc queries: its schema (for DESCRIBE and
+/// catalog listings), and a clear refusal to be scanned.
+#[derive(Debug)]
+pub struct StreamTable {
+    pub name: String,
+    pub schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for StreamTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        Err(DataFusionError::External(Box::new(QueryError::Unsupported(format!(
+            "an ad-hoc SELECT from stream '{}' (streams are unbounded: read it with CREATE SINK ... AS SELECT or CREATE MATERIALIZED VIEW, then query that table)",
+            self.name
+        )))))
+    }
+}
+
+/// The shared `public` schema with some names answered by other tables.
+#[derive(Debug)]
+struct OverlaySchema {
+    base: Arc<dyn SchemaProvider>,
+    overlay: HashMap<String, Arc<dyn TableProvider>>,
+}
+
+#[async_trait]
+impl SchemaProvider for OverlaySchema {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.base.table_names();
+        names.extend(self.overlay.keys().filter(|k| !self.base.table_exist(k)).cloned());
+        names
+    }
+
+    async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        match self.overlay.get(name) {
+            Some(t) => Ok(Some(t.clone())),
+            None => self.base.table(name).await,
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.overlay.contains_key(name) || self.base.table_exist(name)
+    }
+}
+
+/// A context for one continuous query: the shared catalog, with `streams`
+/// (name → chunk table) in front. One partition: parallelism comes from
+/// decoding and writing running beside the plan, and from running queries
+/// side by side, not from splitting a chunk.
+pub fn query_context(shared: &SessionContext, streams: HashMap<String, Arc<dyn TableProvider>>) -> Result<SessionContext, QueryError> {
+    let mut config = SessionConfig::new()
+        .with_default_catalog_and_schema(DATABASE, SCHEMA)
+        .with_create_default_catalog_and_schema(false)
+        .with_target_partitions(1)
+        .with_information_schema(false);
+    config.options_mut().execution.time_zone = Some("+00:00".to_string());
+    let ctx = SessionContext::new_with_config_rt(config, shared.runtime_env());
+    crate::functions::register(&ctx);
+    let base = shared
+        .catalog(DATABASE)
+        .and_then(|c| c.schema(SCHEMA))
+        .ok_or_else(|| QueryError::Unsupported("a query context without the weir catalog".into()))?;
+    let catalog = MemoryCatalogProvider::new();
+    catalog.register_schema(SCHEMA, Arc::new(OverlaySchema { base, overlay: streams }))?;
+    ctx.register_catalog(DATABASE, Arc::new(catalog));
+    Ok(ctx)
+}
+
+/// Plans `query` in `ctx`.
+pub async fn plan_query(ctx: &SessionContext, query: &Query) -> Result<LogicalPlan, QueryError> {
+    let stmt = DFStatement::Statement(Box::new(SqlStatement::Query(Box::new(query.clone()))));
+    let plan = ctx.state().statement_to_plan(stmt).await?;
+    Ok(plan)
+}
+
+/// The tables a plan scans, subqueries included.
+pub fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
+    let mut names = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            names.push(scan.table_name.table().to_string());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    names
+}
+
+/// Rejects what a stateless continuous query cannot do yet, by name.
+pub fn check_stateless(plan: &LogicalPlan) -> Result<(), QueryError> {
+    let mut problem = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        let what = match node {
+            LogicalPlan::Aggregate(_) => Some("aggregations (GROUP BY, count(*), DISTINCT)"),
+            LogicalPlan::Window(_) => Some("window functions (OVER)"),
+            LogicalPlan::Sort(_) => Some("ORDER BY"),
+            LogicalPlan::Limit(_) => Some("LIMIT / OFFSET"),
+            LogicalPlan::Distinct(_) => Some("DISTINCT"),
+            _ => None,
+        };
+        if let Some(what) = what {
+            problem = Some(what);
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    match problem {
+        Some(what) => Err(QueryError::Unsupported(format!(
+            "{what} in a continuous query (this build runs stateless continuous queries: filters, projections, functions, unnest and joins with tables)"
+        ))),
+        None => Ok(()),
+    }
+}

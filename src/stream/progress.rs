@@ -1,0 +1,168 @@
+//! What a continuous query is doing: its live status (`SHOW SINKS`) and
+//! one progress row per committed epoch (`weir.query_progress`, Spark's
+//! `lastProgress` as a table). Progress rows are committed with their epoch,
+//! so they survive restarts and never describe an epoch that did not land.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use serde::Serialize;
+
+use crate::catalog::CatalogStore;
+
+/// The lifecycle of a continuous query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Starting,
+    Running,
+    /// A transient failure (broker down, disk full); retried with backoff.
+    Retrying,
+    /// Stopped by an error retrying cannot fix; the reason is kept.
+    Failed,
+    /// A `once` / `available_now` query that processed everything.
+    Finished,
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Starting => "starting",
+            Status::Running => "running",
+            Status::Retrying => "retrying",
+            Status::Failed => "failed",
+            Status::Finished => "finished",
+            Status::Stopped => "stopped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "starting" => Status::Starting,
+            "running" => Status::Running,
+            "retrying" => Status::Retrying,
+            "failed" => Status::Failed,
+            "finished" => Status::Finished,
+            "stopped" => Status::Stopped,
+            _ => return None,
+        })
+    }
+}
+
+/// Shared between a runner (writer) and SHOW statements (readers).
+#[derive(Debug, Clone)]
+pub struct QueryState {
+    pub status: Status,
+    pub error: Option<String>,
+    /// The newest committed epoch, if any.
+    pub last_batch_id: Option<i64>,
+}
+
+pub type SharedState = Arc<Mutex<QueryState>>;
+
+pub fn new_state() -> SharedState {
+    Arc::new(Mutex::new(QueryState { status: Status::Starting, error: None, last_batch_id: None }))
+}
+
+/// One row of `weir.query_progress`, serialised into the commit log.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    pub query: String,
+    pub batch_id: i64,
+    /// UTC, `YYYY-MM-DDTHH:MM:SS.ffffff`.
+    pub started_at: String,
+    pub duration_ms: i64,
+    pub input_rows: i64,
+    pub output_rows: i64,
+    /// Input rows over the time since the previous epoch started (Spark's
+    /// `inputRowsPerSecond`).
+    pub input_rows_per_sec: f64,
+    /// Input rows over this epoch's duration (`processedRowsPerSecond`).
+    pub processed_rows_per_sec: f64,
+    pub bytes_written: i64,
+    pub files_written: i64,
+    /// Records that did not decode (skipped or dead-lettered).
+    pub error_rows: i64,
+    /// The source's checkpoint after this epoch, as JSON text
+    /// (Kafka: next offset per partition).
+    pub source_offsets: String,
+    pub lag: Option<i64>,
+}
+
+pub fn progress_schema() -> SchemaRef {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
+    Arc::new(Schema::new(vec![
+        Field::new("query", DataType::Utf8, false),
+        Field::new("batch_id", DataType::Int64, false),
+        Field::new("started_at", ts, true),
+        Field::new("duration_ms", DataType::Int64, true),
+        Field::new("input_rows", DataType::Int64, true),
+        Field::new("output_rows", DataType::Int64, true),
+        Field::new("input_rows_per_sec", DataType::Float64, true),
+        Field::new("processed_rows_per_sec", DataType::Float64, true),
+        Field::new("bytes_written", DataType::Int64, true),
+        Field::new("files_written", DataType::Int64, true),
+        Field::new("error_rows", DataType::Int64, true),
+        Field::new("source_offsets", DataType::Utf8, true),
+        Field::new("lag", DataType::Int64, true),
+    ]))
+}
+
+/// `weir.query_progress`: read from the commit log at scan time, so it is
+/// always current and costs nothing while nobody looks.
+#[derive(Debug)]
+pub struct ProgressTable {
+    pub store: Arc<dyn CatalogStore>,
+}
+
+/// How many epochs per query the table shows (older ones stay in the log
+/// until pruned).
+const ROWS_PER_QUERY: usize = 1000;
+
+#[async_trait]
+impl TableProvider for ProgressTable {
+    fn schema(&self) -> SchemaRef {
+        progress_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let rows = self.store.progress(ROWS_PER_QUERY).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let batch = rows_to_batch(rows.into_iter().map(|(_, v)| v).collect())?;
+        Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], progress_schema(), projection.cloned())?)
+    }
+}
+
+/// Progress JSON → Arrow through arrow-json, which also parses `started_at`.
+fn rows_to_batch(rows: Vec<serde_json::Value>) -> DFResult<RecordBatch> {
+    use datafusion::arrow::json::ReaderBuilder;
+    let schema = progress_schema();
+    let mut decoder = ReaderBuilder::new(schema.clone()).with_batch_size(rows.len().max(1)).build_decoder()?;
+    decoder.serialize(&rows)?;
+    Ok(decoder.flush()?.unwrap_or_else(|| RecordBatch::new_empty(schema)))
+}
+
+/// Microseconds since the epoch → `YYYY-MM-DDTHH:MM:SS.ffffff` (UTC).
+pub fn format_timestamp(system: std::time::SystemTime) -> String {
+    let micros = system.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+    datafusion::arrow::temporal_conversions::timestamp_us_to_datetime(micros)
+        .map(|dt| dt.format("%Y-%m-%dT%H:%M:%S%.6f").to_string())
+        .unwrap_or_default()
+}
