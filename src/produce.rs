@@ -40,6 +40,8 @@ pub enum ProduceError {
     Client(String),
     #[error("cannot read stdin: {0}")]
     Input(#[from] std::io::Error),
+    #[error("cannot queue record {record} for '{topic}': {reason}")]
+    Enqueue { topic: String, record: u64, reason: String },
     #[error("{failed} of {total} record(s) were not delivered to '{topic}': {first_error}")]
     Delivery { topic: String, failed: u64, total: u64, first_error: String },
 }
@@ -121,8 +123,8 @@ pub fn run(options: &ProduceOptions, input: impl BufRead) -> Result<u64, Produce
         if value.trim().is_empty() {
             continue;
         }
-        send(&producer, options, value.as_bytes())?;
         total += 1;
+        send(&producer, options, value.as_bytes(), total)?;
     }
 
     // Every record is either acknowledged or failed once message.timeout.ms
@@ -155,42 +157,49 @@ fn check_topic(producer: &ThreadedProducer<Tally>, options: &ProduceOptions) -> 
         timeout: options.timeout,
         reason,
     };
-    let metadata = producer
-        .client()
-        .fetch_metadata(Some(&options.topic), options.timeout)
-        .map_err(|e| {
-            let reason = Tally::take(&producer.context().first_client_error).unwrap_or_else(|| e.to_string());
-            unreachable(reason)
-        })?;
-    let Some(topic) = metadata.topics().iter().find(|t| t.name() == options.topic) else {
-        return Err(ProduceError::UnknownTopic {
-            topic: options.topic.clone(),
-            servers: options.bootstrap_servers.clone(),
-            reason: "not in the broker's metadata".to_string(),
-        });
+    let unknown = |reason: String| ProduceError::UnknownTopic {
+        topic: options.topic.clone(),
+        servers: options.bootstrap_servers.clone(),
+        reason,
     };
-    if let Some(error) = topic.error() {
-        let code = RDKafkaErrorCode::from(error);
-        return Err(ProduceError::UnknownTopic {
-            topic: options.topic.clone(),
-            servers: options.bootstrap_servers.clone(),
-            reason: code.to_string(),
-        });
+    let deadline = Instant::now() + options.timeout;
+    loop {
+        let metadata = producer
+            .client()
+            .fetch_metadata(Some(&options.topic), deadline.saturating_duration_since(Instant::now()))
+            .map_err(|e| {
+                let reason = Tally::take(&producer.context().first_client_error).unwrap_or_else(|| e.to_string());
+                unreachable(reason)
+            })?;
+        let Some(topic) = metadata.topics().iter().find(|t| t.name() == options.topic) else {
+            return Err(unknown("not in the broker's metadata".to_string()));
+        };
+        match topic.error().map(RDKafkaErrorCode::from) {
+            None => {
+                if let Some(partition) = options.partition
+                    && !topic.partitions().iter().any(|p| p.id() == partition)
+                {
+                    return Err(ProduceError::UnknownPartition {
+                        topic: options.topic.clone(),
+                        partitions: topic.partitions().len(),
+                        partition,
+                    });
+                }
+                return Ok(());
+            }
+            // A topic being created (or auto-created by this very request)
+            // has no leader for a moment.
+            Some(RDKafkaErrorCode::LeaderNotAvailable) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Some(code) => return Err(unknown(code.to_string())),
+        }
     }
-    if let Some(partition) = options.partition
-        && !topic.partitions().iter().any(|p| p.id() == partition)
-    {
-        return Err(ProduceError::UnknownPartition {
-            topic: options.topic.clone(),
-            partitions: topic.partitions().len(),
-            partition,
-        });
-    }
-    Ok(())
 }
 
-/// Enqueues one record, waiting for room while librdkafka's local queue is full.
-fn send(producer: &ThreadedProducer<Tally>, options: &ProduceOptions, value: &[u8]) -> Result<(), ProduceError> {
+/// Enqueues record number `number` (from 1), waiting for room while
+/// librdkafka's local queue is full.
+fn send(producer: &ThreadedProducer<Tally>, options: &ProduceOptions, value: &[u8], number: u64) -> Result<(), ProduceError> {
     let mut record = BaseRecord::<[u8], [u8]>::to(&options.topic).payload(value);
     if let Some(partition) = options.partition {
         record = record.partition(partition);
@@ -208,12 +217,7 @@ fn send(producer: &ThreadedProducer<Tally>, options: &ProduceOptions, value: &[u
             }
             Err((error, _)) => {
                 let reason = Tally::take(&producer.context().first_failure).unwrap_or_else(|| error.to_string());
-                return Err(ProduceError::Delivery {
-                    topic: options.topic.clone(),
-                    failed: 1,
-                    total: 1,
-                    first_error: reason,
-                });
+                return Err(ProduceError::Enqueue { topic: options.topic.clone(), record: number, reason });
             }
         }
     }

@@ -78,7 +78,7 @@ pub async fn start(
             path: dir.display().to_string(),
             reason: e.to_string(),
         })?;
-        let file_schema = crate::sink::ParquetSink::new(&dir, name, &spec.target_schema, 1).file_schema().clone();
+        let file_schema = crate::sink::ParquetSink::new(&dir, name, &spec.target_schema, crate::sink::Roll::default()).file_schema().clone();
         tables::register_parquet_dir(engine.context(), name, &dir, file_schema).await?;
     }
     if persist {

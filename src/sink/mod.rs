@@ -3,4 +3,4 @@
 
 pub mod parquet;
 
-pub use parquet::{EpochWriter, ParquetSink, publish};
+pub use parquet::{EpochWriter, ParquetSink, Roll, publish};

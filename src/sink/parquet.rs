@@ -23,6 +23,21 @@ use datafusion::parquet::file::properties::WriterProperties;
 use crate::catalog::StagedFile;
 use crate::stream::definition::micros;
 
+/// When an open file is closed and the next rows go to a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roll {
+    /// Estimated file size in bytes (`target_file_size`).
+    pub bytes: u64,
+    /// Rows per file (`target_file_rows`).
+    pub rows: u64,
+}
+
+impl Default for Roll {
+    fn default() -> Self {
+        Roll { bytes: 128 * 1024 * 1024, rows: u64::MAX }
+    }
+}
+
 /// Writes one query's output into one table directory.
 #[derive(Debug, Clone)]
 pub struct ParquetSink {
@@ -30,7 +45,7 @@ pub struct ParquetSink {
     query: String,
     /// The table's columns as files store them (timestamps in microseconds).
     file_schema: SchemaRef,
-    target_file_size: u64,
+    roll: Roll,
 }
 
 /// An epoch's open writer plus the files it has finished.
@@ -41,6 +56,8 @@ pub struct EpochWriter {
     /// overwrites a file some reader might hold open.
     attempt: String,
     current: Option<(ArrowWriter<File>, StagedFile)>,
+    /// Rows in the open file.
+    current_rows: u64,
     finished: Vec<StagedFile>,
     pub rows: u64,
     pub bytes: u64,
@@ -49,7 +66,7 @@ pub struct EpochWriter {
 impl ParquetSink {
     /// `table_schema` is the target table's schema; output batches are cast
     /// to it by position.
-    pub fn new(dir: &Path, query: &str, table_schema: &Schema, target_file_size: u64) -> ParquetSink {
+    pub fn new(dir: &Path, query: &str, table_schema: &Schema, roll: Roll) -> ParquetSink {
         let fields: Vec<Field> = table_schema
             .fields()
             .iter()
@@ -59,7 +76,7 @@ impl ParquetSink {
             dir: dir.to_path_buf(),
             query: query.to_string(),
             file_schema: Arc::new(Schema::new(fields)),
-            target_file_size,
+            roll,
         }
     }
 
@@ -81,6 +98,7 @@ impl ParquetSink {
             batch_id,
             attempt,
             current: None,
+            current_rows: 0,
             finished: Vec::new(),
             rows: 0,
             bytes: 0,
@@ -120,14 +138,25 @@ impl EpochWriter {
             return Ok(());
         }
         let batch = conform(batch, &self.sink.file_schema).map_err(std::io::Error::other)?;
-        if self.current.is_none() {
-            self.current = Some(self.open()?);
-        }
-        let Some((writer, _)) = self.current.as_mut() else { return Ok(()) };
-        writer.write(&batch).map_err(std::io::Error::other)?;
-        self.rows += batch.num_rows() as u64;
-        if writer.bytes_written() as u64 + writer.in_progress_size() as u64 >= self.sink.target_file_size {
-            self.roll()?;
+        // A batch is split where the row limit falls, so files hold at most
+        // `roll.rows` rows.
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            if self.current.is_none() {
+                self.current = Some(self.open()?);
+                self.current_rows = 0;
+            }
+            let room = self.sink.roll.rows.saturating_sub(self.current_rows).max(1);
+            let take = (batch.num_rows() - offset).min(usize::try_from(room).unwrap_or(usize::MAX));
+            let Some((writer, _)) = self.current.as_mut() else { return Ok(()) };
+            writer.write(&batch.slice(offset, take)).map_err(std::io::Error::other)?;
+            offset += take;
+            self.current_rows += take as u64;
+            self.rows += take as u64;
+            let size = writer.bytes_written() as u64 + writer.in_progress_size() as u64;
+            if size >= self.sink.roll.bytes || self.current_rows >= self.sink.roll.rows {
+                self.roll()?;
+            }
         }
         Ok(())
     }
@@ -236,7 +265,7 @@ mod tests {
     #[test]
     fn staged_files_are_invisible_until_published() {
         let dir = tempfile::tempdir().unwrap();
-        let sink = ParquetSink::new(dir.path(), "q", &batch(&[]).schema(), 1 << 20);
+        let sink = ParquetSink::new(dir.path(), "q", &batch(&[]).schema(), Roll::default());
         let mut w = sink.begin(0);
         w.write(&batch(&[1, 2, 3])).unwrap();
         let (files, bytes) = w.finish().unwrap();
@@ -251,8 +280,8 @@ mod tests {
     #[test]
     fn recovery_publishes_committed_and_deletes_leftovers() {
         let dir = tempfile::tempdir().unwrap();
-        let sink = ParquetSink::new(dir.path(), "q", &batch(&[]).schema(), 1 << 20);
-        let other = ParquetSink::new(dir.path(), "q2", &batch(&[]).schema(), 1 << 20);
+        let sink = ParquetSink::new(dir.path(), "q", &batch(&[]).schema(), Roll::default());
+        let other = ParquetSink::new(dir.path(), "q2", &batch(&[]).schema(), Roll::default());
         let mut committed = sink.begin(0);
         committed.write(&batch(&[1])).unwrap();
         let (committed, _) = committed.finish().unwrap();
@@ -275,11 +304,17 @@ mod tests {
     #[test]
     fn files_roll_at_target_size_and_empty_epochs_write_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let sink = ParquetSink::new(dir.path(), "q", &batch(&[]).schema(), 1);
+        let sink = ParquetSink::new(dir.path(), "q", &batch(&[]).schema(), Roll { bytes: 1, rows: u64::MAX });
         let mut w = sink.begin(0);
         w.write(&batch(&[1])).unwrap();
         w.write(&batch(&[2])).unwrap();
         assert_eq!(w.finish().unwrap().0.len(), 2);
+        let by_rows = ParquetSink::new(dir.path(), "r", &batch(&[]).schema(), Roll { bytes: u64::MAX, rows: 2 });
+        let mut w = by_rows.begin(0);
+        w.write(&batch(&[1, 2, 3])).unwrap();
+        w.write(&batch(&[4, 5])).unwrap();
+        assert_eq!(w.rows, 5);
+        assert_eq!(w.finish().unwrap().0.len(), 3, "2 + 2 + 1 rows");
         let empty = sink.begin(1);
         assert!(empty.finish().unwrap().0.is_empty());
     }

@@ -18,7 +18,8 @@ use crate::sql::{CreateContinuousQuery, CreateStream, Options};
 /// Options every stream takes, whatever its connector.
 const COMMON_STREAM_OPTIONS: &[&str] = &["connector", "format", "on_error", "header", "delimiter"];
 /// Options of `CREATE SINK` / `CREATE MATERIALIZED VIEW`.
-pub const QUERY_OPTIONS: &[&str] = &["trigger", "target_file_size", "flush_interval", "output_mode"];
+pub const QUERY_OPTIONS: &[&str] =
+    &["trigger", "target_file_size", "target_file_rows", "flush_interval", "output_mode"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Connector {
@@ -241,8 +242,8 @@ pub enum Trigger {
 #[derive(Debug, Clone)]
 pub struct QueryOptions {
     pub trigger: Trigger,
-    /// Files roll over when they reach this size (bytes, estimated).
-    pub target_file_size: u64,
+    /// Files roll over at this size or row count.
+    pub roll: crate::sink::Roll,
     /// With the default trigger: how long records may wait before a commit.
     pub flush_interval: Duration,
 }
@@ -282,7 +283,15 @@ fn parse_query_options(options: &Options, kind: &str) -> Result<QueryOptions, Qu
             )));
         }
     }
-    Ok(QueryOptions { trigger, target_file_size, flush_interval })
+    let target_file_rows = match options.get("target_file_rows") {
+        None => u64::MAX,
+        Some(s) => match s.trim().parse::<u64>() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(bad("target_file_rows", format!("'{s}' is not a positive number of rows"))),
+        },
+    };
+    let roll = crate::sink::Roll { bytes: target_file_size, rows: target_file_rows };
+    Ok(QueryOptions { trigger, roll, flush_interval })
 }
 
 /// `'10 seconds'`, `'500 ms'`, `'1 minute'`, `'2h'`.
@@ -345,6 +354,6 @@ mod tests {
         options.insert("trigerr".into(), "once".into());
         let err = parse_query_options(&options, "CREATE SINK").unwrap_err();
         assert_eq!(err.sqlstate(), "22023");
-        assert!(err.to_string().contains("flush_interval, output_mode, target_file_size, trigger"), "{err}");
+        assert!(err.to_string().contains("flush_interval, output_mode, target_file_rows, target_file_size, trigger"), "{err}");
     }
 }

@@ -175,10 +175,10 @@ async fn attempt(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Ended, RunError> {
     let planned = plan(spec, shared).await?;
-    let sink = ParquetSink::new(&spec.target_dir, &spec.name, &spec.target_schema, spec.options.target_file_size);
+    let sink = ParquetSink::new(&spec.target_dir, &spec.name, &spec.target_schema, spec.options.roll);
     let dead_letters = match (&spec.dead_letter_dir, spec.stream.on_error) {
         (Some(dir), OnError::DeadLetter) => {
-            Some(ParquetSink::new(dir, &spec.name, &dead_letter_schema(), spec.options.target_file_size))
+            Some(ParquetSink::new(dir, &spec.name, &dead_letter_schema(), spec.options.roll))
         }
         _ => None,
     };
