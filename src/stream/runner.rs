@@ -174,7 +174,8 @@ async fn attempt(
     state: &SharedState,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Ended, RunError> {
-    let planned = plan(spec, shared).await?;
+    let planned = Arc::new(plan(spec, shared).await?);
+    let shared_spec = Arc::new(spec.clone());
     let sink = ParquetSink::new(&spec.target_dir, &spec.name, &spec.target_schema, spec.options.roll);
     let dead_letters = match (&spec.dead_letter_dir, spec.stream.on_error) {
         (Some(dir), OnError::DeadLetter) => {
@@ -214,7 +215,7 @@ async fn attempt(
     let mut previous_start: Option<Instant> = None;
     loop {
         let epoch = Epoch::new(&sink, dead_letters.as_ref(), batch_id);
-        let (epoch, ended) = match run_epoch(spec, &planned, source.as_mut(), epoch, stop).await {
+        let (epoch, ended) = match run_epoch(&shared_spec, &planned, source.as_mut(), epoch, stop).await {
             Ok(done) => done,
             Err(e) => return Err(e),
         };
@@ -273,22 +274,59 @@ impl Epoch {
     }
 }
 
+/// A chunk being processed on another worker thread, with the epoch it
+/// writes into (moved there and back).
+type InFlight = tokio::task::JoinHandle<(Epoch, Result<(), RunError>)>;
+
+/// Waits for the chunk in flight, if any, and takes its epoch back.
+async fn settle(epoch: &mut Option<Epoch>, in_flight: &mut Option<InFlight>) -> Result<(), RunError> {
+    let Some(task) = in_flight.take() else { return Ok(()) };
+    match task.await {
+        Ok((returned, result)) => {
+            *epoch = Some(returned);
+            result
+        }
+        // The epoch's writer went down with the task; its staged files are
+        // removed by the next attempt's recovery.
+        Err(e) => Err(RunError::Fatal(format!("processing a chunk failed: {e}"))),
+    }
+}
+
 /// Reads and processes until the trigger says commit. Returns the epoch
 /// (`None` when stopped; staged files are then deleted) and whether the
 /// source has ended.
+///
+/// Reading is pipelined with processing: while chunk n runs through the
+/// plan and the Parquet writer on one worker thread, chunk n+1 is read and
+/// decoded on another, so decoding and writing use both cores.
 async fn run_epoch(
-    spec: &QuerySpec,
-    planned: &Planned,
+    spec: &Arc<QuerySpec>,
+    planned: &Arc<Planned>,
     source: &mut dyn Source,
-    mut epoch: Epoch,
+    epoch: Epoch,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(Option<Epoch>, bool), RunError> {
     let trigger = spec.options.trigger;
+    let started = epoch.started;
+    let mut epoch = Some(epoch);
+    let mut in_flight: Option<InFlight> = None;
+    let mut first_record: Option<Instant> = None;
+    let mut input_records = 0usize;
+    // Ends the epoch: the chunk in flight is finished first.
+    macro_rules! fail {
+        ($err:expr) => {{
+            let _ = settle(&mut epoch, &mut in_flight).await;
+            if let Some(e) = epoch.take() {
+                e.abort();
+            }
+            return Err($err);
+        }};
+    }
     loop {
         let now = Instant::now();
         let wait = match trigger {
-            Trigger::Interval(every) => (epoch.started + every).saturating_duration_since(now),
-            Trigger::Continuous => match epoch.first_record {
+            Trigger::Interval(every) => (started + every).saturating_duration_since(now),
+            Trigger::Continuous => match first_record {
                 Some(first) => (first + spec.options.flush_interval).saturating_duration_since(now),
                 None => IDLE_WAIT,
             },
@@ -298,45 +336,52 @@ async fn run_epoch(
         let polled = tokio::select! {
             polled = source.poll(MAX_RECORDS_PER_POLL, wait) => polled,
             _ = stop.changed() => {
-                epoch.abort();
+                let _ = settle(&mut epoch, &mut in_flight).await;
+                if let Some(e) = epoch.take() {
+                    e.abort();
+                }
                 return Ok((None, false));
             }
         };
         let polled = match polled {
             Ok(p) => p,
-            Err(e) => {
-                epoch.abort();
-                return Err(e.into());
-            }
+            Err(e) => fail!(e.into()),
         };
+        let mut commit_now = false;
         let mut ended = false;
         match polled {
             Poll::Data(chunk) => {
-                if let Err(e) = process(spec, planned, &mut epoch, chunk).await {
-                    epoch.abort();
-                    return Err(e);
+                if chunk.input_records > 0 {
+                    first_record.get_or_insert_with(Instant::now);
+                    input_records += chunk.input_records;
                 }
-            }
-            Poll::Idle => {
-                // A bounded source is idle only when the epoch's quota (e.g.
-                // max_files_per_trigger) is used up: time to commit.
-                if trigger == Trigger::AvailableNow && epoch.input_records > 0 {
-                    return Ok((Some(epoch), false));
+                if let Err(e) = settle(&mut epoch, &mut in_flight).await {
+                    fail!(e);
                 }
+                let Some(mut current) = epoch.take() else { fail!(RunError::Fatal("epoch lost".into())) };
+                let (spec, planned) = (spec.clone(), planned.clone());
+                in_flight = Some(tokio::spawn(async move {
+                    let result = process(&spec, &planned, &mut current, chunk).await;
+                    (current, result)
+                }));
             }
+            // A bounded source is idle only when the epoch's quota (e.g.
+            // max_files_per_trigger) is used up: time to commit.
+            Poll::Idle => commit_now = trigger == Trigger::AvailableNow && input_records > 0,
             Poll::End => ended = true,
         }
-        if ended {
-            return Ok((Some(epoch), true));
-        }
         let now = Instant::now();
-        let due = match trigger {
-            Trigger::Interval(every) => now >= epoch.started + every,
-            Trigger::Continuous => epoch.first_record.is_some_and(|f| now >= f + spec.options.flush_interval),
-            Trigger::Once | Trigger::AvailableNow => false,
-        };
-        if due {
-            return Ok((Some(epoch), false));
+        commit_now |= ended
+            || match trigger {
+                Trigger::Interval(every) => now >= started + every,
+                Trigger::Continuous => first_record.is_some_and(|f| now >= f + spec.options.flush_interval),
+                Trigger::Once | Trigger::AvailableNow => false,
+            };
+        if commit_now {
+            if let Err(e) = settle(&mut epoch, &mut in_flight).await {
+                fail!(e);
+            }
+            return Ok((epoch, ended));
         }
     }
 }

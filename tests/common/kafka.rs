@@ -35,8 +35,14 @@ const START_LIMIT: Duration = Duration::from_secs(60);
 const REQUEST_LIMIT: Duration = Duration::from_secs(30);
 
 /// A running tansu broker, killed on drop.
+///
+/// A broker kept in a `static` is never dropped; a watchdog process kills
+/// tansu when the test process exits, however it exits.
 pub struct Broker {
     child: Option<Child>,
+    /// `sh` waiting on a pipe from this process; when the pipe closes (this
+    /// process exited), it kills tansu.
+    watchdog: Option<Child>,
     port: u16,
     binary: PathBuf,
     /// Holds `tansu.log` (stdout and stderr of every run of this broker).
@@ -50,7 +56,7 @@ impl Broker {
         let dir = tempfile::Builder::new().prefix("weir-tansu-").tempdir().expect("temp dir for tansu");
         // The port is free when we look; another process may take it before
         // tansu binds it, so a broker that exits at once gets a new port.
-        let mut broker = Broker { child: None, port: free_port(), binary, dir };
+        let mut broker = Broker { child: None, watchdog: None, port: free_port(), binary, dir };
         let mut last_failure = String::new();
         for _ in 0..3 {
             match broker.spawn_and_wait() {
@@ -309,6 +315,11 @@ impl Broker {
     }
 
     fn kill(&mut self) {
+        // The watchdog goes first, so it cannot signal a reused pid later.
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -342,7 +353,16 @@ impl Broker {
         let child = command
             .spawn()
             .map_err(|e| format!("cannot start tansu ({}): {e}", self.binary.display()))?;
+        let pid = child.id().to_string();
         self.child = Some(child);
+        let watchdog = Command::new("sh")
+            .args(["-c", "read -r _ignored; kill -9 \"$0\" 2>/dev/null", &pid])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the tansu watchdog (sh): {e}"))?;
+        self.watchdog = Some(watchdog);
 
         let started = Instant::now();
         let deadline = started + START_LIMIT;
@@ -431,7 +451,8 @@ impl From<&BorrowedMessage<'_>> for ConsumedRecord {
     }
 }
 
-/// The tansu binary: `WEIR_TANSU`, else the cache `scripts/test.sh` installs into.
+/// The tansu binary: `WEIR_TANSU`, else the cache `scripts/test.sh` installs
+/// into. Panics, naming the set-up command, when it is missing.
 pub fn tansu_binary() -> PathBuf {
     let path = match std::env::var_os("WEIR_TANSU") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
