@@ -78,8 +78,17 @@ pub async fn start(
             path: dir.display().to_string(),
             reason: e.to_string(),
         })?;
-        let file_schema = crate::sink::ParquetSink::new(&dir, name, &spec.target_schema, crate::sink::Roll::default()).file_schema().clone();
-        tables::register_parquet_dir(engine.context(), name, &dir, file_schema).await?;
+        let file_schema = crate::sink::ParquetSink::new(&dir, name, &spec.target_schema, crate::sink::Roll::default())
+            .file_schema()
+            .clone();
+        match &spec.versions {
+            // update / complete: readers see one committed version at a time.
+            Some(current) => {
+                let table = crate::stream::versioned::VersionedTable { schema: file_schema, current: current.clone() };
+                engine.context().register_table(name, std::sync::Arc::new(table))?;
+            }
+            None => tables::register_parquet_dir(engine.context(), name, &dir, file_schema).await?,
+        }
     }
     if persist {
         let record = RelationDef {

@@ -246,6 +246,8 @@ pub struct QueryOptions {
     pub roll: crate::sink::Roll,
     /// With the default trigger: how long records may wait before a commit.
     pub flush_interval: Duration,
+    /// As written; checked against the query's shape when it is planned.
+    pub output_mode: Option<super::aggregate::OutputMode>,
 }
 
 impl QueryOptions {
@@ -276,13 +278,12 @@ fn parse_query_options(options: &Options, kind: &str) -> Result<QueryOptions, Qu
         None => Duration::from_secs(1),
         Some(s) => parse_interval(s).map_err(|r| bad("flush_interval", r))?,
     };
-    if let Some(mode) = options.get("output_mode") {
-        if !mode.eq_ignore_ascii_case("append") {
-            return Err(QueryError::Unsupported(format!(
-                "output_mode '{mode}' for a query without aggregation (stateless queries append)"
-            )));
-        }
-    }
+    let output_mode = match options.get("output_mode") {
+        None => None,
+        Some(mode) => Some(super::aggregate::OutputMode::parse(mode).ok_or_else(|| {
+            bad("output_mode", format!("'{mode}'; expected one of: append, complete, update"))
+        })?),
+    };
     let target_file_rows = match options.get("target_file_rows") {
         None => u64::MAX,
         Some(s) => match s.trim().parse::<u64>() {
@@ -291,7 +292,7 @@ fn parse_query_options(options: &Options, kind: &str) -> Result<QueryOptions, Qu
         },
     };
     let roll = crate::sink::Roll { bytes: target_file_size, rows: target_file_rows };
-    Ok(QueryOptions { trigger, roll, flush_interval })
+    Ok(QueryOptions { trigger, roll, flush_interval, output_mode })
 }
 
 /// `'10 seconds'`, `'500 ms'`, `'1 minute'`, `'2h'`.

@@ -6,11 +6,14 @@
 //! * `runner`: the epoch loop and the commit protocol.
 //! * `progress`: status and `weir.query_progress`.
 
+pub mod aggregate;
 pub mod definition;
 pub mod plan;
 pub mod progress;
 pub mod queries_table;
 pub mod runner;
+pub mod versioned;
+pub mod window;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -19,15 +22,15 @@ use std::time::Duration;
 
 use datafusion::arrow::compute::can_cast_types;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
-use datafusion::catalog::TableProvider;
 use datafusion::prelude::SessionContext;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::catalog::{CatalogStore, RelationKind};
 use crate::error::QueryError;
+pub use aggregate::OutputMode;
 pub use definition::{QueryOptions, StreamDef, Trigger};
-use plan::{ChunkTable, StreamTable, check_stateless, plan_query, query_context, scanned_tables};
+use plan::{ChunkTable, StreamTable, check_shape, plan_query, query_context, scanned_tables};
 pub use progress::{QueryState, Status};
 pub use runner::QuerySpec;
 
@@ -138,10 +141,8 @@ impl StreamManager {
         dead_letter_dir: impl Fn(&StreamDef) -> Option<PathBuf>,
     ) -> Result<QuerySpec, QueryError> {
         let streams = self.streams();
-        let chunk_tables: HashMap<String, Arc<dyn TableProvider>> = streams
-            .iter()
-            .map(|s| (s.name.clone(), ChunkTable::new(s.spec.schema.clone()).0 as Arc<dyn TableProvider>))
-            .collect();
+        let chunk_tables: HashMap<String, Arc<ChunkTable>> =
+            streams.iter().map(|s| (s.name.clone(), ChunkTable::new(s.spec.schema.clone()).0)).collect();
         let ctx: SessionContext = query_context(&self.shared, chunk_tables)?;
         let plan = plan_query(&ctx, query).await?;
         let read: Vec<Arc<StreamDef>> = {
@@ -164,7 +165,31 @@ impl StreamManager {
                 )));
             }
         };
-        check_stateless(&plan)?;
+        let shape = check_shape(&plan)?;
+        let is_view = target_schema.is_none();
+        let output_mode = match (shape.aggregates, options.output_mode) {
+            (false, None | Some(OutputMode::Append)) => OutputMode::Append,
+            (false, Some(mode)) => {
+                return Err(QueryError::Unsupported(format!(
+                    "output_mode '{}' for a query without aggregation (it appends every row it produces)",
+                    mode.name()
+                )));
+            }
+            (true, Some(mode)) => mode,
+            (true, None) => OutputMode::Append,
+        };
+        if shape.aggregates {
+            if output_mode != OutputMode::Append && !is_view {
+                return Err(QueryError::Unsupported(format!(
+                    "output_mode '{}' in a sink into a table: an aggregation that rewrites its results needs a CREATE MATERIALIZED VIEW (a table weir owns and versions)",
+                    output_mode.name()
+                )));
+            }
+            // Checks append mode's needs (a watermark and a window) now.
+            let ctx_plan = ctx.state().optimize(&plan)?;
+            aggregate::Aggregation::new(&ctx, ctx_plan, output_mode, stream.watermark.is_some(), shape.window_size)
+                .await?;
+        }
         let output: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         let target_schema = match target_schema {
             Some(target) => {
@@ -186,9 +211,15 @@ impl StreamManager {
                 ))
             }
         };
+        let versions = (shape.aggregates && output_mode != OutputMode::Append)
+            .then(|| Arc::new(std::sync::RwLock::new(None)));
         Ok(QuerySpec {
             name: name.to_string(),
             query: Box::new(query.clone()),
+            output_mode,
+            aggregates: shape.aggregates,
+            window_size: shape.window_size,
+            versions,
             dead_letter_dir: dead_letter_dir(&stream),
             stream,
             options,

@@ -38,6 +38,11 @@ impl ChunkTable {
         let slot = Arc::new(Mutex::new(Vec::new()));
         (Arc::new(ChunkTable { schema, slot: slot.clone() }), slot)
     }
+
+    /// The chunk being processed (cheap: batches share their buffers).
+    pub fn current(&self) -> DFResult<Vec<RecordBatch>> {
+        Ok(self.slot.lock().map_err(|_| DataFusionError::Internal("chunk slot poisoned".into()))?.clone())
+    }
 }
 
 #[async_trait]
@@ -57,8 +62,7 @@ impl TableProvider for ChunkTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        let batches = self.slot.lock().map_err(|_| DataFusionError::Internal("chunk slot poisoned".into()))?.clone();
-        Ok(MemorySourceConfig::try_new_exec(&[batches], self.schema.clone(), projection.cloned())?)
+        Ok(MemorySourceConfig::try_new_exec(&[self.current()?], self.schema.clone(), projection.cloned())?)
     }
 }
 
@@ -122,10 +126,11 @@ impl SchemaProvider for OverlaySchema {
 }
 
 /// A context for one continuous query: the shared catalog, with `streams`
-/// (name → chunk table) in front. One partition: parallelism comes from
-/// decoding and writing running beside the plan, and from running queries
-/// side by side, not from splitting a chunk.
-pub fn query_context(shared: &SessionContext, streams: HashMap<String, Arc<dyn TableProvider>>) -> Result<SessionContext, QueryError> {
+/// (name → chunk table) in front, and the window functions TUMBLE and HOP
+/// over them. One partition: parallelism comes from decoding and writing
+/// running beside the plan, and from running queries side by side, not from
+/// splitting a chunk.
+pub fn query_context(shared: &SessionContext, streams: HashMap<String, Arc<ChunkTable>>) -> Result<SessionContext, QueryError> {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(DATABASE, SCHEMA)
         .with_create_default_catalog_and_schema(false)
@@ -138,41 +143,90 @@ pub fn query_context(shared: &SessionContext, streams: HashMap<String, Arc<dyn T
         .catalog(DATABASE)
         .and_then(|c| c.schema(SCHEMA))
         .ok_or_else(|| QueryError::Unsupported("a query context without the weir catalog".into()))?;
+    use super::window::{WindowFunction, WindowKind};
+    for (name, kind) in [("tumble", WindowKind::Tumble), ("hop", WindowKind::Hop)] {
+        ctx.register_udtf(name, Arc::new(WindowFunction { kind, streams: streams.clone() }));
+    }
+    let overlay = streams.into_iter().map(|(name, t)| (name, t as Arc<dyn TableProvider>)).collect();
     let catalog = MemoryCatalogProvider::new();
-    catalog.register_schema(SCHEMA, Arc::new(OverlaySchema { base, overlay: streams }))?;
+    catalog.register_schema(SCHEMA, Arc::new(OverlaySchema { base, overlay }))?;
     ctx.register_catalog(DATABASE, Arc::new(catalog));
     Ok(ctx)
 }
 
 /// Plans `query` in `ctx`.
 pub async fn plan_query(ctx: &SessionContext, query: &Query) -> Result<LogicalPlan, QueryError> {
-    let stmt = DFStatement::Statement(Box::new(SqlStatement::Query(Box::new(query.clone()))));
+    let mut statement = SqlStatement::Query(Box::new(query.clone()));
+    // Table functions are looked up by their exact name: let TUMBLE and
+    // HOP be written in any case, like other SQL functions.
+    let _ = datafusion::sql::sqlparser::ast::visit_relations_mut(&mut statement, |name| {
+        if let [datafusion::sql::sqlparser::ast::ObjectNamePart::Identifier(ident)] = name.0.as_mut_slice() {
+            {
+                let lower = ident.value.to_ascii_lowercase();
+                if ident.quote_style.is_none() && (lower == "tumble" || lower == "hop") {
+                    ident.value = lower;
+                }
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    let stmt = DFStatement::Statement(Box::new(statement));
     let plan = ctx.state().statement_to_plan(stmt).await?;
     Ok(plan)
 }
 
-/// The tables a plan scans, subqueries included.
+/// The tables a plan scans, subqueries included; a window function counts
+/// as a scan of its stream.
 pub fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
     let mut names = Vec::new();
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {
-            names.push(scan.table_name.table().to_string());
+            let window = datafusion::datasource::source_as_provider(&scan.source).ok().and_then(|p| {
+                let any: &dyn std::any::Any = p.as_ref();
+                any.downcast_ref::<super::window::WindowTable>().map(|w| w.stream.clone())
+            });
+            names.push(window.unwrap_or_else(|| scan.table_name.table().to_string()));
         }
         Ok(TreeNodeRecursion::Continue)
     });
     names
 }
 
-/// Rejects what a stateless continuous query cannot do yet, by name.
-pub fn check_stateless(plan: &LogicalPlan) -> Result<(), QueryError> {
+/// What a continuous query's plan needs from the runtime.
+#[derive(Debug, Clone, Default)]
+pub struct Shape {
+    /// It aggregates (GROUP BY, aggregates, DISTINCT): state across epochs.
+    pub aggregates: bool,
+    /// The window size when it reads TUMBLE/HOP (microseconds).
+    pub window_size: Option<i64>,
+}
+
+/// Rejects what a continuous query cannot do, by name, and says what it
+/// needs: at most one aggregation; no window functions, ORDER BY or LIMIT
+/// (a continuous result has no order and no end).
+pub fn check_shape(plan: &LogicalPlan) -> Result<Shape, QueryError> {
     let mut problem = None;
+    let mut shape = Shape::default();
+    let mut aggregates = 0;
     let _ = plan.apply_with_subqueries(|node| {
         let what = match node {
-            LogicalPlan::Aggregate(_) => Some("aggregations (GROUP BY, count(*), DISTINCT)"),
+            LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) => {
+                aggregates += 1;
+                None
+            }
             LogicalPlan::Window(_) => Some("window functions (OVER)"),
             LogicalPlan::Sort(_) => Some("ORDER BY"),
             LogicalPlan::Limit(_) => Some("LIMIT / OFFSET"),
-            LogicalPlan::Distinct(_) => Some("DISTINCT"),
+            LogicalPlan::TableScan(scan) => {
+                let window = datafusion::datasource::source_as_provider(&scan.source).ok().and_then(|p| {
+                    let any: &dyn std::any::Any = p.as_ref();
+                    any.downcast_ref::<super::window::WindowTable>().map(|w| w.size)
+                });
+                if window.is_some() {
+                    shape.window_size = window;
+                }
+                None
+            }
             _ => None,
         };
         if let Some(what) = what {
@@ -181,10 +235,12 @@ pub fn check_stateless(plan: &LogicalPlan) -> Result<(), QueryError> {
         }
         Ok(TreeNodeRecursion::Continue)
     });
-    match problem {
-        Some(what) => Err(QueryError::Unsupported(format!(
-            "{what} in a continuous query (this build runs stateless continuous queries: filters, projections, functions, unnest and joins with tables)"
-        ))),
-        None => Ok(()),
+    if let Some(what) = problem {
+        return Err(QueryError::Unsupported(format!("{what} in a continuous query")));
     }
+    if aggregates > 1 {
+        return Err(QueryError::Unsupported("more than one aggregation level in a continuous query".into()));
+    }
+    shape.aggregates = aggregates == 1;
+    Ok(shape)
 }

@@ -95,6 +95,17 @@ pub struct Progress {
     /// (Kafka: next offset per partition).
     pub source_offsets: String,
     pub lag: Option<i64>,
+    /// Event time up to which input is complete (aggregations with a
+    /// watermark), `YYYY-MM-DDTHH:MM:SS.ffffff`.
+    pub watermark: Option<String>,
+    /// Rows dropped for being older than the watermark.
+    pub late_rows: i64,
+    /// Groups held in state after this epoch, and their memory.
+    pub state_rows: Option<i64>,
+    pub state_bytes: Option<i64>,
+    /// The view version this epoch wrote (update/complete); not a column,
+    /// recovery reads it to know which version readers should see.
+    pub version: Option<String>,
 }
 
 pub fn progress_schema() -> SchemaRef {
@@ -113,6 +124,10 @@ pub fn progress_schema() -> SchemaRef {
         Field::new("error_rows", DataType::Int64, true),
         Field::new("source_offsets", DataType::Utf8, true),
         Field::new("lag", DataType::Int64, true),
+        Field::new("watermark", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        Field::new("late_rows", DataType::Int64, true),
+        Field::new("state_rows", DataType::Int64, true),
+        Field::new("state_bytes", DataType::Int64, true),
     ]))
 }
 
@@ -159,9 +174,14 @@ fn rows_to_batch(rows: Vec<serde_json::Value>) -> DFResult<RecordBatch> {
     Ok(decoder.flush()?.unwrap_or_else(|| RecordBatch::new_empty(schema)))
 }
 
-/// Microseconds since the epoch → `YYYY-MM-DDTHH:MM:SS.ffffff` (UTC).
+/// A wall-clock time as `YYYY-MM-DDTHH:MM:SS.ffffff` (UTC).
 pub fn format_timestamp(system: std::time::SystemTime) -> String {
     let micros = system.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+    format_micros(micros)
+}
+
+/// Microseconds since the epoch → `YYYY-MM-DDTHH:MM:SS.ffffff`.
+pub fn format_micros(micros: i64) -> String {
     datafusion::arrow::temporal_conversions::timestamp_us_to_datetime(micros)
         .map(|dt| dt.format("%Y-%m-%dT%H:%M:%S%.6f").to_string())
         .unwrap_or_default()

@@ -13,16 +13,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::catalog::TableProvider;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::execute_stream;
+use datafusion::physical_plan::{collect, execute_stream};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use tokio::sync::watch;
 
 use super::definition::{Connector, OnError, QueryOptions, StreamDef, Trigger};
+use super::aggregate::{Aggregation, OutputMode};
 use super::plan::{ChunkTable, plan_query, query_context};
 use super::progress::{Progress, SharedState, Status, format_timestamp};
 use crate::catalog::{CatalogStore, EpochCommit, QueryStatusRow, StagedFile};
@@ -43,6 +44,15 @@ const EPOCHS_KEPT: i64 = 1000;
 pub struct QuerySpec {
     pub name: String,
     pub query: Box<datafusion::sql::sqlparser::ast::Query>,
+    pub output_mode: super::aggregate::OutputMode,
+    /// The query aggregates: partial state is kept across epochs.
+    pub aggregates: bool,
+    /// TUMBLE/HOP size in microseconds, when the query reads a window.
+    pub window_size: Option<i64>,
+    /// For update/complete views: the directory of the version readers
+    /// see, shared with the view's table provider. Each epoch writes a new
+    /// version directory and moves this pointer after its commit.
+    pub versions: Option<Arc<std::sync::RwLock<Option<PathBuf>>>>,
     pub stream: Arc<StreamDef>,
     pub options: QueryOptions,
     /// The table directory the output lands in.
@@ -154,17 +164,40 @@ struct Planned {
     ctx: SessionContext,
     plan: LogicalPlan,
     slot: Arc<Mutex<Vec<RecordBatch>>>,
+    /// Kept across chunks (and epochs) when the query aggregates.
+    aggregation: Option<tokio::sync::Mutex<Aggregation>>,
+    /// `SELECT max(<watermark expression>) FROM stream`, run per chunk.
+    watermark_plan: Option<LogicalPlan>,
+    /// The stream's event-time column (WATERMARK FOR), for dropping late rows.
+    event_time: Option<usize>,
 }
 
 async fn plan(spec: &QuerySpec, shared: &SessionContext) -> Result<Planned, RunError> {
     let (table, slot) = ChunkTable::new(spec.stream.spec.schema.clone());
-    let mut streams: HashMap<String, Arc<dyn TableProvider>> = HashMap::new();
+    let mut streams: HashMap<String, Arc<ChunkTable>> = HashMap::new();
     streams.insert(spec.stream.name.clone(), table);
     let fatal = |e: QueryError| RunError::Fatal(e.message());
     let ctx = query_context(shared, streams).map_err(fatal)?;
     let plan = plan_query(&ctx, &spec.query).await.map_err(fatal)?;
     let plan = ctx.state().optimize(&plan).map_err(|e| fatal(e.into()))?;
-    Ok(Planned { ctx, plan, slot })
+    let stream = &spec.stream;
+    let (watermark_plan, event_time) = match &stream.watermark {
+        Some((column, expr)) if spec.aggregates => {
+            let sql = format!("SELECT CAST(max({expr}) AS TIMESTAMP) FROM \"{}\"", stream.name.replace('"', "\"\""));
+            let plan = ctx.state().create_logical_plan(&sql).await.map_err(|e| fatal(e.into()))?;
+            (Some(plan), stream.spec.schema.index_of(column).ok())
+        }
+        _ => (None, None),
+    };
+    let aggregation = if spec.aggregates {
+        let agg = Aggregation::new(&ctx, plan.clone(), spec.output_mode, watermark_plan.is_some(), spec.window_size)
+            .await
+            .map_err(fatal)?;
+        Some(tokio::sync::Mutex::new(agg))
+    } else {
+        None
+    };
+    Ok(Planned { ctx, plan, slot, aggregation, watermark_plan, event_time })
 }
 
 async fn attempt(
@@ -200,6 +233,16 @@ async fn attempt(
     if let Some(dl) = &dead_letters {
         dl.recover(&last_files).map_err(io_error("recovering the dead-letter table"))?;
     }
+    if let (Some(agg), Some(last)) = (&planned.aggregation, history.last()) {
+        agg.lock().await.restore(&last.state).map_err(|e| RunError::Fatal(format!("restoring state: {e}")))?;
+    }
+    if let Some(versions) = &spec.versions {
+        let current = history.last().and_then(|e| e.progress.get("version")).and_then(|v| v.as_str()).map(PathBuf::from);
+        remove_versions_except(&spec.target_dir, current.as_deref(), None).map_err(io_error("cleaning view versions"))?;
+        if let Ok(mut pointer) = versions.write() {
+            *pointer = current;
+        }
+    }
     let mut batch_id = history.last().map(|e| e.batch_id + 1).unwrap_or(0);
     if let Ok(mut s) = state.lock() {
         s.last_batch_id = history.last().map(|e| e.batch_id);
@@ -224,7 +267,7 @@ async fn attempt(
             let started = epoch.started_at_wall;
             let since_previous = previous_start.map(|p| epoch.started.duration_since(p));
             previous_start = Some(epoch.started);
-            commit(spec, store, source.as_mut(), epoch, batch_id, started, since_previous).await?;
+            commit(spec, &planned, store, source.as_mut(), epoch, batch_id, started, since_previous).await?;
             if let Ok(mut s) = state.lock() {
                 s.last_batch_id = Some(batch_id);
                 s.status = Status::Running;
@@ -250,6 +293,10 @@ struct Epoch {
     input_records: u64,
     output_rows: u64,
     error_rows: u64,
+    /// Rows dropped for being older than the watermark.
+    late_rows: u64,
+    /// The watermark this epoch's rows imply (max event time minus delay).
+    watermark: Option<i64>,
 }
 
 impl Epoch {
@@ -263,6 +310,8 @@ impl Epoch {
             input_records: 0,
             output_rows: 0,
             error_rows: 0,
+            late_rows: 0,
+            watermark: None,
         }
     }
 
@@ -397,15 +446,86 @@ async fn process(spec: &QuerySpec, planned: &Planned, epoch: &mut Epoch, chunk: 
     if chunk.batches.iter().all(|b| b.num_rows() == 0) {
         return Ok(());
     }
-    {
-        let mut slot = planned.slot.lock().map_err(|_| RunError::Fatal("chunk slot poisoned".into()))?;
-        *slot = chunk.batches;
+    if let Some(agg) = &planned.aggregation {
+        let mut agg = agg.lock().await;
+        let batches = drop_late(planned.event_time, agg.watermark, chunk.batches, &mut epoch.late_rows)?;
+        set_slot(planned, batches)?;
+        let result = absorb(planned, &mut agg, epoch).await;
+        if let Ok(mut slot) = planned.slot.lock() {
+            slot.clear();
+        }
+        return result;
     }
+    set_slot(planned, chunk.batches)?;
     let result = execute(planned, epoch).await;
     if let Ok(mut slot) = planned.slot.lock() {
         slot.clear();
     }
     result
+}
+
+fn set_slot(planned: &Planned, batches: Vec<RecordBatch>) -> Result<(), RunError> {
+    let mut slot = planned.slot.lock().map_err(|_| RunError::Fatal("chunk slot poisoned".into()))?;
+    *slot = batches;
+    Ok(())
+}
+
+/// Rows older than the watermark cannot change an emitted result: they are
+/// dropped and counted (Spark drops them the same way).
+fn drop_late(
+    event_time: Option<usize>,
+    watermark: Option<i64>,
+    batches: Vec<RecordBatch>,
+    late: &mut u64,
+) -> Result<Vec<RecordBatch>, RunError> {
+    let (Some(column), Some(watermark)) = (event_time, watermark) else { return Ok(batches) };
+    let fatal = |e: datafusion::arrow::error::ArrowError| RunError::Fatal(format!("dropping late rows: {e}"));
+    let mut kept = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let times = cast(batch.column(column), &DataType::Timestamp(TimeUnit::Microsecond, None)).map_err(fatal)?;
+        let Some(times) = times.as_any().downcast_ref::<TimestampMicrosecondArray>() else { continue };
+        let on_time: BooleanArray = times.iter().map(|t| Some(t.is_some_and(|t| t >= watermark))).collect();
+        let filtered = filter_record_batch(&batch, &on_time).map_err(fatal)?;
+        *late += (batch.num_rows() - filtered.num_rows()) as u64;
+        kept.push(filtered);
+    }
+    Ok(kept)
+}
+
+/// Feeds the chunk in the slot to the aggregation and notes the watermark
+/// it implies (applied at the end of the epoch, as Spark does).
+async fn absorb(planned: &Planned, agg: &mut Aggregation, epoch: &mut Epoch) -> Result<(), RunError> {
+    let fatal = |e: datafusion::error::DataFusionError| RunError::Fatal(QueryError::from(e).message());
+    if let Some(plan) = &planned.watermark_plan {
+        let physical = planned.ctx.state().create_physical_plan(plan).await.map_err(fatal)?;
+        for batch in collect(physical, planned.ctx.task_ctx()).await.map_err(fatal)? {
+            let column = cast(batch.column(0), &DataType::Timestamp(TimeUnit::Microsecond, None)).map_err(|e| fatal(e.into()))?;
+            if let Some(values) = column.as_any().downcast_ref::<TimestampMicrosecondArray>() {
+                for value in values.iter().flatten() {
+                    epoch.watermark = Some(epoch.watermark.map_or(value, |w: i64| w.max(value)));
+                }
+            }
+        }
+    }
+    agg.absorb().await.map_err(fatal)
+}
+
+/// Deletes the version directories of a view except `keep` and `previous`
+/// (a reader may still be listing the previous one).
+fn remove_versions_except(dir: &std::path::Path, keep: Option<&std::path::Path>, previous: Option<&std::path::Path>) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let is_version = path.is_dir() && path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('v'));
+        if is_version && Some(path.as_path()) != keep && Some(path.as_path()) != previous {
+            std::fs::remove_dir_all(&path)?;
+        }
+    }
+    Ok(())
 }
 
 async fn execute(planned: &Planned, epoch: &mut Epoch) -> Result<(), RunError> {
@@ -456,8 +576,10 @@ fn handle_bad_records(spec: &QuerySpec, epoch: &mut Epoch, bad: &[BadRecord]) ->
 
 /// The commit protocol's middle and last steps: one catalog transaction,
 /// then publish.
+#[allow(clippy::too_many_arguments)]
 async fn commit(
     spec: &QuerySpec,
+    planned: &Planned,
     store: &dyn CatalogStore,
     source: &mut dyn Source,
     epoch: Epoch,
@@ -465,7 +587,41 @@ async fn commit(
     started_at: SystemTime,
     since_previous: Option<Duration>,
 ) -> Result<(), RunError> {
-    let Epoch { writer, dead_letters, started, input_records, output_rows, error_rows, .. } = epoch;
+    let Epoch { mut writer, dead_letters, started, input_records, mut output_rows, error_rows, late_rows, watermark, .. } =
+        epoch;
+    // Aggregations write at the end of the epoch: closed windows (append),
+    // or the whole result as a new version of the view (update, complete).
+    let mut state = Vec::new();
+    let mut version = None;
+    let mut state_size = None;
+    let mut current_watermark = None;
+    if let Some(agg) = &planned.aggregation {
+        let fatal = |e: datafusion::error::DataFusionError| RunError::Fatal(QueryError::from(e).message());
+        let mut agg = agg.lock().await;
+        if let Some(w) = watermark {
+            agg.watermark = Some(agg.watermark.map_or(w, |old| old.max(w)));
+        }
+        let rows = agg.emit().await.map_err(fatal)?;
+        output_rows = rows.iter().map(|b| b.num_rows() as u64).sum();
+        if spec.output_mode == OutputMode::Append {
+            for batch in &rows {
+                writer.write(batch).map_err(io_error("writing Parquet"))?;
+            }
+        } else {
+            writer.abort();
+            let dir = spec.target_dir.join(format!("v{batch_id:06}"));
+            let sink = ParquetSink::new(&dir, &spec.name, &spec.target_schema, spec.options.roll);
+            writer = sink.begin(batch_id);
+            std::fs::create_dir_all(&dir).map_err(io_error("creating a view version"))?;
+            for batch in &rows {
+                writer.write(batch).map_err(io_error("writing Parquet"))?;
+            }
+            version = Some(dir);
+        }
+        state = agg.snapshot().map_err(fatal)?;
+        state_size = Some(agg.size());
+        current_watermark = agg.watermark;
+    }
     let (mut files, mut bytes) = writer.finish().map_err(io_error("closing Parquet files"))?;
     if let Some(dl) = dead_letters {
         let (more, more_bytes) = dl.finish().map_err(io_error("closing dead-letter files"))?;
@@ -489,6 +645,11 @@ async fn commit(
         error_rows: error_rows as i64,
         source_offsets: checkpoint.to_string(),
         lag: source.lag(),
+        watermark: current_watermark.map(super::progress::format_micros),
+        late_rows: late_rows as i64,
+        state_rows: state_size.map(|(rows, _)| rows as i64),
+        state_bytes: state_size.map(|(_, bytes)| bytes as i64),
+        version: version.as_ref().map(|v| v.display().to_string()),
     };
     let commit = EpochCommit {
         query: spec.name.clone(),
@@ -496,13 +657,19 @@ async fn commit(
         checkpoint,
         files: files.clone(),
         progress: serde_json::to_value(&progress).unwrap_or_default(),
-        state: Vec::new(),
+        state,
     };
     store.commit_epoch(&commit).map_err(|e| match e {
         crate::error::CatalogError::EpochConflict { .. } => RunError::Fatal(e.to_string()),
         other => RunError::Transient(other.to_string()),
     })?;
     publish(&files).map_err(io_error("publishing committed files"))?;
+    if let (Some(versions), Some(version)) = (&spec.versions, version) {
+        let previous = versions.write().ok().and_then(|mut pointer| pointer.replace(version.clone()));
+        if let Err(e) = remove_versions_except(&spec.target_dir, Some(&version), previous.as_deref()) {
+            tracing::warn!(query = %spec.name, "old view versions not removed: {e}");
+        }
+    }
     if source.checkpoint_is_cumulative() {
         if let Err(e) = store.prune_epochs(&spec.name, EPOCHS_KEPT) {
             tracing::warn!(query = %spec.name, "old epochs not pruned: {e}");
