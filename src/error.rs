@@ -49,6 +49,8 @@ pub enum QueryError {
     Syntax(String),
     #[error("{0} is not supported")]
     Unsupported(String),
+    #[error("{what} is not supported; {hint}")]
+    UnsupportedWithHint { what: String, hint: String },
     #[error("{0}")]
     Catalog(#[from] CatalogError),
     #[error("location '{0}' does not exist; create it first, or declare the table's columns and use a relative location to let weir create it under its data directory")]
@@ -92,7 +94,7 @@ impl QueryError {
     pub fn sqlstate(&self) -> &'static str {
         match self {
             QueryError::Syntax(_) => "42601",
-            QueryError::Unsupported(_) => "0A000",
+            QueryError::Unsupported(_) | QueryError::UnsupportedWithHint { .. } => "0A000",
             QueryError::Catalog(e) => e.sqlstate(),
             QueryError::MissingLocation(_) => "58P01",
             QueryError::UnreadableLocation { .. } => "58030",

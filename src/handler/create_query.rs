@@ -14,7 +14,7 @@ use crate::stream::{QueryOptions, Status};
 
 pub async fn handle(engine: &Engine, cq: CreateContinuousQuery) -> Result<Output, QueryError> {
     let tag = match cq.target {
-        SinkTarget::Table(_) => "CREATE SINK",
+        SinkTarget::Table(_) | SinkTarget::Kafka(_) => "CREATE SINK",
         SinkTarget::OwnTable => "CREATE MATERIALIZED VIEW",
     };
     let name = table_key(&cq.name)?;
@@ -38,7 +38,18 @@ pub async fn start(
     finished: bool,
 ) -> Result<(), QueryError> {
     let options = QueryOptions::parse(cq)?;
+    let mut kafka = None;
     let (kind, target, dir, target_schema) = match &cq.target {
+        SinkTarget::Kafka(options) => {
+            crate::sql::streaming::check_options(options, crate::sink::kafka::OPTIONS, "INTO KAFKA (...)")?;
+            crate::sink::kafka::check(options)
+                .map_err(|reason| QueryError::InvalidOptionValue { option: "INTO KAFKA".into(), reason })?;
+            let bootstrap = options.get("bootstrap_servers").map(String::as_str).unwrap_or("127.0.0.1:9092");
+            let topic = options.get("topic").map(String::as_str).unwrap_or_default();
+            kafka = Some(options.clone());
+            // Never written: Kafka sinks stage nothing on disk.
+            (RelationKind::Sink, format!("kafka://{bootstrap}/{topic}"), engine.config.warehouse.join(".kafka").join(name), None)
+        }
         SinkTarget::Table(table) => {
             let key = table_key(table)?;
             let def = engine.catalog.get(&key)?.ok_or_else(|| CatalogError::UnknownTable(key.clone()))?;
@@ -69,7 +80,7 @@ pub async fn start(
     };
     let spec = engine
         .streams
-        .prepare(name, &cq.query, options, dir.clone(), target_schema, |stream| {
+        .prepare(name, &cq.query, options, dir.clone(), target_schema, kafka, |stream| {
             Some(super::create_stream::dead_letter_dir(engine, &stream.name))
         })
         .await?;

@@ -63,6 +63,8 @@ pub enum SinkTarget {
     Table(ObjectName),
     /// `CREATE MATERIALIZED VIEW`: a table the query creates and owns.
     OwnTable,
+    /// `CREATE SINK ... INTO KAFKA (bootstrap_servers = ..., topic = ...)`.
+    Kafka(Options),
 }
 
 #[derive(Debug, Clone)]
@@ -267,7 +269,13 @@ fn create_query(
     let target = match kind {
         StreamingKind::Sink => {
             p.expect_keyword(Keyword::INTO)?;
-            SinkTarget::Table(p.parse_object_name(false)?)
+            let kafka = peek_word(p, "KAFKA") && p.peek_nth_token(1).token == Token::LParen;
+            if kafka {
+                let options = parse_with_list(p)?;
+                SinkTarget::Kafka(options)
+            } else {
+                SinkTarget::Table(p.parse_object_name(false)?)
+            }
         }
         _ => SinkTarget::OwnTable,
     };
@@ -290,6 +298,17 @@ fn parse_with(p: &mut SqlParser) -> Result<Option<Options>, ParserError> {
     if !p.parse_keyword(Keyword::WITH) {
         return Ok(None);
     }
+    parse_option_list(p).map(Some)
+}
+
+/// `KAFKA (key = value, ...)`: the word, then the list.
+fn parse_with_list(p: &mut SqlParser) -> Result<Options, ParserError> {
+    p.next_token();
+    parse_option_list(p)
+}
+
+/// `(key = value, ...)`.
+fn parse_option_list(p: &mut SqlParser) -> Result<Options, ParserError> {
     p.expect_token(&Token::LParen)?;
     let mut options = Options::new();
     loop {
@@ -329,7 +348,7 @@ fn parse_with(p: &mut SqlParser) -> Result<Option<Options>, ParserError> {
         }
     }
     p.expect_token(&Token::RParen)?;
-    Ok(Some(options))
+    Ok(options)
 }
 
 /// Checks `options` against the valid keys; the error lists them, sorted.
@@ -385,6 +404,17 @@ mod tests {
             assert!(q.query.to_string().contains("FROM e"), "{}", q.query);
             assert!(!q.query.to_string().contains("trigger"), "{}", q.query);
         }
+    }
+
+    #[test]
+    fn create_sink_into_kafka() {
+        let stmts = Parser::new()
+            .parse("CREATE SINK out INTO KAFKA (bootstrap_servers = 'h:1', topic = 't') AS SELECT a FROM e WITH (output_mode = 'update')")
+            .unwrap();
+        let Statement::CreateContinuousQuery(q) = &stmts[0] else { panic!("{stmts:?}") };
+        let super::SinkTarget::Kafka(options) = &q.target else { panic!("{:?}", q.target) };
+        assert_eq!(options["topic"], "t");
+        assert_eq!(q.options["output_mode"], "update");
     }
 
     #[test]

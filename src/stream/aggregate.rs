@@ -75,6 +75,8 @@ pub struct Aggregation {
     /// Merged partial state: one row per live group.
     groups: Vec<RecordBatch>,
     partial_schema: SchemaRef,
+    /// How many leading columns of the partial state are group keys.
+    group_count: usize,
     /// Event time up to which input is complete (microseconds).
     pub watermark: Option<i64>,
 }
@@ -129,13 +131,14 @@ impl Aggregation {
         };
         if mode == OutputMode::Append {
             if !has_watermark || window_end.is_none() {
-                return Err(QueryError::Unsupported(
-                    "output_mode 'append' for an aggregation without a watermark and a window: a group's row is written once, when the watermark passes its window's end. Declare WATERMARK FOR <col> AS <col> - INTERVAL '...' on the stream and GROUP BY window_start, window_end of TUMBLE/HOP, or use output_mode = 'complete' or 'update'"
-                        .into(),
-                ));
+                return Err(QueryError::UnsupportedWithHint {
+                    what: "output_mode 'append' (the default) for an aggregation without a watermark and a window".into(),
+                    hint: "append writes a group's row once, when the watermark passes its window's end: declare WATERMARK FOR <col> AS <col> - INTERVAL '...' on the stream and GROUP BY window_start, window_end of TUMBLE/HOP, or use WITH (output_mode = 'complete') or 'update'".into(),
+                });
             }
         }
-        Ok(Aggregation { state, plan, mode, window_end, groups: Vec::new(), partial_schema, watermark: None })
+        let group_count = group_names.len();
+        Ok(Aggregation { state, plan, mode, window_end, groups: Vec::new(), partial_schema, group_count, watermark: None })
     }
 
     /// Runs the Partial half over the current chunk and merges it into the state.
@@ -210,6 +213,11 @@ impl Aggregation {
         })?;
         let out = collect(replaced.data, self.state.task_ctx()).await?;
         Ok(out.into_iter().filter(|b| b.num_rows() > 0).collect())
+    }
+
+    /// The names of the grouping columns, as the partial state has them.
+    pub fn group_names(&self) -> Vec<String> {
+        self.partial_schema.fields().iter().take(self.group_count).map(|f| f.name().clone()).collect()
     }
 
     /// Groups held, and their approximate memory.

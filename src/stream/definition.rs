@@ -253,7 +253,7 @@ pub struct QueryOptions {
 impl QueryOptions {
     pub fn parse(cq: &CreateContinuousQuery) -> Result<QueryOptions, QueryError> {
         let kind = match cq.target {
-            crate::sql::SinkTarget::Table(_) => "CREATE SINK",
+            crate::sql::SinkTarget::Table(_) | crate::sql::SinkTarget::Kafka(_) => "CREATE SINK",
             crate::sql::SinkTarget::OwnTable => "CREATE MATERIALIZED VIEW",
         };
         parse_query_options(&cq.options, kind)

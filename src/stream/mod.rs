@@ -138,6 +138,7 @@ impl StreamManager {
         options: QueryOptions,
         target_dir: PathBuf,
         target_schema: Option<SchemaRef>,
+        kafka: Option<crate::sql::Options>,
         dead_letter_dir: impl Fn(&StreamDef) -> Option<PathBuf>,
     ) -> Result<QuerySpec, QueryError> {
         let streams = self.streams();
@@ -166,7 +167,7 @@ impl StreamManager {
             }
         };
         let shape = check_shape(&plan)?;
-        let is_view = target_schema.is_none();
+        let rewrites_allowed = target_schema.is_none();
         let output_mode = match (shape.aggregates, options.output_mode) {
             (false, None | Some(OutputMode::Append)) => OutputMode::Append,
             (false, Some(mode)) => {
@@ -179,7 +180,7 @@ impl StreamManager {
             (true, None) => OutputMode::Append,
         };
         if shape.aggregates {
-            if output_mode != OutputMode::Append && !is_view {
+            if output_mode != OutputMode::Append && !rewrites_allowed {
                 return Err(QueryError::Unsupported(format!(
                     "output_mode '{}' in a sink into a table: an aggregation that rewrites its results needs a CREATE MATERIALIZED VIEW (a table weir owns and versions)",
                     output_mode.name()
@@ -211,7 +212,7 @@ impl StreamManager {
                 ))
             }
         };
-        let versions = (shape.aggregates && output_mode != OutputMode::Append)
+        let versions = (shape.aggregates && output_mode != OutputMode::Append && kafka.is_none())
             .then(|| Arc::new(std::sync::RwLock::new(None)));
         Ok(QuerySpec {
             name: name.to_string(),
@@ -220,6 +221,7 @@ impl StreamManager {
             aggregates: shape.aggregates,
             window_size: shape.window_size,
             versions,
+            kafka,
             dead_letter_dir: dead_letter_dir(&stream),
             stream,
             options,

@@ -91,10 +91,10 @@ impl TableProvider for StreamTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        Err(DataFusionError::External(Box::new(QueryError::Unsupported(format!(
-            "an ad-hoc SELECT from stream '{}' (streams are unbounded: read it with CREATE SINK ... AS SELECT or CREATE MATERIALIZED VIEW, then query that table)",
-            self.name
-        )))))
+        Err(DataFusionError::External(Box::new(QueryError::UnsupportedWithHint {
+            what: format!("an ad-hoc SELECT from stream '{}'", self.name),
+            hint: "a stream is unbounded: read it with CREATE SINK ... AS SELECT or CREATE MATERIALIZED VIEW, then query that table".into(),
+        })))
     }
 }
 

@@ -53,6 +53,8 @@ pub struct QuerySpec {
     /// see, shared with the view's table provider. Each epoch writes a new
     /// version directory and moves this pointer after its commit.
     pub versions: Option<Arc<std::sync::RwLock<Option<PathBuf>>>>,
+    /// `INTO KAFKA (...)` options: rows go to a topic instead of files.
+    pub kafka: Option<crate::sql::Options>,
     pub stream: Arc<StreamDef>,
     pub options: QueryOptions,
     /// The table directory the output lands in.
@@ -170,6 +172,7 @@ struct Planned {
     watermark_plan: Option<LogicalPlan>,
     /// The stream's event-time column (WATERMARK FOR), for dropping late rows.
     event_time: Option<usize>,
+    kafka: Option<crate::sink::kafka::KafkaOut>,
 }
 
 async fn plan(spec: &QuerySpec, shared: &SessionContext) -> Result<Planned, RunError> {
@@ -197,7 +200,28 @@ async fn plan(spec: &QuerySpec, shared: &SessionContext) -> Result<Planned, RunE
     } else {
         None
     };
-    Ok(Planned { ctx, plan, slot, aggregation, watermark_plan, event_time })
+    let kafka = match &spec.kafka {
+        Some(options) => {
+            // Update/complete aggregations key records by their group.
+            let key_columns = match (&aggregation, spec.output_mode) {
+                (Some(agg), OutputMode::Update | OutputMode::Complete) => {
+                    let groups = agg.lock().await.group_names();
+                    let output = plan.schema();
+                    output
+                        .fields()
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, f)| groups.iter().any(|g| g == f.name() || g.ends_with(&format!(".{}", f.name()))))
+                        .map(|(i, _)| i)
+                        .collect()
+                }
+                _ => Vec::new(),
+            };
+            Some(crate::sink::kafka::KafkaOut::new(options, key_columns).map_err(RunError::Fatal)?)
+        }
+        None => None,
+    };
+    Ok(Planned { ctx, plan, slot, aggregation, watermark_plan, event_time, kafka })
 }
 
 async fn attempt(
@@ -535,7 +559,10 @@ async fn execute(planned: &Planned, epoch: &mut Epoch) -> Result<(), RunError> {
     while let Some(batch) = output.next().await {
         let batch = batch.map_err(fatal)?;
         epoch.output_rows += batch.num_rows() as u64;
-        epoch.writer.write(&batch).map_err(io_error("writing Parquet"))?;
+        match &planned.kafka {
+            Some(kafka) => kafka.send(&batch).await.map_err(RunError::Transient)?,
+            None => epoch.writer.write(&batch).map_err(io_error("writing Parquet"))?,
+        }
     }
     Ok(())
 }
@@ -603,7 +630,11 @@ async fn commit(
         }
         let rows = agg.emit().await.map_err(fatal)?;
         output_rows = rows.iter().map(|b| b.num_rows() as u64).sum();
-        if spec.output_mode == OutputMode::Append {
+        if let Some(kafka) = &planned.kafka {
+            for batch in &rows {
+                kafka.send(batch).await.map_err(RunError::Transient)?;
+            }
+        } else if spec.output_mode == OutputMode::Append {
             for batch in &rows {
                 writer.write(batch).map_err(io_error("writing Parquet"))?;
             }
@@ -627,6 +658,10 @@ async fn commit(
         let (more, more_bytes) = dl.finish().map_err(io_error("closing dead-letter files"))?;
         files.extend(more);
         bytes += more_bytes;
+    }
+    // At least once: the broker has every record before the offsets commit.
+    if let Some(kafka) = &planned.kafka {
+        kafka.flush().await.map_err(RunError::Transient)?;
     }
     let checkpoint = source.checkpoint();
     let duration = started.elapsed();
