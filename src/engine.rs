@@ -70,6 +70,7 @@ impl Engine {
         let ctx = SessionContext::new_with_config_rt(session_config, runtime);
         datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
             .map_err(|e| ServerError::Engine(e.to_string()))?;
+        crate::pg_catalog_compat::register(&ctx).await?;
         crate::functions::register(&ctx);
         register_system_schema(&ctx, store.clone())?;
 

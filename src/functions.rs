@@ -1,6 +1,6 @@
 //! PostgreSQL functions that clients call in their catalog queries and that
 //! datafusion-pg-catalog does not provide: `version()`, descriptions,
-//! `to_regtype`, `json_build_object` and a few visibility checks.
+//! `to_regtype`, `json_build_object`, `format` and a few visibility checks.
 
 use std::sync::Arc;
 
@@ -29,6 +29,7 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(to_regtype_udf());
     ctx.register_udf(current_setting_udf());
     ctx.register_udf(ScalarUDF::from(JsonBuildObject { signature: Signature::variadic_any(Volatility::Immutable) }));
+    ctx.register_udf(ScalarUDF::from(Format { signature: Signature::variadic_any(Volatility::Stable) }));
     ctx.register_udf(create_udf(
         "pg_collation_is_visible",
         vec![DataType::Int32],
@@ -231,5 +232,152 @@ fn json_value(v: ScalarValue) -> serde_json::Value {
         ScalarValue::Float64(Some(f)) => Value::from(f),
         ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => Value::String(s),
         other => Value::String(other.to_string()),
+    }
+}
+
+/// `format(fmt, args...)`: `%s` (value as text, NULL as nothing), `%I`
+/// (quoted as an identifier if need be), `%L` (quoted as a literal, NULL as
+/// `NULL`), `%%`, each optionally numbered (`%2$s`). Metabase builds type
+/// names with it. Widths and the `-` flag are rejected by name.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Format {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Format {
+    fn name(&self) -> &str {
+        "format"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::StringArray;
+        use datafusion::error::DataFusionError;
+        if args.args.is_empty() {
+            return Err(DataFusionError::Plan("format() needs a format string".into()));
+        }
+        let rows = args.number_rows;
+        let arrays = args.args.iter().map(|a| a.clone().into_array(rows)).collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(rows);
+        for row in 0..rows {
+            let values = arrays.iter().map(|a| ScalarValue::try_from_array(a, row)).collect::<Result<Vec<_>>>()?;
+            out.push(match text_of(&values[0]) {
+                None => None,
+                Some(fmt) => Some(format_row(&fmt, &values[1..]).map_err(DataFusionError::Execution)?),
+            });
+        }
+        Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
+    }
+}
+
+/// A value as PostgreSQL prints it, or `None` for NULL.
+fn text_of(v: &ScalarValue) -> Option<String> {
+    if v.is_null() {
+        return None;
+    }
+    Some(match v {
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => s.clone(),
+        ScalarValue::Boolean(Some(b)) => if *b { "t" } else { "f" }.to_string(),
+        other => other.to_string(),
+    })
+}
+
+fn format_row(fmt: &str, args: &[ScalarValue]) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(fmt.len());
+    let mut chars = fmt.chars().peekable();
+    let mut next_arg = 0;
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'%') {
+            chars.next();
+            out.push('%');
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            digits.push(*d);
+            chars.next();
+        }
+        if !digits.is_empty() {
+            if chars.next() != Some('$') {
+                return Err("format() field widths are not supported".into());
+            }
+            let position: usize = digits.parse().map_err(|_| format!("format() argument position {digits} is out of range"))?;
+            next_arg = position.checked_sub(1).ok_or("format() argument positions start at 1")?;
+        }
+        let kind = chars.next().ok_or("unterminated format() type specifier")?;
+        let value = args.get(next_arg).ok_or("too few arguments for format()")?;
+        next_arg += 1;
+        match kind {
+            's' => out.push_str(&text_of(value).unwrap_or_default()),
+            'I' => {
+                let ident = text_of(value).ok_or("null values cannot be formatted as an SQL identifier")?;
+                out.push_str(&quote_ident(&ident));
+            }
+            'L' => match text_of(value) {
+                None => out.push_str("NULL"),
+                Some(text) => out.push_str(&quote_literal(&text)),
+            },
+            '-' | '*' => return Err("format() field widths and flags are not supported".into()),
+            other => return Err(format!("unrecognized format() type specifier \"{other}\"")),
+        }
+    }
+    Ok(out)
+}
+
+/// PostgreSQL's reserved key words (and those that cannot name a function or
+/// type), which `quote_ident` always quotes.
+const RESERVED_WORDS: &str = "all analyse analyze and any array as asc asymmetric authorization between bigint \
+    binary bit boolean both case cast char character check coalesce collate collation column concurrently \
+    constraint create cross current_catalog current_date current_role current_schema current_time \
+    current_timestamp current_user dec decimal default deferrable desc distinct do else end except exists \
+    extract false fetch float for foreign freeze from full grant greatest group grouping having ilike in \
+    initially inner inout int integer intersect interval into is isnull join lateral leading least left like \
+    limit localtime localtimestamp national natural nchar none normalize not notnull null nullif numeric offset \
+    on only or order out outer overlaps overlay placing position precision primary real references returning \
+    right row select session_user setof similar smallint some substring symmetric table tablesample then time \
+    timestamp to trailing treat trim true union unique user using values varchar variadic verbose when where \
+    window with";
+
+/// `quote_ident`: unquoted only when PostgreSQL would read the text back
+/// unchanged (lower case, digits, `_`, `$`, not a reserved word).
+fn quote_ident(ident: &str) -> String {
+    let plain = ident.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && ident.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$')
+        && !RESERVED_WORDS.split_whitespace().any(|w| w == ident);
+    if plain { ident.to_string() } else { format!("\"{}\"", ident.replace('"', "\"\"")) }
+}
+
+/// `quote_literal`: a string constant; with backslashes, the `E''` form.
+fn quote_literal(text: &str) -> String {
+    let quoted = text.replace('\'', "''");
+    if text.contains('\\') { format!("E'{}'", quoted.replace('\\', "\\\\")) } else { format!("'{quoted}'") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_follows_postgresql() {
+        let args = [ScalarValue::from("public"), ScalarValue::from("My Table"), ScalarValue::Utf8(None)];
+        assert_eq!(format_row("%I.%I", &args).unwrap(), "public.\"My Table\"");
+        assert_eq!(format_row("\"%s\".\"%s\" %% %s|", &args).unwrap(), "\"public\".\"My Table\" % |");
+        assert_eq!(format_row("%2$L %1$s %3$L", &args).unwrap(), "'My Table' public NULL");
+        assert_eq!(format_row("%I", &[ScalarValue::from("select")]).unwrap(), "\"select\"");
+        assert_eq!(format_row("%L", &[ScalarValue::from("it's a\\b")]).unwrap(), "E'it''s a\\\\b'");
+        assert!(format_row("%s %s", &args[..1]).is_err());
+        assert!(format_row("%I", &args[2..]).is_err());
+        assert!(format_row("%x", &args).is_err());
     }
 }

@@ -17,6 +17,8 @@
 //! * `catalog`: the metastore (SQLite today, behind a trait) and the live
 //!   DataFusion tables it describes.
 //! * `functions`: PostgreSQL functions clients expect (version(), descriptions).
+//! * `pg_catalog_compat`: PostgreSQL 15's columns for the catalog tables BI
+//!   tools read whole, and the `information_schema` tables they join.
 //! * `produce`: `weir produce`, stdin lines to a Kafka topic (demos, tests).
 //! * `config`: the typed configuration, built by `main` and passed down.
 //! * `error`: one error enum per layer, each mapped to a SQLSTATE.
@@ -28,6 +30,7 @@ pub mod error;
 pub mod flight;
 pub mod functions;
 pub mod handler;
+pub mod pg_catalog_compat;
 pub mod pgwire;
 pub mod produce;
 pub mod server;

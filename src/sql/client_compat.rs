@@ -17,6 +17,12 @@ const FRAGMENTS: &[(&str, &str)] = &[
         "pg_catalog.array_to_string(c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x), ', ')",
         "''",
     ),
+    // psql 16 and later `\l` against a 16.x server (weir reports 16.6):
+    // the ICU rules column, new in PostgreSQL 16, which weir's pg_database
+    // leaves out to keep PostgreSQL 15's columns for `SELECT *` readers
+    // (DBeaver). Weir has no ICU collations: no rules.
+    // (The column title after `as` is translated, so it is left out.)
+    ("d.daticurules as", "NULL as"),
     // SQLAlchemy 2 column reflection: column defaults, identity options and
     // collations through correlated sub-selects under CASE, which DataFusion
     // cannot decorrelate. Weir columns have none of the three.
@@ -31,6 +37,35 @@ const FRAGMENTS: &[(&str, &str)] = &[
     (
         "CASE WHEN (pg_catalog.pg_attribute.attcollation != $1 ... ELSE NULL END AS collation",
         "NULL AS collation",
+    ),
+    // Metabase's field sync: each column's comment, looked up through a
+    // cast of computed text ('schema.table') to regclass, which resolves
+    // names only for literals. Weir keeps no comments: the answer is NULL.
+    (
+        "COL_DESCRIPTION(CAST(CAST(FORMAT('%I.%I', ...) AS REGCLASS) AS OID), \"c\".\"ordinal_position\")",
+        "CAST(NULL AS TEXT)",
+    ),
+    // Grafana's table and column pickers: "is this schema on the
+    // search_path", an `IN` over a sub-select that splits the setting with
+    // generate_series over array bounds and a function in FROM
+    // (`string_to_array(...) s`), neither of which DataFusion plans, and that
+    // Grafana also puts in ORDER BY, where DataFusion allows no subquery.
+    // The same test as one array expression: split at commas, trim the
+    // blanks around each name, `"$user"` is the current user.
+    // (datafusion-pg-catalog stubs the sub-select with `''`, which lists
+    // nothing; this rewrite runs before it.)
+    (
+        r#"IN (
+             SELECT CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
+             FROM generate_series(
+                    array_lower(string_to_array(current_setting('search_path'),','),1),
+                    array_upper(string_to_array(current_setting('search_path'),','),1)
+                  ) as i,
+                  string_to_array(current_setting('search_path'),',') s
+           )"#,
+        r#"= ANY(array_replace(
+               string_to_array(regexp_replace(trim(current_setting('search_path')), ' *, *', ',', 'g'), ','),
+               '"$user"', current_user))"#,
     ),
 ];
 

@@ -1,0 +1,216 @@
+//! PostgreSQL 15's columns for the catalog tables BI tools read whole, and
+//! the `information_schema` tables they join.
+//!
+//! BI tools read catalogs with `SELECT x.*` and by column name, so a column
+//! too many, too few or of the wrong type breaks them (DBeaver's navigator,
+//! Metabase's sync). The tables here are views over datafusion-pg-catalog's
+//! (so OIDs stay the ones its other tables hand out) in PostgreSQL 15's
+//! columns and order, or empty tables where weir has no such objects.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::information_schema::{INFORMATION_SCHEMA, InformationSchemaProvider};
+use datafusion::catalog::view::ViewTable;
+use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
+use datafusion::common::DFSchema;
+use datafusion::error::Result;
+use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
+use datafusion::prelude::SessionContext;
+
+use crate::engine::DATABASE;
+use crate::error::ServerError;
+
+/// `pg_database` as in PostgreSQL 15: no `datlastsysoid` (gone in 15) or
+/// `daticurules` (new in 16), and `datcollversion`; weir records no
+/// collation versions. `datlocprovider` is PostgreSQL's one-letter code.
+const PG_DATABASE: &str = "SELECT oid, datname, datdba, encoding, \
+    CASE datlocprovider WHEN 'libc' THEN 'c' WHEN 'icu' THEN 'i' ELSE datlocprovider END AS datlocprovider, \
+    datistemplate, datallowconn, datconnlimit, datfrozenxid, datminmxid, dattablespace, datcollate, datctype, \
+    daticulocale, CAST(NULL AS TEXT) AS datcollversion, datacl \
+    FROM pg_catalog.pg_database";
+
+/// `pg_namespace` as in PostgreSQL 15: no `options` column.
+const PG_NAMESPACE: &str = "SELECT oid, nspname, nspowner, nspacl FROM pg_catalog.pg_namespace";
+
+/// `pg_class` as in PostgreSQL 15, with `relacl` and `reloptions`: weir
+/// keeps neither privileges nor storage options, so both are NULL.
+const PG_CLASS: &str = "SELECT oid, relname, relnamespace, reltype, reloftype, relowner, relam, relfilenode, \
+    reltablespace, relpages, reltuples, relallvisible, reltoastrelid, relhasindex, relisshared, relpersistence, \
+    relkind, relnatts, relchecks, relhasrules, relhastriggers, relhassubclass, relrowsecurity, \
+    relforcerowsecurity, relispopulated, relreplident, relispartition, relrewrite, relfrozenxid, relminmxid, \
+    CAST(NULL AS TEXT[]) AS relacl, CAST(NULL AS TEXT[]) AS reloptions, relpartbound \
+    FROM pg_catalog.pg_class";
+
+/// `information_schema.columns` as PostgreSQL 15 defines it: a view over
+/// `pg_attribute`, so names and types agree with what psql and JDBC see
+/// (`data_type` 'bigint', `udt_name` 'int8', where DataFusion's own table
+/// says 'Int64'). Weir columns have no defaults, identities, generation
+/// expressions, domains or non-default collations, and take no UPDATE.
+const COLUMNS: &str = "SELECT \
+    current_database() AS table_catalog, nc.nspname AS table_schema, c.relname AS table_name, \
+    a.attname AS column_name, CAST(a.attnum AS INT) AS ordinal_position, \
+    CAST(NULL AS TEXT) AS column_default, \
+    CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END AS is_nullable, \
+    CASE WHEN t.typelem <> 0 AND t.typlen = -1 THEN 'ARRAY' \
+         WHEN nt.nspname = 'pg_catalog' THEN format_type(a.atttypid, -1) \
+         ELSE 'USER-DEFINED' END AS data_type, \
+    CAST(NULL AS INT) AS character_maximum_length, \
+    CAST(CASE WHEN a.atttypid IN (25, 1042, 1043) THEN 1073741824 END AS INT) AS character_octet_length, \
+    CAST(CASE a.atttypid WHEN 21 THEN 16 WHEN 23 THEN 32 WHEN 20 THEN 64 WHEN 700 THEN 24 WHEN 701 THEN 53 END AS INT) \
+        AS numeric_precision, \
+    CAST(CASE WHEN a.atttypid IN (20, 21, 23, 700, 701) THEN 2 WHEN a.atttypid = 1700 THEN 10 END AS INT) \
+        AS numeric_precision_radix, \
+    CAST(CASE WHEN a.atttypid IN (20, 21, 23) THEN 0 END AS INT) AS numeric_scale, \
+    CAST(CASE WHEN a.atttypid = 1082 THEN 0 WHEN a.atttypid IN (1083, 1114, 1184, 1186, 1266) THEN 6 END AS INT) \
+        AS datetime_precision, \
+    CAST(NULL AS TEXT) AS interval_type, CAST(NULL AS INT) AS interval_precision, \
+    CAST(NULL AS TEXT) AS character_set_catalog, CAST(NULL AS TEXT) AS character_set_schema, \
+    CAST(NULL AS TEXT) AS character_set_name, \
+    CAST(NULL AS TEXT) AS collation_catalog, CAST(NULL AS TEXT) AS collation_schema, \
+    CAST(NULL AS TEXT) AS collation_name, \
+    CAST(NULL AS TEXT) AS domain_catalog, CAST(NULL AS TEXT) AS domain_schema, CAST(NULL AS TEXT) AS domain_name, \
+    current_database() AS udt_catalog, nt.nspname AS udt_schema, t.typname AS udt_name, \
+    CAST(NULL AS TEXT) AS scope_catalog, CAST(NULL AS TEXT) AS scope_schema, CAST(NULL AS TEXT) AS scope_name, \
+    CAST(NULL AS INT) AS maximum_cardinality, CAST(a.attnum AS TEXT) AS dtd_identifier, \
+    'NO' AS is_self_referencing, 'NO' AS is_identity, CAST(NULL AS TEXT) AS identity_generation, \
+    CAST(NULL AS TEXT) AS identity_start, CAST(NULL AS TEXT) AS identity_increment, \
+    CAST(NULL AS TEXT) AS identity_maximum, CAST(NULL AS TEXT) AS identity_minimum, 'NO' AS identity_cycle, \
+    'NEVER' AS is_generated, CAST(NULL AS TEXT) AS generation_expression, 'NO' AS is_updatable \
+    FROM pg_catalog.pg_attribute a \
+    JOIN pg_catalog.pg_class c ON a.attrelid = c.oid \
+    JOIN pg_catalog.pg_namespace nc ON c.relnamespace = nc.oid \
+    JOIN pg_catalog.pg_type t ON a.atttypid = t.oid \
+    JOIN pg_catalog.pg_namespace nt ON t.typnamespace = nt.oid \
+    WHERE a.attnum > 0 AND NOT a.attisdropped";
+
+/// `information_schema.table_constraints` in PostgreSQL 15's columns.
+const TABLE_CONSTRAINTS: &[&str] = &[
+    "constraint_catalog", "constraint_schema", "constraint_name", "table_catalog", "table_schema", "table_name",
+    "constraint_type", "is_deferrable", "initially_deferred", "enforced", "nulls_distinct",
+];
+
+/// `information_schema.key_column_usage` in PostgreSQL 15's columns (the
+/// two positions are integers, the rest names).
+const KEY_COLUMN_USAGE: &[&str] = &[
+    "constraint_catalog", "constraint_schema", "constraint_name", "table_catalog", "table_schema", "table_name",
+    "column_name",
+];
+
+/// Replaces `pg_catalog`'s tables above, and serves `information_schema` as
+/// a schema of the catalog in place of DataFusion's built-in one (whose
+/// session flag it turns off). Call right after
+/// `datafusion_pg_catalog::setup_pg_catalog`.
+pub async fn register(ctx: &SessionContext) -> Result<(), ServerError> {
+    register_inner(ctx).await.map_err(|e| ServerError::Engine(format!("pg_catalog compatibility: {e}")))
+}
+
+async fn register_inner(ctx: &SessionContext) -> Result<()> {
+    let catalog = ctx
+        .catalog(DATABASE)
+        .ok_or_else(|| datafusion::error::DataFusionError::Plan(format!("no catalog {DATABASE}")))?;
+    let pg_catalog = catalog
+        .schema("pg_catalog")
+        .ok_or_else(|| datafusion::error::DataFusionError::Plan("no schema pg_catalog".into()))?;
+
+    // Planned against datafusion-pg-catalog's tables, before the overlay
+    // that replaces them is registered.
+    let mut pg_tables: HashMap<String, Arc<dyn TableProvider>> = HashMap::new();
+    for (name, sql) in [("pg_database", PG_DATABASE), ("pg_namespace", PG_NAMESPACE), ("pg_class", PG_CLASS)] {
+        pg_tables.insert(name.into(), view(ctx, sql).await?);
+    }
+    pg_tables.insert("pg_constraint".into(), pg_constraint(pg_catalog.as_ref()).await?);
+    catalog.register_schema("pg_catalog", Arc::new(Overlay { base: pg_catalog, tables: pg_tables }))?;
+
+    // DataFusion answers `information_schema` itself while the session flag
+    // is on, and offers no way to add a table to it. With the flag off, the
+    // schema is an ordinary one of the catalog: DataFusion's tables
+    // (tables, views, schemata, df_settings, routines, ...) with `columns`
+    // replaced, plus the two below. (A session that sets
+    // `datafusion.catalog.information_schema` back on gets DataFusion's.)
+    let state = ctx.state();
+    let builtin = InformationSchemaProvider::new(Arc::clone(state.catalog_list()))
+        .with_table_functions(state.table_functions().clone());
+    let mut info_tables: HashMap<String, Arc<dyn TableProvider>> = HashMap::new();
+    info_tables.insert("columns".into(), view(ctx, COLUMNS).await?);
+    // Weir keeps no constraints (no primary, unique or foreign keys), so
+    // both are empty; Metabase joins them to find primary keys.
+    info_tables.insert("table_constraints".into(), empty(TABLE_CONSTRAINTS, &[])?);
+    info_tables.insert(
+        "key_column_usage".into(),
+        empty(KEY_COLUMN_USAGE, &["ordinal_position", "position_in_unique_constraint"])?,
+    );
+    ctx.state_ref().write().config_mut().options_mut().catalog.information_schema = false;
+    catalog.register_schema(INFORMATION_SCHEMA, Arc::new(Overlay { base: Arc::new(builtin), tables: info_tables }))?;
+    Ok(())
+}
+
+async fn view(ctx: &SessionContext, sql: &str) -> Result<Arc<dyn TableProvider>> {
+    let plan = ctx.sql(sql).await?.into_unoptimized_plan();
+    Ok(Arc::new(ViewTable::new(plan, Some(sql.to_string()))))
+}
+
+/// `pg_constraint` with PostgreSQL's array columns (`conkey int2[]`, ...;
+/// datafusion-pg-catalog has them as text, so `attnum = ANY(conkey)` cannot
+/// plan) and no rows: weir has no constraints, and the rows the static
+/// table ships describe PostgreSQL's own system catalogs under OIDs no weir
+/// relation has.
+async fn pg_constraint(pg_catalog: &dyn SchemaProvider) -> Result<Arc<dyn TableProvider>> {
+    let shipped = pg_catalog
+        .table("pg_constraint")
+        .await?
+        .ok_or_else(|| datafusion::error::DataFusionError::Plan("no table pg_catalog.pg_constraint".into()))?;
+    let list = |item: DataType| DataType::List(Arc::new(Field::new("item", item, true)));
+    let fields: Vec<Field> = shipped
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| match f.name().as_str() {
+            "conkey" | "confkey" | "confdelsetcols" => Field::new(f.name(), list(DataType::Int16), true),
+            "conpfeqop" | "conppeqop" | "conffeqop" | "conexclop" => Field::new(f.name(), list(DataType::Int32), true),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Ok(Arc::new(MemTable::try_new(Arc::new(Schema::new(fields)), vec![vec![]])?))
+}
+
+/// An empty view (information_schema's tables are views in PostgreSQL) of
+/// nullable text columns `text`, then integer columns `int`.
+fn empty(text: &[&str], int: &[&str]) -> Result<Arc<dyn TableProvider>> {
+    let fields = text
+        .iter()
+        .map(|n| Field::new(*n, DataType::Utf8, true))
+        .chain(int.iter().map(|n| Field::new(*n, DataType::Int32, true)));
+    let schema = DFSchema::try_from(Schema::new(fields.collect::<Vec<_>>()))?;
+    let plan = LogicalPlan::EmptyRelation(EmptyRelation { produce_one_row: false, schema: Arc::new(schema) });
+    Ok(Arc::new(ViewTable::new(plan, None)))
+}
+
+/// A schema whose `tables` replace or add to those of `base`.
+#[derive(Debug)]
+struct Overlay {
+    base: Arc<dyn SchemaProvider>,
+    tables: HashMap<String, Arc<dyn TableProvider>>,
+}
+
+#[async_trait]
+impl SchemaProvider for Overlay {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.base.table_names();
+        names.extend(self.tables.keys().filter(|n| !self.base.table_exist(n)).cloned());
+        names
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        match self.tables.get(&name.to_ascii_lowercase()) {
+            Some(table) => Ok(Some(Arc::clone(table))),
+            None => self.base.table(name).await,
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.tables.contains_key(&name.to_ascii_lowercase()) || self.base.table_exist(name)
+    }
+}
