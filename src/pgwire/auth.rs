@@ -83,17 +83,21 @@ impl AuthSource for FixedUser {
     }
 }
 
-/// 16 bytes from the process's OS-seeded hash keys: the SCRAM salt and the
-/// Flight SQL bearer token. Unique per server start; not a CSPRNG, which is
-/// enough for a salt and for a token that only ever travels to a client that
-/// already proved the password.
+/// 16 bytes from the OS CSPRNG: the SCRAM salt, the Flight SQL bearer
+/// token (a secret: whoever holds it is authenticated), staged-file names.
 pub fn random_bytes() -> Vec<u8> {
-    use std::hash::{BuildHasher, Hasher};
-    let mut bytes = Vec::with_capacity(16);
-    for _ in 0..2 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-        bytes.extend_from_slice(&h.finish().to_le_bytes());
+    let mut bytes = vec![0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS entropy (never seen on Linux): fall back to hashed time, and
+        // say so, since salts and tokens are then guessable.
+        tracing::warn!("the OS random source failed; falling back to a time-based value");
+        use std::hash::{BuildHasher, Hasher};
+        bytes.clear();
+        for _ in 0..2 {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+            bytes.extend_from_slice(&h.finish().to_le_bytes());
+        }
     }
     bytes
 }
