@@ -32,12 +32,13 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<
     let max_connections = config.max_connections;
     let data_dir = config.data_dir.clone();
     let flight_listen = config.flight_listen;
+    let flight_tls = flight_tls(&config)?;
     let engine = Arc::new(Engine::open(config).await?);
     // Flight SQL is up (and logged) before the PostgreSQL endpoint says it is
     // listening, so "listening on" means the whole server is ready.
     let (flight_stop, flight_task) = match flight_listen {
         Some(addr) => {
-            let (stop, task) = start_flight(addr, engine.clone()).await?;
+            let (stop, task) = start_flight(addr, engine.clone(), flight_tls).await?;
             (Some(stop), Some(task))
         }
         None => (None, None),
@@ -97,13 +98,14 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<
 async fn start_flight(
     addr: std::net::SocketAddr,
     engine: Arc<Engine>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
 ) -> Result<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>), ServerError> {
     use arrow_flight::flight_service_server::FlightServiceServer;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| ServerError::Listen(format!("{addr} (flight sql; --no-flight turns it off)"), e.to_string()))?;
     let local = listener.local_addr().map_err(|e| ServerError::Listen("flight socket".into(), e.to_string()))?;
-    tracing::info!("weir flight sql listening at {local}");
+    tracing::info!("weir flight sql listening at {local}{}", if tls.is_some() { " (TLS)" } else { "" });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let service = FlightServiceServer::new(crate::flight::FlightSql::new(engine));
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
@@ -111,13 +113,30 @@ async fn start_flight(
         let shutdown = async {
             let _ = stopped.await;
         };
-        if let Err(e) =
-            tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(incoming, shutdown).await
-        {
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = match builder.tls_config(tls) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!("flight sql TLS set-up failed: {e}");
+                    return;
+                }
+            };
+        }
+        if let Err(e) = builder.add_service(service).serve_with_incoming_shutdown(incoming, shutdown).await {
             tracing::error!("flight sql endpoint stopped: {e}");
         }
     });
     Ok((stop, task))
+}
+
+/// The same certificate and key as the PostgreSQL endpoint, for Flight SQL
+/// (`grpc+tls://`): one `--tls-cert` / `--tls-key` secures both.
+fn flight_tls(config: &Config) -> Result<Option<tonic::transport::ServerTlsConfig>, ServerError> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else { return Ok(None) };
+    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| ServerError::Tls(format!("{}: {e}", p.display())));
+    let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+    Ok(Some(tonic::transport::ServerTlsConfig::new().identity(identity)))
 }
 
 fn load_tls(config: &Config) -> Result<Option<TlsAcceptor>, ServerError> {

@@ -13,6 +13,7 @@ from checkrun import run_checks
 
 PORT, PW_PORT = int(sys.argv[1]), int(sys.argv[2])
 SCRATCH = pathlib.Path(sys.argv[3]).resolve()
+TLS_PORT = int(sys.argv[4])
 URI = f"grpc://127.0.0.1:{PORT}"
 
 
@@ -94,7 +95,25 @@ def check_password_is_required():
             raise AssertionError(f"connected without the right password: {kwargs}")
 
 
+def check_tls_endpoint():
+    # The certificate is self-signed: the client skips verification, as a
+    # user would with a throwaway certificate.
+    options = {"adbc.flight.sql.client_option.tls_skip_verify": "true"}
+    with flightsql.connect(f"grpc+tls://127.0.0.1:{TLS_PORT}", db_kwargs=options, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("SELECT 'over tls' AS t")
+        assert cur.fetch_arrow_table().to_pylist() == [{"t": "over tls"}]
+    try:
+        with connect(TLS_PORT) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetch_arrow_table()
+    except Exception:
+        pass
+    else:
+        raise AssertionError("plaintext gRPC reached the TLS endpoint")
+
+
 CHECKS = [
+    check_tls_endpoint,
     check_ddl_and_table_through_flight,
     check_million_rows_as_arrow,
     check_prepared_statement_with_parameters,
