@@ -15,6 +15,7 @@
 # Environment:
 #   WEIR_CACHE  cache root (default ~/.cache/weir): venv/ and target/ live there
 #   KEEP_DATA=1 keep the temporary data dir (its path is printed)
+#   WEIR_BIN    use this weir binary instead of building one
 set -euo pipefail
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -36,10 +37,13 @@ if ! "$py" -c 'import datafusion' >/dev/null 2>&1; then
 fi
 say "datafusion (python) $("$py" -c 'import datafusion; print(datafusion.__version__)')"
 
-say "cargo build --release --locked"
 export CARGO_TARGET_DIR="$WEIR_CACHE/target"
-cargo build --release --locked
-weir="$CARGO_TARGET_DIR/release/weir"
+weir="${WEIR_BIN:-}"
+if [ -z "$weir" ]; then
+    say "cargo build --release --locked"
+    cargo build --release --locked
+    weir="$CARGO_TARGET_DIR/release/weir"
+fi
 [ -x "$weir" ] || die "no binary at $weir"
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/weir-export-bench.XXXXXX")"
