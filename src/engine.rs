@@ -103,7 +103,7 @@ fn register_system_schema(ctx: &SessionContext, store: Arc<dyn CatalogStore>) ->
     use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
     let schema = MemorySchemaProvider::new();
     schema
-        .register_table("query_progress".into(), Arc::new(crate::stream::progress::ProgressTable { store }))
+        .register_table("query_progress".into(), Arc::new(crate::stream::progress::progress_table(store)))
         .map_err(|e| ServerError::Engine(e.to_string()))?;
     let catalog = ctx.catalog(DATABASE).ok_or_else(|| ServerError::Engine("no default catalog".into()))?;
     catalog.register_schema("weir", Arc::new(schema)).map_err(|e| ServerError::Engine(e.to_string()))?;

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 
 #[test]
 fn password_is_required_and_checked() {
@@ -26,15 +25,7 @@ fn password_is_required_and_checked() {
 #[test]
 fn tls_connections_work() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
-    let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl not found: run `bash scripts/test.sh`, which installs it");
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let (cert, key) = common::self_signed_cert(dir.path());
 
     let args = ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
     let server = common::TestServer::start_with(&dir.path().join("data"), &args);

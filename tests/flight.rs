@@ -13,15 +13,7 @@ fn adbc_flight_sql_client_works() {
     let dir = tempfile::tempdir().unwrap();
     let server = common::TestServer::start_in(&dir.path().join("data"));
     let guarded = common::TestServer::start_with(&dir.path().join("data-pw"), &["--password", "s3cret"]);
-    let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
-    let made = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl not found: run `bash scripts/test.sh`, which installs it");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (cert, key) = common::self_signed_cert(dir.path());
     let tls = common::TestServer::start_with(
         &dir.path().join("data-tls"),
         &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],

@@ -12,6 +12,7 @@ pub mod plan;
 pub mod progress;
 pub mod queries_table;
 pub mod runner;
+pub mod system_table;
 pub mod versioned;
 pub mod window;
 
@@ -80,7 +81,7 @@ pub struct QueryInfo {
 impl StreamManager {
     pub fn new(shared: SessionContext, store: Arc<dyn CatalogStore>) -> StreamManager {
         let registry = Arc::new(Mutex::new(Registry::default()));
-        let table = queries_table::QueriesTable { registry: registry.clone() };
+        let table = queries_table::queries_table(registry.clone());
         if let Some(schema) = shared.catalog(crate::engine::DATABASE).and_then(|c| c.schema("weir")) {
             if let Err(e) = schema.register_table("queries".into(), Arc::new(table)) {
                 tracing::warn!("weir.queries not registered: {e}");

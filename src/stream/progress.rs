@@ -5,15 +5,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result as DFResult};
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
 use serde::Serialize;
 
 use crate::catalog::CatalogStore;
@@ -131,38 +125,16 @@ pub fn progress_schema() -> SchemaRef {
     ]))
 }
 
-/// `weir.query_progress`: read from the commit log at scan time, so it is
-/// always current and costs nothing while nobody looks.
-#[derive(Debug)]
-pub struct ProgressTable {
-    pub store: Arc<dyn CatalogStore>,
-}
-
 /// How many epochs per query the table shows (older ones stay in the log
 /// until pruned).
 const ROWS_PER_QUERY: usize = 1000;
 
-#[async_trait]
-impl TableProvider for ProgressTable {
-    fn schema(&self) -> SchemaRef {
-        progress_schema()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        let rows = self.store.progress(ROWS_PER_QUERY).map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let batch = rows_to_batch(rows.into_iter().map(|(_, v)| v).collect())?;
-        Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], progress_schema(), projection.cloned())?)
-    }
+/// `weir.query_progress`, read from the commit log at scan time.
+pub fn progress_table(store: Arc<dyn CatalogStore>) -> super::system_table::SystemTable {
+    super::system_table::SystemTable::new(progress_schema(), move || {
+        let rows = store.progress(ROWS_PER_QUERY).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        rows_to_batch(rows.into_iter().map(|(_, v)| v).collect())
+    })
 }
 
 /// Progress JSON → Arrow through arrow-json, which also parses `started_at`.

@@ -4,23 +4,13 @@
 
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::error::{DataFusionError, Result as DFResult};
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
+
+use datafusion::error::DataFusionError;
 
 use super::{Registry, infos};
 use crate::catalog::RelationKind;
-
-#[derive(Debug)]
-pub struct QueriesTable {
-    pub(crate) registry: Arc<Mutex<Registry>>,
-}
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,25 +31,11 @@ fn schema() -> SchemaRef {
     ]))
 }
 
-#[async_trait]
-impl TableProvider for QueriesTable {
-    fn schema(&self) -> SchemaRef {
-        schema()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+/// `weir.queries`, read from the live registry at scan time.
+pub(crate) fn queries_table(registry: Arc<Mutex<Registry>>) -> super::system_table::SystemTable {
+    super::system_table::SystemTable::new(schema(), move || {
         let rows = {
-            let registry = self.registry.lock().map_err(|_| DataFusionError::Internal("registry poisoned".into()))?;
+            let registry = registry.lock().map_err(|_| DataFusionError::Internal("registry poisoned".into()))?;
             infos(&registry)
         };
         let text = |f: &dyn Fn(&super::QueryInfo) -> String| -> ArrayRef {
@@ -75,7 +51,6 @@ impl TableProvider for QueriesTable {
             Arc::new(rows.iter().map(|r| r.state.last_batch_id).collect::<Int64Array>()),
             Arc::new(rows.iter().map(|r| r.state.error.clone()).collect::<StringArray>()),
         ];
-        let batch = RecordBatch::try_new(schema(), columns)?;
-        Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], schema(), projection.cloned())?)
-    }
+        Ok(RecordBatch::try_new(schema(), columns)?)
+    })
 }

@@ -219,3 +219,18 @@ pub fn run_python_checks(script: &str, args: &[String], limit: Duration) -> Outp
     assert!(out.status.success(), "{script} exited with {}; see the checks above (FAIL lines carry tracebacks)", out.status);
     out
 }
+
+/// A throwaway self-signed certificate and key (PEM) in `dir`, made with
+/// `openssl` (installed by `bash scripts/test.sh`).
+pub fn self_signed_cert(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl not found: run `bash scripts/test.sh`, which installs it");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    (cert, key)
+}
