@@ -82,8 +82,11 @@ pub async fn start(
         .streams
         .prepare(name, &cq.query, options, dir.clone(), target_schema, kafka, |stream| {
             Some(super::create_stream::dead_letter_dir(engine, &stream.name))
-        })
+        }, Some(engine.config.warehouse.join(format!("{name}_late"))))
         .await?;
+    if let Some(dir) = &spec.late_dir {
+        create_late_table(engine, name, dir, &spec.stream.spec.schema).await?;
+    }
     if kind == RelationKind::MaterializedView {
         std::fs::create_dir_all(&dir).map_err(|e| QueryError::UnreadableLocation {
             path: dir.display().to_string(),
@@ -125,4 +128,39 @@ pub async fn start(
 pub fn recorded_status(engine: &Engine, name: &str) -> Option<Status> {
     let statuses = engine.catalog.store().statuses().ok()?;
     statuses.into_iter().find(|s| s.query == name).and_then(|s| Status::parse(&s.status))
+}
+
+/// `<query>_late`: the stream's rows that arrived after the watermark had
+/// passed them (`late_rows = 'table'`), queryable like any table.
+async fn create_late_table(
+    engine: &Engine,
+    query: &str,
+    dir: &std::path::Path,
+    schema: &datafusion::arrow::datatypes::Schema,
+) -> Result<(), QueryError> {
+    let table = format!("{query}_late");
+    if engine.catalog.get(&table)?.is_some() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| QueryError::UnreadableLocation {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("\"{}\" {}", f.name().replace('"', "\"\""), super::describe::sql_type_name(f.data_type())))
+        .collect();
+    let ddl = format!(
+        "CREATE EXTERNAL TABLE \"{}\" ({}) STORED AS PARQUET LOCATION '{}'",
+        table.replace('"', "\"\""),
+        columns.join(", "),
+        dir.display().to_string().replace('\'', "''")
+    );
+    for stmt in engine.parser.parse(&ddl)? {
+        if let crate::sql::Statement::CreateExternalTable(cmd) = stmt {
+            super::create_table::handle(engine, cmd).await?;
+        }
+    }
+    Ok(())
 }

@@ -19,7 +19,7 @@ use crate::sql::{CreateContinuousQuery, CreateStream, Options};
 const COMMON_STREAM_OPTIONS: &[&str] = &["connector", "format", "on_error", "header", "delimiter"];
 /// Options of `CREATE SINK` / `CREATE MATERIALIZED VIEW`.
 pub const QUERY_OPTIONS: &[&str] =
-    &["trigger", "target_file_size", "target_file_rows", "flush_interval", "output_mode"];
+    &["trigger", "target_file_size", "target_file_rows", "flush_interval", "output_mode", "late_rows"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Connector {
@@ -248,6 +248,9 @@ pub struct QueryOptions {
     pub flush_interval: Duration,
     /// As written; checked against the query's shape when it is planned.
     pub output_mode: Option<super::aggregate::OutputMode>,
+    /// `late_rows = 'table'`: rows older than the watermark land in
+    /// `<query>_late` instead of only being counted.
+    pub late_rows_table: bool,
 }
 
 impl QueryOptions {
@@ -292,7 +295,12 @@ fn parse_query_options(options: &Options, kind: &str) -> Result<QueryOptions, Qu
         },
     };
     let roll = crate::sink::Roll { bytes: target_file_size, rows: target_file_rows };
-    Ok(QueryOptions { trigger, roll, flush_interval, output_mode })
+    let late_rows_table = match options.get("late_rows").map(|s| s.to_ascii_lowercase()).as_deref() {
+        None | Some("drop") => false,
+        Some("table") => true,
+        Some(other) => return Err(bad("late_rows", format!("'{other}'; expected one of: drop, table"))),
+    };
+    Ok(QueryOptions { trigger, roll, flush_interval, output_mode, late_rows_table })
 }
 
 /// `'10 seconds'`, `'500 ms'`, `'1 minute'`, `'2h'`.
@@ -355,6 +363,6 @@ mod tests {
         options.insert("trigerr".into(), "once".into());
         let err = parse_query_options(&options, "CREATE SINK").unwrap_err();
         assert_eq!(err.sqlstate(), "22023");
-        assert!(err.to_string().contains("flush_interval, output_mode, target_file_rows, target_file_size, trigger"), "{err}");
+        assert!(err.to_string().contains("flush_interval, late_rows, output_mode, target_file_rows, target_file_size, trigger"), "{err}");
     }
 }

@@ -141,6 +141,7 @@ impl StreamManager {
         target_schema: Option<SchemaRef>,
         kafka: Option<crate::sql::Options>,
         dead_letter_dir: impl Fn(&StreamDef) -> Option<PathBuf>,
+        late_dir: Option<PathBuf>,
     ) -> Result<QuerySpec, QueryError> {
         let streams = self.streams();
         let chunk_tables: HashMap<String, Arc<ChunkTable>> =
@@ -168,6 +169,12 @@ impl StreamManager {
             }
         };
         let shape = check_shape(&plan)?;
+        if options.late_rows_table && stream.watermark.is_none() {
+            return Err(QueryError::InvalidOptionValue {
+                option: "late_rows".into(),
+                reason: format!("stream '{}' declares no WATERMARK, so no row is ever late", stream.name),
+            });
+        }
         let rewrites_allowed = target_schema.is_none();
         let output_mode = match (shape.aggregates, options.output_mode) {
             (false, None | Some(OutputMode::Append)) => OutputMode::Append,
@@ -224,6 +231,7 @@ impl StreamManager {
             versions,
             kafka,
             dead_letter_dir: dead_letter_dir(&stream),
+            late_dir: if options.late_rows_table { late_dir } else { None },
             stream,
             options,
             target_dir,

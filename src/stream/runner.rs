@@ -63,6 +63,8 @@ pub struct QuerySpec {
     pub target_schema: SchemaRef,
     /// `<stream>_errors` directory when the stream dead-letters.
     pub dead_letter_dir: Option<PathBuf>,
+    /// `<query>_late` directory with `late_rows = 'table'`.
+    pub late_dir: Option<PathBuf>,
 }
 
 /// How an attempt ended without error.
@@ -241,6 +243,7 @@ async fn attempt(
         _ => None,
     };
     // 'once' is one epoch of everything, whatever the per-epoch file limit.
+    let late = spec.late_dir.as_ref().map(|dir| ParquetSink::new(dir, &spec.name, &spec.stream.spec.schema, spec.options.roll));
     let mut source = if spec.options.trigger == Trigger::Once {
         let mut stream = spec.stream.as_ref().clone();
         stream.spec.options.remove("max_files_per_trigger");
@@ -256,6 +259,9 @@ async fn attempt(
     sink.recover(&last_files).map_err(io_error("recovering the table directory"))?;
     if let Some(dl) = &dead_letters {
         dl.recover(&last_files).map_err(io_error("recovering the dead-letter table"))?;
+    }
+    if let Some(late) = &late {
+        late.recover(&last_files).map_err(io_error("recovering the late-rows table"))?;
     }
     if let (Some(agg), Some(last)) = (&planned.aggregation, history.last()) {
         agg.lock().await.restore(&last.state).map_err(|e| RunError::Fatal(format!("restoring state: {e}")))?;
@@ -281,7 +287,8 @@ async fn attempt(
 
     let mut previous_start: Option<Instant> = None;
     loop {
-        let epoch = Epoch::new(&sink, dead_letters.as_ref(), batch_id);
+        let mut epoch = Epoch::new(&sink, dead_letters.as_ref(), batch_id);
+        epoch.late_writer = late.as_ref().map(|l| l.begin(batch_id));
         let (epoch, ended) = match run_epoch(&shared_spec, &planned, source.as_mut(), epoch, stop).await {
             Ok(done) => done,
             Err(e) => return Err(e),
@@ -311,6 +318,8 @@ async fn attempt(
 struct Epoch {
     writer: EpochWriter,
     dead_letters: Option<EpochWriter>,
+    /// Rows older than the watermark, with `late_rows = 'table'`.
+    late_writer: Option<EpochWriter>,
     started: Instant,
     started_at_wall: SystemTime,
     first_record: Option<Instant>,
@@ -328,6 +337,7 @@ impl Epoch {
         Epoch {
             writer: sink.begin(batch_id),
             dead_letters: dead_letters.map(|d| d.begin(batch_id)),
+            late_writer: None,
             started: Instant::now(),
             started_at_wall: SystemTime::now(),
             first_record: None,
@@ -343,6 +353,9 @@ impl Epoch {
         self.writer.abort();
         if let Some(d) = self.dead_letters {
             d.abort();
+        }
+        if let Some(l) = self.late_writer {
+            l.abort();
         }
     }
 }
@@ -472,7 +485,12 @@ async fn process(spec: &QuerySpec, planned: &Planned, epoch: &mut Epoch, chunk: 
     }
     if let Some(agg) = &planned.aggregation {
         let mut agg = agg.lock().await;
-        let batches = drop_late(planned.event_time, agg.watermark, chunk.batches, &mut epoch.late_rows)?;
+        let (batches, late) = split_late(planned.event_time, agg.watermark, chunk.batches, &mut epoch.late_rows)?;
+        if let Some(writer) = epoch.late_writer.as_mut() {
+            for batch in &late {
+                writer.write(batch).map_err(io_error("writing late rows"))?;
+            }
+        }
         set_slot(planned, batches)?;
         let result = absorb(planned, &mut agg, epoch).await;
         if let Ok(mut slot) = planned.slot.lock() {
@@ -495,14 +513,18 @@ fn set_slot(planned: &Planned, batches: Vec<RecordBatch>) -> Result<(), RunError
 }
 
 /// Rows older than the watermark cannot change an emitted result: they are
-/// dropped and counted (Spark drops them the same way).
-fn drop_late(
+/// split off and counted (Spark drops them the same way; weir can also keep
+/// them in `<query>_late`). Returns (on-time, late).
+type Split = (Vec<RecordBatch>, Vec<RecordBatch>);
+
+fn split_late(
     event_time: Option<usize>,
     watermark: Option<i64>,
     batches: Vec<RecordBatch>,
     late: &mut u64,
-) -> Result<Vec<RecordBatch>, RunError> {
-    let (Some(column), Some(watermark)) = (event_time, watermark) else { return Ok(batches) };
+) -> Result<Split, RunError> {
+    let (Some(column), Some(watermark)) = (event_time, watermark) else { return Ok((batches, Vec::new())) };
+    let mut late_rows = Vec::new();
     let fatal = |e: datafusion::arrow::error::ArrowError| RunError::Fatal(format!("dropping late rows: {e}"));
     let mut kept = Vec::with_capacity(batches.len());
     for batch in batches {
@@ -510,10 +532,15 @@ fn drop_late(
         let Some(times) = times.as_any().downcast_ref::<TimestampMicrosecondArray>() else { continue };
         let on_time: BooleanArray = times.iter().map(|t| Some(t.is_some_and(|t| t >= watermark))).collect();
         let filtered = filter_record_batch(&batch, &on_time).map_err(fatal)?;
-        *late += (batch.num_rows() - filtered.num_rows()) as u64;
+        let dropped = batch.num_rows() - filtered.num_rows();
+        if dropped > 0 {
+            *late += dropped as u64;
+            let is_late: BooleanArray = on_time.iter().map(|t| t.map(|t| !t)).collect();
+            late_rows.push(filter_record_batch(&batch, &is_late).map_err(fatal)?);
+        }
         kept.push(filtered);
     }
-    Ok(kept)
+    Ok((kept, late_rows))
 }
 
 /// Feeds the chunk in the slot to the aggregation and notes the watermark
@@ -614,8 +641,9 @@ async fn commit(
     started_at: SystemTime,
     since_previous: Option<Duration>,
 ) -> Result<(), RunError> {
-    let Epoch { mut writer, dead_letters, started, input_records, mut output_rows, error_rows, late_rows, watermark, .. } =
-        epoch;
+    let Epoch {
+        mut writer, dead_letters, late_writer, started, input_records, mut output_rows, error_rows, late_rows, watermark, ..
+    } = epoch;
     // Aggregations write at the end of the epoch: closed windows (append),
     // or the whole result as a new version of the view (update, complete).
     let mut state = Vec::new();
@@ -654,8 +682,8 @@ async fn commit(
         current_watermark = agg.watermark;
     }
     let (mut files, mut bytes) = writer.finish().map_err(io_error("closing Parquet files"))?;
-    if let Some(dl) = dead_letters {
-        let (more, more_bytes) = dl.finish().map_err(io_error("closing dead-letter files"))?;
+    for extra in [dead_letters, late_writer].into_iter().flatten() {
+        let (more, more_bytes) = extra.finish().map_err(io_error("closing dead-letter or late-row files"))?;
         files.extend(more);
         bytes += more_bytes;
     }
