@@ -138,7 +138,47 @@ pub struct RecordDecoder {
     format: Format,
 }
 
+/// Below this many records a chunk is decoded on the calling thread: a
+/// thread per part would cost more than it saves.
+const PARALLEL_MIN_RECORDS: usize = 8192;
+
 impl RecordDecoder {
+    /// Decoding JSON is the hot path of ingest (the plan and the Parquet
+    /// writer cost far less per row), so a large chunk is split into one part
+    /// per core, decoded side by side, and put back together in order.
+    fn decode_parallel(&mut self, records: &[&[u8]]) -> Result<(RecordBatch, Vec<(usize, String)>), ArrowError> {
+        let parts = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
+        if parts == 1 {
+            return self.decode_tabular(records);
+        }
+        let size = records.len().div_ceil(parts);
+        let results: Vec<Result<(RecordBatch, Vec<(usize, String)>), ArrowError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = records
+                .chunks(size)
+                .skip(1)
+                .map(|part| {
+                    let mut decoder = RecordDecoder::new(self.schema.clone(), self.format.clone());
+                    scope.spawn(move || decoder.decode_tabular(part))
+                })
+                .collect();
+            let mut results = vec![self.decode_tabular(&records[..size.min(records.len())])];
+            for handle in handles {
+                results.push(handle.join().unwrap_or_else(|_| {
+                    Err(ArrowError::ComputeError("a decoding thread panicked".into()))
+                }));
+            }
+            results
+        });
+        let mut batches = Vec::with_capacity(results.len());
+        let mut bad = Vec::new();
+        for (i, result) in results.into_iter().enumerate() {
+            let (batch, part_bad) = result?;
+            bad.extend(part_bad.into_iter().map(|(index, error)| (index + i * size, error)));
+            batches.push(batch);
+        }
+        Ok((datafusion::arrow::compute::concat_batches(&self.schema, &batches)?, bad))
+    }
+
     pub fn new(schema: SchemaRef, format: Format) -> RecordDecoder {
         RecordDecoder { schema, format }
     }
@@ -185,6 +225,7 @@ impl RecordDecoder {
     /// the format cannot produce), never that one record was bad.
     pub fn decode(&mut self, records: &[&[u8]]) -> Result<(RecordBatch, Vec<(usize, String)>), ArrowError> {
         match self.format {
+            Format::Json | Format::Csv { .. } if records.len() >= PARALLEL_MIN_RECORDS => self.decode_parallel(records),
             Format::Json | Format::Csv { .. } => self.decode_tabular(records),
             Format::Text => self.decode_text(records),
             Format::Bytes => {
@@ -454,6 +495,21 @@ mod tests {
 
     fn bad_indices(bad: &[(usize, String)]) -> Vec<usize> {
         bad.iter().map(|(i, _)| *i).collect()
+    }
+
+    #[test]
+    fn large_chunks_decode_in_parallel_in_order() {
+        let n = PARALLEL_MIN_RECORDS * 3 + 7;
+        let lines: Vec<String> = (0..n)
+            .map(|i| if i % 5000 == 4999 { "{broken".to_string() } else { format!("{{\"id\": {i}, \"name\": \"n{i}\"}}") })
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let (batch, bad) = decode(Format::Json, schema(), &refs);
+        let expected_bad: Vec<usize> = (0..n).filter(|i| i % 5000 == 4999).collect();
+        assert_eq!(bad_indices(&bad), expected_bad);
+        let expected_ids: Vec<Option<i64>> =
+            (0..n).filter(|i| i % 5000 != 4999).map(|i| Some(i as i64)).collect();
+        assert_eq!(ids(&batch), expected_ids);
     }
 
     #[test]
