@@ -157,7 +157,7 @@ impl RecordDecoder {
                 .chunks(size)
                 .skip(1)
                 .map(|part| {
-                    let mut decoder = RecordDecoder::new(self.schema.clone(), self.format.clone());
+                    let decoder = RecordDecoder::new(self.schema.clone(), self.format.clone());
                     scope.spawn(move || decoder.decode_tabular(part))
                 })
                 .collect();
