@@ -10,10 +10,11 @@
 //! * `handler`: one file per statement kind behind one dispatch match.
 //! * `engine`: the shared DataFusion context, parser and configuration.
 //! * `stream`: continuous queries: stream definitions, the epoch loop,
-//!   the commit protocol, status and progress.
+//!   the commit protocol, windows, watermarks and incremental aggregation,
+//!   status and progress.
 //! * `source`: connectors (Kafka, files, sockets, a generator) decoding
 //!   records straight to Arrow.
-//! * `sink`: where results land (Parquet, staged then published).
+//! * `sink`: where results land: Parquet (staged, then published) and Kafka.
 //! * `catalog`: the metastore (SQLite today, behind a trait) and the live
 //!   DataFusion tables it describes.
 //! * `functions`: PostgreSQL functions clients expect (version(), descriptions).
