@@ -42,14 +42,15 @@ use crate::sql::Statement;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
-static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
+static SQL_INFO: LazyLock<Result<SqlInfoData, String>> = LazyLock::new(|| {
     let mut builder = SqlInfoDataBuilder::new();
     builder.append(SqlInfo::FlightSqlServerName, "weir");
     builder.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
     builder.append(SqlInfo::FlightSqlServerArrowVersion, "59");
     builder.append(SqlInfo::FlightSqlServerReadOnly, false);
-    // The builder only fails on conflicting value types, which the lines above cannot have.
-    builder.build().unwrap_or_else(|_| SqlInfoDataBuilder::new().build().expect("empty sql info"))
+    // The builder only fails on conflicting value types; were it ever to,
+    // GetSqlInfo answers with an error instead of the server panicking.
+    builder.build().map_err(|e| e.to_string())
 });
 
 pub struct FlightSql {
@@ -544,7 +545,7 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.check_auth(request.metadata())?;
-        let schema = query.clone().into_builder(&SQL_INFO).schema();
+        let schema = query.clone().into_builder(sql_info()?).schema();
         Ok(Response::new(self.flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
     }
 
@@ -554,11 +555,15 @@ impl FlightSqlService for FlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.check_auth(request.metadata())?;
-        let builder = query.into_builder(&SQL_INFO);
+        let builder = query.into_builder(sql_info()?);
         Ok(single_batch(builder.schema(), builder.build()))
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+fn sql_info() -> Result<&'static SqlInfoData, Status> {
+    SQL_INFO.as_ref().map_err(|e| Status::internal(format!("server info: {e}")))
 }
 
 impl FlightSql {

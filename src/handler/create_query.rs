@@ -85,7 +85,8 @@ pub async fn start(
         }, Some(engine.config.warehouse.join(format!("{name}_late"))))
         .await?;
     if let Some(dir) = &spec.late_dir {
-        create_late_table(engine, name, dir, &spec.stream.spec.schema).await?;
+        // `<query>_late`: rows that arrived after the watermark passed them.
+        super::create_table::create_owned(engine, &format!("{name}_late"), dir, &spec.stream.spec.schema).await?;
     }
     if kind == RelationKind::MaterializedView {
         std::fs::create_dir_all(&dir).map_err(|e| QueryError::UnreadableLocation {
@@ -130,37 +131,3 @@ pub fn recorded_status(engine: &Engine, name: &str) -> Option<Status> {
     statuses.into_iter().find(|s| s.query == name).and_then(|s| Status::parse(&s.status))
 }
 
-/// `<query>_late`: the stream's rows that arrived after the watermark had
-/// passed them (`late_rows = 'table'`), queryable like any table.
-async fn create_late_table(
-    engine: &Engine,
-    query: &str,
-    dir: &std::path::Path,
-    schema: &datafusion::arrow::datatypes::Schema,
-) -> Result<(), QueryError> {
-    let table = format!("{query}_late");
-    if engine.catalog.get(&table)?.is_some() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir).map_err(|e| QueryError::UnreadableLocation {
-        path: dir.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let columns: Vec<String> = schema
-        .fields()
-        .iter()
-        .map(|f| format!("\"{}\" {}", f.name().replace('"', "\"\""), super::describe::sql_type_name(f.data_type())))
-        .collect();
-    let ddl = format!(
-        "CREATE EXTERNAL TABLE \"{}\" ({}) STORED AS PARQUET LOCATION '{}'",
-        table.replace('"', "\"\""),
-        columns.join(", "),
-        dir.display().to_string().replace('\'', "''")
-    );
-    for stmt in engine.parser.parse(&ddl)? {
-        if let crate::sql::Statement::CreateExternalTable(cmd) = stmt {
-            super::create_table::handle(engine, cmd).await?;
-        }
-    }
-    Ok(())
-}

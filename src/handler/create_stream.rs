@@ -20,7 +20,10 @@ pub async fn handle(engine: &Engine, ddl: CreateStream) -> Result<Output, QueryE
     }
     let def = define(engine, &name, &ddl).await?;
     if def.on_error == OnError::DeadLetter {
-        create_dead_letter_table(engine, &name).await?;
+        // `<stream>_errors`: where `on_error = 'dead_letter'` keeps bad records.
+        let schema = runner::dead_letter_schema();
+        let dir = dead_letter_dir(engine, &name);
+        super::create_table::create_owned(engine, &format!("{name}_errors"), &dir, &schema).await?;
     }
     let location = match def.connector {
         Connector::Kafka => format!(
@@ -61,31 +64,6 @@ pub async fn define(engine: &Engine, name: &str, ddl: &CreateStream) -> Result<S
         reason: e.to_string(),
     })?;
     Ok(def)
-}
-
-/// `<stream>_errors`: where `on_error = 'dead_letter'` keeps bad records.
-async fn create_dead_letter_table(engine: &Engine, stream: &str) -> Result<(), QueryError> {
-    let table = format!("{stream}_errors");
-    if engine.catalog.get(&table)?.is_some() {
-        return Ok(());
-    }
-    let dir = dead_letter_dir(engine, stream);
-    std::fs::create_dir_all(&dir).map_err(|e| QueryError::UnreadableLocation {
-        path: dir.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let ddl = format!(
-        "CREATE EXTERNAL TABLE \"{}\" (query TEXT, position TEXT, error TEXT, raw TEXT, received_at TIMESTAMP) \
-         STORED AS PARQUET LOCATION '{}'",
-        table.replace('"', "\"\""),
-        dir.display().to_string().replace('\'', "''")
-    );
-    for stmt in engine.parser.parse(&ddl)? {
-        if let crate::sql::Statement::CreateExternalTable(cmd) = stmt {
-            super::create_table::handle(engine, cmd).await?;
-        }
-    }
-    Ok(())
 }
 
 pub fn dead_letter_dir(engine: &Engine, stream: &str) -> std::path::PathBuf {

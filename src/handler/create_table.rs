@@ -53,3 +53,40 @@ pub async fn handle(engine: &Engine, mut cmd: CreateExternalTable) -> Result<Out
     }
     Ok(Output::command("CREATE EXTERNAL TABLE"))
 }
+
+/// Creates (if missing) an external Parquet table that weir writes for the
+/// user under `dir`, with `schema`'s columns: `<stream>_errors`,
+/// `<query>_late`. It goes through the same path as a user's DDL, so it is
+/// remembered, listed and queryable like any table.
+pub async fn create_owned(
+    engine: &Engine,
+    name: &str,
+    dir: &std::path::Path,
+    schema: &datafusion::arrow::datatypes::Schema,
+) -> Result<(), QueryError> {
+    if engine.catalog.get(name)?.is_some() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| QueryError::UnreadableLocation {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let quote = |ident: &str| format!("\"{}\"", ident.replace('"', "\"\""));
+    let columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", quote(f.name()), super::describe::sql_type_name(f.data_type())))
+        .collect();
+    let ddl = format!(
+        "CREATE EXTERNAL TABLE {} ({}) STORED AS PARQUET LOCATION '{}'",
+        quote(name),
+        columns.join(", "),
+        dir.display().to_string().replace('\'', "''")
+    );
+    for stmt in engine.parser.parse(&ddl)? {
+        if let crate::sql::Statement::CreateExternalTable(cmd) = stmt {
+            handle(engine, cmd).await?;
+        }
+    }
+    Ok(())
+}
