@@ -86,7 +86,7 @@ pub async fn start(
         .await?;
     if let Some(dir) = &spec.late_dir {
         // `<query>_late`: rows that arrived after the watermark passed them.
-        super::create_table::create_owned(engine, &format!("{name}_late"), dir, &spec.stream.spec.schema).await?;
+        super::create_table::create_owned(engine, &format!("{name}_late"), dir, &spec.stream().spec.schema).await?;
     }
     if kind == RelationKind::MaterializedView {
         std::fs::create_dir_all(&dir).map_err(|e| QueryError::UnreadableLocation {

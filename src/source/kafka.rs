@@ -360,6 +360,10 @@ impl Source for KafkaSource {
         serde_json::json!({ "topic": self.topic, "offsets": offsets })
     }
 
+    fn partitions(&self) -> Vec<i32> {
+        self.positions.keys().copied().collect()
+    }
+
     fn lag(&self) -> Option<i64> {
         if self.high_watermarks.is_empty() {
             return None;

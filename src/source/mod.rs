@@ -107,6 +107,13 @@ pub trait Source: Send {
     fn replayable(&self) -> bool {
         true
     }
+
+    /// The partitions the source reads (Kafka's), once restored: each one's
+    /// event time holds the watermark back until it has data or goes idle.
+    /// Empty for unpartitioned sources.
+    fn partitions(&self) -> Vec<i32> {
+        Vec::new()
+    }
 }
 
 /// The stream's schema and options, as every connector receives them.

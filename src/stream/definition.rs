@@ -16,7 +16,11 @@ use crate::sql::streaming::check_options;
 use crate::sql::{CreateContinuousQuery, CreateStream, Options};
 
 /// Options every stream takes, whatever its connector.
-const COMMON_STREAM_OPTIONS: &[&str] = &["connector", "format", "on_error", "header", "delimiter"];
+const COMMON_STREAM_OPTIONS: &[&str] = &["connector", "format", "on_error", "header", "delimiter", "idle_timeout"];
+/// How long a partition without data may hold the watermark back, unless
+/// the stream says otherwise: long enough for a slow producer, short enough
+/// that a topic with an unused partition still closes its windows.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Options of `CREATE SINK` / `CREATE MATERIALIZED VIEW`.
 pub const QUERY_OPTIONS: &[&str] =
     &["trigger", "target_file_size", "target_file_rows", "flush_interval", "output_mode", "late_rows"];
@@ -84,6 +88,9 @@ pub struct StreamDef {
     pub on_error: OnError,
     /// `WATERMARK FOR col AS expr` (used by stateful queries).
     pub watermark: Option<(String, Expr)>,
+    /// A partition with no data for this long no longer holds the
+    /// watermark back (`idle_timeout`; 'none' waits forever).
+    pub idle_timeout: Option<Duration>,
     pub definition: String,
 }
 
@@ -181,9 +188,18 @@ impl StreamDef {
             }
             None => None,
         };
+        let idle_timeout = match options.get("idle_timeout").map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+            None => Some(DEFAULT_IDLE_TIMEOUT),
+            Some("none") => None,
+            Some(text) => Some(parse_interval(text).map_err(|reason| QueryError::InvalidOptionValue {
+                option: "idle_timeout".into(),
+                reason: format!("{reason} (or 'none' to wait for every partition forever)"),
+            })?),
+        };
         Ok(StreamDef {
             name: name.to_string(),
             connector,
+            idle_timeout,
             spec: SourceSpec { stream: name.to_string(), value_schema, schema, format, options },
             on_error,
             watermark,

@@ -4,16 +4,23 @@
 //! * `definition`: CREATE STREAM / SINK / MATERIALIZED VIEW checked into typed values.
 //! * `plan`: a query planned once by DataFusion, executed per chunk.
 //! * `runner`: the epoch loop and the commit protocol.
+//! * `inputs`: the one or two sources a query reads, polled in turn.
+//! * `watermark`: event-time watermarks per stream (and per partition).
+//! * `aggregate`, `window`: incremental aggregation over TUMBLE/HOP windows.
+//! * `join`: stream-stream joins with a time bound.
 //! * `progress`: status and `weir.query_progress`.
 
 pub mod aggregate;
 pub mod definition;
+pub mod inputs;
+pub mod join;
 pub mod plan;
 pub mod progress;
 pub mod queries_table;
 pub mod runner;
 pub mod system_table;
 pub mod versioned;
+pub mod watermark;
 pub mod window;
 
 use std::collections::{BTreeMap, HashMap};
@@ -110,7 +117,7 @@ impl StreamManager {
     /// Forgets a stream; refused while a continuous query reads it.
     pub fn unregister_stream(&self, name: &str) -> Result<(), QueryError> {
         let mut registry = self.registry()?;
-        if let Some(reader) = registry.queries.iter().find(|(_, q)| q.spec.stream.name == name) {
+        if let Some(reader) = registry.queries.iter().find(|(_, q)| q.spec.streams.iter().any(|s| s.name == name)) {
             return Err(QueryError::DependentObjects(format!(
                 "cannot drop stream '{name}': {} '{}' reads it; drop that first",
                 kind_name(reader.1.kind),
@@ -150,25 +157,53 @@ impl StreamManager {
         let plan = plan_query(&ctx, query).await?;
         let read: Vec<Arc<StreamDef>> = {
             let scanned = scanned_tables(&plan);
+            if let Some(twice) = streams.iter().find(|s| scanned.iter().filter(|t| **t == s.name).count() > 1) {
+                return Err(QueryError::Unsupported(format!(
+                    "reading stream '{}' twice in one continuous query (a self-join or a subquery over the same stream)",
+                    twice.name
+                )));
+            }
             let mut read: Vec<Arc<StreamDef>> =
                 streams.iter().filter(|s| scanned.contains(&s.name)).cloned().collect();
             read.dedup_by(|a, b| a.name == b.name);
             read
         };
-        let stream = match read.as_slice() {
-            [one] => one.clone(),
+        let optimized = ctx.state().optimize(&plan)?;
+        // One stream, or two joined with a time bound (left side first).
+        let (inputs, join) = match read.as_slice() {
+            [one] => (vec![one.clone()], None),
             [] => {
                 return Err(QueryError::Unsupported(format!(
                     "continuous query '{name}' reads no stream (a continuous query reads exactly one stream; to copy tables use INSERT INTO ... SELECT)"
                 )));
             }
+            [_, _] => {
+                let shape = join::analyze(&optimized, &read)?;
+                let by_name = |n: &str| read.iter().find(|s| s.name == n).cloned();
+                match (by_name(&shape.streams[0]), by_name(&shape.streams[1])) {
+                    (Some(left), Some(right)) => (vec![left, right], Some(shape)),
+                    _ => return Err(QueryError::Unsupported("a join of unknown streams".into())),
+                }
+            }
             _ => {
                 return Err(QueryError::Unsupported(format!(
-                    "continuous query '{name}' reads several streams (stream-stream joins come with the stateful-query work)"
+                    "continuous query '{name}' reads more than two streams (a continuous query joins at most two)"
                 )));
             }
         };
+        let stream = inputs[0].clone();
         let shape = check_shape(&plan)?;
+        if join.is_some() {
+            if options.late_rows_table {
+                return Err(QueryError::InvalidOptionValue {
+                    option: "late_rows".into(),
+                    reason: "a stream-stream join has two kinds of late rows; only counting them (the default) is supported".into(),
+                });
+            }
+            if shape.aggregates && join.as_ref().is_some_and(|j| j.kind == join::JoinKind::LeftOuter) {
+                return Err(QueryError::Unsupported("an aggregation over a LEFT JOIN of two streams".into()));
+            }
+        }
         if options.late_rows_table && stream.watermark.is_none() {
             return Err(QueryError::InvalidOptionValue {
                 option: "late_rows".into(),
@@ -195,9 +230,8 @@ impl StreamManager {
                 )));
             }
             // Checks append mode's needs (a watermark and a window) now.
-            let ctx_plan = ctx.state().optimize(&plan)?;
-            aggregate::Aggregation::new(&ctx, ctx_plan, output_mode, stream.watermark.is_some(), shape.window_size)
-                .await?;
+            let has_watermark = inputs.iter().all(|s| s.watermark.is_some());
+            aggregate::Aggregation::new(&ctx, optimized.clone(), output_mode, has_watermark, shape.window_size).await?;
         }
         let output: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         let target_schema = match target_schema {
@@ -230,9 +264,10 @@ impl StreamManager {
             window_size: shape.window_size,
             versions,
             kafka,
-            dead_letter_dir: dead_letter_dir(&stream),
+            dead_letter_dirs: inputs.iter().map(|s| dead_letter_dir(s)).collect(),
             late_dir: if options.late_rows_table { late_dir } else { None },
-            stream,
+            streams: inputs,
+            join,
             options,
             target_dir,
             target_schema,
@@ -300,7 +335,7 @@ pub(crate) fn infos(registry: &Registry) -> Vec<QueryInfo> {
             .map(|(name, q)| QueryInfo {
                 name: name.clone(),
                 kind: q.kind,
-                stream: q.spec.stream.name.clone(),
+                stream: q.spec.streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
                 target: q.target.clone(),
                 trigger: trigger_name(q.spec.options.trigger),
                 state: q.state.lock().map(|s| s.clone()).unwrap_or(QueryState {

@@ -17,19 +17,22 @@ use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, Strin
 use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::{collect, execute_stream};
+use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use tokio::sync::watch;
 
 use super::definition::{Connector, OnError, QueryOptions, StreamDef, Trigger};
 use super::aggregate::{Aggregation, OutputMode};
+use super::inputs::{Inputs, Polled};
+use super::join::{JoinKind, JoinState, left_outer_plans};
+use super::watermark::Tracker;
 use super::plan::{ChunkTable, plan_query, query_context};
 use super::progress::{Progress, SharedState, Status, format_timestamp};
 use crate::catalog::{CatalogStore, EpochCommit, QueryStatusRow, StagedFile};
 use crate::error::QueryError;
 use crate::sink::{EpochWriter, ParquetSink, publish};
-use crate::source::{BadRecord, Backoff, Bound, Chunk, Poll, Source, SourceError};
+use crate::source::{BadRecord, Backoff, Bound, Chunk, Source, SourceError};
 
 /// Records per poll: large enough to amortise planning and decoding per
 /// chunk, small enough to keep a chunk's memory in the tens of megabytes.
@@ -55,16 +58,26 @@ pub struct QuerySpec {
     pub versions: Option<Arc<std::sync::RwLock<Option<PathBuf>>>>,
     /// `INTO KAFKA (...)` options: rows go to a topic instead of files.
     pub kafka: Option<crate::sql::Options>,
-    pub stream: Arc<StreamDef>,
+    /// The streams read: one, or the left and right of a stream-stream join.
+    pub streams: Vec<Arc<StreamDef>>,
+    /// The stream-stream join, when there is one.
+    pub join: Option<super::join::JoinShape>,
     pub options: QueryOptions,
     /// The table directory the output lands in.
     pub target_dir: PathBuf,
     /// The target table's schema (for a materialized view, the query's).
     pub target_schema: SchemaRef,
-    /// `<stream>_errors` directory when the stream dead-letters.
-    pub dead_letter_dir: Option<PathBuf>,
+    /// Each stream's `<stream>_errors` directory (used when it dead-letters).
+    pub dead_letter_dirs: Vec<Option<PathBuf>>,
     /// `<query>_late` directory with `late_rows = 'table'`.
     pub late_dir: Option<PathBuf>,
+}
+
+impl QuerySpec {
+    /// The stream read (the left one of a join).
+    pub fn stream(&self) -> &Arc<StreamDef> {
+        &self.streams[0]
+    }
 }
 
 /// How an attempt ended without error.
@@ -164,43 +177,112 @@ pub fn dead_letter_schema() -> SchemaRef {
     ]))
 }
 
+/// One stream the query reads, as the plan sees it.
+struct Input {
+    /// The stream's chunk table contents during an execution.
+    slot: Arc<Mutex<Vec<RecordBatch>>>,
+    /// The event-time column (WATERMARK FOR), for dropping late rows.
+    event_time: Option<usize>,
+    /// Stateful queries only: the stream's watermark.
+    tracker: Option<tokio::sync::Mutex<Tracker>>,
+}
+
+impl Input {
+    async fn watermark(&self) -> Option<i64> {
+        match &self.tracker {
+            Some(t) => t.lock().await.current,
+            None => None,
+        }
+    }
+}
+
 struct Planned {
     ctx: SessionContext,
     plan: LogicalPlan,
-    slot: Arc<Mutex<Vec<RecordBatch>>>,
+    /// In the order of `QuerySpec::streams`.
+    inputs: Vec<Input>,
     /// Kept across chunks (and epochs) when the query aggregates.
     aggregation: Option<tokio::sync::Mutex<Aggregation>>,
-    /// `SELECT max(<watermark expression>) FROM stream`, run per chunk.
-    watermark_plan: Option<LogicalPlan>,
-    /// The stream's event-time column (WATERMARK FOR), for dropping late rows.
-    event_time: Option<usize>,
+    /// Both sides' rows for a stream-stream join.
+    join: Option<tokio::sync::Mutex<JoinState>>,
+    /// LEFT JOIN of streams: the plan that writes unmatched left rows.
+    unmatched_plan: Option<LogicalPlan>,
     kafka: Option<crate::sink::kafka::KafkaOut>,
 }
 
+impl Planned {
+    fn fill(&self, input: usize, batches: Vec<RecordBatch>) -> Result<(), RunError> {
+        let mut slot = self.inputs[input].slot.lock().map_err(|_| RunError::Fatal("chunk slot poisoned".into()))?;
+        *slot = batches;
+        Ok(())
+    }
+
+    fn clear(&self) {
+        for input in &self.inputs {
+            if let Ok(mut slot) = input.slot.lock() {
+                slot.clear();
+            }
+        }
+    }
+
+    /// The watermark the query's state follows: the stream's, or for a
+    /// join the lower of the two.
+    async fn watermark(&self) -> Option<i64> {
+        let mut lowest = None;
+        for input in &self.inputs {
+            let w = input.watermark().await?;
+            lowest = Some(lowest.map_or(w, |l: i64| l.min(w)));
+        }
+        lowest
+    }
+}
+
 async fn plan(spec: &QuerySpec, shared: &SessionContext) -> Result<Planned, RunError> {
-    let (table, slot) = ChunkTable::new(spec.stream.spec.schema.clone());
     let mut streams: HashMap<String, Arc<ChunkTable>> = HashMap::new();
-    streams.insert(spec.stream.name.clone(), table);
+    let mut slots = Vec::new();
+    for stream in &spec.streams {
+        let (table, slot) = ChunkTable::new(stream.spec.schema.clone());
+        streams.insert(stream.name.clone(), table);
+        slots.push(slot);
+    }
     let fatal = |e: QueryError| RunError::Fatal(e.message());
     let ctx = query_context(shared, streams).map_err(fatal)?;
     let plan = plan_query(&ctx, &spec.query).await.map_err(fatal)?;
     let plan = ctx.state().optimize(&plan).map_err(|e| fatal(e.into()))?;
-    let stream = &spec.stream;
-    let (watermark_plan, event_time) = match &stream.watermark {
-        Some((column, expr)) if spec.aggregates => {
-            let sql = format!("SELECT CAST(max({expr}) AS TIMESTAMP) FROM \"{}\"", stream.name.replace('"', "\"\""));
-            let plan = ctx.state().create_logical_plan(&sql).await.map_err(|e| fatal(e.into()))?;
-            (Some(plan), stream.spec.schema.index_of(column).ok())
-        }
-        _ => (None, None),
-    };
+    let stateful = spec.aggregates || spec.join.is_some();
+    let mut inputs = Vec::new();
+    for (stream, slot) in spec.streams.iter().zip(slots) {
+        let tracker = match stateful {
+            true => Tracker::new(&ctx, stream).await.map_err(fatal)?.map(tokio::sync::Mutex::new),
+            false => None,
+        };
+        let event_time = match (&stream.watermark, stateful) {
+            (Some((column, _)), true) => stream.spec.schema.index_of(column).ok(),
+            _ => None,
+        };
+        inputs.push(Input { slot, event_time, tracker });
+    }
     let aggregation = if spec.aggregates {
-        let agg = Aggregation::new(&ctx, plan.clone(), spec.output_mode, watermark_plan.is_some(), spec.window_size)
+        let has_watermark = inputs.iter().all(|i| i.tracker.is_some());
+        let agg = Aggregation::new(&ctx, plan.clone(), spec.output_mode, has_watermark, spec.window_size)
             .await
             .map_err(fatal)?;
         Some(tokio::sync::Mutex::new(agg))
     } else {
         None
+    };
+    let (join, plan, unmatched_plan) = match &spec.join {
+        Some(shape) => {
+            let state = JoinState::new(shape.clone(), [spec.streams[0].as_ref(), spec.streams[1].as_ref()]).map_err(fatal)?;
+            match shape.kind {
+                JoinKind::LeftOuter => {
+                    let (per_chunk, unmatched) = left_outer_plans(&plan, &shape.streams).map_err(|e| fatal(e.into()))?;
+                    (Some(tokio::sync::Mutex::new(state)), per_chunk, Some(unmatched))
+                }
+                JoinKind::Inner => (Some(tokio::sync::Mutex::new(state)), plan, None),
+            }
+        }
+        None => (None, plan, None),
     };
     let kafka = match &spec.kafka {
         Some(options) => {
@@ -223,7 +305,7 @@ async fn plan(spec: &QuerySpec, shared: &SessionContext) -> Result<Planned, RunE
         }
         None => None,
     };
-    Ok(Planned { ctx, plan, slot, aggregation, watermark_plan, event_time, kafka })
+    Ok(Planned { ctx, plan, inputs, aggregation, join, unmatched_plan, kafka })
 }
 
 async fn attempt(
@@ -236,35 +318,45 @@ async fn attempt(
     let planned = Arc::new(plan(spec, shared).await?);
     let shared_spec = Arc::new(spec.clone());
     let sink = ParquetSink::new(&spec.target_dir, &spec.name, &spec.target_schema, spec.options.roll);
-    let dead_letters = match (&spec.dead_letter_dir, spec.stream.on_error) {
-        (Some(dir), OnError::DeadLetter) => {
-            Some(ParquetSink::new(dir, &spec.name, &dead_letter_schema(), spec.options.roll))
-        }
-        _ => None,
-    };
-    // 'once' is one epoch of everything, whatever the per-epoch file limit.
-    let late = spec.late_dir.as_ref().map(|dir| ParquetSink::new(dir, &spec.name, &spec.stream.spec.schema, spec.options.roll));
-    let mut source = if spec.options.trigger == Trigger::Once {
-        let mut stream = spec.stream.as_ref().clone();
-        stream.spec.options.remove("max_files_per_trigger");
-        open_source(&stream)?
-    } else {
-        open_source(&spec.stream)?
-    };
+    // Per input: its stream's dead-letter table, when it has one.
+    let dead_letters: Vec<Option<ParquetSink>> = spec
+        .streams
+        .iter()
+        .zip(&spec.dead_letter_dirs)
+        .map(|(stream, dir)| match (dir, stream.on_error) {
+            (Some(dir), OnError::DeadLetter) => {
+                Some(ParquetSink::new(dir, &spec.name, &dead_letter_schema(), spec.options.roll))
+            }
+            _ => None,
+        })
+        .collect();
+    let late = spec.late_dir.as_ref().map(|dir| ParquetSink::new(dir, &spec.name, &spec.stream().spec.schema, spec.options.roll));
+    let mut sources = Vec::new();
+    for stream in &spec.streams {
+        // 'once' is one epoch of everything, whatever the per-epoch file limit.
+        sources.push(if spec.options.trigger == Trigger::Once {
+            let mut stream = stream.as_ref().clone();
+            stream.spec.options.remove("max_files_per_trigger");
+            open_source(&stream)?
+        } else {
+            open_source(stream)?
+        });
+    }
+    let mut source = Inputs::new(sources);
 
     // Recovery: the commit log is the truth.
     let storage = |e: crate::error::CatalogError| RunError::Transient(e.to_string());
     let history = store.epochs(&spec.name, source.checkpoint_is_cumulative()).map_err(storage)?;
     let last_files: Vec<StagedFile> = history.last().map(|e| e.files.clone()).unwrap_or_default();
     sink.recover(&last_files).map_err(io_error("recovering the table directory"))?;
-    if let Some(dl) = &dead_letters {
+    for dl in dead_letters.iter().flatten() {
         dl.recover(&last_files).map_err(io_error("recovering the dead-letter table"))?;
     }
     if let Some(late) = &late {
         late.recover(&last_files).map_err(io_error("recovering the late-rows table"))?;
     }
-    if let (Some(agg), Some(last)) = (&planned.aggregation, history.last()) {
-        agg.lock().await.restore(&last.state).map_err(|e| RunError::Fatal(format!("restoring state: {e}")))?;
+    if let Some(last) = history.last() {
+        restore_state(&planned, &last.state).await.map_err(|e| RunError::Fatal(format!("restoring state: {e}")))?;
     }
     if let Some(versions) = &spec.versions {
         let current = history.last().and_then(|e| e.progress.get("version")).and_then(|v| v.as_str()).map(PathBuf::from);
@@ -283,13 +375,18 @@ async fn attempt(
         _ => Bound::Unbounded,
     };
     source.restore(&checkpoints, bound).await?;
+    for (i, input) in planned.inputs.iter().enumerate() {
+        if let Some(tracker) = &input.tracker {
+            tracker.lock().await.expect_partitions(source.partitions(i));
+        }
+    }
     set(state, Status::Running, None);
 
     let mut previous_start: Option<Instant> = None;
     loop {
-        let mut epoch = Epoch::new(&sink, dead_letters.as_ref(), batch_id);
+        let mut epoch = Epoch::new(&sink, &dead_letters, batch_id);
         epoch.late_writer = late.as_ref().map(|l| l.begin(batch_id));
-        let (epoch, ended) = match run_epoch(&shared_spec, &planned, source.as_mut(), epoch, stop).await {
+        let (epoch, ended) = match run_epoch(&shared_spec, &planned, &mut source, epoch, stop).await {
             Ok(done) => done,
             Err(e) => return Err(e),
         };
@@ -298,7 +395,7 @@ async fn attempt(
             let started = epoch.started_at_wall;
             let since_previous = previous_start.map(|p| epoch.started.duration_since(p));
             previous_start = Some(epoch.started);
-            commit(spec, &planned, store, source.as_mut(), epoch, batch_id, started, since_previous).await?;
+            commit(spec, &planned, store, &mut source, epoch, batch_id, started, since_previous).await?;
             if let Ok(mut s) = state.lock() {
                 s.last_batch_id = Some(batch_id);
                 s.status = Status::Running;
@@ -317,7 +414,8 @@ async fn attempt(
 /// One epoch in the making.
 struct Epoch {
     writer: EpochWriter,
-    dead_letters: Option<EpochWriter>,
+    /// Per input, when its stream dead-letters.
+    dead_letters: Vec<Option<EpochWriter>>,
     /// Rows older than the watermark, with `late_rows = 'table'`.
     late_writer: Option<EpochWriter>,
     started: Instant,
@@ -328,15 +426,13 @@ struct Epoch {
     error_rows: u64,
     /// Rows dropped for being older than the watermark.
     late_rows: u64,
-    /// The watermark this epoch's rows imply (max event time minus delay).
-    watermark: Option<i64>,
 }
 
 impl Epoch {
-    fn new(sink: &ParquetSink, dead_letters: Option<&ParquetSink>, batch_id: i64) -> Epoch {
+    fn new(sink: &ParquetSink, dead_letters: &[Option<ParquetSink>], batch_id: i64) -> Epoch {
         Epoch {
             writer: sink.begin(batch_id),
-            dead_letters: dead_letters.map(|d| d.begin(batch_id)),
+            dead_letters: dead_letters.iter().map(|d| d.as_ref().map(|d| d.begin(batch_id))).collect(),
             late_writer: None,
             started: Instant::now(),
             started_at_wall: SystemTime::now(),
@@ -345,13 +441,12 @@ impl Epoch {
             output_rows: 0,
             error_rows: 0,
             late_rows: 0,
-            watermark: None,
         }
     }
 
     fn abort(self) {
         self.writer.abort();
-        if let Some(d) = self.dead_letters {
+        for d in self.dead_letters.into_iter().flatten() {
             d.abort();
         }
         if let Some(l) = self.late_writer {
@@ -388,7 +483,7 @@ async fn settle(epoch: &mut Option<Epoch>, in_flight: &mut Option<InFlight>) -> 
 async fn run_epoch(
     spec: &Arc<QuerySpec>,
     planned: &Arc<Planned>,
-    source: &mut dyn Source,
+    source: &mut Inputs,
     epoch: Epoch,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(Option<Epoch>, bool), RunError> {
@@ -436,7 +531,7 @@ async fn run_epoch(
         let mut commit_now = false;
         let mut ended = false;
         match polled {
-            Poll::Data(chunk) => {
+            Polled::Data(input, chunk) => {
                 if chunk.input_records > 0 {
                     first_record.get_or_insert_with(Instant::now);
                     input_records += chunk.input_records;
@@ -447,14 +542,14 @@ async fn run_epoch(
                 let Some(mut current) = epoch.take() else { fail!(RunError::Fatal("epoch lost".into())) };
                 let (spec, planned) = (spec.clone(), planned.clone());
                 in_flight = Some(tokio::spawn(async move {
-                    let result = process(&spec, &planned, &mut current, chunk).await;
+                    let result = process(&spec, &planned, &mut current, input, chunk).await;
                     (current, result)
                 }));
             }
             // A bounded source is idle only when the epoch's quota (e.g.
             // max_files_per_trigger) is used up: time to commit.
-            Poll::Idle => commit_now = trigger == Trigger::AvailableNow && input_records > 0,
-            Poll::End => ended = true,
+            Polled::Idle => commit_now = trigger == Trigger::AvailableNow && input_records > 0,
+            Polled::End => ended = true,
         }
         let now = Instant::now();
         commit_now |= ended
@@ -472,43 +567,57 @@ async fn run_epoch(
     }
 }
 
-/// Runs the plan over one chunk and writes the output.
-async fn process(spec: &QuerySpec, planned: &Planned, epoch: &mut Epoch, chunk: Chunk) -> Result<(), RunError> {
+/// Runs the plan over one chunk of input `input` and writes the output.
+async fn process(spec: &QuerySpec, planned: &Planned, epoch: &mut Epoch, input: usize, chunk: Chunk) -> Result<(), RunError> {
     if chunk.input_records == 0 {
         return Ok(());
     }
     epoch.first_record.get_or_insert_with(Instant::now);
     epoch.input_records += chunk.input_records as u64;
-    handle_bad_records(spec, epoch, &chunk.bad_records)?;
+    handle_bad_records(spec, epoch, input, &chunk.bad_records)?;
     if chunk.batches.iter().all(|b| b.num_rows() == 0) {
         return Ok(());
     }
-    if let Some(agg) = &planned.aggregation {
-        let mut agg = agg.lock().await;
-        let (batches, late) = split_late(planned.event_time, agg.watermark, chunk.batches, &mut epoch.late_rows)?;
-        if let Some(writer) = epoch.late_writer.as_mut() {
-            for batch in &late {
-                writer.write(batch).map_err(io_error("writing late rows"))?;
-            }
-        }
-        set_slot(planned, batches)?;
-        let result = absorb(planned, &mut agg, epoch).await;
-        if let Ok(mut slot) = planned.slot.lock() {
-            slot.clear();
-        }
-        return result;
-    }
-    set_slot(planned, chunk.batches)?;
-    let result = execute(planned, epoch).await;
-    if let Ok(mut slot) = planned.slot.lock() {
-        slot.clear();
-    }
+    let result = run_chunk(planned, epoch, input, chunk.batches).await;
+    planned.clear();
     result
 }
 
-fn set_slot(planned: &Planned, batches: Vec<RecordBatch>) -> Result<(), RunError> {
-    let mut slot = planned.slot.lock().map_err(|_| RunError::Fatal("chunk slot poisoned".into()))?;
-    *slot = batches;
+async fn run_chunk(planned: &Planned, epoch: &mut Epoch, input: usize, batches: Vec<RecordBatch>) -> Result<(), RunError> {
+    let fatal = |e: datafusion::error::DataFusionError| RunError::Fatal(QueryError::from(e).message());
+    if planned.aggregation.is_none() && planned.join.is_none() {
+        planned.fill(input, batches)?;
+        return execute(planned, &planned.plan, epoch).await;
+    }
+    let this = &planned.inputs[input];
+    let watermark = this.watermark().await;
+    let (batches, late) = split_late(this.event_time, watermark, batches, &mut epoch.late_rows)?;
+    if let Some(writer) = epoch.late_writer.as_mut() {
+        for batch in &late {
+            writer.write(batch).map_err(io_error("writing late rows"))?;
+        }
+    }
+    planned.fill(input, batches.clone())?;
+    if let Some(tracker) = &this.tracker {
+        tracker.lock().await.observe(&planned.ctx).await.map_err(fatal)?;
+    }
+    // A join runs the new rows against everything buffered for the other
+    // side, then buffers them: each pair meets once, when its later row comes.
+    let mut join = match &planned.join {
+        Some(join) => {
+            let join = join.lock().await;
+            planned.fill(1 - input, join.buffer(1 - input))?;
+            Some(join)
+        }
+        None => None,
+    };
+    match &planned.aggregation {
+        Some(agg) => agg.lock().await.absorb().await.map_err(fatal)?,
+        None => execute(planned, &planned.plan, epoch).await?,
+    }
+    if let Some(join) = join.as_mut() {
+        join.add(input, batches);
+    }
     Ok(())
 }
 
@@ -543,22 +652,33 @@ fn split_late(
     Ok((kept, late_rows))
 }
 
-/// Feeds the chunk in the slot to the aggregation and notes the watermark
-/// it implies (applied at the end of the epoch, as Spark does).
-async fn absorb(planned: &Planned, agg: &mut Aggregation, epoch: &mut Epoch) -> Result<(), RunError> {
-    let fatal = |e: datafusion::error::DataFusionError| RunError::Fatal(QueryError::from(e).message());
-    if let Some(plan) = &planned.watermark_plan {
-        let physical = planned.ctx.state().create_physical_plan(plan).await.map_err(fatal)?;
-        for batch in collect(physical, planned.ctx.task_ctx()).await.map_err(fatal)? {
-            let column = cast(batch.column(0), &DataType::Timestamp(TimeUnit::Microsecond, None)).map_err(|e| fatal(e.into()))?;
-            if let Some(values) = column.as_any().downcast_ref::<TimestampMicrosecondArray>() {
-                for value in values.iter().flatten() {
-                    epoch.watermark = Some(epoch.watermark.map_or(value, |w: i64| w.max(value)));
-                }
+/// Restores the state the last commit recorded: the aggregation's, and a
+/// join's buffers, with each stream's watermark.
+async fn restore_state(planned: &Planned, bytes: &[u8]) -> datafusion::error::Result<()> {
+    let Some(sections) = super::join::unpack(bytes) else {
+        // One aggregation snapshot (a single-stream query).
+        if let Some(agg) = &planned.aggregation {
+            let mut agg = agg.lock().await;
+            agg.restore(bytes)?;
+            if let Some(tracker) = planned.inputs.first().and_then(|i| i.tracker.as_ref()) {
+                tracker.lock().await.current = agg.watermark;
+            }
+        }
+        return Ok(());
+    };
+    if let (Some(agg), Some(section)) = (&planned.aggregation, sections.first()) {
+        agg.lock().await.restore(section)?;
+    }
+    if let Some(join) = &planned.join {
+        let mut join = join.lock().await;
+        for side in 0..2 {
+            let watermark = join.restore(side, sections.get(side + 1).copied().unwrap_or_default())?;
+            if let Some(tracker) = planned.inputs.get(side).and_then(|i| i.tracker.as_ref()) {
+                tracker.lock().await.current = watermark;
             }
         }
     }
-    agg.absorb().await.map_err(fatal)
+    Ok(())
 }
 
 /// Deletes the version directories of a view except `keep` and `previous`
@@ -579,9 +699,10 @@ fn remove_versions_except(dir: &std::path::Path, keep: Option<&std::path::Path>,
     Ok(())
 }
 
-async fn execute(planned: &Planned, epoch: &mut Epoch) -> Result<(), RunError> {
+/// Runs `plan` over what the slots hold and writes its rows.
+async fn execute(planned: &Planned, plan: &LogicalPlan, epoch: &mut Epoch) -> Result<(), RunError> {
     let fatal = |e: datafusion::error::DataFusionError| RunError::Fatal(QueryError::from(e).message());
-    let physical = planned.ctx.state().create_physical_plan(&planned.plan).await.map_err(fatal)?;
+    let physical = planned.ctx.state().create_physical_plan(plan).await.map_err(fatal)?;
     let mut output = execute_stream(physical, planned.ctx.task_ctx()).map_err(fatal)?;
     while let Some(batch) = output.next().await {
         let batch = batch.map_err(fatal)?;
@@ -594,22 +715,23 @@ async fn execute(planned: &Planned, epoch: &mut Epoch) -> Result<(), RunError> {
     Ok(())
 }
 
-fn handle_bad_records(spec: &QuerySpec, epoch: &mut Epoch, bad: &[BadRecord]) -> Result<(), RunError> {
+fn handle_bad_records(spec: &QuerySpec, epoch: &mut Epoch, input: usize, bad: &[BadRecord]) -> Result<(), RunError> {
     if bad.is_empty() {
         return Ok(());
     }
     epoch.error_rows += bad.len() as u64;
-    match spec.stream.on_error {
+    let stream = &spec.streams[input];
+    match stream.on_error {
         OnError::Skip => Ok(()),
         OnError::Fail => {
             let first = &bad[0];
             Err(RunError::Fatal(format!(
                 "malformed record in stream '{}' at {}: {} (on_error = 'fail'; use 'skip' or 'dead_letter' to keep going)",
-                spec.stream.name, first.position, first.error
+                stream.name, first.position, first.error
             )))
         }
         OnError::DeadLetter => {
-            let Some(writer) = epoch.dead_letters.as_mut() else { return Ok(()) };
+            let Some(Some(writer)) = epoch.dead_letters.get_mut(input) else { return Ok(()) };
             let now = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_micros() as i64)
@@ -635,25 +757,50 @@ async fn commit(
     spec: &QuerySpec,
     planned: &Planned,
     store: &dyn CatalogStore,
-    source: &mut dyn Source,
-    epoch: Epoch,
+    source: &mut Inputs,
+    mut epoch: Epoch,
     batch_id: i64,
     started_at: SystemTime,
     since_previous: Option<Duration>,
 ) -> Result<(), RunError> {
-    let Epoch {
-        mut writer, dead_letters, late_writer, started, input_records, mut output_rows, error_rows, late_rows, watermark, ..
-    } = epoch;
+    let fatal = |e: datafusion::error::DataFusionError| RunError::Fatal(QueryError::from(e).message());
+    // Watermarks move now, for the next epoch's rows (see watermark.rs).
+    let now = Instant::now();
+    for input in &planned.inputs {
+        if let Some(tracker) = &input.tracker {
+            tracker.lock().await.advance(now);
+        }
+    }
+    let mut join_snapshot = None;
+    let mut join_size = (0, 0);
+    if let Some(join) = &planned.join {
+        let mut join = join.lock().await;
+        let watermarks = [planned.inputs[0].watermark().await, planned.inputs[1].watermark().await];
+        let gone = join.evict_left(watermarks[1]).map_err(fatal)?;
+        if let (Some(plan), false) = (&planned.unmatched_plan, gone.is_empty()) {
+            // Left rows no right row can meet any more: those that never
+            // met one are written now, with NULLs (LEFT JOIN).
+            planned.fill(0, gone)?;
+            planned.fill(1, join.buffer(1))?;
+            let result = execute(planned, plan, &mut epoch).await;
+            planned.clear();
+            result?;
+        }
+        join.evict_right(watermarks[0]).map_err(fatal)?;
+        join_snapshot = Some(join.snapshot(watermarks).map_err(fatal)?);
+        join_size = join.size();
+    }
+    let Epoch { mut writer, dead_letters, late_writer, started, input_records, mut output_rows, error_rows, late_rows, .. } =
+        epoch;
     // Aggregations write at the end of the epoch: closed windows (append),
     // or the whole result as a new version of the view (update, complete).
     let mut state = Vec::new();
     let mut version = None;
     let mut state_size = None;
-    let mut current_watermark = None;
+    let mut current_watermark = planned.watermark().await;
     if let Some(agg) = &planned.aggregation {
-        let fatal = |e: datafusion::error::DataFusionError| RunError::Fatal(QueryError::from(e).message());
         let mut agg = agg.lock().await;
-        if let Some(w) = watermark {
+        if let Some(w) = current_watermark {
             agg.watermark = Some(agg.watermark.map_or(w, |old| old.max(w)));
         }
         let rows = agg.emit().await.map_err(fatal)?;
@@ -681,8 +828,13 @@ async fn commit(
         state_size = Some(agg.size());
         current_watermark = agg.watermark;
     }
+    if let Some([left, right]) = join_snapshot {
+        state = super::join::pack(&[&state, &left, &right]);
+        let (rows, bytes) = state_size.unwrap_or((0, 0));
+        state_size = Some((rows + join_size.0, bytes + join_size.1));
+    }
     let (mut files, mut bytes) = writer.finish().map_err(io_error("closing Parquet files"))?;
-    for extra in [dead_letters, late_writer].into_iter().flatten() {
+    for extra in dead_letters.into_iter().chain([late_writer]).flatten() {
         let (more, more_bytes) = extra.finish().map_err(io_error("closing dead-letter or late-row files"))?;
         files.extend(more);
         bytes += more_bytes;
