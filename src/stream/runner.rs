@@ -225,6 +225,18 @@ impl Planned {
         }
     }
 
+    async fn watermark_would_move(&self) -> bool {
+        let now = Instant::now();
+        for input in &self.inputs {
+            if let Some(tracker) = &input.tracker {
+                if tracker.lock().await.would_advance(now) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     /// The watermark the query's state follows: the stream's, or for a
     /// join the lower of the two.
     async fn watermark(&self) -> Option<i64> {
@@ -391,7 +403,9 @@ async fn attempt(
             Err(e) => return Err(e),
         };
         let Some(epoch) = epoch else { return Ok(Ended::Stopped) };
-        if epoch.input_records > 0 {
+        // An epoch without input still commits when the watermark moves
+        // (a partition went idle): windows close without waiting for data.
+        if epoch.input_records > 0 || planned.watermark_would_move().await {
             let started = epoch.started_at_wall;
             let since_previous = previous_start.map(|p| epoch.started.duration_since(p));
             previous_start = Some(epoch.started);
@@ -548,7 +562,14 @@ async fn run_epoch(
             }
             // A bounded source is idle only when the epoch's quota (e.g.
             // max_files_per_trigger) is used up: time to commit.
-            Polled::Idle => commit_now = trigger == Trigger::AvailableNow && input_records > 0,
+            Polled::Idle => {
+                commit_now = match trigger {
+                    Trigger::AvailableNow => input_records > 0,
+                    // Nothing read yet: commit only to move the watermark.
+                    Trigger::Continuous => first_record.is_none() && planned.watermark_would_move().await,
+                    _ => false,
+                };
+            }
             Polled::End => ended = true,
         }
         let now = Instant::now();

@@ -109,21 +109,28 @@ impl Tracker {
 
     /// The watermark the data seen so far allows: the minimum over
     /// partitions that are not idle. None while an active partition has
-    /// had no data yet.
+    /// had no data yet. When every partition is idle the stream is quiet:
+    /// the maximum over all of them (what a single global watermark, as in
+    /// Spark, would be).
     fn candidate(&self, now: Instant) -> Option<i64> {
         let idle = |since: Instant| self.idle_timeout.is_some_and(|t| now.duration_since(since) >= t);
-        let mut lowest: Option<i64> = None;
         for p in &self.expected {
             if !self.clocks.contains_key(p) && !idle(self.started) {
                 return None;
             }
         }
-        for clock in self.clocks.values() {
-            if !idle(clock.last_data) {
-                lowest = Some(lowest.map_or(clock.max, |l| l.min(clock.max)));
-            }
+        let active = self.clocks.values().filter(|c| !idle(c.last_data)).map(|c| c.max).min();
+        active.or_else(|| self.clocks.values().map(|c| c.max).max())
+    }
+
+    /// Whether [`Tracker::advance`] would move the watermark now: an idle
+    /// partition can release it without any new row arriving.
+    pub fn would_advance(&self, now: Instant) -> bool {
+        match (self.candidate(now), self.current) {
+            (Some(candidate), Some(current)) => candidate > current,
+            (Some(_), None) => true,
+            (None, _) => false,
         }
-        lowest
     }
 
     /// Moves the committed watermark forward (end of an epoch).
@@ -181,5 +188,16 @@ mod tests {
         see(&mut t, 0, 200, later);
         // 1 and 2 have been quiet for 11 s: only 0 counts.
         assert_eq!(t.advance(later), Some(200));
+    }
+
+    #[test]
+    fn a_quiet_stream_releases_its_highest_partition() {
+        let start = Instant::now();
+        let mut t = tracker(Some(Duration::from_secs(10)), vec![0, 1]);
+        see(&mut t, 0, 100, start);
+        see(&mut t, 1, 50, start);
+        assert_eq!(t.advance(start), Some(50));
+        assert!(t.would_advance(start + Duration::from_secs(11)));
+        assert_eq!(t.advance(start + Duration::from_secs(11)), Some(100));
     }
 }
