@@ -12,6 +12,10 @@
 //!
 //! Append mode emits a window's rows once, when the watermark passes its end,
 //! and evicts them; update and complete emit the whole result each epoch.
+//!
+//! * `session`: SESSION windows, joined in the state after each merge.
+
+mod session;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,6 +81,9 @@ pub struct Aggregation {
     partial_schema: SchemaRef,
     /// How many leading columns of the partial state are group keys.
     group_count: usize,
+    /// For SESSION: where the key and bounds are, so each merge can join
+    /// a key's overlapping sessions.
+    session: Option<session::SessionColumns>,
     /// Event time up to which input is complete (microseconds).
     pub watermark: Option<i64>,
 }
@@ -124,21 +131,45 @@ impl Aggregation {
             .map(|a| a.group_expr().expr().iter().map(|(_, name)| name.clone()).collect())
             .unwrap_or_default();
         let position = |name: &str| group_names.iter().position(|g| g == name || g.ends_with(&format!(".{name}")));
+        let is_session = matches!(super::plan::window_of(&plan), Some((super::window::WindowKind::Session, _)));
+        let session = match (is_session, position("window_start"), position("window_end")) {
+            (false, _, _) => None,
+            (true, Some(start), Some(end)) => {
+                let keys = (0..group_names.len()).filter(|&i| i != start && i != end).collect();
+                Some(session::SessionColumns { keys, start, end })
+            }
+            (true, _, _) => {
+                return Err(QueryError::UnsupportedWithHint {
+                    what: "SESSION without both window_start and window_end in GROUP BY".into(),
+                    hint: "a session's bounds grow as events join it, so both are part of its group: GROUP BY window_start, window_end and the session key (e.g. GROUP BY window_start, window_end, user_id)".into(),
+                });
+            }
+        };
         let window_end = match (position("window_end"), position("window_start"), window_size) {
             (Some(i), _, _) => Some((i, 0)),
-            (None, Some(i), Some(size)) => Some((i, size)),
+            (None, Some(i), Some(size)) if !is_session => Some((i, size)),
             _ => None,
         };
         if mode == OutputMode::Append {
             if !has_watermark || window_end.is_none() {
                 return Err(QueryError::UnsupportedWithHint {
                     what: "output_mode 'append' (the default) for an aggregation without a watermark and a window".into(),
-                    hint: "append writes a group's row once, when the watermark passes its window's end: declare WATERMARK FOR <col> AS <col> - INTERVAL '...' on the stream and GROUP BY window_start, window_end of TUMBLE/HOP, or use WITH (output_mode = 'complete') or 'update'".into(),
+                    hint: "append writes a group's row once, when the watermark passes its window's end: declare WATERMARK FOR <col> AS <col> - INTERVAL '...' on the stream and GROUP BY window_start, window_end of TUMBLE/HOP/SESSION, or use WITH (output_mode = 'complete') or 'update'".into(),
                 });
             }
         }
         let group_count = group_names.len();
-        Ok(Aggregation { state, plan, mode, window_end, groups: Vec::new(), partial_schema, group_count, watermark: None })
+        Ok(Aggregation {
+            state,
+            plan,
+            mode,
+            window_end,
+            groups: Vec::new(),
+            partial_schema,
+            group_count,
+            session,
+            watermark: None,
+        })
     }
 
     /// Runs the Partial half over the current chunk and merges it into the state.
@@ -152,6 +183,21 @@ impl Aggregation {
         let agg = as_aggregate(&partial).ok_or_else(|| internal("partial aggregate"))?;
         let mut input = std::mem::take(&mut self.groups);
         input.extend(fresh);
+        self.groups = self.reduce(agg, input).await?;
+        if let Some(columns) = &self.session {
+            // The new windows may overlap kept sessions (or join two of
+            // them): give joined rows the same bounds, then reduce again
+            // so their partial states become one.
+            let all = concat_batches(&self.partial_schema, &self.groups)?;
+            if let Some(merged) = session::merge_bounds(&all, columns)? {
+                self.groups = self.reduce(agg, vec![merged]).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges state rows with equal groups (PartialReduce).
+    async fn reduce(&self, agg: &AggregateExec, input: Vec<RecordBatch>) -> DFResult<Vec<RecordBatch>> {
         let source = MemorySourceConfig::try_new_exec(&[input], self.partial_schema.clone(), None)?;
         let reduce = AggregateExec::try_new(
             AggregateMode::PartialReduce,
@@ -161,8 +207,8 @@ impl Aggregation {
             source,
             agg.input_schema(),
         )?;
-        self.groups = collect(Arc::new(reduce), self.state.task_ctx()).await?;
-        Ok(())
+        let out = collect(Arc::new(reduce), self.state.task_ctx()).await?;
+        Ok(out.into_iter().filter(|b| b.num_rows() > 0).collect())
     }
 
     /// The rows to write at the end of an epoch. Append: windows the
@@ -260,5 +306,111 @@ impl Aggregation {
         }
         self.groups = groups;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::common::assert_batches_sorted_eq;
+    use datafusion::prelude::SessionConfig;
+
+    use super::*;
+    use crate::stream::plan::ChunkTable;
+    use crate::stream::window::{WindowFunction, WindowKind};
+
+    const MINUTE: i64 = 60_000_000;
+
+    /// Sessions per user with a 30-minute gap, as a runner would drive
+    /// them: chunks absorbed, then the watermark advanced and rows emitted.
+    #[tokio::test]
+    async fn sessions_join_across_chunks_and_close_at_the_watermark() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("user_id", DataType::Utf8, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        ]));
+        let (chunk, slot) = ChunkTable::new(schema.clone());
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+        let streams = HashMap::from([("clicks".to_string(), chunk)]);
+        ctx.register_udtf("session", Arc::new(WindowFunction { kind: WindowKind::Session, streams }));
+        let sql = "SELECT window_start, window_end, user_id, count(*) AS clicks \
+                   FROM session(clicks, ts, INTERVAL '30 minutes') GROUP BY window_start, window_end, user_id";
+        let plan = ctx.state().create_logical_plan(sql).await.unwrap();
+        let plan = ctx.state().optimize(&plan).unwrap();
+        let new = || Aggregation::new(&ctx, plan.clone(), OutputMode::Append, true, None);
+        let mut agg = new().await.unwrap();
+
+        let chunk = |rows: &[(&str, i64)]| {
+            let users = StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>());
+            let times = TimestampMicrosecondArray::from(rows.iter().map(|r| r.1 * MINUTE).collect::<Vec<_>>());
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(users), Arc::new(times)]).unwrap()
+        };
+        let fill = |rows: &[(&str, i64)]| *slot.lock().unwrap() = vec![chunk(rows)];
+
+        // Out of order: a's second session arrives before its first.
+        fill(&[("a", 50), ("a", 0), ("b", 10)]);
+        agg.absorb().await.unwrap();
+        agg.watermark = Some(0);
+        assert!(agg.emit().await.unwrap().is_empty());
+        assert_eq!(agg.size().0, 3);
+
+        // a at 25 bridges a's two sessions; b at 45 is a new session (its
+        // first ended at 40). The watermark reaches b's first end: it closes.
+        fill(&[("a", 25), ("b", 45)]);
+        agg.absorb().await.unwrap();
+        agg.watermark = Some(40 * MINUTE);
+        let out = agg.emit().await.unwrap();
+        assert_batches_sorted_eq!(
+            [
+                "+---------------------+---------------------+---------+--------+",
+                "| window_start        | window_end          | user_id | clicks |",
+                "+---------------------+---------------------+---------+--------+",
+                "| 1970-01-01T00:10:00 | 1970-01-01T00:40:00 | b       | 1      |",
+                "+---------------------+---------------------+---------+--------+",
+            ],
+            &out
+        );
+
+        // Open sessions survive a snapshot and restore.
+        let bytes = agg.snapshot().unwrap();
+        let mut agg = new().await.unwrap();
+        agg.restore(&bytes).unwrap();
+        assert_eq!((agg.size().0, agg.watermark), (2, Some(40 * MINUTE)));
+
+        fill(&[("b", 60)]);
+        agg.absorb().await.unwrap();
+        agg.watermark = Some(100 * MINUTE);
+        let out = agg.emit().await.unwrap();
+        assert_batches_sorted_eq!(
+            [
+                "+---------------------+---------------------+---------+--------+",
+                "| window_start        | window_end          | user_id | clicks |",
+                "+---------------------+---------------------+---------+--------+",
+                "| 1970-01-01T00:00:00 | 1970-01-01T01:20:00 | a       | 3      |",
+                "| 1970-01-01T00:45:00 | 1970-01-01T01:30:00 | b       | 2      |",
+                "+---------------------+---------------------+---------+--------+",
+            ],
+            &out
+        );
+        assert_eq!(agg.size().0, 0);
+    }
+
+    #[tokio::test]
+    async fn a_session_needs_both_bounds_in_group_by() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("user_id", DataType::Utf8, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        ]));
+        let (chunk, _slot) = ChunkTable::new(schema);
+        let ctx = SessionContext::new();
+        let streams = HashMap::from([("clicks".to_string(), chunk)]);
+        ctx.register_udtf("session", Arc::new(WindowFunction { kind: WindowKind::Session, streams }));
+        let sql = "SELECT window_start, user_id, count(*) FROM session(clicks, ts, INTERVAL '5 minutes') GROUP BY window_start, user_id";
+        let plan = ctx.state().create_logical_plan(sql).await.unwrap();
+        let err = Aggregation::new(&ctx, plan, OutputMode::Update, true, None).await.err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("window_end")));
     }
 }

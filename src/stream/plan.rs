@@ -126,10 +126,10 @@ impl SchemaProvider for OverlaySchema {
 }
 
 /// A context for one continuous query: the shared catalog, with `streams`
-/// (name → chunk table) in front, and the window functions TUMBLE and HOP
-/// over them. One partition: parallelism comes from decoding and writing
-/// running beside the plan, and from running queries side by side, not from
-/// splitting a chunk.
+/// (name → chunk table) in front, and the window functions TUMBLE, HOP and
+/// SESSION over them. One partition: parallelism comes from decoding and
+/// writing running beside the plan, and from running queries side by side,
+/// not from splitting a chunk.
 pub fn query_context(shared: &SessionContext, streams: HashMap<String, Arc<ChunkTable>>) -> Result<SessionContext, QueryError> {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(DATABASE, SCHEMA)
@@ -144,7 +144,7 @@ pub fn query_context(shared: &SessionContext, streams: HashMap<String, Arc<Chunk
         .and_then(|c| c.schema(SCHEMA))
         .ok_or_else(|| QueryError::Unsupported("a query context without the weir catalog".into()))?;
     use super::window::{WindowFunction, WindowKind};
-    for (name, kind) in [("tumble", WindowKind::Tumble), ("hop", WindowKind::Hop)] {
+    for (name, kind) in [("tumble", WindowKind::Tumble), ("hop", WindowKind::Hop), ("session", WindowKind::Session)] {
         ctx.register_udtf(name, Arc::new(WindowFunction { kind, streams: streams.clone() }));
     }
     let overlay = streams.into_iter().map(|(name, t)| (name, t as Arc<dyn TableProvider>)).collect();
@@ -157,13 +157,13 @@ pub fn query_context(shared: &SessionContext, streams: HashMap<String, Arc<Chunk
 /// Plans `query` in `ctx`.
 pub async fn plan_query(ctx: &SessionContext, query: &Query) -> Result<LogicalPlan, QueryError> {
     let mut statement = SqlStatement::Query(Box::new(query.clone()));
-    // Table functions are looked up by their exact name: let TUMBLE and
-    // HOP be written in any case, like other SQL functions.
+    // Table functions are looked up by their exact name: let TUMBLE, HOP
+    // and SESSION be written in any case, like other SQL functions.
     let _ = datafusion::sql::sqlparser::ast::visit_relations_mut(&mut statement, |name| {
         if let [datafusion::sql::sqlparser::ast::ObjectNamePart::Identifier(ident)] = name.0.as_mut_slice() {
             {
                 let lower = ident.value.to_ascii_lowercase();
-                if ident.quote_style.is_none() && (lower == "tumble" || lower == "hop") {
+                if ident.quote_style.is_none() && matches!(lower.as_str(), "tumble" | "hop" | "session") {
                     ident.value = lower;
                 }
             }
@@ -192,13 +192,37 @@ pub fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
     names
 }
 
+/// The window function a plan reads, if any, with its size (the gap for
+/// SESSION), in microseconds.
+pub fn window_of(plan: &LogicalPlan) -> Option<(super::window::WindowKind, i64)> {
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let window = datafusion::datasource::source_as_provider(&scan.source).ok().and_then(|p| {
+                let any: &dyn std::any::Any = p.as_ref();
+                any.downcast_ref::<super::window::WindowTable>().map(|w| (w.kind, w.size))
+            });
+            if window.is_some() {
+                found = window;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
 /// What a continuous query's plan needs from the runtime.
 #[derive(Debug, Clone, Default)]
 pub struct Shape {
     /// It aggregates (GROUP BY, aggregates, DISTINCT): state across epochs.
     pub aggregates: bool,
-    /// The window size when it reads TUMBLE/HOP (microseconds).
+    /// The window size when it reads TUMBLE/HOP (microseconds). None for
+    /// SESSION: a session has no fixed length, its end is kept per group.
     pub window_size: Option<i64>,
+    /// The gap when it reads SESSION (microseconds): the aggregation merges
+    /// sessions (it finds this itself in the plan it runs).
+    pub session_gap: Option<i64>,
 }
 
 /// Rejects what a continuous query cannot do, by name, and says what it
@@ -217,16 +241,6 @@ pub fn check_shape(plan: &LogicalPlan) -> Result<Shape, QueryError> {
             LogicalPlan::Window(_) => Some("window functions (OVER)"),
             LogicalPlan::Sort(_) => Some("ORDER BY"),
             LogicalPlan::Limit(_) => Some("LIMIT / OFFSET"),
-            LogicalPlan::TableScan(scan) => {
-                let window = datafusion::datasource::source_as_provider(&scan.source).ok().and_then(|p| {
-                    let any: &dyn std::any::Any = p.as_ref();
-                    any.downcast_ref::<super::window::WindowTable>().map(|w| w.size)
-                });
-                if window.is_some() {
-                    shape.window_size = window;
-                }
-                None
-            }
             _ => None,
         };
         if let Some(what) = what {
@@ -242,5 +256,16 @@ pub fn check_shape(plan: &LogicalPlan) -> Result<Shape, QueryError> {
         return Err(QueryError::Unsupported("more than one aggregation level in a continuous query".into()));
     }
     shape.aggregates = aggregates == 1;
+    match window_of(plan) {
+        Some((super::window::WindowKind::Session, gap)) => shape.session_gap = Some(gap),
+        Some((_, size)) => shape.window_size = Some(size),
+        None => {}
+    }
+    if shape.session_gap.is_some() && !shape.aggregates {
+        return Err(QueryError::UnsupportedWithHint {
+            what: "SESSION without an aggregation".into(),
+            hint: "rows only form sessions when grouped: GROUP BY window_start, window_end and the session key (e.g. GROUP BY window_start, window_end, user_id)".into(),
+        });
+    }
     Ok(shape)
 }

@@ -3,6 +3,11 @@
 //! `HOP(stream, ts, slide, size)` add `window_start` and `window_end` to each
 //! row (HOP repeats a row once per window it falls in). Rows without an
 //! event time belong to no window and are dropped.
+//!
+//! `SESSION(stream, ts, INTERVAL 'gap')` gives each row its own window
+//! `[ts, ts + gap)`; the aggregation joins a key's overlapping windows into
+//! sessions as rows arrive (see `aggregate::session`), since a session's
+//! bounds depend on rows that have not arrived yet.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +31,8 @@ use super::plan::ChunkTable;
 pub enum WindowKind {
     Tumble,
     Hop,
+    /// Sessions with a gap; `size` holds the gap.
+    Session,
 }
 
 /// The table function, bound to one query's streams.
@@ -39,9 +46,11 @@ pub struct WindowFunction {
 #[derive(Debug)]
 pub struct WindowTable {
     pub stream: String,
+    pub kind: WindowKind,
     chunk: Arc<ChunkTable>,
     time_column: usize,
-    /// Window length and step, in microseconds (equal for TUMBLE).
+    /// Window length and step, in microseconds (equal for TUMBLE; for
+    /// SESSION the gap, with the step unused).
     pub size: i64,
     slide: i64,
     schema: SchemaRef,
@@ -83,8 +92,9 @@ impl TableFunctionImpl for WindowFunction {
         let (name, expected) = match self.kind {
             WindowKind::Tumble => ("TUMBLE", "TUMBLE(stream, time_column, INTERVAL 'size')"),
             WindowKind::Hop => ("HOP", "HOP(stream, time_column, INTERVAL 'slide', INTERVAL 'size')"),
+            WindowKind::Session => ("SESSION", "SESSION(stream, time_column, INTERVAL 'gap')"),
         };
-        let wanted = if self.kind == WindowKind::Tumble { 3 } else { 4 };
+        let wanted = if self.kind == WindowKind::Hop { 4 } else { 3 };
         if exprs.len() != wanted {
             return Err(plan_error(format!("{name} takes {wanted} arguments: {expected}")));
         }
@@ -105,6 +115,10 @@ impl TableFunctionImpl for WindowFunction {
                 let size = interval_micros(&exprs[2], "the window size")?;
                 (size, size)
             }
+            WindowKind::Session => {
+                let gap = interval_micros(&exprs[2], "the session gap")?;
+                (gap, gap)
+            }
             WindowKind::Hop => {
                 let slide = interval_micros(&exprs[2], "the slide")?;
                 let size = interval_micros(&exprs[3], "the window size")?;
@@ -118,7 +132,8 @@ impl TableFunctionImpl for WindowFunction {
         let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
         fields.push(Field::new("window_start", ts.clone(), false));
         fields.push(Field::new("window_end", ts, false));
-        Ok(Arc::new(WindowTable { stream, chunk, time_column, size, slide, schema: Arc::new(Schema::new(fields)) }))
+        let schema = Arc::new(Schema::new(fields));
+        Ok(Arc::new(WindowTable { stream, kind: self.kind, chunk, time_column, size, slide, schema }))
     }
 }
 
@@ -130,11 +145,16 @@ impl WindowTable {
             .as_any()
             .downcast_ref::<TimestampMicrosecondArray>()
             .ok_or_else(|| DataFusionError::Internal("window time column".into()))?;
-        let per_row = (self.size / self.slide) as usize;
+        let per_row = if self.kind == WindowKind::Session { 1 } else { (self.size / self.slide) as usize };
         let mut rows = Vec::with_capacity(time.len() * per_row);
         let mut starts = Vec::with_capacity(time.len() * per_row);
         for (i, t) in time.iter().enumerate() {
             let Some(t) = t else { continue };
+            if self.kind == WindowKind::Session {
+                rows.push(i as u32);
+                starts.push(t);
+                continue;
+            }
             // The newest window containing t starts at t rounded down to the
             // slide; older ones step back by the slide while they still cover t.
             let newest = t - t.rem_euclid(self.slide);
@@ -190,7 +210,7 @@ mod tests {
         let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new("window_start", DataType::Timestamp(TimeUnit::Microsecond, None), false));
         fields.push(Field::new("window_end", DataType::Timestamp(TimeUnit::Microsecond, None), false));
-        WindowTable { stream: "s".into(), chunk, time_column: 0, size, slide, schema: Arc::new(Schema::new(fields)) }
+        WindowTable { stream: "s".into(), kind, chunk, time_column: 0, size, slide, schema: Arc::new(Schema::new(fields)) }
     }
 
     fn starts(t: &WindowTable, times: Vec<Option<i64>>) -> Vec<i64> {
@@ -211,5 +231,11 @@ mod tests {
         let hop = table(WindowKind::Hop, 5, 10);
         assert_eq!(starts(&hop, vec![Some(7)]), vec![5, 0]);
         assert_eq!(starts(&hop, vec![Some(10)]), vec![10, 5]);
+    }
+
+    #[test]
+    fn a_session_window_starts_at_its_row() {
+        let session = table(WindowKind::Session, 30, 30);
+        assert_eq!(starts(&session, vec![Some(7), None, Some(-3)]), vec![7, -3]);
     }
 }
