@@ -222,6 +222,13 @@ impl StreamManager {
             (true, Some(mode)) => mode,
             (true, None) => OutputMode::Append,
         };
+        if shape.session_gap.is_some() && kafka.is_some() && output_mode != OutputMode::Append {
+            // Merging sessions changes a group's key; a topic keeps the old one.
+            return Err(QueryError::UnsupportedWithHint {
+                what: format!("SESSION windows in a Kafka sink with output_mode '{}'", output_mode.name()),
+                hint: "sessions that merge change their window bounds, which are part of the record key, and the old record would stay in the topic: use output_mode 'append' (each session written once, when it closes)".into(),
+            });
+        }
         if shape.aggregates {
             if output_mode != OutputMode::Append && !rewrites_allowed {
                 return Err(QueryError::Unsupported(format!(
