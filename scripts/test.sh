@@ -60,6 +60,33 @@ apt_install() {
         apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+# --- tansu, part 1 (Kafka-protocol broker for the Kafka source/sink tests) ----
+# Built from crates.io with in-memory storage (dynostore); no services, no JVM.
+# The build takes a while on 2 cores, hence the cache; on a fresh machine it
+# starts first, in the background, in cargo's own temporary target dir (never
+# in weir's), and the packages and weir's build below run beside it.
+command -v cargo >/dev/null 2>&1 || die "cargo not found; install Rust (rustup) first"
+tansu_version="0.6"
+tansu="$WEIR_CACHE/tansu/bin/tansu"
+tansu_log="$WEIR_CACHE/tansu-install.log"
+tansu_pid=""
+# True when the cached binary is tansu $tansu_version.x built with dynostore.
+tansu_ready() {
+    [ -x "$tansu" ] || return 1
+    local version help
+    version="$("$tansu" --version 2>/dev/null)" || return 1
+    help="$("$tansu" --help 2>/dev/null)" || return 1
+    [[ "$version" == "tansu $tansu_version."* && "$help" == *"Storage engines:"*dynostore* ]]
+}
+if ! tansu_ready; then
+    say "cargo install tansu ~$tansu_version (dynostore) into $WEIR_CACHE/tansu, in the background (log: $tansu_log)"
+    env -u CARGO_TARGET_DIR cargo install tansu --version "~$tansu_version" --features dynostore --force \
+        --locked --root "$WEIR_CACHE/tansu" >"$tansu_log" 2>&1 &
+    tansu_pid=$!
+    # Do not leave it running if set-up fails on the way.
+    trap '[ -n "$tansu_pid" ] && kill "$tansu_pid" 2>/dev/null || true' EXIT
+fi
+
 # --- psql ---------------------------------------------------------------------
 if ! command -v psql >/dev/null 2>&1; then
     say "psql not found; installing postgresql-client"
@@ -169,25 +196,20 @@ command -v cargo >/dev/null 2>&1 || die "cargo not found; install the Rust toolc
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$WEIR_CACHE/target}"
 say "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
 
-# --- tansu (Kafka-protocol broker for the Kafka source/sink tests) ------------
-# Built from crates.io with in-memory storage (dynostore); no services, no JVM.
-# The build takes a while on 2 cores, hence the cache. It runs in cargo's own
-# temporary target dir, never in weir's.
-tansu_version="0.6"
-tansu="$WEIR_CACHE/tansu/bin/tansu"
-# True when the cached binary is tansu $tansu_version.x built with dynostore.
-tansu_ready() {
-    [ -x "$tansu" ] || return 1
-    local version help
-    version="$("$tansu" --version 2>/dev/null)" || return 1
-    help="$("$tansu" --help 2>/dev/null)" || return 1
-    [[ "$version" == "tansu $tansu_version."* && "$help" == *"Storage engines:"*dynostore* ]]
-}
-if ! tansu_ready; then
-    say "cargo install tansu ~$tansu_version (dynostore) into $WEIR_CACHE/tansu; this takes several minutes"
-    env -u CARGO_TARGET_DIR cargo install tansu --version "~$tansu_version" --features dynostore --force \
-        --locked --root "$WEIR_CACHE/tansu" \
-        || die "cargo install tansu failed"
+# --- tansu, part 2: wait for the background build ----------------------------
+# Meanwhile weir's own test build runs, so both builds share the two cores
+# (each has long single-threaded stretches: big crates, linking).
+if [ -n "$tansu_pid" ]; then
+    if [ "$setup_only" -eq 0 ]; then
+        say "cargo test --locked --no-run (while tansu builds)"
+        cargo test --locked --no-run "${cargo_args[@]}" || { kill "$tansu_pid" 2>/dev/null || true; die "building weir's tests failed"; }
+    fi
+    say "waiting for the tansu build (log: $tansu_log)"
+    if ! wait "$tansu_pid"; then
+        tail -n 40 "$tansu_log" >&2 || true
+        die "cargo install tansu failed (log: $tansu_log)"
+    fi
+    tansu_pid=""
     tansu_ready || die "tansu installed but $tansu is not a tansu $tansu_version binary with dynostore"
 fi
 export WEIR_TANSU="$tansu"
