@@ -65,3 +65,161 @@ fn game_events_script_lands_sword_purchases_from_kafka() {
         server.kill();
     }
 }
+
+/// Runs `bash sql/<producer> args...` to completion with `weir` on hand.
+fn run_producer(script: &str, args: &[&str]) {
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(format!("{}/sql/{script}", env!("CARGO_MANIFEST_DIR"))).args(args).env("WEIR_BIN", env!("CARGO_BIN_EXE_weir"));
+    let out = common::output_within(cmd, common::CLIENT_LIMIT);
+    assert!(out.status.success(), "{script} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Asserts that every line of `expected` is a line of `stdout`.
+fn assert_lines(stdout: &str, expected: &[&str], run: usize) {
+    for line in expected {
+        assert!(stdout.lines().any(|l| l == *line), "run {run}: no line {line:?} in:\n{stdout}");
+    }
+}
+
+/// `sql/produce_lines.sh` on a free port, killed on drop.
+struct LineServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl LineServer {
+    /// Starts the line server and waits until it listens (a probe
+    /// connection would count as its first client).
+    fn start() -> LineServer {
+        use std::io::BufRead;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap();
+        let mut child = std::process::Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/produce_lines.sh"))
+            .arg(port.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        let stdout = child.stdout.take().unwrap();
+        let mut reader = std::io::BufReader::new(stdout);
+        reader.read_line(&mut first).unwrap();
+        assert!(first.starts_with("serving"), "line server did not start: {first:?}");
+        // Keep reading its log so that it never blocks on a full pipe.
+        std::thread::spawn(move || reader.lines().map_while(Result::ok).for_each(|l| eprintln!("[lines] {l}")));
+        LineServer { child, port }
+    }
+}
+
+impl Drop for LineServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Scenario 2: word count over a socket in complete mode. The line server
+/// sends verse 1 to weir's first connection; after the restart weir connects
+/// again and gets verse 2, and the counts are those of both verses (verse 1
+/// from the committed state; a socket is not replayed).
+#[test]
+fn word_count_script_counts_words_from_a_socket_across_a_restart() {
+    let lines = LineServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/word_count.sql");
+    let port = format!("port={}", lines.port);
+    let expected: [&[&str]; 2] = [
+        &[" the     | 2", " twinkle | 2", " a       | 1", " above   | 1", " are     | 1", "    22 |             20", "          4"],
+        &[" the     | 4", " twinkle | 4", " little  | 2", " when    | 2", " you     | 2", "    44 |             35", "          8"],
+    ];
+    for (run, expected) in expected.iter().enumerate() {
+        let server = common::TestServer::start_in(dir.path());
+        let (ok, stdout, stderr) = common::psql(server.port, &["-v", &port, "-f", script], &[]);
+        assert!(ok, "run {run}: {stderr}\n{stdout}");
+        assert_lines(&stdout, expected, run);
+        server.kill();
+    }
+}
+
+/// Scenario 3: hashtags from tweets on Kafka, counted per sliding window
+/// with a watermark; each closed window's counts land in a view and on a
+/// Kafka topic as JSON, read back by a second stream. The second run, after
+/// a restart, shows the same results and nothing sent twice.
+#[test]
+fn trending_hashtags_script_counts_per_window_and_writes_back_to_kafka() {
+    let broker = common::kafka::Broker::start();
+    broker.create_topic("tweets", 1);
+    broker.create_topic("trending", 1);
+    run_producer("produce_tweets.sh", &[&broker.bootstrap(), "tweets"]);
+    let dir = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/trending_hashtags.sql");
+    let kafka = format!("kafka={}", broker.bootstrap());
+    let target = format!(" trending_to_kafka | sink              | kafka://{}/trending | running", broker.bootstrap());
+    for run in 0..2 {
+        let server = common::TestServer::start_in(dir.path());
+        let (ok, stdout, stderr) = common::psql(server.port, &["-v", &kafka, "-f", script], &[]);
+        assert!(ok, "run {run}: {stderr}\n{stdout}");
+        assert_lines(
+            &stdout,
+            &[
+                " 2026-11-23 09:55:00 | 2026-11-23 10:05:00 | #sql 3, #streaming 3, #kafka 2, #rust 2",
+                " 2026-11-23 10:00:00 | 2026-11-23 10:10:00 | #streaming 6, #kafka 5, #rust 5, #sql 5, #weir 1",
+                " 2026-11-23 10:05:00 | 2026-11-23 10:15:00 | #kafka 5, #rust 5, #sql 5, #streaming 5, #weir 5",
+                " 2026-11-23 10:10:00 | 2026-11-23 10:20:00 | #weir 10, #sql 6, #kafka 5, #rust 5, #streaming 4",
+                " 2026-11-23 10:15:00 | 2026-11-23 10:25:00 | #weir 15, #kafka 5, #rust 5, #sql 5, #streaming 5",
+                " 2026-11-23 10:20:00 | 2026-11-23 10:30:00 | #weir 19, #kafka 5, #rust 5, #streaming 5, #sql 4",
+                " 2026-11-23 10:25:00 | 2026-11-23 10:35:00 | #weir 10, #kafka 3, #rust 3, #sql 2, #streaming 2",
+                "(7 rows)",
+                // #weir over time, then the 34 records on the topic
+                " 2026-11-23 10:20:00 |     19",
+                "      34",
+                r##" {"window_start":"2026-11-23T10:20:00","window_end":"2026-11-23T10:30:00","tag":"#weir","tweets":19}"##,
+                &target,
+                " trending          |        61 |           34 |    0",
+                " trending_to_kafka |        61 |           34 |    0",
+            ],
+            run,
+        );
+        server.kill();
+    }
+}
+
+/// Scenario 4: sales of 5,000 billing counters, totals per store every 15
+/// minutes with a 10-minute watermark, append mode. The server is killed
+/// while the 10:30 window is open; then part 2 of the sales arrives: a late
+/// sale within the watermark is counted in the restored window, one older
+/// than the watermark is dropped and kept in sales_15m_late.
+#[test]
+fn retail_sales_script_totals_per_store_across_a_restart_with_late_sales() {
+    let broker = common::kafka::Broker::start();
+    broker.create_topic("sales", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/retail_sales.sql");
+    let kafka = format!("kafka={}", broker.bootstrap());
+    let closed = [
+        " 2026-11-23 10:00:00 | 2026-11-23 10:15:00 |     10 |  1800 | 92430.00",
+        " 2026-11-23 10:15:00 | 2026-11-23 10:30:00 |     10 |  1800 | 92205.00",
+        " 2026-11-23 10:00:00 |     6 | 16380.00 |   180",
+        " 2026-11-23 10:15:00 |     5 | 14923.80 |   180",
+    ];
+    let expected: [&[&str]; 2] = [
+        &["       5000 | 2026-11-23 10:31:39 |          10 |          0", "(0 rows)"],
+        &[
+            " 2026-11-23 10:30:00 | 2026-11-23 10:45:00 |     10 |  1801 | 91900.99",
+            " 2026-11-23 10:30:00 |     4 | 13467.60 |   180",
+            "       6702 | 2026-11-23 10:45:49 |          10 |          1",
+            "     2 |    4242 |   5.00 | 2026-11-23 10:28:00",
+        ],
+    ];
+    for (run, expected) in expected.iter().enumerate() {
+        run_producer("produce_sales.sh", &[&(run + 1).to_string(), &broker.bootstrap(), "sales"]);
+        let server = common::TestServer::start_in(dir.path());
+        let (ok, stdout, stderr) = common::psql(server.port, &["-v", &kafka, "-f", script], &[]);
+        assert!(ok, "run {run}: {stderr}\n{stdout}");
+        assert_lines(&stdout, &closed, run);
+        assert_lines(&stdout, expected, run);
+        // Before part 2 the 10:30 window is still open: not in the view.
+        assert_eq!(stdout.contains(" 2026-11-23 10:30:00 | 2026-11-23 10:45:00 "), run == 1, "run {run}: {stdout}");
+        server.kill();
+    }
+}
