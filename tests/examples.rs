@@ -223,3 +223,44 @@ fn retail_sales_script_totals_per_store_across_a_restart_with_late_sales() {
         server.kill();
     }
 }
+
+/// Scenario 5: orders from Kafka enriched with a static customers table
+/// (an unknown customer keeps its order), and ad impressions joined with the
+/// clicks that follow within one hour: the clicked pairs, and click-through
+/// per ad once the clicks' watermark has passed every impression's hour. The
+/// second run, after a restart, shows the same rows (nothing joined twice).
+#[test]
+fn ads_and_orders_script_joins_streams_with_a_table_and_with_each_other() {
+    let broker = common::kafka::Broker::start();
+    for topic in ["orders", "impressions", "clicks"] {
+        broker.create_topic(topic, 1);
+    }
+    run_producer("produce_ads.sh", &[&broker.bootstrap()]);
+    let dir = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/ads_and_orders.sql");
+    let kafka = format!("kafka={}", broker.bootstrap());
+    for run in 0..2 {
+        let server = common::TestServer::start_in(dir.path());
+        let (ok, stdout, stderr) = common::psql(server.port, &["-v", &kafka, "-f", script], &[]);
+        assert!(ok, "run {run}: {stderr}\n{stdout}");
+        assert_lines(
+            &stdout,
+            &[
+                "        1 |     25 | alice | gold",
+                "        4 |     99 |       | ",
+                "        5 |   7.25 | carol | gold",
+                "(5 rows)",
+                "      1 |   100 | 2026-11-23 10:00:00 | 2026-11-23 10:10:00",
+                "      3 |   100 | 2026-11-23 10:10:00 | 2026-11-23 11:00:00",
+                "      6 |   200 | 2026-11-23 10:25:00 | 2026-11-23 11:20:00",
+                "(3 rows)",
+                "   100 |           3 |      2",
+                "   200 |           3 |      1",
+                " ad_clicks   |         11",
+                " ad_outcomes |         11",
+            ],
+            run,
+        );
+        server.kill();
+    }
+}
