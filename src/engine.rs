@@ -94,6 +94,10 @@ impl Engine {
         for (key, value) in crate::handler::session::datafusion_overrides(vars) {
             state.config_mut().options_mut().set(&key, &value)?;
         }
+        if !vars.is_empty() {
+            use datafusion::execution::FunctionRegistry;
+            state.register_udf(Arc::new(crate::functions::session_current_setting(vars.clone())))?;
+        }
         Ok(state)
     }
 }

@@ -123,10 +123,9 @@ fn lookup(vars: &SessionVars, name: &str) -> Option<String> {
     SETTINGS.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(&key)).map(|(_, d, _)| d.to_string())
 }
 
-/// A setting's server default (what `current_setting()` reports; functions
-/// do not see the session's own SETs).
-pub fn default_setting(name: &str) -> Option<String> {
-    lookup(&SessionVars::new(), name)
+/// A setting as `current_setting()` reports it in a session.
+pub fn setting(vars: &SessionVars, name: &str) -> Option<String> {
+    lookup(vars, name)
 }
 
 /// The session's `SET datafusion.*` values, applied to each statement's state.
