@@ -12,8 +12,8 @@
 //! * `stream`: continuous queries: stream definitions, the epoch loop,
 //!   the commit protocol, windows, watermarks and incremental aggregation,
 //!   status and progress.
-//! * `source`: connectors (Kafka, files, sockets, a generator) decoding
-//!   records straight to Arrow.
+//! * `source`: connectors (Kafka, files, sockets, a generator, Nexmark's
+//!   benchmark events) decoding records straight to Arrow.
 //! * `sink`: where results land: Parquet (staged, then published) and Kafka.
 //! * `catalog`: the metastore (SQLite today, behind a trait) and the live
 //!   DataFusion tables it describes.

@@ -38,6 +38,7 @@ pub async fn handle(engine: &Engine, ddl: CreateStream) -> Result<Output, QueryE
             def.spec.options.get("port").map(String::as_str).unwrap_or_default()
         ),
         Connector::Generator => "generator".into(),
+        Connector::Nexmark => format!("nexmark://{}", def.spec.options.get("table").map(String::as_str).unwrap_or_default()),
     };
     let format = def.spec.options.get("format").cloned().unwrap_or_default().to_uppercase();
     let record = RelationDef { name: name.clone(), kind: RelationKind::Stream, definition: ddl.text.clone(), location, format };

@@ -10,6 +10,7 @@ pub mod decode;
 pub mod file;
 pub mod generator;
 pub mod kafka;
+pub mod nexmark;
 pub mod socket;
 
 use std::time::Duration;

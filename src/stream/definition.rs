@@ -31,6 +31,7 @@ pub enum Connector {
     File,
     Socket,
     Generator,
+    Nexmark,
 }
 
 impl Connector {
@@ -40,10 +41,11 @@ impl Connector {
             "file" | "filesystem" => Connector::File,
             "socket" => Connector::Socket,
             "generator" | "rate" => Connector::Generator,
+            "nexmark" => Connector::Nexmark,
             other => {
                 return Err(QueryError::InvalidOptionValue {
                     option: "connector".into(),
-                    reason: format!("unknown connector '{other}'; expected one of: file, generator, kafka, socket"),
+                    reason: format!("unknown connector '{other}'; expected one of: file, generator, kafka, nexmark, socket"),
                 });
             }
         })
@@ -55,6 +57,7 @@ impl Connector {
             Connector::File => "file",
             Connector::Socket => "socket",
             Connector::Generator => "generator",
+            Connector::Nexmark => "nexmark",
         }
     }
 
@@ -64,6 +67,7 @@ impl Connector {
             Connector::File => crate::source::file::OPTIONS,
             Connector::Socket => crate::source::socket::OPTIONS,
             Connector::Generator => crate::source::generator::OPTIONS,
+            Connector::Nexmark => crate::source::nexmark::OPTIONS,
         }
     }
 }
@@ -99,7 +103,7 @@ impl StreamDef {
     pub async fn from_ddl(ctx: &SessionContext, name: &str, ddl: &CreateStream) -> Result<StreamDef, QueryError> {
         let connector_name = ddl.options.get("connector").ok_or_else(|| QueryError::InvalidOptionValue {
             option: "connector".into(),
-            reason: "CREATE STREAM needs connector = 'kafka' | 'file' | 'socket' | 'generator'".into(),
+            reason: "CREATE STREAM needs connector = 'kafka' | 'file' | 'socket' | 'generator' | 'nexmark'".into(),
         })?;
         let connector = Connector::parse(connector_name)?;
         let mut valid: Vec<&str> = COMMON_STREAM_OPTIONS.to_vec();
@@ -109,11 +113,27 @@ impl StreamDef {
         let default_format = match connector {
             Connector::Socket => "text",
             Connector::Generator => "generator",
+            Connector::Nexmark => "nexmark",
             _ => "json",
         };
         let mut options = ddl.options.clone();
         let format_name = options.entry("format".into()).or_insert_with(|| default_format.into()).clone();
         let format = if connector == Connector::Generator {
+            Format::Bytes
+        } else if connector == Connector::Nexmark {
+            // Events are built as Arrow arrays: there is no record format.
+            if !format_name.eq_ignore_ascii_case("nexmark") {
+                return Err(QueryError::InvalidOptionValue {
+                    option: "format".into(),
+                    reason: format!("a nexmark stream has no record format; remove format = '{format_name}'"),
+                });
+            }
+            if let Some(key) = decode::FORMAT_OPTIONS.iter().find(|k| options.contains_key(**k)) {
+                return Err(QueryError::InvalidOptionValue {
+                    option: (*key).into(),
+                    reason: format!("option '{key}' only applies to format 'csv', not to a nexmark stream"),
+                });
+            }
             Format::Bytes
         } else {
             Format::parse(&format_name, &options)
@@ -147,6 +167,11 @@ impl StreamDef {
                 }
                 crate::source::generator::schema()
             }
+            // Declared columns pick Nexmark fields by name (checked when the
+            // source is built); none declared means all of the table's.
+            Connector::Nexmark if ddl.columns.is_empty() => crate::source::nexmark::schema_for(name, &options)
+                .map_err(|reason| QueryError::InvalidOptionValue { option: "table".into(), reason })?,
+            Connector::Nexmark => declared_schema(ctx, &ddl.columns).await?,
             _ => match decode::value_schema_for(&format) {
                 Some(fixed) => {
                     let declared_ok = ddl.columns.is_empty()
@@ -169,7 +194,7 @@ impl StreamDef {
                 }
             },
         };
-        if connector != Connector::Generator {
+        if !matches!(connector, Connector::Generator | Connector::Nexmark) {
             crate::source::RecordDecoder::new(value_schema.clone(), format.clone())
                 .check()
                 .map_err(|e| QueryError::InvalidOptionValue { option: "format".into(), reason: e.to_string() })?;

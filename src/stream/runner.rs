@@ -163,6 +163,7 @@ pub fn open_source(stream: &StreamDef) -> Result<Box<dyn Source>, SourceError> {
         Connector::File => Box::new(crate::source::file::FileSource::new(spec)?),
         Connector::Socket => Box::new(crate::source::socket::SocketSource::new(spec)?),
         Connector::Generator => Box::new(crate::source::generator::GeneratorSource::new(spec)?),
+        Connector::Nexmark => Box::new(crate::source::nexmark::NexmarkSource::new(spec)?),
     })
 }
 
