@@ -10,8 +10,8 @@
 //! * `handler`: one file per statement kind behind one dispatch match.
 //! * `engine`: the shared DataFusion context, parser and configuration.
 //! * `stream`: continuous queries: stream definitions, the epoch loop,
-//!   the commit protocol, windows, watermarks and incremental aggregation,
-//!   status and progress.
+//!   the commit protocol, windows, watermarks (per partition), incremental
+//!   aggregation, stream-stream joins, status and progress.
 //! * `source`: connectors (Kafka, files, sockets, a generator, Nexmark's
 //!   benchmark events) decoding records straight to Arrow.
 //! * `sink`: where results land: Parquet (staged, then published) and Kafka.

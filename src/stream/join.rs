@@ -102,6 +102,17 @@ pub fn analyze(plan: &LogicalPlan, streams: &[Arc<StreamDef>]) -> Result<JoinSha
             hint: "a continuous query reads one stream, or joins two streams on a key and a time bound".into(),
         });
     };
+    // The buffers hold rows, not aggregation state: a side that aggregates
+    // (Nexmark q7's max per window joined back with the bids) would meet an
+    // empty other side when its groups are emitted.
+    for (side, name) in [(&join.left, &left), (&join.right, &right)] {
+        if aggregates(side) {
+            return Err(QueryError::UnsupportedWithHint {
+                what: format!("joining an aggregation of stream {name} with another stream"),
+                hint: "join the two streams first and aggregate the joined rows, or land the aggregation in a materialized view and join a stream with that table".into(),
+            });
+        }
+    }
     let kind = match join.join_type {
         JoinType::Inner => JoinKind::Inner,
         JoinType::Left => JoinKind::LeftOuter,
@@ -153,6 +164,15 @@ pub fn analyze(plan: &LogicalPlan, streams: &[Arc<StreamDef>]) -> Result<JoinSha
         return Err(QueryError::Unsupported(format!("a time bound that no pair of rows of {left} and {right} can meet")));
     }
     Ok(JoinShape { kind, streams: [left, right], lower, upper })
+}
+
+fn aggregates(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        found |= matches!(node, LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_));
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    found
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
