@@ -64,6 +64,8 @@ impl OutputMode {
 }
 
 const WATERMARK_KEY: &str = "weir.watermark";
+/// Pending partial rows below which merging always waits (one chunk's worth).
+const MIN_PENDING_ROWS: usize = 64 * 1024;
 
 type DFResult<T> = datafusion::error::Result<T>;
 
@@ -78,6 +80,12 @@ pub struct Aggregation {
     window_end: Option<(usize, i64)>,
     /// Merged partial state: one row per live group.
     groups: Vec<RecordBatch>,
+    /// Partial states of chunks not merged into `groups` yet. Merging costs
+    /// as much as the state is large, so it waits until the pending rows
+    /// are as many as the kept ones (or an epoch ends): with millions of
+    /// groups, re-hashing them all for every chunk made the work quadratic.
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
     partial_schema: SchemaRef,
     /// How many leading columns of the partial state are group keys.
     group_count: usize,
@@ -165,6 +173,8 @@ impl Aggregation {
             mode,
             window_end,
             groups: Vec::new(),
+            pending: Vec::new(),
+            pending_rows: 0,
             partial_schema,
             group_count,
             session,
@@ -180,9 +190,30 @@ impl Aggregation {
         if fresh.iter().all(|b| b.num_rows() == 0) {
             return Ok(());
         }
-        let agg = as_aggregate(&partial).ok_or_else(|| internal("partial aggregate"))?;
+        self.pending_rows += fresh.iter().map(|b| b.num_rows()).sum::<usize>();
+        self.pending.extend(fresh.into_iter().filter(|b| b.num_rows() > 0));
+        let kept: usize = self.groups.iter().map(|b| b.num_rows()).sum();
+        if self.pending_rows >= kept.max(MIN_PENDING_ROWS) {
+            self.merge_pending(&partial).await?;
+        }
+        Ok(())
+    }
+
+    /// Folds the pending partial states into the kept groups.
+    async fn merge(&mut self) -> DFResult<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let physical = self.state.create_physical_plan(&self.plan).await?;
+        let partial = find_partial(&physical).ok_or_else(|| internal("no partial aggregate"))?;
+        self.merge_pending(&partial).await
+    }
+
+    async fn merge_pending(&mut self, partial: &Arc<dyn ExecutionPlan>) -> DFResult<()> {
+        let agg = as_aggregate(partial).ok_or_else(|| internal("partial aggregate"))?;
         let mut input = std::mem::take(&mut self.groups);
-        input.extend(fresh);
+        input.append(&mut self.pending);
+        self.pending_rows = 0;
         self.groups = self.reduce(agg, input).await?;
         if let Some(columns) = &self.session {
             // The new windows may overlap kept sessions (or join two of
@@ -214,6 +245,7 @@ impl Aggregation {
     /// The rows to write at the end of an epoch. Append: windows the
     /// watermark has passed (then forgotten); update and complete: all.
     pub async fn emit(&mut self) -> DFResult<Vec<RecordBatch>> {
+        self.merge().await?;
         let rows = match self.mode {
             OutputMode::Append => {
                 let (Some((column, size)), Some(watermark)) = (self.window_end, self.watermark) else {
@@ -268,9 +300,8 @@ impl Aggregation {
 
     /// Groups held, and their approximate memory.
     pub fn size(&self) -> (usize, usize) {
-        let rows = self.groups.iter().map(|b| b.num_rows()).sum();
-        let bytes = self.groups.iter().map(|b| b.get_array_memory_size()).sum();
-        (rows, bytes)
+        let all = || self.groups.iter().chain(&self.pending);
+        (all().map(|b| b.num_rows()).sum(), all().map(|b| b.get_array_memory_size()).sum())
     }
 
     /// The state as bytes for the epoch's commit.
@@ -283,8 +314,10 @@ impl Aggregation {
         let mut bytes = Vec::new();
         {
             let mut writer = StreamWriter::try_new(&mut bytes, &schema)?;
-            if !self.groups.is_empty() {
-                let merged = concat_batches(&self.partial_schema, &self.groups)?;
+            // Pending rows are partial states too; restore merges them.
+            let all: Vec<RecordBatch> = self.groups.iter().chain(&self.pending).cloned().collect();
+            if !all.is_empty() {
+                let merged = concat_batches(&self.partial_schema, &all)?;
                 writer.write(&RecordBatch::try_new(schema.clone(), merged.columns().to_vec())?)?;
             }
             writer.finish()?;
@@ -304,7 +337,10 @@ impl Aggregation {
             let batch = batch?;
             groups.push(RecordBatch::try_new(self.partial_schema.clone(), batch.columns().to_vec())?);
         }
-        self.groups = groups;
+        // Merged before the next emission (a snapshot may hold pending rows).
+        self.pending_rows = groups.iter().map(|b| b.num_rows()).sum();
+        self.pending = groups;
+        self.groups = Vec::new();
         Ok(())
     }
 }
