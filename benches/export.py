@@ -10,10 +10,8 @@ in DIR/t/part-0.parquet. Each path gets one warm-up and R timed runs (best is
 reported); every run counts its rows and fails unless it saw exactly N.
 """
 import argparse
-import datetime
 import os
 import platform
-import subprocess
 import sys
 import time
 
@@ -22,6 +20,8 @@ import adbc_driver_flightsql.dbapi as flightsql
 import datafusion
 import psycopg
 import pyarrow as pa
+
+from benchlib import machine_facts, pg_connect, print_machine
 
 QUERY = "SELECT id, k, x, s FROM t"
 
@@ -35,10 +35,6 @@ def parse_args():
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--only", default="", help="comma list of paths to run (text,binary,flight,datafusion)")
     return p.parse_args()
-
-
-def pg_connect(port):
-    return psycopg.connect(f"host=127.0.0.1 port={port} user=weir dbname=weir", autocommit=True)
 
 
 def create_data(args):
@@ -115,35 +111,11 @@ def bench(name, fn, args):
     return min(results)
 
 
-def machine_facts():
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem_gb = "unknown"
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal"):
-                mem_gb = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "nproc": nproc,
-        "cpu": cpu,
-        "memory": mem_gb,
-        "kernel": platform.release(),
-    }
-
-
 def main():
     args = parse_args()
     args.scratch = os.path.abspath(args.scratch)
     only = set(filter(None, args.only.split(",")))
-    facts = machine_facts()
-    print(f"machine: nproc={facts['nproc']} cpu={facts['cpu']!r} memory={facts['memory']} "
-          f"kernel={facts['kernel']} date={facts['date']}")
+    print_machine(machine_facts())
     table_dir, server_version = create_data(args)
     print("versions: python", platform.python_version(),
           "| psycopg", psycopg.__version__, f"(impl {psycopg.pq.__impl__}, libpq {psycopg.pq.version()})",

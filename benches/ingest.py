@@ -27,6 +27,9 @@ import subprocess
 import sys
 import time
 
+import benchlib
+from benchlib import BenchError, cpu_seconds, log_tail, machine_facts, peak_rss_mb, print_machine
+
 ENGINES = ["weir-file", "weir-kafka", "duckdb", "spark"]
 EVENT_TYPES = ["purchase_sword", "purchase_shield", "join_guild", "login", "logout", "level_up"]
 HOSTS = ["user1.comcast.com", "user2.att.com", "user3.verizon.net", "user4.comcast.com", "user5.spectrum.net"]
@@ -58,10 +61,6 @@ def parse_args():
     if unknown:
         p.error(f"unknown engine(s) in --only: {', '.join(sorted(unknown))}; expected {', '.join(ENGINES)}")
     return args
-
-
-class BenchError(Exception):
-    pass
 
 
 # --- the events ----------------------------------------------------------------
@@ -106,46 +105,12 @@ def generate(dir_, n, files, prefix):
     return (swords, id_sum), expected_prefix, size
 
 
-# --- CPU accounting ------------------------------------------------------------
-
-def cpu_seconds(pid):
-    """utime + stime of a process (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 # --- weir ----------------------------------------------------------------------
 
-def log_tail(path, lines=30):
-    if not path or not os.path.exists(path):
-        return "(no server log)"
-    with open(path, errors="replace") as f:
-        return "".join(f.readlines()[-lines:])
-
-
-class Weir:
+class Weir(benchlib.Weir):
     def __init__(self, args):
-        import psycopg
-        self.args = args
-        self.conn = psycopg.connect(f"host=127.0.0.1 port={args.pg_port} user=weir dbname=weir", autocommit=True)
-        self.seq = 0
+        super().__init__(args)
         self.streams = set()
-
-    def sql(self, text):
-        try:
-            cur = self.conn.execute(text)
-            return cur.fetchall() if cur.description else None
-        except Exception as e:
-            raise BenchError(f"weir: {text}\n  -> {e}\n--- server log tail ---\n{log_tail(self.args.server_log)}")
 
     def version(self):
         return self.sql("SELECT version()")[0][0]
@@ -350,28 +315,11 @@ def bench(name, fn, args):
     return min(results, key=lambda r: r["secs"])
 
 
-def machine_facts():
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as f:
-        mem = next((f"{int(l.split()[1]) / 1024 / 1024:.1f} GiB" for l in f if l.startswith("MemTotal")), "unknown")
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "nproc": nproc, "cpu": cpu, "memory": mem, "kernel": platform.release(),
-    }
-
-
 def main():
     args = parse_args()
     args.scratch = os.path.abspath(args.scratch)
     facts = machine_facts()
-    print(f"machine: nproc={facts['nproc']} cpu={facts['cpu']!r} memory={facts['memory']} "
-          f"kernel={facts['kernel']} date={facts['date']}")
+    print_machine(facts)
     events_dir = os.path.join(args.scratch, "events")
     out_dir = os.path.join(args.scratch, "out")
     os.makedirs(out_dir, exist_ok=True)

@@ -22,13 +22,7 @@
 #   KEEP_DATA=1 keep the temporary dir (its path is printed)
 set -euo pipefail
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$repo_root"
-WEIR_CACHE="${WEIR_CACHE:-$HOME/.cache/weir}"
-export WEIR_CACHE
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Which engines run decides what to install and start; ingest.py checks the list.
 only="weir-file,weir-kafka,duckdb,spark"
@@ -41,10 +35,7 @@ for ((i = 0; i < ${#args[@]}; i++)); do
 done
 wants() { [[ ",$only," == *",$1,"* ]]; }
 
-say "setting up the venv, JDK and tansu (scripts/test.sh --setup-only)"
-bash scripts/test.sh --setup-only
-py="$WEIR_CACHE/venv/bin/python"
-[ -x "$py" ] || die "no venv python at $py"
+setup_venv "the venv, JDK and tansu"
 
 pip_install() {
     say "pip install $1"
@@ -57,53 +48,14 @@ if wants spark; then
     if ! "$py" -c 'import pyspark' >/dev/null 2>&1; then pip_install pyspark; fi
 fi
 
-weir="${WEIR_BIN:-}"
-if [ -z "$weir" ]; then
-    say "cargo build --release --locked"
-    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$WEIR_CACHE/target}"
-    cargo build --release --locked
-    weir="$CARGO_TARGET_DIR/release/weir"
-fi
-[ -x "$weir" ] || die "no weir binary at $weir"
-say "weir binary: $weir"
+weir_binary
 
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/weir-ingest-bench.XXXXXX")"
-server_pid=""
-tansu_pid=""
-stop() {
-    if [ -n "$1" ] && kill -0 "$1" 2>/dev/null; then
-        kill "$1" 2>/dev/null || true
-        wait "$1" 2>/dev/null || true
-    fi
-}
-cleanup() {
-    stop "$server_pid"
-    stop "$tansu_pid"
-    if [ "${KEEP_DATA:-0}" = 1 ]; then
-        say "kept $tmp"
-    else
-        rm -rf "$tmp"
-    fi
-}
-trap cleanup EXIT
-
+make_tmp ingest
 bench_args=(--scratch "$tmp/scratch")
 mkdir -p "$tmp/data" "$tmp/scratch"
 
 if wants weir-file || wants weir-kafka; then
-    say "starting weir (data dir $tmp/data)"
-    NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$weir" serve --listen 127.0.0.1:0 --no-flight \
-        --data-dir "$tmp/data" 2>"$tmp/server.log" &
-    server_pid=$!
-    pg_port=""
-    for _ in $(seq 1 300); do
-        kill -0 "$server_pid" 2>/dev/null || { cat "$tmp/server.log" >&2; die "weir exited at start-up"; }
-        pg_port="$(sed -n 's/.*weir listening on [0-9.]*:\([0-9]*\).*/\1/p' "$tmp/server.log" | head -n 1)"
-        [ -n "$pg_port" ] && break
-        sleep 0.1
-    done
-    [ -n "$pg_port" ] || { cat "$tmp/server.log" >&2; die "could not read the pgwire port"; }
-    say "weir: pgwire port $pg_port, pid $server_pid"
+    start_weir
     bench_args+=(--pg-port "$pg_port" --weir-pid "$server_pid" --server-log "$tmp/server.log" --weir-bin "$weir")
 fi
 
@@ -121,6 +73,7 @@ if wants weir-kafka; then
         "$tansu" broker --listener-url "$url" --advertised-listener-url "$url" --storage-engine memory://tansu/ \
         >"$tmp/tansu.log" 2>&1 </dev/null) &
     tansu_pid=$!
+    stop_pids+=("$tansu_pid")
     up=0
     for _ in $(seq 1 300); do
         kill -0 "$tansu_pid" 2>/dev/null || { cat "$tmp/tansu.log" >&2; die "tansu exited at start-up"; }
@@ -132,5 +85,5 @@ if wants weir-kafka; then
     bench_args+=(--kafka "127.0.0.1:$kafka_port" --tansu-bin "$tansu" --tansu-pid "$tansu_pid")
 fi
 
-say "rustc $(rustc --version | cut -d' ' -f2), datafusion (rust) $(sed -n '/^name = "datafusion"$/{n;s/version = "\(.*\)"/\1/p;q}' Cargo.lock), rdkafka $(sed -n '/^name = "rdkafka"$/{n;s/version = "\(.*\)"/\1/p;q}' Cargo.lock)"
+say "rustc $(rustc_version), datafusion (rust) $(version_of datafusion), rdkafka $(version_of rdkafka)"
 "$py" benches/ingest.py "${bench_args[@]}" "$@"

@@ -21,13 +21,13 @@ refuses one, the refusal is printed and a partial form that weir supports
 runs instead, labelled `partial`: it is not the real query.
 """
 import argparse
-import datetime
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import time
+
+import benchlib
+from benchlib import BenchError, cpu_seconds, log_tail, machine_facts, peak_rss_mb, print_machine
 
 POLL = 0.05  # seconds between status polls
 
@@ -152,52 +152,17 @@ def parse_args():
     return args
 
 
-class BenchError(Exception):
-    pass
-
-
 def rows_before(table, events):
     """Rows of `table` among the first `events` events of the sequence."""
     start, size = SHARE[table]
     return (events // 50) * size + min(max(events % 50 - start, 0), size)
 
 
-def cpu_seconds(pid):
-    """utime + stime of a process (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def log_tail(path, lines=30):
-    if not path or not os.path.exists(path):
-        return "(no server log)"
-    with open(path, errors="replace") as f:
-        return "".join(f.readlines()[-lines:])
-
-
-class Weir:
+class Weir(benchlib.Weir):
     def __init__(self, args):
         import psycopg
         self.psycopg = psycopg
-        self.args = args
-        self.conn = psycopg.connect(f"host=127.0.0.1 port={args.pg_port} user=weir dbname=weir", autocommit=True)
-        self.seq = 0
-
-    def sql(self, text):
-        try:
-            cur = self.conn.execute(text)
-            return cur.fetchall() if cur.description else None
-        except Exception as e:
-            raise BenchError(f"weir: {text}\n  -> {e}\n--- server log tail ---\n{log_tail(self.args.server_log)}")
+        super().__init__(args)
 
     def try_sql(self, text):
         """Runs a statement; returns the error message instead of raising."""
@@ -396,27 +361,10 @@ def bench(weir, q, args):
     return bests
 
 
-def machine_facts():
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as f:
-        mem = next((f"{int(l.split()[1]) / 1024 / 1024:.1f} GiB" for l in f if l.startswith("MemTotal")), "unknown")
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "nproc": nproc, "cpu": cpu, "memory": mem, "kernel": platform.release(),
-    }
-
-
 def main():
     args = parse_args()
     facts = machine_facts()
-    print(f"machine: nproc={facts['nproc']} cpu={facts['cpu']!r} memory={facts['memory']} "
-          f"kernel={facts['kernel']} date={facts['date']}", flush=True)
+    print_machine(facts)
     best = {}
     try:
         weir = Weir(args)

@@ -19,63 +19,19 @@
 #   KEEP_DATA=1 keep the temporary dir (its path is printed)
 set -euo pipefail
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$repo_root"
-WEIR_CACHE="${WEIR_CACHE:-$HOME/.cache/weir}"
-export WEIR_CACHE
-
-py="$WEIR_CACHE/venv/bin/python"
 if ! { [ -x "$py" ] && "$py" -c 'import psycopg' >/dev/null 2>&1; }; then
-    say "setting up the venv (scripts/test.sh --setup-only)"
-    bash scripts/test.sh --setup-only
+    setup_venv "the venv"
 fi
-[ -x "$py" ] || die "no venv python at $py"
 
-weir="${WEIR_BIN:-}"
-if [ -z "$weir" ]; then
-    say "cargo build --release --locked"
-    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$WEIR_CACHE/target}"
-    cargo build --release --locked
-    weir="$CARGO_TARGET_DIR/release/weir"
-fi
-[ -x "$weir" ] || die "no weir binary at $weir"
-say "weir binary: $weir"
+weir_binary
 
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/weir-nexmark-bench.XXXXXX")"
-server_pid=""
-cleanup() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    if [ "${KEEP_DATA:-0}" = 1 ]; then
-        say "kept $tmp"
-    else
-        rm -rf "$tmp"
-    fi
-}
-trap cleanup EXIT
-
+make_tmp nexmark
 mkdir -p "$tmp/data"
-say "starting weir (data dir $tmp/data)"
-NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$weir" serve --listen 127.0.0.1:0 --no-flight \
-    --data-dir "$tmp/data" 2>"$tmp/server.log" &
-server_pid=$!
-pg_port=""
-for _ in $(seq 1 300); do
-    kill -0 "$server_pid" 2>/dev/null || { cat "$tmp/server.log" >&2; die "weir exited at start-up"; }
-    pg_port="$(sed -n 's/.*weir listening on [0-9.]*:\([0-9]*\).*/\1/p' "$tmp/server.log" | head -n 1)"
-    [ -n "$pg_port" ] && break
-    sleep 0.1
-done
-[ -n "$pg_port" ] || { cat "$tmp/server.log" >&2; die "could not read the pgwire port"; }
-say "weir: pgwire port $pg_port, pid $server_pid"
+start_weir
 
-version_of() { sed -n "/^name = \"$1\"\$/{n;s/version = \"\(.*\)\"/\1/p;q}" Cargo.lock; }
-say "rustc $(rustc --version | cut -d' ' -f2), datafusion (rust) $(version_of datafusion), nexmark $(version_of nexmark)"
+say "rustc $(rustc_version), datafusion (rust) $(version_of datafusion), nexmark $(version_of nexmark)"
 "$py" benches/nexmark.py --pg-port "$pg_port" --weir-pid "$server_pid" --server-log "$tmp/server.log" --data-dir "$tmp/data" \
-    --versions "rustc $(rustc --version | cut -d' ' -f2), DataFusion $(version_of datafusion), nexmark crate $(version_of nexmark)" \
+    --versions "rustc $(rustc_version), DataFusion $(version_of datafusion), nexmark crate $(version_of nexmark)" \
     "$@"
