@@ -360,7 +360,7 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
     if !(seconds > 0.0 && seconds.is_finite()) {
         return Err(format!("'{text}' must be a positive interval"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("'{text}' is too long an interval"))
 }
 
 /// `'128MB'`, `'64 MiB'`, `'1048576'`.

@@ -64,10 +64,8 @@ pub struct JoinShape {
     pub upper: i64,
 }
 
-fn hint_bound(left: &str, right: &str) -> String {
-    format!(
-        "bound the join in time in its ON condition, e.g. {right}.ts BETWEEN {left}.ts AND {left}.ts + INTERVAL '1 hour', and declare WATERMARK FOR on both streams: that is what lets weir forget old rows"
-    )
+fn example_bound(left: &str, right: &str) -> String {
+    format!("{right}.ts BETWEEN {left}.ts AND {left}.ts + INTERVAL '1 hour'")
 }
 
 /// The join between the two streams `names` in `plan`.
@@ -124,7 +122,7 @@ pub fn analyze(plan: &LogicalPlan, streams: &[Arc<StreamDef>]) -> Result<JoinSha
         }
         other => {
             return Err(QueryError::UnsupportedWithHint {
-                what: format!("{other} join of two streams"),
+                what: format!("{} join of two streams", other.to_string().to_uppercase()),
                 hint: "stream-stream joins are INNER or LEFT OUTER".into(),
             });
         }
@@ -142,9 +140,9 @@ pub fn analyze(plan: &LogicalPlan, streams: &[Arc<StreamDef>]) -> Result<JoinSha
         return Err(QueryError::UnsupportedWithHint {
             what: format!("a join of streams {left} and {right} without a watermark on {}", missing.join(" and ")),
             hint: format!(
-                "without watermarks both sides would be kept forever; declare WATERMARK FOR <col> AS <col> - INTERVAL '...' on {} and {}",
+                "without watermarks both sides would be kept forever; declare WATERMARK FOR <col> AS <col> - INTERVAL '...' on {}, and bound the join in time in its ON condition (e.g. {})",
                 missing.join(" and "),
-                hint_bound(&left, &right)
+                example_bound(&left, &right)
             ),
         });
     };
@@ -157,7 +155,10 @@ pub fn analyze(plan: &LogicalPlan, streams: &[Arc<StreamDef>]) -> Result<JoinSha
         };
         return Err(QueryError::UnsupportedWithHint {
             what: format!("a join of streams {left} and {right} without {missing} between {left}.{left_ts} and {right}.{right_ts}"),
-            hint: hint_bound(&left, &right),
+            hint: format!(
+                "bound the join in time in its ON condition, e.g. {}: with the watermarks, that is what lets weir forget old rows",
+                example_bound(&left, &right)
+            ),
         });
     };
     if lower > upper {
@@ -184,10 +185,14 @@ enum Side {
 /// `[lower, upper]` of `right.ts - left.ts` implied by the join's
 /// conjuncts (ON pairs and filter).
 fn time_bound(join: &Join, left_ts: &str, right_ts: &str) -> (Option<i64>, Option<i64>) {
+    // Only the stream's own event-time column counts, traced through
+    // renames: a computed column that happens to be called `ts` (or
+    // another table's `ts`) would give a bound that drops pairs.
     let side_of = |c: &Column| -> Option<Side> {
-        if c.name == left_ts && join.left.schema().has_column(c) {
+        let traced = |side: &LogicalPlan, ts: &str| side.schema().index_of_column(c).is_ok_and(|i| is_stream_column(side, i, ts));
+        if traced(&join.left, left_ts) {
             Some(Side::Left)
-        } else if c.name == right_ts && join.right.schema().has_column(c) {
+        } else if traced(&join.right, right_ts) {
             Some(Side::Right)
         } else {
             None
@@ -200,9 +205,11 @@ fn time_bound(join: &Join, left_ts: &str, right_ts: &str) -> (Option<i64>, Optio
         let cut = |b: &mut Option<i64>, v: i64| *b = Some(b.map_or(v, |old: i64| old.min(v)));
         match op {
             Operator::GtEq => raise(&mut lower, value),
-            Operator::Gt => raise(&mut lower, value.saturating_add(1)),
+            // `>` and `<` are taken as `>=` and `<=`: a bound a hair wide
+            // keeps a row a little longer; a narrow one would drop pairs.
+            Operator::Gt => raise(&mut lower, value),
             Operator::LtEq => cut(&mut upper, value),
-            Operator::Lt => cut(&mut upper, value.saturating_sub(1)),
+            Operator::Lt => cut(&mut upper, value),
             Operator::Eq => {
                 raise(&mut lower, value);
                 cut(&mut upper, value);
@@ -230,11 +237,15 @@ fn time_bound(join: &Join, left_ts: &str, right_ts: &str) -> (Option<i64>, Optio
         let (Some((sx, ox)), Some((sy, oy))) = (time_term(&x, &side_of), time_term(&y, &side_of)) else { continue };
         match (sx, sy) {
             // right + ox  op  left + oy   ⇔   right - left  op  oy - ox
-            (Side::Right, Side::Left) => apply(op, oy - ox),
+            (Side::Right, Side::Left) => {
+                if let Some(v) = oy.checked_sub(ox) {
+                    apply(op, v)
+                }
+            }
             // left + ox  op  right + oy   ⇔   right - left  op'  ox - oy
             (Side::Left, Side::Right) => {
-                if let Some(flipped) = op.swap() {
-                    apply(flipped, ox - oy)
+                if let (Some(flipped), Some(v)) = (op.swap(), ox.checked_sub(oy)) {
+                    apply(flipped, v)
                 }
             }
             _ => {}
@@ -248,19 +259,21 @@ fn time_bound(join: &Join, left_ts: &str, right_ts: &str) -> (Option<i64>, Optio
 fn time_term(expr: &Expr, side_of: &dyn Fn(&Column) -> Option<Side>) -> Option<(Side, i64)> {
     match expr {
         Expr::Column(c) => side_of(c).map(|s| (s, 0)),
-        Expr::Cast(c) => time_term(&c.expr, side_of),
-        Expr::TryCast(c) => time_term(&c.expr, side_of),
+        // Only casts that keep every microsecond: CAST(ts AS DATE) = ...
+        // says nothing about how far apart the two times are.
+        Expr::Cast(c) if keeps_micros(c.field.data_type()) => time_term(&c.expr, side_of),
+        Expr::TryCast(c) if keeps_micros(c.field.data_type()) => time_term(&c.expr, side_of),
         Expr::Alias(a) => time_term(&a.expr, side_of),
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Plus, right }) => match (time_term(left, side_of), literal_micros(right)) {
-            (Some((s, o)), Some(d)) => Some((s, o + d)),
+            (Some((s, o)), Some(d)) => Some((s, o.checked_add(d)?)),
             _ => match (literal_micros(left), time_term(right, side_of)) {
-                (Some(d), Some((s, o))) => Some((s, o + d)),
+                (Some(d), Some((s, o))) => Some((s, o.checked_add(d)?)),
                 _ => None,
             },
         },
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Minus, right }) => {
             let (s, o) = time_term(left, side_of)?;
-            Some((s, o - literal_micros(right)?))
+            Some((s, o.checked_sub(literal_micros(right)?)?))
         }
         _ => None,
     }
@@ -273,17 +286,65 @@ fn literal_micros(expr: &Expr) -> Option<i64> {
         Expr::Cast(c) => return literal_micros(&c.expr),
         _ => return None,
     };
+    // Checked: an absurd interval gives no bound (refused), never a wrapped one.
     match value {
         ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
-            Some(v.days as i64 * 86_400_000_000 + v.nanoseconds / 1000)
+            (v.days as i64).checked_mul(86_400_000_000)?.checked_add(v.nanoseconds / 1000)
         }
-        ScalarValue::IntervalDayTime(Some(v)) => Some(v.days as i64 * 86_400_000_000 + v.milliseconds as i64 * 1000),
-        ScalarValue::DurationSecond(Some(v)) => Some(v * 1_000_000),
-        ScalarValue::DurationMillisecond(Some(v)) => Some(v * 1000),
+        ScalarValue::IntervalDayTime(Some(v)) => {
+            (v.days as i64).checked_mul(86_400_000_000)?.checked_add(v.milliseconds as i64 * 1000)
+        }
+        ScalarValue::DurationSecond(Some(v)) => v.checked_mul(1_000_000),
+        ScalarValue::DurationMillisecond(Some(v)) => v.checked_mul(1000),
         ScalarValue::DurationMicrosecond(Some(v)) => Some(*v),
         ScalarValue::DurationNanosecond(Some(v)) => Some(v / 1000),
         _ => None,
     }
+}
+
+fn keeps_micros(to: &DataType) -> bool {
+    matches!(to, DataType::Timestamp(TimeUnit::Microsecond | TimeUnit::Nanosecond, _))
+}
+
+/// Whether output column `index` of `plan` is the stream's column `ts`
+/// itself: followed down through aliases, filters, plain column
+/// projections and joins to the scan.
+fn is_stream_column(plan: &LogicalPlan, index: usize, ts: &str) -> bool {
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            scan.projected_schema.fields().get(index).is_some_and(|f| f.name() == ts) && is_stream_scan(scan)
+        }
+        LogicalPlan::SubqueryAlias(a) => is_stream_column(&a.input, index, ts),
+        LogicalPlan::Filter(f) => is_stream_column(&f.input, index, ts),
+        LogicalPlan::Projection(p) => {
+            let source = match p.expr.get(index) {
+                Some(Expr::Column(c)) => c,
+                Some(Expr::Alias(a)) => match a.expr.as_ref() {
+                    Expr::Column(c) => c,
+                    _ => return false,
+                },
+                _ => return false,
+            };
+            p.input.schema().index_of_column(source).is_ok_and(|i| is_stream_column(&p.input, i, ts))
+        }
+        LogicalPlan::Join(j) => {
+            let width = j.left.schema().fields().len();
+            if index < width {
+                is_stream_column(&j.left, index, ts)
+            } else {
+                is_stream_column(&j.right, index - width, ts)
+            }
+        }
+        _ => false,
+    }
+}
+
+/// A scan of a stream's chunk (or of a window function over it).
+pub(super) fn is_stream_scan(scan: &datafusion::logical_expr::TableScan) -> bool {
+    datafusion::datasource::source_as_provider(&scan.source).is_ok_and(|p| {
+        let any: &dyn std::any::Any = p.as_ref();
+        any.is::<super::plan::ChunkTable>() || any.is::<super::window::WindowTable>()
+    })
 }
 
 /// The two plans a LEFT JOIN of streams runs, both with the join's own

@@ -203,6 +203,14 @@ impl StreamManager {
             if shape.aggregates && join.as_ref().is_some_and(|j| j.kind == join::JoinKind::LeftOuter) {
                 return Err(QueryError::Unsupported("an aggregation over a LEFT JOIN of two streams".into()));
             }
+            // A buffered row can still meet a partner after both watermarks
+            // have passed its window: append would write the window twice.
+            if shape.aggregates && options.output_mode.unwrap_or(OutputMode::Append) == OutputMode::Append {
+                return Err(QueryError::UnsupportedWithHint {
+                    what: "output_mode 'append' for an aggregation over a join of two streams".into(),
+                    hint: "use WITH (output_mode = 'update') or 'complete' (a new version of the view each epoch)".into(),
+                });
+            }
         }
         if options.late_rows_table && stream.watermark.is_none() {
             return Err(QueryError::InvalidOptionValue {

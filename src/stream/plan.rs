@@ -240,6 +240,18 @@ pub fn window_of(plan: &LogicalPlan) -> Option<(super::window::WindowKind, i64)>
     found
 }
 
+/// Whether a plan reads a stream's chunk (directly or through a window).
+fn reads_stream(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = datafusion::common::tree_node::TreeNode::apply(plan, |node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            found |= super::join::is_stream_scan(&scan);
+        }
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    found
+}
+
 /// What a continuous query's plan needs from the runtime.
 #[derive(Debug, Clone, Default)]
 pub struct Shape {
@@ -269,6 +281,23 @@ pub fn check_shape(plan: &LogicalPlan) -> Result<Shape, QueryError> {
             LogicalPlan::Window(_) => Some("window functions (OVER)"),
             LogicalPlan::Sort(_) => Some("ORDER BY"),
             LogicalPlan::Limit(_) => Some("LIMIT / OFFSET"),
+            // Each chunk runs the plan again: rows that come from tables
+            // alone (a UNION branch, the kept side of an outer join) would
+            // be written again for every chunk.
+            LogicalPlan::Union(u) if !u.inputs.iter().all(|i| reads_stream(i)) => {
+                Some("UNION of a stream with rows of tables or VALUES")
+            }
+            LogicalPlan::Join(j) => {
+                use datafusion::logical_expr::JoinType::*;
+                let (keeps_left, keeps_right) = match j.join_type {
+                    Inner => (false, false),
+                    Left | LeftSemi | LeftAnti | LeftMark => (true, false),
+                    Right | RightSemi | RightAnti | RightMark => (false, true),
+                    Full => (true, true),
+                };
+                let table_kept = (keeps_left && !reads_stream(&j.left)) || (keeps_right && !reads_stream(&j.right));
+                table_kept.then_some("an outer join that keeps a table's unmatched rows (write the stream on the kept side: stream LEFT JOIN table)")
+            }
             _ => None,
         };
         if let Some(what) = what {

@@ -67,10 +67,14 @@ fn interval_micros(expr: &Expr, what: &str) -> DFResult<i64> {
         other => return Err(plan_error(format!("{what} must be an INTERVAL literal, found {other}"))),
     };
     let micros = match value {
-        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
-            v.days as i64 * 86_400_000_000 + v.nanoseconds / 1000
-        }
-        ScalarValue::IntervalDayTime(Some(v)) => v.days as i64 * 86_400_000_000 + v.milliseconds as i64 * 1000,
+        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => (v.days as i64)
+            .checked_mul(86_400_000_000)
+            .and_then(|d| d.checked_add(v.nanoseconds / 1000))
+            .ok_or_else(|| plan_error(format!("{what} is too large")))?,
+        ScalarValue::IntervalDayTime(Some(v)) => (v.days as i64)
+            .checked_mul(86_400_000_000)
+            .and_then(|d| d.checked_add(v.milliseconds as i64 * 1000))
+            .ok_or_else(|| plan_error(format!("{what} is too large")))?,
         other => return Err(plan_error(format!("{what} must be an INTERVAL of days or less, found {other}"))),
     };
     if micros <= 0 {
