@@ -39,6 +39,9 @@ use crate::source::{BadRecord, Backoff, Bound, Chunk, Source, SourceError};
 const MAX_RECORDS_PER_POLL: usize = 32 * 1024;
 /// How long an idle poll waits before the loop checks its clocks again.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
+/// Key in a commit's progress record: each input's per-partition event
+/// times (see watermark.rs).
+const CLOCKS_KEY: &str = "event_time_clocks";
 /// Epochs of history kept for sources whose checkpoint is cumulative.
 const EPOCHS_KEPT: i64 = 1000;
 
@@ -370,6 +373,11 @@ async fn attempt(
     }
     if let Some(last) = history.last() {
         restore_state(&planned, &last.state).await.map_err(|e| RunError::Fatal(format!("restoring state: {e}")))?;
+        for (input, saved) in planned.inputs.iter().zip(last.progress.get(CLOCKS_KEY).and_then(|c| c.as_array()).into_iter().flatten()) {
+            if let Some(tracker) = &input.tracker {
+                tracker.lock().await.restore_clocks(saved);
+            }
+        }
     }
     if let Some(versions) = &spec.versions {
         let current = history.last().and_then(|e| e.progress.get("version")).and_then(|v| v.as_str()).map(PathBuf::from);
@@ -888,12 +896,23 @@ async fn commit(
         state_bytes: state_size.map(|(_, bytes)| bytes as i64),
         version: version.as_ref().map(|v| v.display().to_string()),
     };
+    let mut progress = serde_json::to_value(&progress).unwrap_or_default();
+    if let Some(fields) = progress.as_object_mut() {
+        let mut clocks = Vec::new();
+        for input in &planned.inputs {
+            clocks.push(match &input.tracker {
+                Some(t) => t.lock().await.clocks(),
+                None => serde_json::Value::Null,
+            });
+        }
+        fields.insert(CLOCKS_KEY.into(), clocks.into());
+    }
     let commit = EpochCommit {
         query: spec.name.clone(),
         batch_id,
         checkpoint,
         files: files.clone(),
-        progress: serde_json::to_value(&progress).unwrap_or_default(),
+        progress,
         state,
     };
     store.commit_epoch(&commit).map_err(|e| match e {

@@ -10,8 +10,9 @@
 //!
 //! The watermark only moves at the end of an epoch ([`Tracker::advance`]),
 //! as in Spark: rows of one epoch are judged against the watermark the
-//! previous epoch committed, so replaying an epoch after a crash judges
-//! them the same way.
+//! previous epoch committed. The watermark and every partition's largest
+//! event time are committed with the epoch, so after a crash the replayed
+//! epochs, and the ones after them, are judged as in an uninterrupted run.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -123,6 +124,25 @@ impl Tracker {
         active.or_else(|| self.clocks.values().map(|c| c.max).max())
     }
 
+    /// Each partition's largest event time, for the epoch's commit: after
+    /// a restart the slowest partition still holds the watermark back
+    /// where it would have in an uninterrupted run.
+    pub fn clocks(&self) -> serde_json::Value {
+        self.clocks.iter().map(|(p, c)| (p.to_string(), serde_json::Value::from(c.max))).collect::<serde_json::Map<_, _>>().into()
+    }
+
+    /// Restores [`Tracker::clocks`]; their idle time counts from now.
+    pub fn restore_clocks(&mut self, saved: &serde_json::Value) {
+        let now = Instant::now();
+        if let Some(saved) = saved.as_object() {
+            for (p, max) in saved {
+                if let (Ok(p), Some(max)) = (p.parse::<i32>(), max.as_i64()) {
+                    self.clocks.insert(p, PartitionClock { max, last_data: now });
+                }
+            }
+        }
+    }
+
     /// Whether [`Tracker::advance`] would move the watermark now: an idle
     /// partition can release it without any new row arriving.
     pub fn would_advance(&self, now: Instant) -> bool {
@@ -188,6 +208,21 @@ mod tests {
         see(&mut t, 0, 200, later);
         // 1 and 2 have been quiet for 11 s: only 0 counts.
         assert_eq!(t.advance(later), Some(200));
+    }
+
+    #[test]
+    fn partition_clocks_survive_a_restart() {
+        let now = Instant::now();
+        let mut before = tracker(None, vec![0, 1]);
+        see(&mut before, 0, 100, now);
+        see(&mut before, 1, 50, now);
+        assert_eq!(before.advance(now), Some(50));
+        let mut after = tracker(None, vec![0, 1]);
+        after.current = before.current;
+        after.restore_clocks(&before.clocks());
+        // Partition 0 runs ahead again: partition 1's 50 still holds it.
+        see(&mut after, 0, 300, now);
+        assert_eq!(after.advance(now), Some(50));
     }
 
     #[test]
