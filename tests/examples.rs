@@ -9,14 +9,11 @@ fn adhoc_script_runs_and_answers() {
     let dir = tempfile::tempdir().unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/adhoc.sql");
     for run in 0..2 {
-        let server = common::TestServer::start_in(dir.path());
-        let (ok, stdout, stderr) = common::psql(server.port, &["-f", script], &[]);
-        assert!(ok, "run {run}: {stderr}\n{stdout}");
+        let stdout = run_script(dir.path(), script, &[], run);
         // sword purchases per host
         assert!(stdout.contains(" user1.comcast.com |      2 |    11"), "run {run}: {stdout}");
         // joined and ranked: the unknown host has no tier
         assert!(stdout.contains(" 2026-11-21 | user3.verizon.net |        |     2 |           2"), "run {run}: {stdout}");
-        server.kill();
     }
 }
 
@@ -27,14 +24,11 @@ fn orders_directory_script_lands_completed_orders_once() {
     let dir = tempfile::tempdir().unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/orders_dir.sql");
     for run in 0..2 {
-        let server = common::TestServer::start_in(dir.path());
-        let (ok, stdout, stderr) = common::psql(server.port, &["-f", script], &[]);
-        assert!(ok, "run {run}: {stderr}\n{stdout}");
+        let stdout = run_script(dir.path(), script, &[], run);
         assert!(stdout.contains(" alice    |      2 |   37.25"), "run {run}: {stdout}");
         assert!(stdout.contains(" carol    |      1 |      99"), "run {run}: {stdout}");
         assert!(stdout.contains(" completed_orders | running | t"), "run {run}: {stdout}");
         assert!(stdout.contains("         5 |           3"), "run {run}: {stdout}");
-        server.kill();
     }
 }
 
@@ -56,14 +50,27 @@ fn game_events_script_lands_sword_purchases_from_kafka() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/game_events.sql");
     let kafka = format!("kafka={}", broker.bootstrap());
     for run in 0..2 {
-        let server = common::TestServer::start_in(dir.path());
-        let (ok, stdout, stderr) = common::psql(server.port, &["-v", &kafka, "-f", script], &[]);
-        assert!(ok, "run {run}: {stderr}\n{stdout}");
+        let stdout = run_script(dir.path(), script, &[&kafka], run);
         assert!(stdout.contains(" user1.comcast.com |     10"), "run {run}: {stdout}");
         assert!(!stdout.contains("user2.att.com"), "only user1 bought swords: {stdout}");
         assert!(stdout.contains(" swords | events | sword_purchases | 2 seconds | running"), "run {run}: {stdout}");
-        server.kill();
     }
+}
+
+/// One run of a script as a user runs it: a server over `data_dir`, `psql
+/// -v <var>... -f <script>`, then the server killed (the next run is a
+/// restart). Returns psql's output.
+fn run_script(data_dir: &std::path::Path, script: &str, vars: &[&str], run: usize) -> String {
+    let server = common::TestServer::start_in(data_dir);
+    let mut args = Vec::new();
+    for var in vars {
+        args.extend(["-v", var]);
+    }
+    args.extend(["-f", script]);
+    let (ok, stdout, stderr) = common::psql(server.port, &args, &[]);
+    server.kill();
+    assert!(ok, "run {run}: {stderr}\n{stdout}");
+    stdout
 }
 
 /// Runs `bash sql/<producer> args...` to completion with `weir` on hand.
@@ -133,11 +140,8 @@ fn word_count_script_counts_words_from_a_socket_across_a_restart() {
         &[" the     | 4", " twinkle | 4", " little  | 2", " when    | 2", " you     | 2", "    44 |             35", "          8"],
     ];
     for (run, expected) in expected.iter().enumerate() {
-        let server = common::TestServer::start_in(dir.path());
-        let (ok, stdout, stderr) = common::psql(server.port, &["-v", &port, "-f", script], &[]);
-        assert!(ok, "run {run}: {stderr}\n{stdout}");
+        let stdout = run_script(dir.path(), script, &[&port], run);
         assert_lines(&stdout, expected, run);
-        server.kill();
     }
 }
 
@@ -156,9 +160,7 @@ fn trending_hashtags_script_counts_per_window_and_writes_back_to_kafka() {
     let kafka = format!("kafka={}", broker.bootstrap());
     let target = format!(" trending_to_kafka | sink              | kafka://{}/trending | running", broker.bootstrap());
     for run in 0..2 {
-        let server = common::TestServer::start_in(dir.path());
-        let (ok, stdout, stderr) = common::psql(server.port, &["-v", &kafka, "-f", script], &[]);
-        assert!(ok, "run {run}: {stderr}\n{stdout}");
+        let stdout = run_script(dir.path(), script, &[&kafka], run);
         assert_lines(
             &stdout,
             &[
@@ -180,7 +182,6 @@ fn trending_hashtags_script_counts_per_window_and_writes_back_to_kafka() {
             ],
             run,
         );
-        server.kill();
     }
 }
 
@@ -213,14 +214,11 @@ fn retail_sales_script_totals_per_store_across_a_restart_with_late_sales() {
     ];
     for (run, expected) in expected.iter().enumerate() {
         run_producer("produce_sales.sh", &[&(run + 1).to_string(), &broker.bootstrap(), "sales"]);
-        let server = common::TestServer::start_in(dir.path());
-        let (ok, stdout, stderr) = common::psql(server.port, &["-v", &kafka, "-f", script], &[]);
-        assert!(ok, "run {run}: {stderr}\n{stdout}");
+        let stdout = run_script(dir.path(), script, &[&kafka], run);
         assert_lines(&stdout, &closed, run);
         assert_lines(&stdout, expected, run);
         // Before part 2 the 10:30 window is still open: not in the view.
         assert_eq!(stdout.contains(" 2026-11-23 10:30:00 | 2026-11-23 10:45:00 "), run == 1, "run {run}: {stdout}");
-        server.kill();
     }
 }
 
@@ -240,9 +238,7 @@ fn ads_and_orders_script_joins_streams_with_a_table_and_with_each_other() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/ads_and_orders.sql");
     let kafka = format!("kafka={}", broker.bootstrap());
     for run in 0..2 {
-        let server = common::TestServer::start_in(dir.path());
-        let (ok, stdout, stderr) = common::psql(server.port, &["-v", &kafka, "-f", script], &[]);
-        assert!(ok, "run {run}: {stderr}\n{stdout}");
+        let stdout = run_script(dir.path(), script, &[&kafka], run);
         assert_lines(
             &stdout,
             &[
@@ -261,6 +257,5 @@ fn ads_and_orders_script_joins_streams_with_a_table_and_with_each_other() {
             ],
             run,
         );
-        server.kill();
     }
 }
