@@ -167,10 +167,12 @@ pub fn analyze(plan: &LogicalPlan, streams: &[Arc<StreamDef>]) -> Result<JoinSha
     Ok(JoinShape { kind, streams: [left, right], lower, upper })
 }
 
+/// Whether a side aggregates a stream (an aggregated static table is rows
+/// like any other table's).
 fn aggregates(plan: &LogicalPlan) -> bool {
     let mut found = false;
     let _ = plan.apply_with_subqueries(|node| {
-        found |= matches!(node, LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_));
+        found |= matches!(node, LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_)) && super::plan::reads_stream(node);
         Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
     });
     found

@@ -241,7 +241,7 @@ pub fn window_of(plan: &LogicalPlan) -> Option<(super::window::WindowKind, i64)>
 }
 
 /// Whether a plan reads a stream's chunk (directly or through a window).
-fn reads_stream(plan: &LogicalPlan) -> bool {
+pub(super) fn reads_stream(plan: &LogicalPlan) -> bool {
     let mut found = false;
     let _ = datafusion::common::tree_node::TreeNode::apply(plan, |node| {
         if let LogicalPlan::TableScan(scan) = node {
@@ -274,6 +274,11 @@ pub fn check_shape(plan: &LogicalPlan) -> Result<Shape, QueryError> {
     let mut aggregates = 0;
     let _ = plan.apply_with_subqueries(|node| {
         let what = match node {
+            // The aggregation weir keeps state for is the stream's; one over
+            // tables alone would be mistaken for it.
+            LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) if !reads_stream(node) => {
+                Some("an aggregation over tables alone (e.g. a GROUP BY subquery of a table joined with the stream; land it as a table first: COPY (SELECT ...) TO '<dir>/part.parquet' STORED AS PARQUET and CREATE EXTERNAL TABLE over <dir>)")
+            }
             LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) => {
                 aggregates += 1;
                 None
