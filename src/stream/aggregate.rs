@@ -17,14 +17,11 @@
 
 mod session;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, TimestampMicrosecondArray};
 use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
-use datafusion::arrow::ipc::reader::StreamReader;
-use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::SessionState;
@@ -63,7 +60,6 @@ impl OutputMode {
     }
 }
 
-const WATERMARK_KEY: &str = "weir.watermark";
 /// Pending partial rows below which merging always waits (one chunk's worth).
 const MIN_PENDING_ROWS: usize = 64 * 1024;
 
@@ -306,23 +302,9 @@ impl Aggregation {
 
     /// The state as bytes for the epoch's commit.
     pub fn snapshot(&self) -> DFResult<Vec<u8>> {
-        let mut metadata = HashMap::new();
-        if let Some(w) = self.watermark {
-            metadata.insert(WATERMARK_KEY.to_string(), w.to_string());
-        }
-        let schema = Arc::new(self.partial_schema.as_ref().clone().with_metadata(metadata));
-        let mut bytes = Vec::new();
-        {
-            let mut writer = StreamWriter::try_new(&mut bytes, &schema)?;
-            // Pending rows are partial states too; restore merges them.
-            let all: Vec<RecordBatch> = self.groups.iter().chain(&self.pending).cloned().collect();
-            if !all.is_empty() {
-                let merged = concat_batches(&self.partial_schema, &all)?;
-                writer.write(&RecordBatch::try_new(schema.clone(), merged.columns().to_vec())?)?;
-            }
-            writer.finish()?;
-        }
-        Ok(bytes)
+        // Pending rows are partial states too; restore merges them.
+        let all: Vec<RecordBatch> = self.groups.iter().chain(&self.pending).cloned().collect();
+        super::snapshot::write(&self.partial_schema, &all, self.watermark)
     }
 
     /// Restores a snapshot taken by [`Aggregation::snapshot`].
@@ -330,13 +312,8 @@ impl Aggregation {
         if bytes.is_empty() {
             return Ok(());
         }
-        let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
-        self.watermark = reader.schema().metadata().get(WATERMARK_KEY).and_then(|w| w.parse().ok());
-        let mut groups = Vec::new();
-        for batch in reader {
-            let batch = batch?;
-            groups.push(RecordBatch::try_new(self.partial_schema.clone(), batch.columns().to_vec())?);
-        }
+        let (groups, watermark) = super::snapshot::read(&self.partial_schema, bytes)?;
+        self.watermark = watermark;
         // Merged before the next emission (a snapshot may hold pending rows).
         self.pending_rows = groups.iter().map(|b| b.num_rows()).sum();
         self.pending = groups;

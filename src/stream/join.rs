@@ -28,10 +28,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, TimestampMicrosecondArray};
-use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch};
+use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
-use datafusion::arrow::ipc::reader::StreamReader;
-use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::utils::split_conjunction;
@@ -43,7 +41,6 @@ use crate::error::QueryError;
 
 type DFResult<T> = datafusion::error::Result<T>;
 
-const WATERMARK_KEY: &str = "weir.watermark";
 
 /// Which rows the join keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,25 +278,12 @@ fn time_term(expr: &Expr, side_of: &dyn Fn(&Column) -> Option<Side>) -> Option<(
     }
 }
 
-/// An interval or duration literal of fixed length, in microseconds.
+/// An interval or duration literal of fixed length, in microseconds; an
+/// absurd one gives no bound (refused), never a wrapped one.
 fn literal_micros(expr: &Expr) -> Option<i64> {
-    let value = match expr {
-        Expr::Literal(v, _) => v,
-        Expr::Cast(c) => return literal_micros(&c.expr),
-        _ => return None,
-    };
-    // Checked: an absurd interval gives no bound (refused), never a wrapped one.
-    match value {
-        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
-            (v.days as i64).checked_mul(86_400_000_000)?.checked_add(v.nanoseconds / 1000)
-        }
-        ScalarValue::IntervalDayTime(Some(v)) => {
-            (v.days as i64).checked_mul(86_400_000_000)?.checked_add(v.milliseconds as i64 * 1000)
-        }
-        ScalarValue::DurationSecond(Some(v)) => v.checked_mul(1_000_000),
-        ScalarValue::DurationMillisecond(Some(v)) => v.checked_mul(1000),
-        ScalarValue::DurationMicrosecond(Some(v)) => Some(*v),
-        ScalarValue::DurationNanosecond(Some(v)) => Some(v / 1000),
+    match expr {
+        Expr::Literal(v, _) => super::window::fixed_micros(v),
+        Expr::Cast(c) => literal_micros(&c.expr),
         _ => None,
     }
 }
@@ -492,64 +476,16 @@ impl JoinState {
 
     /// Both buffers as Arrow IPC, each with its side's watermark.
     pub fn snapshot(&self, watermarks: [Option<i64>; 2]) -> DFResult<[Vec<u8>; 2]> {
-        let one = |side: usize| -> DFResult<Vec<u8>> {
-            let mut metadata = std::collections::HashMap::new();
-            if let Some(w) = watermarks[side] {
-                metadata.insert(WATERMARK_KEY.to_string(), w.to_string());
-            }
-            let schema = Arc::new(self.schemas[side].as_ref().clone().with_metadata(metadata));
-            let mut bytes = Vec::new();
-            let mut writer = StreamWriter::try_new(&mut bytes, &schema)?;
-            if !self.buffers[side].is_empty() {
-                let merged = concat_batches(&self.schemas[side], &self.buffers[side])?;
-                writer.write(&RecordBatch::try_new(schema.clone(), merged.columns().to_vec())?)?;
-            }
-            writer.finish()?;
-            drop(writer);
-            Ok(bytes)
-        };
+        let one = |side: usize| super::snapshot::write(&self.schemas[side], &self.buffers[side], watermarks[side]);
         Ok([one(0)?, one(1)?])
     }
 
     /// Restores one side from [`JoinState::snapshot`]; returns its watermark.
     pub fn restore(&mut self, side: usize, bytes: &[u8]) -> DFResult<Option<i64>> {
-        if bytes.is_empty() {
-            return Ok(None);
-        }
-        let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
-        let watermark = reader.schema().metadata().get(WATERMARK_KEY).and_then(|w| w.parse().ok());
-        let mut rows = Vec::new();
-        for batch in reader {
-            rows.push(RecordBatch::try_new(self.schemas[side].clone(), batch?.columns().to_vec())?);
-        }
+        let (rows, watermark) = super::snapshot::read(&self.schemas[side], bytes)?;
         self.buffers[side] = rows;
         Ok(watermark)
     }
-}
-
-/// Several state snapshots in one epoch commit: length-prefixed sections.
-pub fn pack(sections: &[&[u8]]) -> Vec<u8> {
-    let mut out = b"WEIRST1".to_vec();
-    for s in sections {
-        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
-        out.extend_from_slice(s);
-    }
-    out
-}
-
-/// The sections [`pack`] wrote, or None for a single aggregation
-/// snapshot (what epochs committed before joins).
-pub fn unpack(bytes: &[u8]) -> Option<Vec<&[u8]>> {
-    let mut rest = bytes.strip_prefix(b"WEIRST1")?;
-    let mut sections = Vec::new();
-    while !rest.is_empty() {
-        let (len, tail) = rest.split_at_checked(8)?;
-        let len = u64::from_le_bytes(len.try_into().ok()?) as usize;
-        let (section, tail) = tail.split_at_checked(len)?;
-        sections.push(section);
-        rest = tail;
-    }
-    Some(sections)
 }
 
 #[cfg(test)]
@@ -616,13 +552,13 @@ mod tests {
         let mut s = state(JoinKind::Inner, 0, 60);
         s.add(0, vec![batch(&[1, 2])]);
         let [left, right] = s.snapshot([Some(7), None]).unwrap();
-        let packed = pack(&[b"", &left, &right]);
-        let sections = unpack(&packed).unwrap();
+        let packed = super::super::snapshot::pack(&[b"", &left, &right]);
+        let sections = super::super::snapshot::unpack(&packed).unwrap();
         assert_eq!(sections.len(), 3);
         let mut restored = state(JoinKind::Inner, 0, 60);
         assert_eq!(restored.restore(0, sections[1]).unwrap(), Some(7));
         assert_eq!(restored.restore(1, sections[2]).unwrap(), None);
         assert_eq!(ids(&restored.buffers[0]), vec![1, 2]);
-        assert!(unpack(b"ARROW1").is_none());
+        assert!(super::super::snapshot::unpack(b"ARROW1").is_none());
     }
 }

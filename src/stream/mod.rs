@@ -4,10 +4,12 @@
 //! * `definition`: CREATE STREAM / SINK / MATERIALIZED VIEW checked into typed values.
 //! * `plan`: a query planned once by DataFusion, executed per chunk.
 //! * `runner`: the epoch loop and the commit protocol.
+//! * `planned`: a query ready to run: its plan, inputs and kept state.
 //! * `inputs`: the one or two sources a query reads, polled in turn.
 //! * `watermark`: event-time watermarks per stream (and per partition).
 //! * `aggregate`, `window`: incremental aggregation over TUMBLE/HOP windows.
 //! * `join`: stream-stream joins with a time bound.
+//! * `snapshot`: kept state as bytes in an epoch's commit.
 //! * `progress`: status and `weir.query_progress`.
 
 pub mod aggregate;
@@ -15,9 +17,11 @@ pub mod definition;
 pub mod inputs;
 pub mod join;
 pub mod plan;
+pub mod planned;
 pub mod progress;
 pub mod queries_table;
 pub mod runner;
+pub mod snapshot;
 pub mod system_table;
 pub mod versioned;
 pub mod watermark;

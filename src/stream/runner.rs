@@ -8,9 +8,8 @@
 //! next attempt starts again from the last commit, which is what makes a
 //! retry (or a SIGKILL) lose and duplicate nothing.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray};
@@ -23,11 +22,9 @@ use futures::StreamExt;
 use tokio::sync::watch;
 
 use super::definition::{Connector, OnError, QueryOptions, StreamDef, Trigger};
-use super::aggregate::{Aggregation, OutputMode};
+use super::aggregate::OutputMode;
 use super::inputs::{Inputs, Polled};
-use super::join::{JoinKind, JoinState, left_outer_plans};
-use super::watermark::Tracker;
-use super::plan::{ChunkTable, plan_query, query_context};
+use super::planned::{Planned, plan};
 use super::progress::{Progress, SharedState, Status, format_timestamp};
 use crate::catalog::{CatalogStore, EpochCommit, QueryStatusRow, StagedFile};
 use crate::error::QueryError;
@@ -90,7 +87,7 @@ enum Ended {
 }
 
 #[derive(Debug)]
-enum RunError {
+pub(super) enum RunError {
     Transient(String),
     Fatal(String),
 }
@@ -181,149 +178,6 @@ pub fn dead_letter_schema() -> SchemaRef {
     ]))
 }
 
-/// One stream the query reads, as the plan sees it.
-struct Input {
-    /// The stream's chunk table contents during an execution.
-    slot: Arc<Mutex<Vec<RecordBatch>>>,
-    /// The event-time column (WATERMARK FOR), for dropping late rows.
-    event_time: Option<usize>,
-    /// Stateful queries only: the stream's watermark.
-    tracker: Option<tokio::sync::Mutex<Tracker>>,
-}
-
-impl Input {
-    async fn watermark(&self) -> Option<i64> {
-        match &self.tracker {
-            Some(t) => t.lock().await.current,
-            None => None,
-        }
-    }
-}
-
-struct Planned {
-    ctx: SessionContext,
-    plan: LogicalPlan,
-    /// In the order of `QuerySpec::streams`.
-    inputs: Vec<Input>,
-    /// Kept across chunks (and epochs) when the query aggregates.
-    aggregation: Option<tokio::sync::Mutex<Aggregation>>,
-    /// Both sides' rows for a stream-stream join.
-    join: Option<tokio::sync::Mutex<JoinState>>,
-    /// LEFT JOIN of streams: the plan that writes unmatched left rows.
-    unmatched_plan: Option<LogicalPlan>,
-    kafka: Option<crate::sink::kafka::KafkaOut>,
-}
-
-impl Planned {
-    fn fill(&self, input: usize, batches: Vec<RecordBatch>) -> Result<(), RunError> {
-        let mut slot = self.inputs[input].slot.lock().map_err(|_| RunError::Fatal("chunk slot poisoned".into()))?;
-        *slot = batches;
-        Ok(())
-    }
-
-    fn clear(&self) {
-        for input in &self.inputs {
-            if let Ok(mut slot) = input.slot.lock() {
-                slot.clear();
-            }
-        }
-    }
-
-    async fn watermark_would_move(&self) -> bool {
-        let now = Instant::now();
-        for input in &self.inputs {
-            if let Some(tracker) = &input.tracker {
-                if tracker.lock().await.would_advance(now) {
-                    return true;
-                }
-            }
-        }
-        false
-    }
-
-    /// The watermark the query's state follows: the stream's, or for a
-    /// join the lower of the two.
-    async fn watermark(&self) -> Option<i64> {
-        let mut lowest = None;
-        for input in &self.inputs {
-            let w = input.watermark().await?;
-            lowest = Some(lowest.map_or(w, |l: i64| l.min(w)));
-        }
-        lowest
-    }
-}
-
-async fn plan(spec: &QuerySpec, shared: &SessionContext) -> Result<Planned, RunError> {
-    let mut streams: HashMap<String, Arc<ChunkTable>> = HashMap::new();
-    let mut slots = Vec::new();
-    for stream in &spec.streams {
-        let (table, slot) = ChunkTable::new(stream.spec.schema.clone());
-        streams.insert(stream.name.clone(), table);
-        slots.push(slot);
-    }
-    let fatal = |e: QueryError| RunError::Fatal(e.message());
-    let ctx = query_context(shared, streams).map_err(fatal)?;
-    let plan = plan_query(&ctx, &spec.query).await.map_err(fatal)?;
-    let plan = ctx.state().optimize(&plan).map_err(|e| fatal(e.into()))?;
-    let stateful = spec.aggregates || spec.join.is_some();
-    let mut inputs = Vec::new();
-    for (stream, slot) in spec.streams.iter().zip(slots) {
-        let tracker = match stateful {
-            true => Tracker::new(&ctx, stream).await.map_err(fatal)?.map(tokio::sync::Mutex::new),
-            false => None,
-        };
-        let event_time = match (&stream.watermark, stateful) {
-            (Some((column, _)), true) => stream.spec.schema.index_of(column).ok(),
-            _ => None,
-        };
-        inputs.push(Input { slot, event_time, tracker });
-    }
-    let aggregation = if spec.aggregates {
-        let has_watermark = inputs.iter().all(|i| i.tracker.is_some());
-        let agg = Aggregation::new(&ctx, plan.clone(), spec.output_mode, has_watermark, spec.window_size)
-            .await
-            .map_err(fatal)?;
-        Some(tokio::sync::Mutex::new(agg))
-    } else {
-        None
-    };
-    let (join, plan, unmatched_plan) = match &spec.join {
-        Some(shape) => {
-            let state = JoinState::new(shape.clone(), [spec.streams[0].as_ref(), spec.streams[1].as_ref()]).map_err(fatal)?;
-            match shape.kind {
-                JoinKind::LeftOuter => {
-                    let (per_chunk, unmatched) = left_outer_plans(&plan, &shape.streams).map_err(|e| fatal(e.into()))?;
-                    (Some(tokio::sync::Mutex::new(state)), per_chunk, Some(unmatched))
-                }
-                JoinKind::Inner => (Some(tokio::sync::Mutex::new(state)), plan, None),
-            }
-        }
-        None => (None, plan, None),
-    };
-    let kafka = match &spec.kafka {
-        Some(options) => {
-            // Update/complete aggregations key records by their group.
-            let key_columns = match (&aggregation, spec.output_mode) {
-                (Some(agg), OutputMode::Update | OutputMode::Complete) => {
-                    let groups = agg.lock().await.group_names();
-                    let output = plan.schema();
-                    output
-                        .fields()
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, f)| groups.iter().any(|g| g == f.name() || g.ends_with(&format!(".{}", f.name()))))
-                        .map(|(i, _)| i)
-                        .collect()
-                }
-                _ => Vec::new(),
-            };
-            Some(crate::sink::kafka::KafkaOut::new(options, key_columns).map_err(RunError::Fatal)?)
-        }
-        None => None,
-    };
-    Ok(Planned { ctx, plan, inputs, aggregation, join, unmatched_plan, kafka })
-}
-
 async fn attempt(
     spec: &QuerySpec,
     shared: &SessionContext,
@@ -372,12 +226,8 @@ async fn attempt(
         late.recover(&last_files).map_err(io_error("recovering the late-rows table"))?;
     }
     if let Some(last) = history.last() {
-        restore_state(&planned, &last.state).await.map_err(|e| RunError::Fatal(format!("restoring state: {e}")))?;
-        for (input, saved) in planned.inputs.iter().zip(last.progress.get(CLOCKS_KEY).and_then(|c| c.as_array()).into_iter().flatten()) {
-            if let Some(tracker) = &input.tracker {
-                tracker.lock().await.restore_clocks(saved);
-            }
-        }
+        planned.restore_state(&last.state).await.map_err(|e| RunError::Fatal(format!("restoring state: {e}")))?;
+        planned.restore_clocks(last.progress.get(CLOCKS_KEY)).await;
     }
     if let Some(versions) = &spec.versions {
         let current = history.last().and_then(|e| e.progress.get("version")).and_then(|v| v.as_str()).map(PathBuf::from);
@@ -682,35 +532,6 @@ fn split_late(
     Ok((kept, late_rows))
 }
 
-/// Restores the state the last commit recorded: the aggregation's, and a
-/// join's buffers, with each stream's watermark.
-async fn restore_state(planned: &Planned, bytes: &[u8]) -> datafusion::error::Result<()> {
-    let Some(sections) = super::join::unpack(bytes) else {
-        // One aggregation snapshot (a single-stream query).
-        if let Some(agg) = &planned.aggregation {
-            let mut agg = agg.lock().await;
-            agg.restore(bytes)?;
-            if let Some(tracker) = planned.inputs.first().and_then(|i| i.tracker.as_ref()) {
-                tracker.lock().await.current = agg.watermark;
-            }
-        }
-        return Ok(());
-    };
-    if let (Some(agg), Some(section)) = (&planned.aggregation, sections.first()) {
-        agg.lock().await.restore(section)?;
-    }
-    if let Some(join) = &planned.join {
-        let mut join = join.lock().await;
-        for side in 0..2 {
-            let watermark = join.restore(side, sections.get(side + 1).copied().unwrap_or_default())?;
-            if let Some(tracker) = planned.inputs.get(side).and_then(|i| i.tracker.as_ref()) {
-                tracker.lock().await.current = watermark;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Deletes the version directories of a view except `keep` and `previous`
 /// (a reader may still be listing the previous one).
 fn remove_versions_except(dir: &std::path::Path, keep: Option<&std::path::Path>, previous: Option<&std::path::Path>) -> std::io::Result<()> {
@@ -859,7 +680,7 @@ async fn commit(
         current_watermark = agg.watermark;
     }
     if let Some([left, right]) = join_snapshot {
-        state = super::join::pack(&[&state, &left, &right]);
+        state = super::snapshot::pack(&[&state, &left, &right]);
         let (rows, bytes) = state_size.unwrap_or((0, 0));
         state_size = Some((rows + join_size.0, bytes + join_size.1));
     }
@@ -898,14 +719,7 @@ async fn commit(
     };
     let mut progress = serde_json::to_value(&progress).unwrap_or_default();
     if let Some(fields) = progress.as_object_mut() {
-        let mut clocks = Vec::new();
-        for input in &planned.inputs {
-            clocks.push(match &input.tracker {
-                Some(t) => t.lock().await.clocks(),
-                None => serde_json::Value::Null,
-            });
-        }
-        fields.insert(CLOCKS_KEY.into(), clocks.into());
+        fields.insert(CLOCKS_KEY.into(), planned.clocks().await);
     }
     let commit = EpochCommit {
         query: spec.name.clone(),

@@ -60,23 +60,31 @@ fn plan_error(msg: String) -> DataFusionError {
     DataFusionError::Plan(msg)
 }
 
-/// An interval literal in microseconds; months have no fixed length.
+/// A fixed-length interval or duration in microseconds; None for months
+/// (no fixed length) and for values too large to count in microseconds.
+pub(super) fn fixed_micros(value: &ScalarValue) -> Option<i64> {
+    match value {
+        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
+            (v.days as i64).checked_mul(86_400_000_000)?.checked_add(v.nanoseconds / 1000)
+        }
+        ScalarValue::IntervalDayTime(Some(v)) => {
+            (v.days as i64).checked_mul(86_400_000_000)?.checked_add(v.milliseconds as i64 * 1000)
+        }
+        ScalarValue::DurationSecond(Some(v)) => v.checked_mul(1_000_000),
+        ScalarValue::DurationMillisecond(Some(v)) => v.checked_mul(1000),
+        ScalarValue::DurationMicrosecond(Some(v)) => Some(*v),
+        ScalarValue::DurationNanosecond(Some(v)) => Some(v / 1000),
+        _ => None,
+    }
+}
+
+/// A window argument: a positive interval literal, in microseconds.
 fn interval_micros(expr: &Expr, what: &str) -> DFResult<i64> {
-    let value = match expr {
-        Expr::Literal(v, _) => v.clone(),
-        other => return Err(plan_error(format!("{what} must be an INTERVAL literal, found {other}"))),
+    let Expr::Literal(value, _) = expr else {
+        return Err(plan_error(format!("{what} must be an INTERVAL literal, found {expr}")));
     };
-    let micros = match value {
-        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => (v.days as i64)
-            .checked_mul(86_400_000_000)
-            .and_then(|d| d.checked_add(v.nanoseconds / 1000))
-            .ok_or_else(|| plan_error(format!("{what} is too large")))?,
-        ScalarValue::IntervalDayTime(Some(v)) => (v.days as i64)
-            .checked_mul(86_400_000_000)
-            .and_then(|d| d.checked_add(v.milliseconds as i64 * 1000))
-            .ok_or_else(|| plan_error(format!("{what} is too large")))?,
-        other => return Err(plan_error(format!("{what} must be an INTERVAL of days or less, found {other}"))),
-    };
+    let micros = fixed_micros(value)
+        .ok_or_else(|| plan_error(format!("{what} must be an INTERVAL of days or less, found {value}")))?;
     if micros <= 0 {
         return Err(plan_error(format!("{what} must be positive")));
     }
