@@ -97,17 +97,6 @@ pub fn analyze(plan: &LogicalPlan, streams: &[Arc<StreamDef>]) -> Result<JoinSha
             hint: "a continuous query reads one stream, or joins two streams on a key and a time bound".into(),
         });
     };
-    // The buffers hold rows, not aggregation state: a side that aggregates
-    // (Nexmark q7's max per window joined back with the bids) would meet an
-    // empty other side when its groups are emitted.
-    for (side, name) in [(&join.left, &left), (&join.right, &right)] {
-        if aggregates(side) {
-            return Err(QueryError::UnsupportedWithHint {
-                what: format!("joining an aggregation of stream {name} with another stream"),
-                hint: "join the two streams first and aggregate the joined rows, or land the aggregation in a materialized view and join a stream with that table".into(),
-            });
-        }
-    }
     let kind = match join.join_type {
         JoinType::Inner => JoinKind::Inner,
         JoinType::Left => JoinKind::LeftOuter,
@@ -165,8 +154,9 @@ pub fn analyze(plan: &LogicalPlan, streams: &[Arc<StreamDef>]) -> Result<JoinSha
 }
 
 /// Whether a side aggregates a stream (an aggregated static table is rows
-/// like any other table's).
-fn aggregates(plan: &LogicalPlan) -> bool {
+/// like any other table's). A join with such a side runs window by window
+/// (aligned.rs): join buffers hold rows, not aggregation state.
+pub(super) fn aggregates(plan: &LogicalPlan) -> bool {
     let mut found = false;
     let _ = plan.apply_with_subqueries(|node| {
         found |= matches!(node, LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_)) && super::plan::reads_stream(node);
@@ -216,23 +206,7 @@ fn time_bound(join: &Join, left_ts: &str, right_ts: &str) -> (Option<i64>, Optio
             _ => {}
         }
     };
-    let mut comparisons: Vec<(Expr, Operator, Expr)> = Vec::new();
-    for (l, r) in &join.on {
-        comparisons.push((l.clone(), Operator::Eq, r.clone()));
-    }
-    if let Some(filter) = &join.filter {
-        for conjunct in split_conjunction(filter) {
-            match conjunct {
-                Expr::BinaryExpr(BinaryExpr { left, op, right }) => comparisons.push((*left.clone(), *op, *right.clone())),
-                Expr::Between(between) if !between.negated => {
-                    comparisons.push((*between.expr.clone(), Operator::GtEq, *between.low.clone()));
-                    comparisons.push((*between.expr.clone(), Operator::LtEq, *between.high.clone()));
-                }
-                _ => {}
-            }
-        }
-    }
-    for (x, op, y) in comparisons {
+    for (x, op, y) in comparisons(join) {
         let (Some((sx, ox)), Some((sy, oy))) = (time_term(&x, &side_of), time_term(&y, &side_of)) else { continue };
         match (sx, sy) {
             // right + ox  op  left + oy   ⇔   right - left  op  oy - ox
@@ -253,9 +227,31 @@ fn time_bound(join: &Join, left_ts: &str, right_ts: &str) -> (Option<i64>, Optio
     (lower, upper)
 }
 
+/// A join's conditions as comparisons `x op y`: its equi-join pairs, and
+/// the comparisons among its filter's conjuncts (BETWEEN as two).
+pub(super) fn comparisons(join: &Join) -> Vec<(Expr, Operator, Expr)> {
+    let mut comparisons: Vec<(Expr, Operator, Expr)> = Vec::new();
+    for (l, r) in &join.on {
+        comparisons.push((l.clone(), Operator::Eq, r.clone()));
+    }
+    if let Some(filter) = &join.filter {
+        for conjunct in split_conjunction(filter) {
+            match conjunct {
+                Expr::BinaryExpr(BinaryExpr { left, op, right }) => comparisons.push((*left.clone(), *op, *right.clone())),
+                Expr::Between(between) if !between.negated => {
+                    comparisons.push((*between.expr.clone(), Operator::GtEq, *between.low.clone()));
+                    comparisons.push((*between.expr.clone(), Operator::LtEq, *between.high.clone()));
+                }
+                _ => {}
+            }
+        }
+    }
+    comparisons
+}
+
 /// `ts`, `ts + INTERVAL ...`, `ts - INTERVAL ...` (through casts) as
-/// (side, offset in microseconds).
-fn time_term(expr: &Expr, side_of: &dyn Fn(&Column) -> Option<Side>) -> Option<(Side, i64)> {
+/// (what `side_of` says the column is, offset in microseconds).
+pub(super) fn time_term<T: Copy>(expr: &Expr, side_of: &dyn Fn(&Column) -> Option<T>) -> Option<(T, i64)> {
     match expr {
         Expr::Column(c) => side_of(c).map(|s| (s, 0)),
         // Only casts that keep every microsecond: CAST(ts AS DATE) = ...

@@ -9,10 +9,12 @@
 //! * `watermark`: event-time watermarks per stream (and per partition).
 //! * `aggregate`, `window`: incremental aggregation over TUMBLE/HOP windows.
 //! * `join`: stream-stream joins with a time bound.
+//! * `aligned`: queries that combine windows, evaluated window by window.
 //! * `snapshot`: kept state as bytes in an epoch's commit.
 //! * `progress`: status and `weir.query_progress`.
 
 pub mod aggregate;
+pub mod aligned;
 pub mod definition;
 pub mod inputs;
 pub mod join;
@@ -159,20 +161,20 @@ impl StreamManager {
             streams.iter().map(|s| (s.name.clone(), ChunkTable::new(s.spec.schema.clone()).0)).collect();
         let ctx: SessionContext = query_context(&self.shared, chunk_tables)?;
         let plan = plan_query(&ctx, query).await?;
+        let optimized = ctx.state().optimize(&plan)?;
         let read: Vec<Arc<StreamDef>> = {
             let scanned = scanned_tables(&plan);
-            if let Some(twice) = streams.iter().find(|s| scanned.iter().filter(|t| **t == s.name).count() > 1) {
-                return Err(QueryError::Unsupported(format!(
-                    "reading stream '{}' twice in one continuous query (a self-join or a subquery over the same stream)",
-                    twice.name
-                )));
-            }
             let mut read: Vec<Arc<StreamDef>> =
                 streams.iter().filter(|s| scanned.contains(&s.name)).cloned().collect();
             read.dedup_by(|a, b| a.name == b.name);
             read
         };
-        let optimized = ctx.state().optimize(&plan)?;
+        let names: Vec<String> = read.iter().map(|s| s.name.clone()).collect();
+        // Queries that combine windows run window by window (aligned.rs).
+        let aligned = match aligned::wanted(&optimized, &names) {
+            true => Some(aligned::analyze(&optimized, &read)?),
+            false => None,
+        };
         // One stream, or two joined with a time bound (left side first).
         let (inputs, join) = match read.as_slice() {
             [one] => (vec![one.clone()], None),
@@ -181,6 +183,7 @@ impl StreamManager {
                     "continuous query '{name}' reads no stream (a continuous query reads exactly one stream; to copy tables use INSERT INTO ... SELECT)"
                 )));
             }
+            [a, b] if aligned.is_some() => (vec![a.clone(), b.clone()], None),
             [_, _] => {
                 let shape = join::analyze(&optimized, &read)?;
                 let by_name = |n: &str| read.iter().find(|s| s.name == n).cloned();
@@ -196,7 +199,26 @@ impl StreamManager {
             }
         };
         let stream = inputs[0].clone();
-        let shape = check_shape(&plan)?;
+        let mut shape = check_shape(&plan)?;
+        if let Some(aligned) = &aligned {
+            // Each window's rows are written once, when it closes.
+            if let Some(mode) = options.output_mode.filter(|m| *m != OutputMode::Append) {
+                return Err(QueryError::UnsupportedWithHint {
+                    what: format!("output_mode '{}' for a query that combines windows", mode.name()),
+                    hint: "such a query is evaluated once per window, when the watermark passes its end: its rows are appended (output_mode 'append')".into(),
+                });
+            }
+            if options.late_rows_table && inputs.len() > 1 {
+                return Err(QueryError::InvalidOptionValue {
+                    option: "late_rows".into(),
+                    reason: "a query over two streams has two kinds of late rows; only counting them (the default) is supported".into(),
+                });
+            }
+            shape.aggregates = false;
+            shape.window_size = Some(aligned.size);
+        } else if shape.aggregations > 1 {
+            return Err(QueryError::Unsupported("more than one aggregation level in a continuous query".into()));
+        }
         if join.is_some() {
             if options.late_rows_table {
                 return Err(QueryError::InvalidOptionValue {
@@ -287,6 +309,7 @@ impl StreamManager {
             late_dir: if options.late_rows_table { late_dir } else { None },
             streams: inputs,
             join,
+            aligned,
             options,
             target_dir,
             target_schema,

@@ -31,17 +31,34 @@ pub struct ChunkTable {
     schema: SchemaRef,
     /// Filled by the runner before each execution, emptied after.
     slot: Arc<Mutex<Vec<RecordBatch>>>,
+    /// Window-aligned queries (see `aligned`): the windows an evaluation
+    /// closes, as (after, up to) bounds on `window_end`; window functions
+    /// over this stream produce only those. None: every window.
+    closing: Mutex<Option<ClosingWindows>>,
 }
+
+/// Windows whose end is after `.0` (when set) and at most `.1`.
+pub type ClosingWindows = (Option<i64>, i64);
 
 impl ChunkTable {
     pub fn new(schema: SchemaRef) -> (Arc<ChunkTable>, Arc<Mutex<Vec<RecordBatch>>>) {
         let slot = Arc::new(Mutex::new(Vec::new()));
-        (Arc::new(ChunkTable { schema, slot: slot.clone() }), slot)
+        (Arc::new(ChunkTable { schema, slot: slot.clone(), closing: Mutex::new(None) }), slot)
     }
 
     /// The chunk being processed (cheap: batches share their buffers).
     pub fn current(&self) -> DFResult<Vec<RecordBatch>> {
         Ok(self.slot.lock().map_err(|_| DataFusionError::Internal("chunk slot poisoned".into()))?.clone())
+    }
+
+    pub fn closing(&self) -> Option<ClosingWindows> {
+        self.closing.lock().ok().and_then(|c| *c)
+    }
+
+    pub fn set_closing(&self, windows: Option<ClosingWindows>) {
+        if let Ok(mut c) = self.closing.lock() {
+            *c = windows;
+        }
     }
 }
 
@@ -257,6 +274,9 @@ pub(super) fn reads_stream(plan: &LogicalPlan) -> bool {
 pub struct Shape {
     /// It aggregates (GROUP BY, aggregates, DISTINCT): state across epochs.
     pub aggregates: bool,
+    /// How many aggregations read a stream (more than one only runs
+    /// window by window, see `aligned`).
+    pub aggregations: usize,
     /// The window size when it reads TUMBLE/HOP (microseconds). None for
     /// SESSION: a session has no fixed length, its end is kept per group.
     pub window_size: Option<i64>,
@@ -266,8 +286,8 @@ pub struct Shape {
 }
 
 /// Rejects what a continuous query cannot do, by name, and says what it
-/// needs: at most one aggregation; no window functions, ORDER BY or LIMIT
-/// (a continuous result has no order and no end).
+/// needs: no window functions, ORDER BY or LIMIT (a continuous result has
+/// no order and no end).
 pub fn check_shape(plan: &LogicalPlan) -> Result<Shape, QueryError> {
     let mut problem = None;
     let mut shape = Shape::default();
@@ -314,10 +334,8 @@ pub fn check_shape(plan: &LogicalPlan) -> Result<Shape, QueryError> {
     if let Some(what) = problem {
         return Err(QueryError::Unsupported(format!("{what} in a continuous query")));
     }
-    if aggregates > 1 {
-        return Err(QueryError::Unsupported("more than one aggregation level in a continuous query".into()));
-    }
-    shape.aggregates = aggregates == 1;
+    shape.aggregations = aggregates;
+    shape.aggregates = aggregates >= 1;
     match window_of(plan) {
         Some((super::window::WindowKind::Session, gap)) => shape.session_gap = Some(gap),
         Some((_, size)) => shape.window_size = Some(size),

@@ -1,6 +1,6 @@
 //! A continuous query ready to run: its DataFusion plan, the chunk slot and
 //! watermark of each stream it reads, and the state it keeps across epochs
-//! (aggregation, join buffers). Built once per attempt by [`plan`] and
+//! (aggregation, join buffers, a window-aligned query's rows). Built once per attempt by [`plan`] and
 //! restored from the last commit; the epoch loop in `runner` drives it.
 
 use std::collections::HashMap;
@@ -12,6 +12,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
 use super::aggregate::{Aggregation, OutputMode};
+use super::aligned::AlignedState;
 use super::join::{JoinKind, JoinState, left_outer_plans};
 use super::plan::{ChunkTable, plan_query, query_context};
 use super::runner::{QuerySpec, RunError};
@@ -20,7 +21,8 @@ use crate::error::QueryError;
 
 /// One stream the query reads, as the plan sees it.
 pub(super) struct Input {
-    /// The stream's chunk table contents during an execution.
+    /// The stream's chunk table, and its contents during an execution.
+    pub(super) table: Arc<ChunkTable>,
     pub(super) slot: Arc<Mutex<Vec<RecordBatch>>>,
     /// The event-time column (WATERMARK FOR), for dropping late rows.
     pub(super) event_time: Option<usize>,
@@ -48,6 +50,8 @@ pub(super) struct Planned {
     pub(super) join: Option<tokio::sync::Mutex<JoinState>>,
     /// LEFT JOIN of streams: the plan that writes unmatched left rows.
     pub(super) unmatched_plan: Option<LogicalPlan>,
+    /// Window-aligned queries: the rows kept per stream.
+    pub(super) aligned: Option<tokio::sync::Mutex<AlignedState>>,
     pub(super) kafka: Option<crate::sink::kafka::KafkaOut>,
 }
 
@@ -63,6 +67,7 @@ impl Planned {
             if let Ok(mut slot) = input.slot.lock() {
                 slot.clear();
             }
+            input.table.set_closing(None);
         }
     }
 
@@ -92,6 +97,16 @@ impl Planned {
     /// Restores the state the last commit recorded: the aggregation's, and a
     /// join's buffers, with each stream's watermark.
     pub(super) async fn restore_state(&self, bytes: &[u8]) -> datafusion::error::Result<()> {
+        if let Some(aligned) = &self.aligned {
+            let sections = super::snapshot::unpack(bytes).unwrap_or_default();
+            let watermarks = aligned.lock().await.restore(&sections)?;
+            for (input, watermark) in self.inputs.iter().zip(watermarks) {
+                if let Some(tracker) = &input.tracker {
+                    tracker.lock().await.current = watermark;
+                }
+            }
+            return Ok(());
+        }
         let Some(sections) = super::snapshot::unpack(bytes) else {
             // One aggregation snapshot (a single-stream query).
             if let Some(agg) = &self.aggregation {
@@ -146,16 +161,16 @@ pub(super) async fn plan(spec: &QuerySpec, shared: &SessionContext) -> Result<Pl
     let mut slots = Vec::new();
     for stream in &spec.streams {
         let (table, slot) = ChunkTable::new(stream.spec.schema.clone());
-        streams.insert(stream.name.clone(), table);
-        slots.push(slot);
+        streams.insert(stream.name.clone(), table.clone());
+        slots.push((table, slot));
     }
     let fatal = |e: QueryError| RunError::Fatal(e.message());
     let ctx = query_context(shared, streams).map_err(fatal)?;
     let plan = plan_query(&ctx, &spec.query).await.map_err(fatal)?;
     let plan = ctx.state().optimize(&plan).map_err(|e| fatal(e.into()))?;
-    let stateful = spec.aggregates || spec.join.is_some();
+    let stateful = spec.aggregates || spec.join.is_some() || spec.aligned.is_some();
     let mut inputs = Vec::new();
-    for (stream, slot) in spec.streams.iter().zip(slots) {
+    for (stream, (table, slot)) in spec.streams.iter().zip(slots) {
         let tracker = match stateful {
             true => Tracker::new(&ctx, stream).await.map_err(fatal)?.map(tokio::sync::Mutex::new),
             false => None,
@@ -164,7 +179,7 @@ pub(super) async fn plan(spec: &QuerySpec, shared: &SessionContext) -> Result<Pl
             (Some((column, _)), true) => stream.spec.schema.index_of(column).ok(),
             _ => None,
         };
-        inputs.push(Input { slot, event_time, tracker });
+        inputs.push(Input { table, slot, event_time, tracker });
     }
     let aggregation = if spec.aggregates {
         let has_watermark = inputs.iter().all(|i| i.tracker.is_some());
@@ -209,5 +224,9 @@ pub(super) async fn plan(spec: &QuerySpec, shared: &SessionContext) -> Result<Pl
         }
         None => None,
     };
-    Ok(Planned { ctx, plan, inputs, aggregation, join, unmatched_plan, kafka })
+    let aligned = match &spec.aligned {
+        Some(shape) => Some(tokio::sync::Mutex::new(AlignedState::new(shape.clone(), &spec.streams).map_err(fatal)?)),
+        None => None,
+    };
+    Ok(Planned { ctx, plan, inputs, aggregation, join, unmatched_plan, aligned, kafka })
 }

@@ -62,6 +62,8 @@ pub struct QuerySpec {
     pub streams: Vec<Arc<StreamDef>>,
     /// The stream-stream join, when there is one.
     pub join: Option<super::join::JoinShape>,
+    /// Evaluated window by window (see aligned.rs), when it combines windows.
+    pub aligned: Option<super::aligned::AlignedShape>,
     pub options: QueryOptions,
     /// The table directory the output lands in.
     pub target_dir: PathBuf,
@@ -465,7 +467,7 @@ async fn process(spec: &QuerySpec, planned: &Planned, epoch: &mut Epoch, input: 
 
 async fn run_chunk(planned: &Planned, epoch: &mut Epoch, input: usize, batches: Vec<RecordBatch>) -> Result<(), RunError> {
     let fatal = |e: datafusion::error::DataFusionError| RunError::Fatal(QueryError::from(e).message());
-    if planned.aggregation.is_none() && planned.join.is_none() {
+    if planned.aggregation.is_none() && planned.join.is_none() && planned.aligned.is_none() {
         planned.fill(input, batches)?;
         return execute(planned, &planned.plan, epoch).await;
     }
@@ -480,6 +482,11 @@ async fn run_chunk(planned: &Planned, epoch: &mut Epoch, input: usize, batches: 
     planned.fill(input, batches.clone())?;
     if let Some(tracker) = &this.tracker {
         tracker.lock().await.observe(&planned.ctx).await.map_err(fatal)?;
+    }
+    // A window-aligned query only keeps rows here; windows are evaluated
+    // at the commit that closes them.
+    if let Some(aligned) = &planned.aligned {
+        return aligned.lock().await.add(input, batches).map_err(fatal);
     }
     // A join runs the new rows against everything buffered for the other
     // side, then buffers them: each pair meets once, when its later row comes.
@@ -641,6 +648,27 @@ async fn commit(
         join_snapshot = Some(join.snapshot(watermarks).map_err(fatal)?);
         join_size = join.size();
     }
+    let mut aligned_snapshot = None;
+    if let Some(aligned) = &planned.aligned {
+        let mut aligned = aligned.lock().await;
+        if let Some(windows) = aligned.closing(planned.watermark().await) {
+            // The windows the watermark has closed: the plan runs once over
+            // the kept rows, every TUMBLE/HOP producing only those windows.
+            for (i, input) in planned.inputs.iter().enumerate() {
+                planned.fill(i, aligned.rows(i))?;
+                input.table.set_closing(Some(windows));
+            }
+            let result = execute(planned, &planned.plan, &mut epoch).await;
+            planned.clear();
+            result?;
+            aligned.advance(windows.1).map_err(fatal)?;
+        }
+        let mut watermarks = Vec::new();
+        for input in &planned.inputs {
+            watermarks.push(input.watermark().await);
+        }
+        aligned_snapshot = Some((aligned.snapshot(&watermarks).map_err(fatal)?, aligned.size()));
+    }
     let Epoch { mut writer, dead_letters, late_writer, started, input_records, mut output_rows, error_rows, late_rows, .. } =
         epoch;
     // Aggregations write at the end of the epoch: closed windows (append),
@@ -678,6 +706,10 @@ async fn commit(
         state = agg.snapshot().map_err(fatal)?;
         state_size = Some(agg.size());
         current_watermark = agg.watermark;
+    }
+    if let Some((bytes, size)) = aligned_snapshot {
+        state = bytes;
+        state_size = Some(size);
     }
     if let Some([left, right]) = join_snapshot {
         state = super::snapshot::pack(&[&state, &left, &right]);

@@ -24,7 +24,7 @@ use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::plan::ChunkTable;
+use super::plan::{ChunkTable, ClosingWindows};
 
 /// Which window function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub struct WindowTable {
     /// Window length and step, in microseconds (equal for TUMBLE; for
     /// SESSION the gap, with the step unused).
     pub size: i64,
-    slide: i64,
+    pub slide: i64,
     schema: SchemaRef,
 }
 
@@ -150,14 +150,16 @@ impl TableFunctionImpl for WindowFunction {
 }
 
 impl WindowTable {
-    /// The rows of `batch` with their windows.
-    fn assign(&self, batch: &RecordBatch) -> DFResult<RecordBatch> {
+    /// The rows of `batch` with their windows: the columns `projection`
+    /// picks (all when None), only windows `closing` allows.
+    fn assign(&self, batch: &RecordBatch, projection: Option<&Vec<usize>>, closing: Option<ClosingWindows>) -> DFResult<RecordBatch> {
         let time = cast(batch.column(self.time_column), &DataType::Timestamp(TimeUnit::Microsecond, None))?;
         let time = time
             .as_any()
             .downcast_ref::<TimestampMicrosecondArray>()
             .ok_or_else(|| DataFusionError::Internal("window time column".into()))?;
         let per_row = if self.kind == WindowKind::Session { 1 } else { (self.size / self.slide) as usize };
+        let wanted = |end: i64| closing.is_none_or(|(after, up_to)| after.is_none_or(|a| end > a) && end <= up_to);
         let mut rows = Vec::with_capacity(time.len() * per_row);
         let mut starts = Vec::with_capacity(time.len() * per_row);
         for (i, t) in time.iter().enumerate() {
@@ -172,19 +174,36 @@ impl WindowTable {
             let newest = t - t.rem_euclid(self.slide);
             for k in 0..per_row as i64 {
                 let start = newest - k * self.slide;
-                if start + self.size > t {
+                if start + self.size > t && wanted(start + self.size) {
                     rows.push(i as u32);
                     starts.push(start);
                 }
             }
         }
         let indices = UInt32Array::from(rows);
-        let mut columns: Vec<ArrayRef> =
-            batch.columns().iter().map(|c| take(c.as_ref(), &indices, None)).collect::<Result<_, _>>()?;
-        let ends: Vec<i64> = starts.iter().map(|s| s + self.size).collect();
-        columns.push(Arc::new(TimestampMicrosecondArray::from(starts)));
-        columns.push(Arc::new(TimestampMicrosecondArray::from(ends)));
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+        let width = batch.num_columns();
+        let all: Vec<usize>;
+        let picked = match projection {
+            Some(p) => p,
+            None => {
+                all = (0..width + 2).collect();
+                &all
+            }
+        };
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(picked.len());
+        for &c in picked {
+            columns.push(match c {
+                c if c < width => take(batch.column(c).as_ref(), &indices, None)?,
+                c if c == width => Arc::new(TimestampMicrosecondArray::from(starts.clone())),
+                _ => Arc::new(TimestampMicrosecondArray::from(starts.iter().map(|s| s + self.size).collect::<Vec<i64>>())),
+            });
+        }
+        let schema = Arc::new(self.schema.project(picked)?);
+        Ok(RecordBatch::try_new_with_options(
+            schema,
+            columns,
+            &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(indices.len())),
+        )?)
     }
 }
 
@@ -205,8 +224,14 @@ impl TableProvider for WindowTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        let batches = self.chunk.current()?.iter().map(|b| self.assign(b)).collect::<DFResult<Vec<_>>>()?;
-        Ok(MemorySourceConfig::try_new_exec(&[batches], self.schema.clone(), projection.cloned())?)
+        let closing = self.chunk.closing();
+        let batches =
+            self.chunk.current()?.iter().map(|b| self.assign(b, projection, closing)).collect::<DFResult<Vec<_>>>()?;
+        let schema = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => self.schema.clone(),
+        };
+        Ok(MemorySourceConfig::try_new_exec(&[batches], schema, None)?)
     }
 }
 
@@ -231,7 +256,7 @@ mod tests {
             vec![Arc::new(TimestampMicrosecondArray::from(times))],
         )
         .unwrap();
-        let out = t.assign(&batch).unwrap();
+        let out = t.assign(&batch, None, None).unwrap();
         let s = out.column(1).as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
         s.values().to_vec()
     }

@@ -1,0 +1,672 @@
+//! Window-aligned queries: evaluated once per closed window, over the rows
+//! kept for it. This is what runs queries that combine windows, where a
+//! window's result is only known once all of it is there: Nexmark q5 (the
+//! bid count per auction per HOP window, joined with the highest count of
+//! the same window), q7 (the bids that equal their TUMBLE window's
+//! highest price) and q8 (the persons and sellers of the same TUMBLE
+//! window, joined):
+//!
+//! ```sql
+//! SELECT B.auction, B.price FROM bid B
+//! JOIN (SELECT max(price) AS maxprice, window_end FROM TUMBLE(bid, date_time, INTERVAL '10 seconds')
+//!       GROUP BY window_end) W
+//!   ON B.price = W.maxprice
+//!  AND B.date_time BETWEEN W.window_end - INTERVAL '10 seconds' AND W.window_end
+//! ```
+//!
+//! Each stream's on-time rows are kept. When the watermark (the lower of
+//! the streams') passes the end of windows, the query's own plan runs once
+//! over the kept rows with every TUMBLE/HOP producing only those windows;
+//! rows then leave once no open window can use them. Every result row
+//! comes from exactly one window, so it is written once (append), and
+//! DataFusion does all the relational work: several aggregation levels,
+//! joins of aggregations, a stream read more than once.
+//!
+//! That is correct when nothing mixes windows, which [`analyze`] checks:
+//!
+//! * every TUMBLE/HOP has the same size and slide, so a window closes at
+//!   once in every part of the query;
+//! * every aggregation groups by `window_start` or `window_end`;
+//! * a join of two windowed sides equates their windows;
+//! * a stream read without a window (q7's bids) is joined to a window
+//!   with a time bound between its event time and the window, on the
+//!   side a join does not keep unmatched: that bound says how long after a
+//!   window's end its rows may still come (the evaluation waits for the
+//!   watermark to pass it) and how long a row stays needed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, TimestampMicrosecondArray, new_null_array};
+use datafusion::arrow::compute::{cast, filter_record_batch};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::common::Column;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, Operator};
+
+use super::definition::StreamDef;
+use super::join::{aggregates, comparisons, is_stream_scan, time_term};
+use super::plan::{reads_stream, scanned_tables};
+use super::window::{WindowKind, WindowTable};
+use crate::error::QueryError;
+
+type DFResult<T> = datafusion::error::Result<T>;
+
+/// What [`analyze`] found.
+#[derive(Debug, Clone)]
+pub struct AlignedShape {
+    /// The windows' size and slide (microseconds), shared by all of them.
+    pub size: i64,
+    pub slide: i64,
+    /// How long after a window's end it waits before being evaluated
+    /// (microseconds): rows of a stream read without a window may join it
+    /// until then. 0 when every stream is read through windows.
+    pub delay: i64,
+    /// Per stream read: how long after its event time a row is still
+    /// needed (microseconds), and the columns some part of the query reads
+    /// (the others are not kept).
+    pub streams: HashMap<String, KeptRows>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct KeptRows {
+    pub keep: i64,
+    pub columns: Vec<usize>,
+}
+
+/// Which window column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Edge {
+    Start,
+    End,
+}
+
+/// Where an output column of a plan comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Window(Edge),
+    /// A stream's own event-time column, read without a window.
+    EventTime,
+}
+
+/// A scan of a stream: through a window, or of its rows as they are.
+enum StreamScan {
+    Window { stream: String, kind: WindowKind, size: i64, slide: i64 },
+    Rows { stream: String },
+}
+
+fn stream_scan(scan: &datafusion::logical_expr::TableScan) -> Option<StreamScan> {
+    if !is_stream_scan(scan) {
+        return None;
+    }
+    let provider = datafusion::datasource::source_as_provider(&scan.source).ok()?;
+    let any: &dyn std::any::Any = provider.as_ref();
+    Some(match any.downcast_ref::<WindowTable>() {
+        Some(w) => StreamScan::Window { stream: w.stream.clone(), kind: w.kind, size: w.size, slide: w.slide },
+        None => StreamScan::Rows { stream: scan.table_name.table().to_string() },
+    })
+}
+
+fn scans(plan: &LogicalPlan) -> Vec<StreamScan> {
+    let mut found = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            found.extend(stream_scan(scan));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+fn has_window(plan: &LogicalPlan) -> bool {
+    scans(plan).iter().any(|s| matches!(s, StreamScan::Window { .. }))
+}
+
+/// Whether a query needs window-aligned evaluation: it reads a stream
+/// more than once, aggregates more than once, or joins an aggregation of
+/// a stream with another stream. (A join of two streams' rows, windowed
+/// or not, runs as a stream-stream join: see join.rs.)
+pub fn wanted(plan: &LogicalPlan, streams: &[String]) -> bool {
+    let scanned = scanned_tables(plan);
+    if streams.iter().any(|s| scanned.iter().filter(|t| *t == s).count() > 1) {
+        return true;
+    }
+    let mut aggregations = 0;
+    let mut window_join = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        match node {
+            LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) if reads_stream(node) => aggregations += 1,
+            LogicalPlan::Join(j) if reads_stream(&j.left) && reads_stream(&j.right) => {
+                window_join |= aggregates(&j.left) || aggregates(&j.right);
+            }
+            _ => {}
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    aggregations > 1 || window_join
+}
+
+/// The stream aggregated on one side of a join with another stream.
+fn aggregated_join_side(plan: &LogicalPlan) -> Option<String> {
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::Join(j) = node {
+            if reads_stream(&j.left) && reads_stream(&j.right) {
+                let side = [&j.left, &j.right].into_iter().find(|side| aggregates(side));
+                found = side.and_then(|side| scanned_tables(side).into_iter().next());
+            }
+        }
+        Ok(if found.is_some() { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    found
+}
+
+fn refuse(what: impl Into<String>, hint: impl Into<String>) -> QueryError {
+    QueryError::UnsupportedWithHint { what: what.into(), hint: hint.into() }
+}
+
+const ALIGNED_HINT: &str = "a continuous query that reads a stream more than once, aggregates more than once or joins a window is evaluated window by window: read the streams through TUMBLE or HOP windows of one size, GROUP BY window_start or window_end, and join windows on equal window_start";
+
+/// Checks that `plan` can be evaluated window by window (see the module
+/// comment) and finds its windows, delay and kept rows.
+pub fn analyze(plan: &LogicalPlan, streams: &[Arc<StreamDef>]) -> Result<AlignedShape, QueryError> {
+    let all = scans(plan);
+    let mut window: Option<(i64, i64)> = None;
+    for scan in &all {
+        match scan {
+            StreamScan::Window { kind: WindowKind::Session, .. } => {
+                return Err(refuse("SESSION windows in a query that combines windows", ALIGNED_HINT));
+            }
+            StreamScan::Window { size, slide, .. } => match window {
+                None => window = Some((*size, *slide)),
+                Some(w) if w != (*size, *slide) => {
+                    return Err(refuse(
+                        "windows of different sizes or slides in one continuous query",
+                        "every TUMBLE and HOP of a query that combines windows must have the same size and slide, so that a window closes at once in every part of the query",
+                    ));
+                }
+                Some(_) => {}
+            },
+            StreamScan::Rows { .. } => {}
+        }
+    }
+    let Some((size, slide)) = window else {
+        let scanned = scanned_tables(plan);
+        let twice = streams.iter().find(|s| scanned.iter().filter(|t| **t == s.name).count() > 1);
+        let what = match (twice, aggregated_join_side(plan)) {
+            (Some(s), _) => format!("reading stream '{}' twice in one continuous query without windows", s.name),
+            (None, Some(side)) => format!("joining an aggregation of stream {side} with another stream, without windows"),
+            (None, None) => "more than one aggregation level over a stream without windows".into(),
+        };
+        return Err(refuse(what, ALIGNED_HINT));
+    };
+    let event_time: HashMap<&str, &str> =
+        streams.iter().filter_map(|s| s.watermark.as_ref().map(|(c, _)| (s.name.as_str(), c.as_str()))).collect();
+    for s in streams {
+        if s.watermark.is_none() {
+            return Err(refuse(
+                format!("windows of stream {} in a query that combines windows, without a watermark", s.name),
+                format!(
+                    "a window is evaluated when the watermark passes its end: declare WATERMARK FOR <col> AS <col> - INTERVAL '...' on {}",
+                    s.name
+                ),
+            ));
+        }
+    }
+
+    let mut delay: i64 = 0;
+    let mut kept: HashMap<String, KeptRows> = HashMap::new();
+    let mut keep = |stream: &str, micros: i64| {
+        let entry = kept.entry(stream.to_string()).or_default();
+        entry.keep = entry.keep.max(micros);
+    };
+    for scan in &all {
+        if let StreamScan::Window { stream, .. } = scan {
+            keep(stream, size);
+        }
+    }
+    let raw_total = all.iter().filter(|s| matches!(s, StreamScan::Rows { .. })).count();
+    let mut raw_joined = 0;
+    let mut problem: Option<QueryError> = None;
+    let trace = |plan: &LogicalPlan, c: &Column| -> Option<Origin> {
+        plan.schema().index_of_column(c).ok().and_then(|i| origin(plan, i, &event_time))
+    };
+    let _ = plan.apply_with_subqueries(|node| {
+        let found = match node {
+            LogicalPlan::Aggregate(a) if reads_stream(node) => {
+                let by_window = a.group_expr.iter().any(|g| match g {
+                    Expr::Column(c) => matches!(trace(&a.input, c), Some(Origin::Window(_))),
+                    _ => false,
+                });
+                (!by_window).then(|| {
+                    refuse(
+                        "an aggregation that does not group by window_start or window_end, in a query that combines windows",
+                        "GROUP BY the window (window_start or window_end), so that each window's result is final when it closes",
+                    )
+                })
+            }
+            LogicalPlan::Distinct(_) if reads_stream(node) => {
+                Some(refuse("SELECT DISTINCT in a query that combines windows", "write it as GROUP BY with window_start"))
+            }
+            LogicalPlan::Join(j) if reads_stream(&j.left) && reads_stream(&j.right) => {
+                match (has_window(&j.left), has_window(&j.right)) {
+                    (true, true) => {
+                        let same_window = comparisons(j).iter().any(|(x, op, y)| {
+                            let edge = |e: &Expr, side: &LogicalPlan| match e {
+                                Expr::Column(c) => match trace(side, c) {
+                                    Some(Origin::Window(edge)) => Some(edge),
+                                    _ => None,
+                                },
+                                _ => None,
+                            };
+                            let left_right = edge(x, &j.left).zip(edge(y, &j.right));
+                            let right_left = edge(x, &j.right).zip(edge(y, &j.left));
+                            *op == Operator::Eq && left_right.or(right_left).is_some_and(|(a, b)| a == b)
+                        });
+                        (!same_window).then(|| {
+                            refuse(
+                                "a join of two windowed inputs without equal windows",
+                                "join windows with each other on the window: add a.window_start = b.window_start to the ON condition",
+                            )
+                        })
+                    }
+                    (false, false) => Some(refuse(
+                        "a join of streams read without windows, in a query that combines windows",
+                        "read the streams through TUMBLE or HOP and join them on window_start",
+                    )),
+                    (left_windowed, _) => {
+                        let (rows_side, window_side) = if left_windowed { (&j.right, &j.left) } else { (&j.left, &j.right) };
+                        let keeps_rows_side = match j.join_type {
+                            JoinType::Inner => false,
+                            JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark => !left_windowed,
+                            JoinType::Right | JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark => left_windowed,
+                            JoinType::Full => true,
+                        };
+                        if keeps_rows_side {
+                            Some(refuse(
+                                format!("a {} JOIN that writes a stream's rows without their window", j.join_type.to_string().to_uppercase()),
+                                "join a stream's rows to a window with an INNER join, or keep the window's side (window LEFT JOIN stream)",
+                            ))
+                        } else {
+                            match rows_bound(j, rows_side, window_side, size, &event_time) {
+                                Some((lower, upper)) => {
+                                    delay = delay.max(upper.saturating_add(1));
+                                    for scan in scans(rows_side) {
+                                        if let StreamScan::Rows { stream } = scan {
+                                            raw_joined += 1;
+                                            keep(&stream, lower.saturating_neg());
+                                        }
+                                    }
+                                    None
+                                }
+                                None => Some(refuse(
+                                    "a stream's rows joined to a window without a time bound between them",
+                                    "bound the rows' event time by the window in the join, e.g. B.date_time BETWEEN W.window_end - INTERVAL '10 seconds' AND W.window_end: that says which window a row can meet, and how long to keep it",
+                                )),
+                            }
+                        }
+                    }
+                }
+            }
+            _ => None,
+        };
+        match found {
+            Some(e) => {
+                problem = Some(e);
+                Ok(TreeNodeRecursion::Stop)
+            }
+            None => Ok(TreeNodeRecursion::Continue),
+        }
+    });
+    if let Some(e) = problem {
+        return Err(e);
+    }
+    if raw_joined < raw_total {
+        return Err(refuse(
+            "a stream read without a window in a query that combines windows, other than joined to a window",
+            "read it through the same TUMBLE or HOP as the rest of the query, or join its rows to a window with a time bound",
+        ));
+    }
+    // The columns each stream's scans read; the event time always.
+    for (stream, projection) in read_columns(plan) {
+        let Some(def) = streams.iter().find(|s| s.name == stream) else { continue };
+        // A window's scan also has window_start and window_end, after the stream's columns.
+        let width = def.spec.schema.fields().len();
+        let entry = kept.entry(stream).or_default();
+        match projection {
+            Some(p) => entry.columns.extend(p.into_iter().filter(|&c| c < width)),
+            None => entry.columns.extend(0..width),
+        }
+        if let Some(ts) = event_time.get(def.name.as_str()).and_then(|ts| def.spec.schema.index_of(ts).ok()) {
+            entry.columns.push(ts);
+        }
+        entry.columns.sort_unstable();
+        entry.columns.dedup();
+    }
+    Ok(AlignedShape { size, slide, delay, streams: kept })
+}
+
+/// Each stream scan's stream and the columns it reads (None: all).
+fn read_columns(plan: &LogicalPlan) -> Vec<(String, Option<Vec<usize>>)> {
+    let mut found = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            if let Some(StreamScan::Window { stream, .. } | StreamScan::Rows { stream }) = stream_scan(scan) {
+                found.push((stream, scan.projection.clone()));
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// `[lower, upper]` of `rows.ts - window_end` from a join's conditions.
+fn rows_bound(
+    join: &datafusion::logical_expr::Join,
+    rows_side: &LogicalPlan,
+    window_side: &LogicalPlan,
+    size: i64,
+    event_time: &HashMap<&str, &str>,
+) -> Option<(i64, i64)> {
+    #[derive(Clone, Copy)]
+    enum Term {
+        Rows,
+        Window(Edge),
+    }
+    let side_of = |c: &Column| -> Option<Term> {
+        let on = |side: &LogicalPlan| side.schema().index_of_column(c).ok().and_then(|i| origin(side, i, event_time));
+        match (on(rows_side), on(window_side)) {
+            (Some(Origin::EventTime), _) => Some(Term::Rows),
+            (_, Some(Origin::Window(edge))) => Some(Term::Window(edge)),
+            _ => None,
+        }
+    };
+    // A window_start term is its window_end less the size.
+    let to_end = |edge: Edge, offset: i64| if edge == Edge::Start { offset.checked_sub(size) } else { Some(offset) };
+    let mut lower: Option<i64> = None;
+    let mut upper: Option<i64> = None;
+    for (x, op, y) in comparisons(join) {
+        let (Some((tx, ox)), Some((ty, oy))) = (time_term(&x, &side_of), time_term(&y, &side_of)) else { continue };
+        // Written as rows.ts  op  window_end + d.
+        let (op, d) = match (tx, ty) {
+            (Term::Rows, Term::Window(edge)) => (op, to_end(edge, oy).and_then(|oy| oy.checked_sub(ox))),
+            (Term::Window(edge), Term::Rows) => match op.swap() {
+                Some(swapped) => (swapped, to_end(edge, ox).and_then(|ox| ox.checked_sub(oy))),
+                None => continue,
+            },
+            _ => continue,
+        };
+        let Some(d) = d else { continue };
+        let raise = |b: &mut Option<i64>| *b = Some(b.map_or(d, |old: i64| old.max(d)));
+        let cut = |b: &mut Option<i64>| *b = Some(b.map_or(d, |old: i64| old.min(d)));
+        match op {
+            Operator::GtEq | Operator::Gt => raise(&mut lower),
+            Operator::LtEq | Operator::Lt => cut(&mut upper),
+            Operator::Eq => {
+                raise(&mut lower);
+                cut(&mut upper);
+            }
+            _ => {}
+        }
+    }
+    match (lower, upper) {
+        (Some(l), Some(u)) if l <= u => Some((l, u)),
+        _ => None,
+    }
+}
+
+/// Where output column `index` of `plan` comes from: a window's start or
+/// end, or a stream's event time read without a window; followed through
+/// renames, filters, group keys and joins.
+fn origin(plan: &LogicalPlan, index: usize, event_time: &HashMap<&str, &str>) -> Option<Origin> {
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            let name = scan.projected_schema.fields().get(index)?.name().clone();
+            match stream_scan(scan)? {
+                StreamScan::Window { .. } => match name.as_str() {
+                    "window_start" => Some(Origin::Window(Edge::Start)),
+                    "window_end" => Some(Origin::Window(Edge::End)),
+                    _ => None,
+                },
+                StreamScan::Rows { stream } => (event_time.get(stream.as_str()) == Some(&name.as_str())).then_some(Origin::EventTime),
+            }
+        }
+        LogicalPlan::SubqueryAlias(a) => origin(&a.input, index, event_time),
+        LogicalPlan::Filter(f) => origin(&f.input, index, event_time),
+        LogicalPlan::Repartition(r) => origin(&r.input, index, event_time),
+        LogicalPlan::Projection(p) => {
+            let source = match p.expr.get(index)? {
+                Expr::Column(c) => c,
+                Expr::Alias(a) => match a.expr.as_ref() {
+                    Expr::Column(c) => c,
+                    _ => return None,
+                },
+                _ => return None,
+            };
+            origin(&p.input, p.input.schema().index_of_column(source).ok()?, event_time)
+        }
+        LogicalPlan::Aggregate(a) => match a.group_expr.get(index)? {
+            Expr::Column(c) => origin(&a.input, a.input.schema().index_of_column(c).ok()?, event_time),
+            _ => None,
+        },
+        LogicalPlan::Join(j) => {
+            let left_width = j.left.schema().fields().len();
+            match j.join_type {
+                JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark => origin(&j.left, index, event_time),
+                JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark => origin(&j.right, index, event_time),
+                _ if index < left_width => origin(&j.left, index, event_time),
+                _ => origin(&j.right, index - left_width, event_time),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The rows kept for one stream.
+struct Kept {
+    schema: SchemaRef,
+    time_column: usize,
+    keep: i64,
+    /// Columns no part of the query reads: kept as NULLs.
+    unread: Vec<usize>,
+    rows: Vec<RecordBatch>,
+}
+
+/// The kept rows of each stream and the windows evaluated so far.
+pub struct AlignedState {
+    pub shape: AlignedShape,
+    inputs: Vec<Kept>,
+    /// Windows ending at or before this have been evaluated.
+    pub frontier: Option<i64>,
+}
+
+fn micros(batch: &RecordBatch, column: usize) -> DFResult<TimestampMicrosecondArray> {
+    let times = cast(batch.column(column), &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+    times
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .cloned()
+        .ok_or_else(|| datafusion::error::DataFusionError::Internal("event time column".into()))
+}
+
+impl AlignedState {
+    /// For the inputs `streams`, in the query's input order.
+    pub fn new(shape: AlignedShape, streams: &[Arc<StreamDef>]) -> Result<AlignedState, QueryError> {
+        let mut inputs = Vec::new();
+        for s in streams {
+            let ts = s.watermark.as_ref().map(|(c, _)| c.as_str()).unwrap_or_default();
+            let time_column = s
+                .spec
+                .schema
+                .index_of(ts)
+                .map_err(|_| QueryError::Unsupported(format!("stream {} has no event time", s.name)))?;
+            let rows = shape.streams.get(&s.name).cloned().unwrap_or_default();
+            let unread = (0..s.spec.schema.fields().len())
+                .filter(|c| !rows.columns.contains(c) && s.spec.schema.field(*c).is_nullable())
+                .collect();
+            inputs.push(Kept { schema: s.spec.schema.clone(), time_column, keep: rows.keep, unread, rows: Vec::new() });
+        }
+        Ok(AlignedState { shape, inputs, frontier: None })
+    }
+
+    /// Keeps on-time rows of input `input`, without the columns no part
+    /// of the query reads.
+    pub fn add(&mut self, input: usize, batches: Vec<RecordBatch>) -> DFResult<()> {
+        let kept = &mut self.inputs[input];
+        for batch in batches {
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let mut columns = batch.columns().to_vec();
+            for &c in &kept.unread {
+                columns[c] = new_null_array(columns[c].data_type(), batch.num_rows());
+            }
+            kept.rows.push(RecordBatch::try_new(batch.schema(), columns)?);
+        }
+        Ok(())
+    }
+
+    pub fn rows(&self, input: usize) -> Vec<RecordBatch> {
+        self.inputs[input].rows.clone()
+    }
+
+    /// The windows the watermark closes that are not evaluated yet.
+    pub fn closing(&self, watermark: Option<i64>) -> Option<super::plan::ClosingWindows> {
+        let up_to = watermark?.checked_sub(self.shape.delay)?;
+        match self.frontier {
+            Some(done) if up_to <= done => None,
+            done => Some((done, up_to)),
+        }
+    }
+
+    /// Windows up to `frontier` are evaluated: rows no later window can
+    /// use leave (and rows without an event time, which meet no window).
+    pub fn advance(&mut self, frontier: i64) -> DFResult<()> {
+        self.frontier = Some(frontier);
+        for kept in &mut self.inputs {
+            let mut rows = Vec::new();
+            for batch in std::mem::take(&mut kept.rows) {
+                let times = micros(&batch, kept.time_column)?;
+                let (keep, slide) = (kept.keep, self.shape.slide);
+                // Window ends are multiples of the slide: the last window a
+                // row can reach ends at ts + keep rounded down to one.
+                let last_end = |t: i64| {
+                    let reach = t.saturating_add(keep);
+                    reach - reach.rem_euclid(slide)
+                };
+                let stays: BooleanArray = times.iter().map(|t| Some(t.is_some_and(|t| last_end(t) > frontier))).collect();
+                let batch = filter_record_batch(&batch, &stays)?;
+                if batch.num_rows() > 0 {
+                    rows.push(batch);
+                }
+            }
+            kept.rows = rows;
+        }
+        Ok(())
+    }
+
+    /// Rows and bytes kept.
+    pub fn size(&self) -> (usize, usize) {
+        let all = || self.inputs.iter().flat_map(|k| &k.rows);
+        (all().map(|b| b.num_rows()).sum(), all().map(|b| b.get_array_memory_size()).sum())
+    }
+
+    /// The frontier, then each input's rows with its watermark.
+    pub fn snapshot(&self, watermarks: &[Option<i64>]) -> DFResult<Vec<u8>> {
+        let frontier = self.frontier.map(|f| f.to_string()).unwrap_or_default().into_bytes();
+        let mut sections = vec![frontier];
+        for (i, kept) in self.inputs.iter().enumerate() {
+            sections.push(super::snapshot::write(&kept.schema, &kept.rows, watermarks.get(i).copied().flatten())?);
+        }
+        let refs: Vec<&[u8]> = sections.iter().map(|s| s.as_slice()).collect();
+        Ok(super::snapshot::pack(&refs))
+    }
+
+    /// Restores [`AlignedState::snapshot`]; returns each input's watermark.
+    pub fn restore(&mut self, sections: &[&[u8]]) -> DFResult<Vec<Option<i64>>> {
+        let frontier = sections.first().map(|s| String::from_utf8_lossy(s).to_string()).unwrap_or_default();
+        self.frontier = frontier.parse().ok();
+        let mut watermarks = Vec::new();
+        for (i, kept) in self.inputs.iter_mut().enumerate() {
+            let (rows, watermark) = super::snapshot::read(&kept.schema, sections.get(i + 1).copied().unwrap_or_default())?;
+            kept.rows = rows;
+            watermarks.push(watermark);
+        }
+        Ok(watermarks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        ]))
+    }
+
+    fn batch(times: &[i64]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![Arc::new(Int64Array::from(times.to_vec())), Arc::new(TimestampMicrosecondArray::from(times.to_vec()))],
+        )
+        .unwrap()
+    }
+
+    fn state(keep: i64, delay: i64, columns: Vec<usize>) -> AlignedState {
+        let shape = AlignedShape {
+            size: 10,
+            slide: 10,
+            delay,
+            streams: HashMap::from([("s".to_string(), KeptRows { keep, columns: columns.clone() })]),
+        };
+        let unread = (0..2).filter(|c| !columns.contains(c)).collect();
+        AlignedState {
+            shape,
+            inputs: vec![Kept { schema: schema(), time_column: 1, keep, unread, rows: Vec::new() }],
+            frontier: None,
+        }
+    }
+
+    fn ids(batches: &[RecordBatch]) -> Vec<Option<i64>> {
+        batches.iter().flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().iter().collect::<Vec<_>>()).collect()
+    }
+
+    #[test]
+    fn windows_close_once_and_rows_leave_when_no_open_window_needs_them() {
+        let mut s = state(10, 0, vec![0, 1]);
+        assert_eq!(s.closing(None), None);
+        assert_eq!(s.closing(Some(20)), Some((None, 20)));
+        s.add(0, vec![batch(&[5, 12, 25, 30])]).unwrap();
+        s.advance(20).unwrap();
+        // Windows end at multiples of 10: 5 and 12 are in windows ending
+        // at 10 and 20, both evaluated; 25 and 30 wait for 30 and 40.
+        assert_eq!(ids(&s.rows(0)), vec![Some(25), Some(30)]);
+        assert_eq!(s.closing(Some(20)), None);
+        assert_eq!(s.closing(Some(30)), Some((Some(20), 30)));
+    }
+
+    #[test]
+    fn a_delay_holds_windows_back_for_rows_joined_to_them() {
+        let s = state(10, 3, vec![0, 1]);
+        assert_eq!(s.closing(Some(20)), Some((None, 17)));
+    }
+
+    #[test]
+    fn unread_columns_are_not_kept_and_snapshots_round_trip() {
+        let mut s = state(10, 0, vec![1]);
+        s.add(0, vec![batch(&[1, 2])]).unwrap();
+        assert_eq!(ids(&s.rows(0)), vec![None, None]);
+        s.advance(-100).unwrap();
+        let bytes = s.snapshot(&[Some(7)]).unwrap();
+        let sections = super::super::snapshot::unpack(&bytes).unwrap();
+        let mut restored = state(10, 0, vec![1]);
+        assert_eq!(restored.restore(&sections).unwrap(), vec![Some(7)]);
+        assert_eq!(restored.frontier, Some(-100));
+        assert_eq!(restored.size().0, 2);
+    }
+}
