@@ -39,6 +39,12 @@ const IDLE_WAIT: Duration = Duration::from_millis(200);
 /// Key in a commit's progress record: each input's per-partition event
 /// times (see watermark.rs).
 const CLOCKS_KEY: &str = "event_time_clocks";
+/// `available_now` for queries that keep input rows (stream-stream joins,
+/// window-aligned queries): an epoch ends after this many records, so rows
+/// leave the state as the watermark moves instead of a whole backlog being
+/// held until one final commit (as Spark's availableNow honours
+/// maxOffsetsPerTrigger).
+const KEPT_ROWS_EPOCH_RECORDS: usize = 1_000_000;
 /// Epochs of history kept for sources whose checkpoint is cumulative.
 const EPOCHS_KEPT: i64 = 1000;
 
@@ -438,7 +444,10 @@ async fn run_epoch(
             || match trigger {
                 Trigger::Interval(every) => now >= started + every,
                 Trigger::Continuous => first_record.is_some_and(|f| now >= f + spec.options.flush_interval),
-                Trigger::Once | Trigger::AvailableNow => false,
+                Trigger::AvailableNow => {
+                    input_records >= KEPT_ROWS_EPOCH_RECORDS && (planned.join.is_some() || planned.aligned.is_some())
+                }
+                Trigger::Once => false,
             };
         if commit_now {
             if let Err(e) = settle(&mut epoch, &mut in_flight).await {
