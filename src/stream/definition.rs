@@ -23,7 +23,7 @@ const COMMON_STREAM_OPTIONS: &[&str] = &["connector", "format", "on_error", "hea
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Options of `CREATE SINK` / `CREATE MATERIALIZED VIEW`.
 pub const QUERY_OPTIONS: &[&str] =
-    &["trigger", "target_file_size", "target_file_rows", "flush_interval", "output_mode", "late_rows"];
+    &["trigger", "target_file_size", "target_file_rows", "flush_interval", "output_mode", "late_rows", "max_records_per_trigger"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Connector {
@@ -292,6 +292,9 @@ pub struct QueryOptions {
     /// `late_rows = 'table'`: rows older than the watermark land in
     /// `<query>_late` instead of only being counted.
     pub late_rows_table: bool,
+    /// An epoch ends once it has read this many records (Spark's
+    /// maxOffsetsPerTrigger); not with trigger 'once'.
+    pub max_records_per_trigger: Option<usize>,
 }
 
 impl QueryOptions {
@@ -341,7 +344,17 @@ fn parse_query_options(options: &Options, kind: &str) -> Result<QueryOptions, Qu
         Some("table") => true,
         Some(other) => return Err(bad("late_rows", format!("'{other}'; expected one of: drop, table"))),
     };
-    Ok(QueryOptions { trigger, roll, flush_interval, output_mode, late_rows_table })
+    let max_records_per_trigger = match options.get("max_records_per_trigger") {
+        None => None,
+        Some(s) => match s.trim().parse::<usize>() {
+            Ok(n) if n > 0 && trigger != Trigger::Once => Some(n),
+            Ok(n) if n > 0 => {
+                return Err(bad("max_records_per_trigger", "trigger 'once' reads everything in one epoch; use 'available_now' for several".into()));
+            }
+            _ => return Err(bad("max_records_per_trigger", format!("'{s}' is not a positive number of records"))),
+        },
+    };
+    Ok(QueryOptions { trigger, roll, flush_interval, output_mode, late_rows_table, max_records_per_trigger })
 }
 
 /// `'10 seconds'`, `'500 ms'`, `'1 minute'`, `'2h'`.
@@ -404,6 +417,6 @@ mod tests {
         options.insert("trigerr".into(), "once".into());
         let err = parse_query_options(&options, "CREATE SINK").unwrap_err();
         assert_eq!(err.sqlstate(), "22023");
-        assert!(err.to_string().contains("flush_interval, late_rows, output_mode, target_file_rows, target_file_size, trigger"), "{err}");
+        assert!(err.to_string().contains("flush_interval, late_rows, max_records_per_trigger, output_mode, target_file_rows, target_file_size, trigger"), "{err}");
     }
 }

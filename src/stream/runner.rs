@@ -40,10 +40,10 @@ const IDLE_WAIT: Duration = Duration::from_millis(200);
 /// times (see watermark.rs).
 const CLOCKS_KEY: &str = "event_time_clocks";
 /// `available_now` for queries that keep input rows (stream-stream joins,
-/// window-aligned queries): an epoch ends after this many records, so rows
-/// leave the state as the watermark moves instead of a whole backlog being
-/// held until one final commit (as Spark's availableNow honours
-/// maxOffsetsPerTrigger).
+/// window-aligned queries), unless `max_records_per_trigger` says otherwise:
+/// an epoch ends after this many records, so rows leave the state as the
+/// watermark moves instead of a whole backlog being held until one final
+/// commit (Spark's availableNow honours maxOffsetsPerTrigger the same way).
 const KEPT_ROWS_EPOCH_RECORDS: usize = 1_000_000;
 /// Epochs of history kept for sources whose checkpoint is cumulative.
 const EPOCHS_KEPT: i64 = 1000;
@@ -374,6 +374,13 @@ async fn run_epoch(
     let mut in_flight: Option<InFlight> = None;
     let mut first_record: Option<Instant> = None;
     let mut input_records = 0usize;
+    let keeps_rows = planned.join.is_some() || planned.aligned.is_some();
+    let max_records = match (trigger, spec.options.max_records_per_trigger) {
+        (Trigger::Once, _) => None,
+        (_, Some(n)) => Some(n),
+        (Trigger::AvailableNow, None) if keeps_rows => Some(KEPT_ROWS_EPOCH_RECORDS),
+        _ => None,
+    };
     // Ends the epoch: the chunk in flight is finished first.
     macro_rules! fail {
         ($err:expr) => {{
@@ -396,7 +403,7 @@ async fn run_epoch(
         }
         .min(IDLE_WAIT);
         let polled = tokio::select! {
-            polled = source.poll(MAX_RECORDS_PER_POLL, wait) => polled,
+            polled = source.poll(max_records.map_or(MAX_RECORDS_PER_POLL, |m| m.saturating_sub(input_records).clamp(1, MAX_RECORDS_PER_POLL)), wait) => polled,
             _ = stop.changed() => {
                 let _ = settle(&mut epoch, &mut in_flight).await;
                 if let Some(e) = epoch.take() {
@@ -444,11 +451,9 @@ async fn run_epoch(
             || match trigger {
                 Trigger::Interval(every) => now >= started + every,
                 Trigger::Continuous => first_record.is_some_and(|f| now >= f + spec.options.flush_interval),
-                Trigger::AvailableNow => {
-                    input_records >= KEPT_ROWS_EPOCH_RECORDS && (planned.join.is_some() || planned.aligned.is_some())
-                }
-                Trigger::Once => false,
-            };
+                Trigger::Once | Trigger::AvailableNow => false,
+            }
+            || max_records.is_some_and(|m| input_records >= m);
         if commit_now {
             if let Err(e) = settle(&mut epoch, &mut in_flight).await {
                 fail!(e);
