@@ -539,6 +539,14 @@ impl AlignedState {
         }
     }
 
+    /// Whether a window ends in `windows` (ends are multiples of the
+    /// slide): if not, there is nothing to evaluate.
+    pub fn closes_any(&self, windows: super::plan::ClosingWindows) -> bool {
+        let (after, up_to) = windows;
+        let last_end = up_to - up_to.rem_euclid(self.shape.slide);
+        after.is_none_or(|after| last_end > after)
+    }
+
     /// Windows up to `frontier` are evaluated: rows no later window can
     /// use leave (and rows without an event time, which meet no window).
     pub fn advance(&mut self, frontier: i64) -> DFResult<()> {
@@ -648,6 +656,9 @@ mod tests {
         assert_eq!(ids(&s.rows(0)), vec![Some(25), Some(30)]);
         assert_eq!(s.closing(Some(20)), None);
         assert_eq!(s.closing(Some(30)), Some((Some(20), 30)));
+        assert!(s.closes_any((Some(20), 30)));
+        assert!(!s.closes_any((Some(20), 29)));
+        assert!(s.closes_any((None, 5)));
     }
 
     #[test]

@@ -668,13 +668,15 @@ async fn commit(
         if let Some(windows) = aligned.closing(planned.watermark().await) {
             // The windows the watermark has closed: the plan runs once over
             // the kept rows, every TUMBLE/HOP producing only those windows.
-            for (i, input) in planned.inputs.iter().enumerate() {
-                planned.fill(i, aligned.rows(i))?;
-                input.table.set_closing(Some(windows));
+            if aligned.closes_any(windows) {
+                for (i, input) in planned.inputs.iter().enumerate() {
+                    planned.fill(i, aligned.rows(i))?;
+                    input.table.set_closing(Some(windows));
+                }
+                let result = execute(planned, &planned.plan, &mut epoch).await;
+                planned.clear();
+                result?;
             }
-            let result = execute(planned, &planned.plan, &mut epoch).await;
-            planned.clear();
-            result?;
             aligned.advance(windows.1).map_err(fatal)?;
         }
         let mut watermarks = Vec::new();
