@@ -91,7 +91,7 @@ enum Origin {
 
 /// A scan of a stream: through a window, or of its rows as they are.
 enum StreamScan {
-    Window { stream: String, kind: WindowKind, size: i64, slide: i64 },
+    Window { stream: String, kind: WindowKind, size: i64, slide: i64, time: String },
     Rows { stream: String },
 }
 
@@ -102,7 +102,13 @@ fn stream_scan(scan: &datafusion::logical_expr::TableScan) -> Option<StreamScan>
     let provider = datafusion::datasource::source_as_provider(&scan.source).ok()?;
     let any: &dyn std::any::Any = provider.as_ref();
     Some(match any.downcast_ref::<WindowTable>() {
-        Some(w) => StreamScan::Window { stream: w.stream.clone(), kind: w.kind, size: w.size, slide: w.slide },
+        Some(w) => StreamScan::Window {
+            stream: w.stream.clone(),
+            kind: w.kind,
+            size: w.size,
+            slide: w.slide,
+            time: w.time_column_name().to_string(),
+        },
         None => StreamScan::Rows { stream: scan.table_name.table().to_string() },
     })
 }
@@ -126,20 +132,19 @@ fn has_window(plan: &LogicalPlan) -> bool {
 /// more than once, aggregates more than once, or joins an aggregation of
 /// a stream with another stream. (A join of two streams' rows, windowed
 /// or not, runs as a stream-stream join: see join.rs.)
-pub fn wanted(plan: &LogicalPlan, streams: &[String]) -> bool {
+///
+/// `aggregations` counts the aggregations of the query as written.
+pub fn wanted(plan: &LogicalPlan, streams: &[String], aggregations: usize) -> bool {
     let scanned = scanned_tables(plan);
     if streams.iter().any(|s| scanned.iter().filter(|t| *t == s).count() > 1) {
         return true;
     }
-    let mut aggregations = 0;
     let mut window_join = false;
     let _ = plan.apply_with_subqueries(|node| {
-        match node {
-            LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) if reads_stream(node) => aggregations += 1,
-            LogicalPlan::Join(j) if reads_stream(&j.left) && reads_stream(&j.right) => {
+        if let LogicalPlan::Join(j) = node {
+            if reads_stream(&j.left) && reads_stream(&j.right) {
                 window_join |= aggregates(&j.left) || aggregates(&j.right);
             }
-            _ => {}
         }
         Ok(TreeNodeRecursion::Continue)
     });
@@ -214,6 +219,18 @@ pub fn analyze(plan: &LogicalPlan, streams: &[Arc<StreamDef>]) -> Result<Aligned
         }
     }
 
+    // Windows close by the watermark, which follows the WATERMARK column:
+    // windows over another column would close by the wrong clock.
+    for scan in &all {
+        if let StreamScan::Window { stream, time, .. } = scan {
+            if let Some(ts) = event_time.get(stream.as_str()).filter(|ts| **ts != time.as_str()) {
+                return Err(refuse(
+                    format!("windows of stream {stream} over '{time}', which is not its WATERMARK column '{ts}', in a query that combines windows"),
+                    format!("a window is evaluated when the watermark passes its end: window over {ts}, or declare WATERMARK FOR {time}"),
+                ));
+            }
+        }
+    }
     let mut delay: i64 = 0;
     let mut kept: HashMap<String, KeptRows> = HashMap::new();
     let mut keep = |stream: &str, micros: i64| {
@@ -449,11 +466,17 @@ fn origin(plan: &LogicalPlan, index: usize, event_time: &HashMap<&str, &str>) ->
             Expr::Column(c) => origin(&a.input, a.input.schema().index_of_column(c).ok()?, event_time),
             _ => None,
         },
+        // A column from the side an outer join pads with NULLs is not the
+        // window any more: its NULL rows of every window would group
+        // together (as one row per evaluation).
         LogicalPlan::Join(j) => {
             let left_width = j.left.schema().fields().len();
             match j.join_type {
                 JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark => origin(&j.left, index, event_time),
                 JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark => origin(&j.right, index, event_time),
+                JoinType::Full => None,
+                JoinType::Right if index < left_width => None,
+                JoinType::Left if index >= left_width => None,
                 _ if index < left_width => origin(&j.left, index, event_time),
                 _ => origin(&j.right, index - left_width, event_time),
             }

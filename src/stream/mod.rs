@@ -171,7 +171,8 @@ impl StreamManager {
         };
         let names: Vec<String> = read.iter().map(|s| s.name.clone()).collect();
         // Queries that combine windows run window by window (aligned.rs).
-        let aligned = match aligned::wanted(&optimized, &names) {
+        let mut shape = check_shape(&plan)?;
+        let aligned = match aligned::wanted(&optimized, &names, shape.aggregations) {
             true => Some(aligned::analyze(&optimized, &read)?),
             false => None,
         };
@@ -199,7 +200,6 @@ impl StreamManager {
             }
         };
         let stream = inputs[0].clone();
-        let mut shape = check_shape(&plan)?;
         if let Some(aligned) = &aligned {
             // Each window's rows are written once, when it closes.
             if let Some(mode) = options.output_mode.filter(|m| *m != OutputMode::Append) {

@@ -155,6 +155,11 @@ pub fn query_context(shared: &SessionContext, streams: HashMap<String, Arc<Chunk
         .with_information_schema(false);
     config.options_mut().execution.time_zone = Some("+00:00".to_string());
     let ctx = SessionContext::new_with_config_rt(config, shared.runtime_env());
+    // One count(DISTINCT x) stays one aggregation, whose partial state (the
+    // distinct values per group) merges across chunks; the optimizer would
+    // split it into two levels, which the incremental aggregation cannot
+    // run and which would read as two aggregations.
+    ctx.remove_optimizer_rule("single_distinct_aggregation_to_group_by");
     crate::functions::register(&ctx);
     let base = shared
         .catalog(DATABASE)

@@ -486,7 +486,12 @@ async fn run_chunk(planned: &Planned, epoch: &mut Epoch, input: usize, batches: 
         return execute(planned, &planned.plan, epoch).await;
     }
     let this = &planned.inputs[input];
-    let watermark = this.watermark().await;
+    // A window-aligned query's windows close by the lower watermark of its
+    // streams: a row is late only when older than that.
+    let watermark = match &planned.aligned {
+        Some(_) => planned.watermark().await,
+        None => this.watermark().await,
+    };
     let (batches, late) = split_late(this.event_time, watermark, batches, &mut epoch.late_rows)?;
     if let Some(writer) = epoch.late_writer.as_mut() {
         for batch in &late {

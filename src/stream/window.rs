@@ -150,6 +150,11 @@ impl TableFunctionImpl for WindowFunction {
 }
 
 impl WindowTable {
+    /// The event-time column the windows are computed from.
+    pub fn time_column_name(&self) -> &str {
+        self.schema.field(self.time_column).name()
+    }
+
     /// The rows of `batch` with their windows: the columns `projection`
     /// picks (all when None), only windows `closing` allows.
     fn assign(&self, batch: &RecordBatch, projection: Option<&Vec<usize>>, closing: Option<ClosingWindows>) -> DFResult<RecordBatch> {
