@@ -34,6 +34,7 @@ def parse_args():
     p.add_argument("--rows", type=int, default=10_000_000)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--only", default="", help="comma list of paths to run (text,binary,flight,datafusion)")
+    p.add_argument("--pinned", action="store_true", help="(set by export.sh --pin) weir on CPU 0, this process on CPU 1")
     return p.parse_args()
 
 
@@ -116,6 +117,8 @@ def main():
     args.scratch = os.path.abspath(args.scratch)
     only = set(filter(None, args.only.split(",")))
     print_machine(machine_facts())
+    if args.pinned:
+        print(f"pinned: weir on CPU 0; this client and the in-process floor on CPU {sorted(os.sched_getaffinity(0))}")
     table_dir, server_version = create_data(args)
     print("versions: python", platform.python_version(),
           "| psycopg", psycopg.__version__, f"(impl {psycopg.pq.__impl__}, libpq {psycopg.pq.version()})",

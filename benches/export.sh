@@ -6,6 +6,9 @@
 #   bash benches/export.sh                  # 10M rows, best of 3 after a warm-up
 #   bash benches/export.sh --rows 1000000   # extra args go to benches/export.py
 #   bash benches/export.sh --runs 5 --only flight,datafusion
+#   bash benches/export.sh --pin            # one core each: weir on CPU 0, the client (and
+#                                           # the in-process floor) on CPU 1, as if the client
+#                                           # had a machine of its own
 #
 # Steps: scripts/test.sh --setup-only (the venv), `pip install datafusion` into
 # that venv if missing, a release build of weir, a server on ephemeral ports
@@ -36,4 +39,15 @@ mkdir -p "$tmp/data" "$tmp/scratch"
 start_weir --flight
 say "rustc $(rustc_version), datafusion (rust) $(version_of datafusion), arrow-flight $(version_of arrow-flight)"
 
-"$py" benches/export.py --pg-port "$pg_port" --flight-port "$flight_port" --scratch "$tmp/scratch" "$@"
+pin=()
+args=()
+for a in "$@"; do
+    if [ "$a" = --pin ]; then pin=(taskset -c 1); else args+=("$a"); fi
+done
+if [ ${#pin[@]} -gt 0 ]; then
+    # Every thread weir has now; the threads it starts later inherit it.
+    taskset -a -c -p 0 "$server_pid" >/dev/null || die "taskset failed"
+    say "pinned: weir on CPU 0, client and floor on CPU 1"
+fi
+"${pin[@]}" "$py" benches/export.py --pg-port "$pg_port" --flight-port "$flight_port" --scratch "$tmp/scratch" \
+    ${pin:+--pinned} "${args[@]}"
