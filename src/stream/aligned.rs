@@ -37,15 +37,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, TimestampMicrosecondArray, new_null_array};
-use datafusion::arrow::compute::{cast, filter_record_batch};
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, new_null_array};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::Column;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, Operator};
 
 use super::definition::StreamDef;
-use super::join::{aggregates, comparisons, is_stream_scan, time_term};
+use super::join::{aggregates, comparisons, is_stream_scan, micros_of, time_term};
 use super::plan::{reads_stream, scanned_tables};
 use super::window::{WindowKind, WindowTable};
 use crate::error::QueryError;
@@ -503,15 +503,6 @@ pub struct AlignedState {
     pub frontier: Option<i64>,
 }
 
-fn micros(batch: &RecordBatch, column: usize) -> DFResult<TimestampMicrosecondArray> {
-    let times = cast(batch.column(column), &DataType::Timestamp(TimeUnit::Microsecond, None))?;
-    times
-        .as_any()
-        .downcast_ref::<TimestampMicrosecondArray>()
-        .cloned()
-        .ok_or_else(|| datafusion::error::DataFusionError::Internal("event time column".into()))
-}
-
 impl AlignedState {
     /// For the inputs `streams`, in the query's input order.
     pub fn new(shape: AlignedShape, streams: &[Arc<StreamDef>]) -> Result<AlignedState, QueryError> {
@@ -577,7 +568,7 @@ impl AlignedState {
         for kept in &mut self.inputs {
             let mut rows = Vec::new();
             for batch in std::mem::take(&mut kept.rows) {
-                let times = micros(&batch, kept.time_column)?;
+                let times = micros_of(&batch, kept.time_column)?;
                 let (keep, slide) = (kept.keep, self.shape.slide);
                 // Window ends are multiples of the slide: the last window a
                 // row can reach ends at ts + keep rounded down to one.
@@ -630,8 +621,8 @@ impl AlignedState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::Int64Array;
-    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::arrow::array::{Int64Array, TimestampMicrosecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![

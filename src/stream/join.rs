@@ -383,7 +383,8 @@ pub struct JoinState {
     buffers: [Vec<RecordBatch>; 2],
 }
 
-fn micros_of(batch: &RecordBatch, column: usize) -> DFResult<TimestampMicrosecondArray> {
+/// A batch's event-time column as microseconds.
+pub(super) fn micros_of(batch: &RecordBatch, column: usize) -> DFResult<TimestampMicrosecondArray> {
     let times = cast(batch.column(column), &DataType::Timestamp(TimeUnit::Microsecond, None))?;
     times
         .as_any()
