@@ -216,8 +216,6 @@ impl StreamManager {
             }
             shape.aggregates = false;
             shape.window_size = Some(aligned.size);
-        } else if shape.aggregations > 1 {
-            return Err(QueryError::Unsupported("more than one aggregation level in a continuous query".into()));
         }
         if join.is_some() {
             if options.late_rows_table {
