@@ -11,6 +11,7 @@
 //! * `join`: stream-stream joins with a time bound.
 //! * `aligned`: queries that combine windows, evaluated window by window.
 //! * `snapshot`: kept state as bytes in an epoch's commit.
+//! * `rejects`: malformed records and late rows (dead letters, `<query>_late`).
 //! * `progress`: status and `weir.query_progress`.
 
 pub mod aggregate;
@@ -22,6 +23,7 @@ pub mod plan;
 pub mod planned;
 pub mod progress;
 pub mod queries_table;
+pub mod rejects;
 pub mod runner;
 pub mod snapshot;
 pub mod system_table;

@@ -12,9 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray};
-use datafusion::arrow::compute::{cast, filter_record_batch};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::SessionContext;
@@ -26,10 +25,12 @@ use super::aggregate::OutputMode;
 use super::inputs::{Inputs, Polled};
 use super::planned::{Planned, plan};
 use super::progress::{Progress, SharedState, Status, format_timestamp};
+pub use super::rejects::dead_letter_schema;
+use super::rejects::{handle_bad_records, split_late};
 use crate::catalog::{CatalogStore, EpochCommit, QueryStatusRow, StagedFile};
 use crate::error::QueryError;
 use crate::sink::{EpochWriter, ParquetSink, publish};
-use crate::source::{BadRecord, Backoff, Bound, Chunk, Source, SourceError};
+use crate::source::{Backoff, Bound, Chunk, Source, SourceError};
 
 /// Records per poll: large enough to amortise planning and decoding per
 /// chunk, small enough to keep a chunk's memory in the tens of megabytes.
@@ -173,17 +174,6 @@ pub fn open_source(stream: &StreamDef) -> Result<Box<dyn Source>, SourceError> {
         Connector::Generator => Box::new(crate::source::generator::GeneratorSource::new(spec)?),
         Connector::Nexmark => Box::new(crate::source::nexmark::NexmarkSource::new(spec)?),
     })
-}
-
-/// Dead-letter rows: enough to find and replay the record.
-pub fn dead_letter_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("query", DataType::Utf8, true),
-        Field::new("position", DataType::Utf8, true),
-        Field::new("error", DataType::Utf8, true),
-        Field::new("raw", DataType::Utf8, true),
-        Field::new("received_at", DataType::Timestamp(TimeUnit::Microsecond, None), true),
-    ]))
 }
 
 async fn attempt(
@@ -470,7 +460,9 @@ async fn process(spec: &QuerySpec, planned: &Planned, epoch: &mut Epoch, input: 
     }
     epoch.first_record.get_or_insert_with(Instant::now);
     epoch.input_records += chunk.input_records as u64;
-    handle_bad_records(spec, epoch, input, &chunk.bad_records)?;
+    epoch.error_rows += chunk.bad_records.len() as u64;
+    let dead_letters = epoch.dead_letters.get_mut(input).and_then(Option::as_mut);
+    handle_bad_records(&spec.streams[input], &spec.name, dead_letters, &chunk.bad_records)?;
     if chunk.batches.iter().all(|b| b.num_rows() == 0) {
         return Ok(());
     }
@@ -527,37 +519,6 @@ async fn run_chunk(planned: &Planned, epoch: &mut Epoch, input: usize, batches: 
     Ok(())
 }
 
-/// Rows older than the watermark cannot change an emitted result: they are
-/// split off and counted (Spark drops them the same way; weir can also keep
-/// them in `<query>_late`). Returns (on-time, late).
-type Split = (Vec<RecordBatch>, Vec<RecordBatch>);
-
-fn split_late(
-    event_time: Option<usize>,
-    watermark: Option<i64>,
-    batches: Vec<RecordBatch>,
-    late: &mut u64,
-) -> Result<Split, RunError> {
-    let (Some(column), Some(watermark)) = (event_time, watermark) else { return Ok((batches, Vec::new())) };
-    let mut late_rows = Vec::new();
-    let fatal = |e: datafusion::arrow::error::ArrowError| RunError::Fatal(format!("dropping late rows: {e}"));
-    let mut kept = Vec::with_capacity(batches.len());
-    for batch in batches {
-        let times = cast(batch.column(column), &DataType::Timestamp(TimeUnit::Microsecond, None)).map_err(fatal)?;
-        let Some(times) = times.as_any().downcast_ref::<TimestampMicrosecondArray>() else { continue };
-        let on_time: BooleanArray = times.iter().map(|t| Some(t.is_some_and(|t| t >= watermark))).collect();
-        let filtered = filter_record_batch(&batch, &on_time).map_err(fatal)?;
-        let dropped = batch.num_rows() - filtered.num_rows();
-        if dropped > 0 {
-            *late += dropped as u64;
-            let is_late: BooleanArray = on_time.iter().map(|t| t.map(|t| !t)).collect();
-            late_rows.push(filter_record_batch(&batch, &is_late).map_err(fatal)?);
-        }
-        kept.push(filtered);
-    }
-    Ok((kept, late_rows))
-}
-
 /// Deletes the version directories of a view except `keep` and `previous`
 /// (a reader may still be listing the previous one).
 fn remove_versions_except(dir: &std::path::Path, keep: Option<&std::path::Path>, previous: Option<&std::path::Path>) -> std::io::Result<()> {
@@ -590,41 +551,6 @@ async fn execute(planned: &Planned, plan: &LogicalPlan, epoch: &mut Epoch) -> Re
         }
     }
     Ok(())
-}
-
-fn handle_bad_records(spec: &QuerySpec, epoch: &mut Epoch, input: usize, bad: &[BadRecord]) -> Result<(), RunError> {
-    if bad.is_empty() {
-        return Ok(());
-    }
-    epoch.error_rows += bad.len() as u64;
-    let stream = &spec.streams[input];
-    match stream.on_error {
-        OnError::Skip => Ok(()),
-        OnError::Fail => {
-            let first = &bad[0];
-            Err(RunError::Fatal(format!(
-                "malformed record in stream '{}' at {}: {} (on_error = 'fail'; use 'skip' or 'dead_letter' to keep going)",
-                stream.name, first.position, first.error
-            )))
-        }
-        OnError::DeadLetter => {
-            let Some(Some(writer)) = epoch.dead_letters.get_mut(input) else { return Ok(()) };
-            let now = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_micros() as i64)
-                .unwrap_or(0);
-            let columns: Vec<ArrayRef> = vec![
-                Arc::new(StringArray::from(vec![spec.name.as_str(); bad.len()])),
-                Arc::new(bad.iter().map(|b| Some(b.position.as_str())).collect::<StringArray>()),
-                Arc::new(bad.iter().map(|b| Some(b.error.as_str())).collect::<StringArray>()),
-                Arc::new(bad.iter().map(|b| Some(String::from_utf8_lossy(&b.raw).into_owned())).collect::<StringArray>()),
-                Arc::new(TimestampMicrosecondArray::from(vec![now; bad.len()])),
-            ];
-            let batch = RecordBatch::try_new(dead_letter_schema(), columns)
-                .map_err(|e| RunError::Fatal(format!("dead-letter batch: {e}")))?;
-            writer.write(&batch).map_err(io_error("writing dead letters"))
-        }
-    }
 }
 
 /// The commit protocol's middle and last steps: one catalog transaction,
