@@ -245,94 +245,33 @@ pub fn analyze(plan: &LogicalPlan, streams: &[Arc<StreamDef>]) -> Result<Aligned
     let raw_total = all.iter().filter(|s| matches!(s, StreamScan::Rows { .. })).count();
     let mut raw_joined = 0;
     let mut problem: Option<QueryError> = None;
-    let trace = |plan: &LogicalPlan, c: &Column| -> Option<Origin> {
-        plan.schema().index_of_column(c).ok().and_then(|i| origin(plan, i, &event_time))
-    };
     let _ = plan.apply_with_subqueries(|node| {
-        let found = match node {
-            LogicalPlan::Aggregate(a) if reads_stream(node) => {
-                let by_window = a.group_expr.iter().any(|g| match g {
-                    Expr::Column(c) => matches!(trace(&a.input, c), Some(Origin::Window(_))),
-                    _ => false,
-                });
-                (!by_window).then(|| {
-                    refuse(
-                        "an aggregation that does not group by window_start or window_end, in a query that combines windows",
-                        "GROUP BY the window (window_start or window_end), so that each window's result is final when it closes",
-                    )
-                })
-            }
+        let checked = match node {
+            LogicalPlan::Aggregate(a) if reads_stream(node) => check_aggregate(a, &event_time),
             LogicalPlan::Distinct(_) if reads_stream(node) => {
-                Some(refuse("SELECT DISTINCT in a query that combines windows", "write it as GROUP BY with window_start"))
+                Err(refuse("SELECT DISTINCT in a query that combines windows", "write it as GROUP BY with window_start"))
             }
             LogicalPlan::Join(j) if reads_stream(&j.left) && reads_stream(&j.right) => {
-                match (has_window(&j.left), has_window(&j.right)) {
-                    (true, true) => {
-                        let same_window = comparisons(j).iter().any(|(x, op, y)| {
-                            let edge = |e: &Expr, side: &LogicalPlan| match e {
-                                Expr::Column(c) => match trace(side, c) {
-                                    Some(Origin::Window(edge)) => Some(edge),
-                                    _ => None,
-                                },
-                                _ => None,
-                            };
-                            let left_right = edge(x, &j.left).zip(edge(y, &j.right));
-                            let right_left = edge(x, &j.right).zip(edge(y, &j.left));
-                            *op == Operator::Eq && left_right.or(right_left).is_some_and(|(a, b)| a == b)
-                        });
-                        (!same_window).then(|| {
-                            refuse(
-                                "a join of two windowed inputs without equal windows",
-                                "join windows with each other on the window: add a.window_start = b.window_start to the ON condition",
-                            )
-                        })
-                    }
-                    (false, false) => Some(refuse(
-                        "a join of streams read without windows, in a query that combines windows",
-                        "read the streams through TUMBLE or HOP and join them on window_start",
-                    )),
-                    (left_windowed, _) => {
-                        let (rows_side, window_side) = if left_windowed { (&j.right, &j.left) } else { (&j.left, &j.right) };
-                        let keeps_rows_side = match j.join_type {
-                            JoinType::Inner => false,
-                            JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark => !left_windowed,
-                            JoinType::Right | JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark => left_windowed,
-                            JoinType::Full => true,
-                        };
-                        if keeps_rows_side {
-                            Some(refuse(
-                                format!("a {} JOIN that writes a stream's rows without their window", j.join_type.to_string().to_uppercase()),
-                                "join a stream's rows to a window with an INNER join, or keep the window's side (window LEFT JOIN stream)",
-                            ))
-                        } else {
-                            match rows_bound(j, rows_side, window_side, size, &event_time) {
-                                Some((lower, upper)) => {
-                                    delay = delay.max(upper.saturating_add(1));
-                                    for scan in scans(rows_side) {
-                                        if let StreamScan::Rows { stream } = scan {
-                                            raw_joined += 1;
-                                            keep(&stream, lower.saturating_neg());
-                                        }
-                                    }
-                                    None
-                                }
-                                None => Some(refuse(
-                                    "a stream's rows joined to a window without a time bound between them",
-                                    "bound the rows' event time by the window in the join, e.g. B.date_time BETWEEN W.window_end - INTERVAL '10 seconds' AND W.window_end: that says which window a row can meet, and how long to keep it",
-                                )),
-                            }
+                check_join(j, size, &event_time).map(|rows| {
+                    // Rows read without a window, joined to one: their bound
+                    // delays the window and says how long they are kept.
+                    if let Some(RowsJoined { streams, lower, upper }) = rows {
+                        delay = delay.max(upper.saturating_add(1));
+                        for stream in streams {
+                            raw_joined += 1;
+                            keep(&stream, lower.saturating_neg());
                         }
                     }
-                }
+                })
             }
-            _ => None,
+            _ => Ok(()),
         };
-        match found {
-            Some(e) => {
+        match checked {
+            Err(e) => {
                 problem = Some(e);
                 Ok(TreeNodeRecursion::Stop)
             }
-            None => Ok(TreeNodeRecursion::Continue),
+            Ok(()) => Ok(TreeNodeRecursion::Continue),
         }
     });
     if let Some(e) = problem {
@@ -361,6 +300,102 @@ pub fn analyze(plan: &LogicalPlan, streams: &[Arc<StreamDef>]) -> Result<Aligned
         entry.columns.dedup();
     }
     Ok(AlignedShape { size, slide, delay, streams: kept })
+}
+
+/// Where column `c` of `plan` comes from (see [`origin`]).
+fn trace(plan: &LogicalPlan, c: &Column, event_time: &HashMap<&str, &str>) -> Option<Origin> {
+    plan.schema().index_of_column(c).ok().and_then(|i| origin(plan, i, event_time))
+}
+
+/// An aggregation must group by its window, so that each window's result
+/// is final when the window closes.
+fn check_aggregate(a: &datafusion::logical_expr::Aggregate, event_time: &HashMap<&str, &str>) -> Result<(), QueryError> {
+    let by_window = a.group_expr.iter().any(|g| match g {
+        Expr::Column(c) => matches!(trace(&a.input, c, event_time), Some(Origin::Window(_))),
+        _ => false,
+    });
+    match by_window {
+        true => Ok(()),
+        false => Err(refuse(
+            "an aggregation that does not group by window_start or window_end, in a query that combines windows",
+            "GROUP BY the window (window_start or window_end), so that each window's result is final when it closes",
+        )),
+    }
+}
+
+/// The raw-row side of a join of rows with a window: its streams' scans
+/// and `[lower, upper]` of `rows.ts - window_end`.
+struct RowsJoined {
+    streams: Vec<String>,
+    lower: i64,
+    upper: i64,
+}
+
+/// A join of two streams' sides: two windowed sides must meet on equal
+/// windows; rows read without a window must meet a window with a time
+/// bound, on a side the join does not keep unmatched.
+fn check_join(
+    j: &datafusion::logical_expr::Join,
+    size: i64,
+    event_time: &HashMap<&str, &str>,
+) -> Result<Option<RowsJoined>, QueryError> {
+    let left_windowed = match (has_window(&j.left), has_window(&j.right)) {
+        (true, true) => {
+            let edge = |e: &Expr, side: &LogicalPlan| match e {
+                Expr::Column(c) => match trace(side, c, event_time) {
+                    Some(Origin::Window(edge)) => Some(edge),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let same_window = comparisons(j).iter().any(|(x, op, y)| {
+                let left_right = edge(x, &j.left).zip(edge(y, &j.right));
+                let right_left = edge(x, &j.right).zip(edge(y, &j.left));
+                *op == Operator::Eq && left_right.or(right_left).is_some_and(|(a, b)| a == b)
+            });
+            return match same_window {
+                true => Ok(None),
+                false => Err(refuse(
+                    "a join of two windowed inputs without equal windows",
+                    "join windows with each other on the window: add a.window_start = b.window_start to the ON condition",
+                )),
+            };
+        }
+        (false, false) => {
+            return Err(refuse(
+                "a join of streams read without windows, in a query that combines windows",
+                "read the streams through TUMBLE or HOP and join them on window_start",
+            ));
+        }
+        (left_windowed, _) => left_windowed,
+    };
+    let (rows_side, window_side) = if left_windowed { (&j.right, &j.left) } else { (&j.left, &j.right) };
+    let keeps_rows_side = match j.join_type {
+        JoinType::Inner => false,
+        JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark => !left_windowed,
+        JoinType::Right | JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark => left_windowed,
+        JoinType::Full => true,
+    };
+    if keeps_rows_side {
+        return Err(refuse(
+            format!("a {} JOIN that writes a stream's rows without their window", j.join_type.to_string().to_uppercase()),
+            "join a stream's rows to a window with an INNER join, or keep the window's side (window LEFT JOIN stream)",
+        ));
+    }
+    let Some((lower, upper)) = rows_bound(j, rows_side, window_side, size, event_time) else {
+        return Err(refuse(
+            "a stream's rows joined to a window without a time bound between them",
+            "bound the rows' event time by the window in the join, e.g. B.date_time BETWEEN W.window_end - INTERVAL '10 seconds' AND W.window_end: that says which window a row can meet, and how long to keep it",
+        ));
+    };
+    let streams = scans(rows_side)
+        .into_iter()
+        .filter_map(|scan| match scan {
+            StreamScan::Rows { stream } => Some(stream),
+            StreamScan::Window { .. } => None,
+        })
+        .collect();
+    Ok(Some(RowsJoined { streams, lower, upper }))
 }
 
 /// Each stream scan's stream and the columns it reads (None: all).
