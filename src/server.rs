@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use futures::TryStreamExt;
 use pgwire::tokio::process_socket;
 use pgwire::tokio::tokio_rustls::TlsAcceptor;
 use pgwire::tokio::tokio_rustls::rustls::ServerConfig;
@@ -108,7 +109,11 @@ async fn start_flight(
     tracing::info!("weir flight sql listening at {local}{}", if tls.is_some() { " (TLS)" } else { "" });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let service = FlightServiceServer::new(crate::flight::FlightSql::new(engine));
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    // Nagle's algorithm is off: CoalescingStream batches the writes itself,
+    // and would otherwise have its last small frame wait for an ACK.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map_ok(crate::flight::coalescing_writer::CoalescingStream::new);
     let task = tokio::spawn(async move {
         let shutdown = async {
             let _ = stopped.await;

@@ -44,6 +44,22 @@ def check_million_rows_as_arrow():
         assert pa.compute.sum(t.column("w")).as_py() == 2 * sum(range(1_000_000))
 
 
+def check_client_leaving_mid_result():
+    # A client takes the first batch of a 100M-row result and hangs up; the
+    # server must drop the query, and answer the next client in full.
+    conn = connect()
+    cur = conn.cursor()
+    cur.execute("SELECT v FROM range(0, 100000000) AS r(v)")
+    reader = cur.fetch_record_batch()
+    assert reader.read_next_batch().num_rows > 0
+    cur.close()
+    conn.close()
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT v * 2 AS w FROM range(0, 1000000) AS r(v)")
+        t = cur.fetch_arrow_table()
+        assert pa.compute.sum(t.column("w")).as_py() == 2 * sum(range(1_000_000))
+
+
 def check_prepared_statement_with_parameters():
     with connect() as conn, conn.cursor() as cur:
         cur.execute("SELECT id, name FROM items WHERE id > ? ORDER BY id", parameters=(96,))
@@ -102,6 +118,10 @@ def check_tls_endpoint():
     with flightsql.connect(f"grpc+tls://127.0.0.1:{TLS_PORT}", db_kwargs=options, autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("SELECT 'over tls' AS t")
         assert cur.fetch_arrow_table().to_pylist() == [{"t": "over tls"}]
+        # Many frames through TLS and the server's coalesced socket writes.
+        cur.execute("SELECT v FROM range(0, 1000000) AS r(v)")
+        t = cur.fetch_arrow_table()
+        assert t.num_rows == 1_000_000 and pa.compute.sum(t.column("v")).as_py() == sum(range(1_000_000))
     try:
         with connect(TLS_PORT) as conn, conn.cursor() as cur:
             cur.execute("SELECT 1")
@@ -116,6 +136,7 @@ CHECKS = [
     check_tls_endpoint,
     check_ddl_and_table_through_flight,
     check_million_rows_as_arrow,
+    check_client_leaving_mid_result,
     check_prepared_statement_with_parameters,
     check_get_objects_lists_tables_and_columns,
     check_error_carries_sqlstate,

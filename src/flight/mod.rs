@@ -2,6 +2,8 @@
 //! PostgreSQL endpoint, with results moving as Arrow record batches instead
 //! of text rows (for ADBC, pandas/polars and other Arrow-native clients).
 
+pub mod coalescing_writer;
+
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -191,7 +193,33 @@ fn stream_output(output: Output) -> Response<BoxStream<arrow_flight::FlightData>
         .with_schema(schema)
         .build(batches.map_err(|s| FlightError::Tonic(Box::new(s))))
         .map_err(Status::from);
-    Response::new(Box::pin(flight))
+    Response::new(read_ahead(Box::pin(flight)))
+}
+
+/// Encoded messages a DoGet may have ready before the client asks for them.
+const READ_AHEAD_MESSAGES: usize = 4;
+
+/// Runs `messages` in a task of its own, up to `READ_AHEAD_MESSAGES` ahead
+/// of the client. The response body is only polled while the client's
+/// HTTP/2 flow-control window is open; without this, the query would sit
+/// idle each time the window closed instead of decoding the next batches.
+/// The task stops when the client goes away.
+fn read_ahead(mut messages: BoxStream<arrow_flight::FlightData>) -> BoxStream<arrow_flight::FlightData> {
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD_MESSAGES);
+    tokio::spawn(async move {
+        loop {
+            let next = tokio::select! {
+                next = messages.next() => next,
+                _ = tx.closed() => return,
+            };
+            let Some(message) = next else { return };
+            let failed = message.is_err();
+            if tx.send(message).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) }))
 }
 
 fn affected_rows(n: usize) -> (SchemaRef, Result<RecordBatch, datafusion::arrow::error::ArrowError>) {
@@ -592,5 +620,61 @@ mod tests {
             number_placeholders("SELECT '?', \"a?\" FROM t WHERE x = ? AND y > ? -- ?\n"),
             "SELECT '?', \"a?\" FROM t WHERE x = $1 AND y > $2 -- ?\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod read_ahead_tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use arrow_flight::FlightData;
+    use futures::StreamExt;
+    use tonic::Status;
+
+    use super::{READ_AHEAD_MESSAGES, read_ahead};
+
+    /// An endless source that counts how many messages were taken from it.
+    fn counted() -> (Arc<AtomicUsize>, super::BoxStream<FlightData>) {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let counter = pulled.clone();
+        let source = futures::stream::repeat_with(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(FlightData::default())
+        });
+        (pulled, Box::pin(source))
+    }
+
+    #[tokio::test]
+    async fn runs_a_bounded_distance_ahead_and_stops_when_the_client_leaves() {
+        let (pulled, source) = counted();
+        let mut messages = read_ahead(source);
+        for _ in 0..3 {
+            messages.next().await.unwrap().unwrap();
+        }
+        // The task fills the channel, however long the scheduler takes to run it.
+        while pulled.load(Ordering::SeqCst) < 3 + READ_AHEAD_MESSAGES {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let ahead = pulled.load(Ordering::SeqCst);
+        assert!(ahead <= 3 + READ_AHEAD_MESSAGES + 1, "it should stop at the bound, pulled {ahead}");
+        drop(messages);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let after = pulled.load(Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(pulled.load(Ordering::SeqCst), after, "the task must stop once the client is gone");
+    }
+
+    #[tokio::test]
+    async fn an_error_ends_the_stream_after_it_is_delivered() {
+        let source = futures::stream::iter(vec![
+            Ok(FlightData::default()),
+            Err(Status::internal("disk gone")),
+            Ok(FlightData::default()),
+        ]);
+        let got: Vec<_> = read_ahead(Box::pin(source)).collect().await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].as_ref().unwrap_err().message(), "disk gone");
     }
 }
