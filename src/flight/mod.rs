@@ -1,6 +1,14 @@
 //! Arrow Flight SQL endpoint: the same engine, catalog and password as the
 //! PostgreSQL endpoint, with results moving as Arrow record batches instead
 //! of text rows (for ADBC, pandas/polars and other Arrow-native clients).
+//!
+//! Built on arrow-flight's `FlightSqlService` rather than on
+//! `datafusion-flight-sql-server` (checked at 0.4.19, which tracks DataFusion
+//! 55): that crate plans every statement with DataFusion alone, so weir's own
+//! statements (CREATE STREAM, CREATE SINK, tables the catalog must remember)
+//! would not run and errors would lose their SQLSTATE; and it leaves the
+//! handshake (ADBC's Basic auth), GetSqlInfo and ExecuteUpdate unimplemented.
+//! Everything here goes through the same handlers as the PostgreSQL endpoint.
 
 pub mod coalescing_writer;
 
