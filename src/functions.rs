@@ -22,8 +22,10 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(version_udf());
     // Weir keeps no comments on objects: every description is NULL, which
     // psql, JDBC and BI tools render as "no description".
-    // No serial columns either (SQLAlchemy's reflection asks).
-    for name in ["col_description", "obj_description", "shobj_description", "pg_get_serial_sequence"] {
+    // No serial columns either (SQLAlchemy's reflection asks), and no
+    // indexes: an index definition is NULL, as PostgreSQL answers for an
+    // OID that is no index.
+    for name in ["col_description", "obj_description", "shobj_description", "pg_get_serial_sequence", "pg_get_indexdef"] {
         ctx.register_udf(ScalarUDF::from(NullText::new(name)));
     }
     ctx.register_udf(to_regtype_udf());

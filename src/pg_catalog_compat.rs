@@ -121,7 +121,9 @@ async fn register_inner(ctx: &SessionContext) -> Result<()> {
     for (name, sql) in [("pg_database", PG_DATABASE), ("pg_namespace", PG_NAMESPACE), ("pg_class", PG_CLASS)] {
         pg_tables.insert(name.into(), view(ctx, sql).await?);
     }
-    pg_tables.insert("pg_constraint".into(), pg_constraint(pg_catalog.as_ref()).await?);
+    for name in ["pg_constraint", "pg_index"] {
+        pg_tables.insert(name.into(), without_rows_with_arrays(pg_catalog.as_ref(), name).await?);
+    }
     catalog.register_schema("pg_catalog", Arc::new(Overlay { base: pg_catalog, tables: pg_tables }))?;
 
     // DataFusion answers `information_schema` itself while the session flag
@@ -152,24 +154,31 @@ async fn view(ctx: &SessionContext, sql: &str) -> Result<Arc<dyn TableProvider>>
     Ok(Arc::new(ViewTable::new(plan, Some(sql.to_string()))))
 }
 
-/// `pg_constraint` with PostgreSQL's array columns (`conkey int2[]`, ...;
-/// datafusion-pg-catalog has them as text, so `attnum = ANY(conkey)` cannot
-/// plan) and no rows: weir has no constraints, and the rows the static
-/// table ships describe PostgreSQL's own system catalogs under OIDs no weir
+/// `pg_constraint` and `pg_index` with PostgreSQL's array columns
+/// (`conkey int2[]`, `indkey int2vector`, ...; datafusion-pg-catalog has them
+/// as text, so `attnum = ANY(conkey)` and `unnest(indkey)` cannot plan) and
+/// no rows: weir has no constraints or indexes, and the rows the static
+/// tables ship describe PostgreSQL's own system catalogs under OIDs no weir
 /// relation has.
-async fn pg_constraint(pg_catalog: &dyn SchemaProvider) -> Result<Arc<dyn TableProvider>> {
+async fn without_rows_with_arrays(pg_catalog: &dyn SchemaProvider, table: &str) -> Result<Arc<dyn TableProvider>> {
     let shipped = pg_catalog
-        .table("pg_constraint")
+        .table(table)
         .await?
-        .ok_or_else(|| datafusion::error::DataFusionError::Plan("no table pg_catalog.pg_constraint".into()))?;
+        .ok_or_else(|| datafusion::error::DataFusionError::Plan(format!("no table pg_catalog.{table}")))?;
     let list = |item: DataType| DataType::List(Arc::new(Field::new("item", item, true)));
     let fields: Vec<Field> = shipped
         .schema()
         .fields()
         .iter()
         .map(|f| match f.name().as_str() {
-            "conkey" | "confkey" | "confdelsetcols" => Field::new(f.name(), list(DataType::Int16), true),
-            "conpfeqop" | "conppeqop" | "conffeqop" | "conexclop" => Field::new(f.name(), list(DataType::Int32), true),
+            // int2[] and int2vector
+            "conkey" | "confkey" | "confdelsetcols" | "indkey" | "indoption" => {
+                Field::new(f.name(), list(DataType::Int16), true)
+            }
+            // oid[] and oidvector
+            "conpfeqop" | "conppeqop" | "conffeqop" | "conexclop" | "indcollation" | "indclass" => {
+                Field::new(f.name(), list(DataType::Int32), true)
+            }
             _ => f.as_ref().clone(),
         })
         .collect();

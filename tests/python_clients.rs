@@ -2,7 +2,8 @@
 //! connects with psycopg 3 (server-side parameters, prepared statements,
 //! binary results of every common type, `version()`, `current_schema()`,
 //! `SHOW TRANSACTION ISOLATION LEVEL`) and with SQLAlchemy 2 (connect, inspect
-//! tables and columns, `text()` with a bound parameter) over a Parquet table
+//! tables and columns, reflect a whole table, `text()` with a bound
+//! parameter) over a Parquet table
 //! it lands through the server. This test runs it and expects exit status 0.
 //!
 //! Needs `WEIR_PYTHON`: a Python with psycopg 3 and SQLAlchemy 2, which

@@ -38,6 +38,16 @@ const FRAGMENTS: &[(&str, &str)] = &[
         "CASE WHEN (pg_catalog.pg_attribute.attcollation != $1 ... ELSE NULL END AS collation",
         "NULL AS collation",
     ),
+    // SQLAlchemy 2 index, primary-key and unique-constraint reflection: the
+    // position of each key column, from the set-returning
+    // generate_subscripts(), which DataFusion lacks. Next to
+    // `unnest(indkey)` in the same select list, an unnest of the subscripts
+    // pairs each column with its position, as PostgreSQL's lockstep
+    // evaluation does; an int2vector's subscripts start at 0.
+    (
+        "generate_subscripts(pg_catalog.pg_index.indkey, $1::INTEGER)",
+        "unnest(generate_series(0, CAST(cardinality(pg_catalog.pg_index.indkey) AS BIGINT) - 1))",
+    ),
     // Metabase's field sync: each column's comment, looked up through a
     // cast of computed text ('schema.table') to regclass, which resolves
     // names only for literals. Weir keeps no comments: the answer is NULL.
@@ -178,6 +188,17 @@ mod tests {
         assert!(text.contains("c . relkind , '' , c . x"), "{text}");
         let plain = Tokenizer::new(&PostgreSqlDialect {}, "select 'it''s'").tokenize_with_location().unwrap();
         assert!(ClientCompat::default().rewrite(&plain).is_none());
+    }
+
+    #[test]
+    fn generate_subscripts_of_indkey_becomes_an_unnest_of_its_positions() {
+        let sql = "SELECT unnest(pg_catalog.pg_index.indkey) AS attnum, generate_subscripts(pg_catalog.pg_index.indkey, $1::INTEGER) AS ord FROM pg_catalog.pg_index";
+        let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location().unwrap();
+        let text = ClientCompat::default().rewrite(&tokens).unwrap();
+        assert!(
+            text.contains("unnest ( generate_series ( 0 , CAST ( cardinality ( pg_catalog . pg_index . indkey ) AS BIGINT ) - 1 ) ) AS ord"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -203,6 +203,27 @@ def check_sqlalchemy_inspect_columns():
         eng.dispose()
 
 
+def check_sqlalchemy_reflects_a_whole_table():
+    # Table(autoload_with=) runs every reflection query SQLAlchemy has:
+    # columns, primary key, foreign keys, indexes, unique and check
+    # constraints, comment. Weir tables have no keys, indexes or constraints.
+    eng = engine()
+    try:
+        table = sqlalchemy.Table(TABLE, sqlalchemy.MetaData(), autoload_with=eng)
+        assert [c.name for c in table.columns] == ["a", "b", "f", "flag"], table.columns
+        assert list(table.primary_key.columns) == [], table.primary_key
+        assert table.indexes == set() and table.foreign_keys == set(), (table.indexes, table.foreign_keys)
+        insp = inspect(eng)
+        assert insp.get_pk_constraint(TABLE)["constrained_columns"] == []
+        assert insp.get_indexes(TABLE) == []
+        assert insp.get_unique_constraints(TABLE) == []
+        with eng.connect() as conn:
+            rows = conn.execute(sqlalchemy.select(table.c.a, table.c.b).where(table.c.a == 3)).all()
+        assert [tuple(r) for r in rows] == [(3, "item-3")], rows
+    finally:
+        eng.dispose()
+
+
 CHECKS = [
     check_connect_and_select,
     check_server_side_parameters,
@@ -215,6 +236,7 @@ CHECKS = [
     check_sqlalchemy_connect_and_bound_select,
     check_sqlalchemy_inspect_tables,
     check_sqlalchemy_inspect_columns,
+    check_sqlalchemy_reflects_a_whole_table,
 ]
 
 

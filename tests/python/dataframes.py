@@ -369,6 +369,7 @@ CHECKS = [
     check_pandas_read_sql_decimals_kept,
     check_pandas_read_sql_aggregates,
     check_pandas_read_sql_pyarrow_backend,
+    check_pandas_read_sql_table,
     check_pandas_one_million_rows,
     check_polars_read_database_engine,
     check_polars_read_database_psycopg,
@@ -376,13 +377,10 @@ CHECKS = [
 
 # Known gaps, kept runnable (`python dataframes.py PORT DIR --gaps`) but out
 # of the suite until the pg_catalog emulation covers them:
-# - full table reflection reads pg_index.indkey, which the emulation types as
-#   text instead of int2vector (unnest fails), so read_sql_table fails;
 # - pg_attribute.atttypmod is -1 for decimals, so reflection loses (10, 2).
 # polars.read_database_uri is not covered: its engines (connectorx, or ADBC's
 # PostgreSQL driver) are not installed.
 KNOWN_GAPS = [
-    check_pandas_read_sql_table,
     check_sqlalchemy_reflects_numeric_precision,
 ]
 
