@@ -59,11 +59,13 @@ const COLUMNS: &str = "SELECT \
          ELSE 'USER-DEFINED' END AS data_type, \
     CAST(NULL AS INT) AS character_maximum_length, \
     CAST(CASE WHEN a.atttypid IN (25, 1042, 1043) THEN 1073741824 END AS INT) AS character_octet_length, \
-    CAST(CASE a.atttypid WHEN 21 THEN 16 WHEN 23 THEN 32 WHEN 20 THEN 64 WHEN 700 THEN 24 WHEN 701 THEN 53 END AS INT) \
+    CAST(CASE a.atttypid WHEN 21 THEN 16 WHEN 23 THEN 32 WHEN 20 THEN 64 WHEN 700 THEN 24 WHEN 701 THEN 53 \
+        WHEN 1700 THEN CASE WHEN a.atttypmod >= 4 THEN (a.atttypmod - 4) / 65536 END END AS INT) \
         AS numeric_precision, \
     CAST(CASE WHEN a.atttypid IN (20, 21, 23, 700, 701) THEN 2 WHEN a.atttypid = 1700 THEN 10 END AS INT) \
         AS numeric_precision_radix, \
-    CAST(CASE WHEN a.atttypid IN (20, 21, 23) THEN 0 END AS INT) AS numeric_scale, \
+    CAST(CASE WHEN a.atttypid IN (20, 21, 23) THEN 0 \
+        WHEN a.atttypid = 1700 AND a.atttypmod >= 4 THEN (a.atttypmod - 4) % 65536 END AS INT) AS numeric_scale, \
     CAST(CASE WHEN a.atttypid = 1082 THEN 0 WHEN a.atttypid IN (1083, 1114, 1184, 1186, 1266) THEN 6 END AS INT) \
         AS datetime_precision, \
     CAST(NULL AS TEXT) AS interval_type, CAST(NULL AS INT) AS interval_precision, \
@@ -124,6 +126,7 @@ async fn register_inner(ctx: &SessionContext) -> Result<()> {
     for name in ["pg_constraint", "pg_index"] {
         pg_tables.insert(name.into(), without_rows_with_arrays(pg_catalog.as_ref(), name).await?);
     }
+    pg_tables.insert("pg_attribute".into(), pg_attribute(ctx, pg_catalog.as_ref()).await?);
     catalog.register_schema("pg_catalog", Arc::new(Overlay { base: pg_catalog, tables: pg_tables }))?;
 
     // DataFusion answers `information_schema` itself while the session flag
@@ -152,6 +155,41 @@ async fn register_inner(ctx: &SessionContext) -> Result<()> {
 async fn view(ctx: &SessionContext, sql: &str) -> Result<Arc<dyn TableProvider>> {
     let plan = ctx.sql(sql).await?.into_unoptimized_plan();
     Ok(Arc::new(ViewTable::new(plan, Some(sql.to_string()))))
+}
+
+/// `pg_attribute` with each decimal column's precision and scale in
+/// `atttypmod`, packed as PostgreSQL packs NUMERIC(p, s): `(p << 16 | s) + 4`.
+/// Clients read them from there (SQLAlchemy's reflection, JDBC's
+/// `getColumns`, `format_type()` in psql's `\d`); datafusion-pg-catalog
+/// leaves every typmod at -1. The precision and scale come from DataFusion's
+/// own `information_schema.columns`, so this is planned while that is still
+/// the one the session answers.
+async fn pg_attribute(ctx: &SessionContext, pg_catalog: &dyn SchemaProvider) -> Result<Arc<dyn TableProvider>> {
+    let shipped = pg_catalog
+        .table("pg_attribute")
+        .await?
+        .ok_or_else(|| datafusion::error::DataFusionError::Plan("no table pg_catalog.pg_attribute".into()))?;
+    let columns: Vec<String> = shipped
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| match f.name().as_str() {
+            "atttypmod" => "CAST(COALESCE(d.typmod, a.atttypmod) AS INT) AS atttypmod".to_string(),
+            name => format!("a.{name}"),
+        })
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM pg_catalog.pg_attribute a LEFT JOIN ( \
+            SELECT c.oid AS relid, col.column_name, \
+                CAST(col.numeric_precision * 65536 + col.numeric_scale + 4 AS INT) AS typmod \
+            FROM information_schema.columns col \
+            JOIN pg_catalog.pg_namespace n ON n.nspname = col.table_schema \
+            JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = col.table_name \
+            WHERE col.table_catalog = '{DATABASE}' AND col.numeric_precision_radix = 10 \
+        ) d ON d.relid = a.attrelid AND d.column_name = a.attname",
+        columns.join(", ")
+    );
+    view(ctx, &sql).await
 }
 
 /// `pg_constraint` and `pg_index` with PostgreSQL's array columns

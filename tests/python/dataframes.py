@@ -370,19 +370,14 @@ CHECKS = [
     check_pandas_read_sql_aggregates,
     check_pandas_read_sql_pyarrow_backend,
     check_pandas_read_sql_table,
+    check_sqlalchemy_reflects_numeric_precision,
     check_pandas_one_million_rows,
     check_polars_read_database_engine,
     check_polars_read_database_psycopg,
 ]
 
-# Known gaps, kept runnable (`python dataframes.py PORT DIR --gaps`) but out
-# of the suite until the pg_catalog emulation covers them:
-# - pg_attribute.atttypmod is -1 for decimals, so reflection loses (10, 2).
-# polars.read_database_uri is not covered: its engines (connectorx, or ADBC's
+# Not covered: polars.read_database_uri, whose engines (connectorx, or ADBC's
 # PostgreSQL driver) are not installed.
-KNOWN_GAPS = [
-    check_sqlalchemy_reflects_numeric_precision,
-]
 
 
 def main():
@@ -393,7 +388,7 @@ def main():
         print("FAIL create_fixture (no check can run without it)")
         traceback.print_exc(file=sys.stdout)
         return 1
-    return run_checks(KNOWN_GAPS if "--gaps" in sys.argv else CHECKS, "dataframe checks")
+    return run_checks(CHECKS, "dataframe checks")
 
 if __name__ == "__main__":
     sys.exit(main())
