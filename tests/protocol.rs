@@ -1,10 +1,14 @@
 //! Protocol behaviour a PostgreSQL client relies on: several statements in
 //! one simple query each answer in order; an error stops the rest of the
 //! batch but keeps what earlier statements did; a prepared statement may hold
-//! only one command; parameters bind through the extended protocol.
+//! only one command; parameters bind through the extended protocol; a
+//! cancel request stops a running query with 57014 and keeps the connection.
 
 mod common;
 
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 async fn connect(server: &common::TestServer) -> tokio_postgres::Client {
@@ -69,4 +73,84 @@ async fn extended_protocol_binds_parameters_and_refuses_batches() {
     assert_eq!(err.code().map(|c| c.code()), Some("42601"));
     // The session is still usable after each error.
     assert_eq!(client.query_one("SELECT 1::INT", &[]).await.unwrap().get::<_, i32>(0), 1);
+}
+
+/// A query that would run for hours: a filter over 10^12 generated rows.
+const ENDLESS: &str = "SELECT count(*) FROM range(0, 1000000000000) AS r(v) WHERE v % 7 = 3";
+
+/// What psql's Ctrl-C and a driver's cancel token send: a cancel request on
+/// a second connection, with the key the server gave at start-up. The
+/// running query ends with 57014 (over both protocols) and the connection
+/// answers its next statement.
+#[tokio::test]
+async fn a_cancel_request_stops_a_running_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::TestServer::start_in(dir.path());
+    let client = connect(&server).await;
+    for extended in [false, true] {
+        let token = client.cancel_token();
+        // Sent until the query ends: the first may arrive before the query
+        // has started, and a cancel for an idle connection is ignored.
+        let canceller = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                token.cancel_query(NoTls).await.expect("send the cancel request");
+            }
+        });
+        let query = async {
+            if extended { client.query(ENDLESS, &[]).await.map(drop) } else { client.simple_query(ENDLESS).await.map(drop) }
+        };
+        let result = tokio::time::timeout(Duration::from_secs(120), query).await;
+        canceller.abort();
+        let err = result.expect("the query was not cancelled").expect_err("an endless query finished");
+        assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "extended={extended}: {err}");
+        let after = client.simple_query("SELECT 41 + 1").await.expect("the connection outlives the cancel");
+        assert_eq!(rows(&after), vec![vec!["42".to_string()]]);
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_request_with_the_wrong_key_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::TestServer::start_in(dir.path());
+    let client = connect(&server).await;
+    // Another connection's token cancels nothing here.
+    let other = connect(&server).await;
+    let token = other.cancel_token();
+    let query = client.simple_query("SELECT count(*) FROM range(0, 30000000) AS r(v) WHERE v % 7 = 3");
+    let (result, sent) = tokio::join!(query, async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        token.cancel_query(NoTls).await
+    });
+    sent.expect("send the cancel request");
+    assert_eq!(rows(&result.expect("not cancelled")), vec![vec!["4285714".to_string()]]);
+}
+
+/// A write is not cut short: stopping a COPY halfway could leave some of
+/// its files published. The cancel request is ignored and the COPY lands
+/// every row.
+#[tokio::test]
+async fn a_cancel_request_does_not_stop_a_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::TestServer::start_in(&dir.path().join("data"));
+    let client = connect(&server).await;
+    let target = dir.path().join("out").join("part-0.parquet");
+    let copy = format!(
+        "COPY (SELECT v, v % 7 AS m FROM range(0, 10000000) AS r(v)) TO '{}' STORED AS PARQUET",
+        target.display()
+    );
+    let token = client.cancel_token();
+    let (result, sent) = tokio::join!(client.simple_query(&copy), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        token.cancel_query(NoTls).await
+    });
+    sent.expect("send the cancel request");
+    result.expect("the COPY was cancelled");
+    let table = dir.path().join("out");
+    client
+        .simple_query(&format!("CREATE EXTERNAL TABLE out STORED AS PARQUET LOCATION '{}'", table.display()))
+        .await
+        .unwrap();
+    let n = client.simple_query("SELECT count(*) FROM out").await.unwrap();
+    assert_eq!(rows(&n), vec![vec!["10000000".to_string()]]);
 }

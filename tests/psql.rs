@@ -2,7 +2,8 @@
 //! the server (`COPY ... TO ... STORED AS PARQUET`, then `CREATE EXTERNAL
 //! TABLE`), explore it with the meta-commands `\dt`, `\d`, `\d+`, `\l`, `\dn`,
 //! run a plain `select 1`, and get a proper `ERROR:` and exit status 1 for a
-//! query over a table that does not exist.
+//! query over a table that does not exist, and stop a long query with
+//! Ctrl-C.
 //!
 //! Needs `psql` on PATH; `bash scripts/test.sh` installs it.
 
@@ -205,6 +206,36 @@ fn run_ok(server: &TestServer, command: &str) -> String {
 }
 
 /// Runs `psql -A -c <command>` against the server.
+/// Ctrl-C in psql sends a cancel request; the query stops with PostgreSQL's
+/// message and psql exits 1 instead of waiting for hours.
+#[test]
+fn ctrl_c_cancels_a_running_query() {
+    require_psql();
+    let tmp = tempfile::tempdir().expect("create temp dir");
+    let server = TestServer::start_in(&tmp.path().join("data"));
+    let mut cmd = common::psql_command(server.port);
+    cmd.args(["-A", "-c", "SELECT count(*) FROM range(0, 1000000000000) AS r(v) WHERE v % 7 = 3"]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("start psql");
+    let pid = child.id().to_string();
+    // SIGINT until psql exits: the first may come before the query started.
+    let interrupter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        for _ in 0..300 {
+            std::thread::sleep(Duration::from_millis(300));
+            let sent = Command::new("kill").args(["-INT", &pid]).status();
+            if !sent.is_ok_and(|s| s.success()) {
+                return;
+            }
+        }
+    });
+    let out = common::wait_within(child, PSQL_LIMIT);
+    interrupter.join().expect("interrupter thread");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("canceling statement due to user request"), "psql said: {stderr}");
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+}
+
 fn psql(server: &TestServer, command: &str) -> Output {
     let mut cmd = common::psql_command(server.port);
     cmd.args(["-A", "-c", command]);

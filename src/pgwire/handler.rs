@@ -7,6 +7,8 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use futures::{Sink, SinkExt, StreamExt, stream};
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_execution_response, send_query_response};
@@ -18,6 +20,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::extendedquery::Execute;
 
+use super::cancel::{CancelSignal, Cancellers};
 use super::encode::{encode_batch, field_infos, pg_type};
 use super::params::decode_params;
 use crate::engine::Engine;
@@ -28,11 +31,12 @@ use crate::sql::{Statement, TransactionKind};
 pub struct WeirHandler {
     engine: Arc<Engine>,
     parser: Arc<WeirQueryParser>,
+    cancellers: Arc<Cancellers>,
 }
 
 impl WeirHandler {
-    pub fn new(engine: Arc<Engine>) -> WeirHandler {
-        WeirHandler { parser: Arc::new(WeirQueryParser { engine: engine.clone() }), engine }
+    pub fn new(engine: Arc<Engine>, cancellers: Arc<Cancellers>) -> WeirHandler {
+        WeirHandler { parser: Arc::new(WeirQueryParser { engine: engine.clone() }), engine, cancellers }
     }
 }
 
@@ -100,11 +104,23 @@ impl SimpleQueryHandler for WeirHandler {
         let statements = self.engine.parser.parse(query).map_err(|e| to_pg_error(&e))?;
         let mut responses = Vec::with_capacity(statements.len());
         for statement in statements {
-            match handler::execute(&self.engine, client.metadata_mut(), statement).await {
-                Ok(output) => responses.push(to_response(output, &Format::UnifiedText)),
-                Err(e) => {
-                    // Like PostgreSQL: earlier results stand, later statements do not run.
+            // Reads can be cancelled; statements that change state (DDL,
+            // COPY, INSERT, starting a continuous query) run to their end.
+            let mut signal = reads_only(&statement).then(|| self.cancellers.begin(client));
+            let work = handler::execute(&self.engine, client.metadata_mut(), statement);
+            let result = match signal.as_mut() {
+                Some(signal) => signal.race(work).await,
+                None => Ok(work.await),
+            };
+            match result {
+                Ok(Ok(output)) => responses.push(to_response(output, &Format::UnifiedText, signal)),
+                // Like PostgreSQL: earlier results stand, later statements do not run.
+                Ok(Err(e)) => {
                     responses.push(Response::Error(Box::new(error_info(&e))));
+                    break;
+                }
+                Err(cancelled) => {
+                    responses.push(Response::Error(Box::new(cancelled.into())));
                     break;
                 }
             }
@@ -175,7 +191,7 @@ impl ExtendedQueryHandler for WeirHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = &portal.statement.statement;
-        let result = match &prepared.plan {
+        let (result, signal) = match &prepared.plan {
             Some(plan) => {
                 let values = decode_params(portal, &prepared.param_types)?;
                 let values = cast_to_inferred(values, &prepared.param_types)?;
@@ -184,14 +200,30 @@ impl ExtendedQueryHandler for WeirHandler {
                 } else {
                     plan.clone().with_param_values(ParamValues::from(values)).map_err(|e| to_pg_error(&e.into()))?
                 };
-                query::run(&self.engine, client.metadata(), plan).await
+                if matches!(plan, LogicalPlan::Copy(_) | LogicalPlan::Dml(_)) {
+                    (query::run(&self.engine, client.metadata(), plan).await, None)
+                } else {
+                    let mut signal = self.cancellers.begin(client);
+                    let result = signal.race(query::run(&self.engine, client.metadata(), plan)).await?;
+                    (result, Some(signal))
+                }
             }
-            None => handler::execute(&self.engine, client.metadata_mut(), prepared.statement.clone()).await,
+            None => (handler::execute(&self.engine, client.metadata_mut(), prepared.statement.clone()).await, None),
         };
         match result {
-            Ok(output) => Ok(to_response(output, &portal.result_column_format)),
+            Ok(output) => Ok(to_response(output, &portal.result_column_format, signal)),
             Err(e) => Err(to_pg_error(&e)),
         }
+    }
+}
+
+/// Whether a cancel request may stop `statement`: a SELECT (or EXPLAIN) only.
+/// A write stopped halfway (COPY, INSERT) could leave some of its files
+/// published, and DDL is quick.
+fn reads_only(statement: &Statement) -> bool {
+    match statement {
+        Statement::Query(DFStatement::Statement(s)) => matches!(**s, SqlStatement::Query(_) | SqlStatement::Explain { .. }),
+        _ => false,
     }
 }
 
@@ -213,7 +245,9 @@ fn cast_to_inferred(
         .collect()
 }
 
-fn to_response(output: Output, format: &Format) -> Response {
+/// The protocol response to `output`; a query's rows end early with 57014
+/// if `signal` fires while they stream.
+fn to_response(output: Output, format: &Format, signal: Option<CancelSignal>) -> Response {
     match output {
         Output::Rows { schema, stream } => {
             let fields = Arc::new(field_infos(&schema, format));
@@ -228,7 +262,10 @@ fn to_response(output: Output, format: &Format) -> Response {
                 };
                 stream::iter(encoded)
             });
-            Response::Query(QueryResponse::new(fields, rows))
+            match signal {
+                Some(signal) => Response::Query(QueryResponse::new(fields, signal.guard(Box::pin(rows)))),
+                None => Response::Query(QueryResponse::new(fields, rows)),
+            }
         }
         Output::Command { tag, rows } => {
             let mut t = Tag::new(&tag);

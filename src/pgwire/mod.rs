@@ -2,6 +2,7 @@
 //! query handlers, Arrow ↔ PostgreSQL value encoding, errors → SQLSTATE.
 
 pub mod auth;
+pub mod cancel;
 pub mod encode;
 mod encode_column;
 mod encode_text;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use pgwire::api::PgWireServerHandlers;
 use pgwire::api::auth::StartupHandler;
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 
 use crate::engine::Engine;
@@ -22,12 +24,14 @@ use handler::WeirHandler;
 pub struct Handlers {
     query: Arc<WeirHandler>,
     startup: Arc<auth::Startup>,
+    cancellers: Arc<cancel::Cancellers>,
 }
 
 impl Handlers {
     pub fn new(engine: Arc<Engine>) -> Handlers {
         let startup = Arc::new(auth::Startup::new(&engine.config.user, engine.config.password.as_deref()));
-        Handlers { query: Arc::new(WeirHandler::new(engine)), startup }
+        let cancellers = Arc::new(cancel::Cancellers::default());
+        Handlers { query: Arc::new(WeirHandler::new(engine, cancellers.clone())), startup, cancellers }
     }
 }
 
@@ -42,5 +46,9 @@ impl PgWireServerHandlers for Handlers {
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         self.startup.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancellers.clone()
     }
 }

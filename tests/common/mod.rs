@@ -136,16 +136,22 @@ pub fn output_within(mut cmd: Command, limit: Duration) -> Output {
     let child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e} (run `bash scripts/test.sh`, which installs the clients)"));
+    wait_within(child, limit)
+}
+
+/// Waits for a started child (stdout and stderr piped) and collects its
+/// output; kills it and fails the test past `limit`.
+pub fn wait_within(child: std::process::Child, limit: Duration) -> Output {
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
     match rx.recv_timeout(limit) {
-        Ok(out) => out.unwrap_or_else(|e| panic!("wait for {cmd:?}: {e}")),
+        Ok(out) => out.unwrap_or_else(|e| panic!("wait for process {pid}: {e}")),
         Err(_) => {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("{cmd:?} did not finish within {limit:?}; killed it");
+            panic!("process {pid} did not finish within {limit:?}; killed it");
         }
     }
 }

@@ -1,0 +1,219 @@
+//! Cancel requests: psql's Ctrl-C, JDBC's `Statement.cancel()`,
+//! `pg_cancel_backend` from a driver's cancel token.
+//!
+//! A client cancels by opening a second connection that carries only the
+//! process id and secret key it got at start-up (BackendKeyData). Those find
+//! the connection's `Canceller` here, which ends the query that connection
+//! is running with SQLSTATE 57014, as PostgreSQL does; the connection stays
+//! usable.
+//!
+//! pgwire's own cancel support only covers planning (until `do_query`
+//! returns); weir's queries do their work while their rows stream to the
+//! socket, so the signal is also raced against each row here.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use futures::Stream;
+use pgwire::api::ClientInfo;
+use pgwire::api::cancel::CancelHandler;
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::cancel::CancelRequest;
+use tokio::sync::oneshot;
+
+/// Connections by the (process id, secret key) they were given.
+#[derive(Default)]
+pub struct Cancellers {
+    by_key: Mutex<HashMap<(i32, Vec<u8>), Arc<Canceller>>>,
+}
+
+/// One connection's cancel signal: a fresh one per statement.
+#[derive(Default)]
+pub struct Canceller {
+    current: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+/// Keeps a connection registered while the connection lives (it sits in
+/// the connection's session extensions, dropped with them).
+struct Registration {
+    key: (i32, Vec<u8>),
+    canceller: Arc<Canceller>,
+    cancellers: Arc<Cancellers>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        lock(&self.cancellers.by_key).remove(&self.key);
+    }
+}
+
+/// The lock guards plain maps and slots: a panic elsewhere cannot leave them
+/// half-updated, so a poisoned lock is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Cancellers {
+    /// The signal for the statement `client` is about to run. Registers
+    /// the connection on its first statement.
+    pub fn begin<C: ClientInfo>(self: &Arc<Self>, client: &C) -> CancelSignal {
+        let registration = client.session_extensions().get_or_insert_with(|| {
+            let (pid, secret) = client.pid_and_secret_key();
+            let key = (pid, secret.to_bytes().to_vec());
+            let canceller = Arc::new(Canceller::default());
+            lock(&self.by_key).insert(key.clone(), canceller.clone());
+            Registration { key, canceller, cancellers: self.clone() }
+        });
+        let (tx, rx) = oneshot::channel();
+        // Replacing the previous statement's sender retires its signal.
+        *lock(&registration.canceller.current) = Some(tx);
+        CancelSignal { rx: Some(rx) }
+    }
+
+    fn cancel(&self, pid: i32, secret: &[u8]) -> bool {
+        let canceller = lock(&self.by_key).get(&(pid, secret.to_vec())).cloned();
+        match canceller.and_then(|c| lock(&c.current).take()) {
+            Some(tx) => tx.send(()).is_ok(),
+            None => false,
+        }
+    }
+}
+
+#[async_trait]
+impl CancelHandler for Cancellers {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        // A wrong key or an idle connection is ignored, as in PostgreSQL
+        // (which never tells the canceller either way).
+        let cancelled = self.cancel(request.pid, &request.secret_key.to_bytes());
+        tracing::info!(pid = request.pid, cancelled, "cancel request");
+    }
+}
+
+/// Fires when the statement it was made for is cancelled; never fires once
+/// a later statement has begun.
+pub struct CancelSignal {
+    rx: Option<oneshot::Receiver<()>>,
+}
+
+impl CancelSignal {
+    /// Ready once cancelled (and from then on).
+    fn poll_cancelled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(rx) = self.rx.as_mut() else { return Poll::Pending };
+        match Pin::new(rx).poll(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(()),
+            // The sender was replaced or dropped: this statement can no
+            // longer be cancelled.
+            Poll::Ready(Err(_)) => {
+                self.rx = None;
+                Poll::Pending
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Runs `work` unless the statement is cancelled first.
+    pub async fn race<T>(&mut self, work: impl Future<Output = T>) -> Result<T, PgWireError> {
+        let mut work = std::pin::pin!(work);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = work.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            self.poll_cancelled(cx).map(|()| Err(PgWireError::QueryCanceled))
+        })
+        .await
+    }
+
+    /// `rows`, ended by a 57014 error if the statement is cancelled while
+    /// they stream.
+    pub fn guard<S, T>(self, rows: S) -> CancellableRows<S>
+    where
+        S: Stream<Item = PgWireResult<T>> + Unpin,
+    {
+        CancellableRows { rows, signal: self, done: false }
+    }
+}
+
+pub struct CancellableRows<S> {
+    rows: S,
+    signal: CancelSignal,
+    done: bool,
+}
+
+impl<S, T> Stream for CancellableRows<S>
+where
+    S: Stream<Item = PgWireResult<T>> + Unpin,
+{
+    type Item = PgWireResult<T>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if self.signal.poll_cancelled(cx).is_ready() {
+            // Dropping the rows' stream stops the query's work.
+            self.done = true;
+            return Poll::Ready(Some(Err(PgWireError::QueryCanceled)));
+        }
+        Pin::new(&mut self.rows).poll_next(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    fn signal_pair() -> (Arc<Canceller>, CancelSignal) {
+        let canceller = Arc::new(Canceller::default());
+        let (tx, rx) = oneshot::channel();
+        *lock(&canceller.current) = Some(tx);
+        (canceller, CancelSignal { rx: Some(rx) })
+    }
+
+    #[tokio::test]
+    async fn a_cancel_ends_endless_rows_with_57014() {
+        let (canceller, signal) = signal_pair();
+        let endless = futures::stream::repeat_with(|| PgWireResult::Ok(1u8));
+        let mut rows = signal.guard(Box::pin(endless));
+        assert!(matches!(rows.next().await, Some(Ok(1))));
+        lock(&canceller.current).take().unwrap().send(()).unwrap();
+        let err = rows.next().await.unwrap().unwrap_err();
+        assert!(matches!(err, PgWireError::QueryCanceled), "{err:?}");
+        assert!(rows.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_cancel_interrupts_work_that_never_finishes() {
+        let (canceller, mut signal) = signal_pair();
+        let cancel = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            lock(&canceller.current).take().unwrap().send(()).unwrap();
+        });
+        let result = signal.race(std::future::pending::<()>()).await;
+        assert!(matches!(result, Err(PgWireError::QueryCanceled)));
+        cancel.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_retired_signal_never_fires() {
+        let (canceller, signal) = signal_pair();
+        // The next statement begins: the old sender is dropped.
+        *lock(&canceller.current) = None;
+        let rows: Vec<_> = signal.guard(futures::stream::iter(vec![PgWireResult::Ok(1u8), Ok(2)])).collect().await;
+        assert_eq!(rows.into_iter().map(|r| r.unwrap()).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_wrong_key_cancels_nothing() {
+        let cancellers = Cancellers::default();
+        let (canceller, _signal) = signal_pair();
+        lock(&cancellers.by_key).insert((7, vec![1, 2, 3, 4]), canceller.clone());
+        assert!(!cancellers.cancel(7, &[9, 9, 9, 9]));
+        assert!(!cancellers.cancel(8, &[1, 2, 3, 4]));
+        assert!(cancellers.cancel(7, &[1, 2, 3, 4]));
+    }
+}
