@@ -11,6 +11,7 @@
 //! Everything here goes through the same handlers as the PostgreSQL endpoint.
 
 pub mod coalescing_writer;
+mod wire_types;
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -172,19 +173,24 @@ impl FlightSql {
     fn flight_info(&self, schema: &Schema, ticket: Vec<u8>, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
         let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket));
         Ok(FlightInfo::new()
-            .try_with_schema(schema)
+            .try_with_schema(&wire_types::wire_schema(schema))
             .map_err(|e| Status::internal(e.to_string()))?
             .with_endpoint(endpoint)
             .with_descriptor(descriptor))
     }
 }
 
-/// An output as Arrow batches: rows as they stream, a command as one row
-/// holding its affected-row count.
+/// An output as Arrow batches in their wire types: rows as they stream, a
+/// command as one row holding its affected-row count.
 fn output_batches(output: Output) -> (SchemaRef, BoxStream<RecordBatch>) {
     let rows = match output {
         Output::Rows { schema, stream } => {
-            return (schema, Box::pin(stream.map_err(|e| status(&QueryError::from(e)))));
+            let wire = wire_types::wire_schema(&schema);
+            let batches = stream.map(move |batch| {
+                let batch = batch.map_err(|e| status(&QueryError::from(e)))?;
+                wire_types::to_wire(batch, &wire).map_err(|e| Status::internal(e.to_string()))
+            });
+            return (wire_types::wire_schema(&schema), Box::pin(batches));
         }
         Output::Command { rows, .. } => rows.unwrap_or(0),
         Output::Transaction(_) => 0,
@@ -298,7 +304,7 @@ fn number_placeholders(sql: &str) -> String {
 }
 
 fn schema_bytes(schema: &Schema) -> Result<prost::bytes::Bytes, Status> {
-    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+    let IpcMessage(bytes) = SchemaAsIpc::new(&wire_types::wire_schema(schema), &IpcWriteOptions::default())
         .try_into()
         .map_err(|e: datafusion::arrow::error::ArrowError| Status::internal(e.to_string()))?;
     Ok(bytes)

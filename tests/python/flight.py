@@ -33,6 +33,13 @@ def check_ddl_and_table_through_flight():
         cur.execute("SELECT count(*) AS n, sum(id) AS s FROM items")
         t = cur.fetch_arrow_table()
         assert t.to_pylist() == [{"n": 100, "s": 4950}], t.to_pylist()
+        # Strings from Parquet (string views inside DataFusion) arrive as
+        # plain strings, which every Arrow client reads.
+        cur.execute("SELECT name, make_array(name) AS names FROM items WHERE id = 7")
+        t = cur.fetch_arrow_table()
+        assert t.schema.field("name").type == pa.string(), t.schema
+        assert t.schema.field("names").type == pa.list_(pa.string()), t.schema
+        assert t.to_pylist() == [{"name": "item-7", "names": ["item-7"]}], t.to_pylist()
 
 
 def check_million_rows_as_arrow():
