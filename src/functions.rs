@@ -83,6 +83,18 @@ pub fn session_current_setting(vars: crate::handler::session::SessionVars) -> Sc
     )
 }
 
+/// `current_schema()` as one session sees it: the first schema on its
+/// `search_path` that exists (`public` by default), as PostgreSQL answers.
+pub fn session_current_schema(schema: String) -> ScalarUDF {
+    create_udf(
+        "current_schema",
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(schema.clone()))))),
+    )
+}
+
 /// Built-in type names and their OIDs, for `to_regtype`. Drivers use it to
 /// probe for extension types (psycopg asks for `hstore` at connect); names
 /// not listed resolve to NULL, meaning "no such type".

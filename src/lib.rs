@@ -6,7 +6,8 @@
 //! * `flight`: the Arrow Flight SQL endpoint over the same engine.
 //! * `pgwire`: the PostgreSQL protocol: start-up and auth, simple and
 //!   extended query handlers, Arrow ↔ PostgreSQL encoding, errors → SQLSTATE.
-//! * `sql`: parsing; recognises weir's own statements, passes the rest on.
+//! * `sql`: parsing; recognises weir's own statements, passes the rest on;
+//!   `sql::search_path` qualifies table names along the session's path.
 //! * `handler`: one file per statement kind behind one dispatch match.
 //! * `engine`: the shared DataFusion context, parser and configuration.
 //! * `stream`: continuous queries: stream definitions, the epoch loop,

@@ -6,7 +6,9 @@ use std::path::Path;
 use datafusion::arrow::array::{Array, UInt64Array};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::dataframe::DataFrame;
+use datafusion::common::TableReference;
 use datafusion::error::DataFusionError;
+use datafusion::execution::SessionState;
 use std::collections::HashMap;
 
 use datafusion::arrow::datatypes::DataType;
@@ -16,11 +18,11 @@ use datafusion::sql::parser::Statement as DFStatement;
 use futures::StreamExt;
 
 use super::Output;
-use super::session::SessionVars;
+use super::session::{self, SessionVars};
 use crate::catalog::Catalog;
 use crate::catalog::tables::find_bad_parquet;
 use crate::engine::Engine;
-use crate::sql::scalar_subqueries;
+use crate::sql::{scalar_subqueries, search_path};
 use crate::error::QueryError;
 
 /// Plans a statement for this session; placeholders (`$1`) stay in the plan.
@@ -37,6 +39,7 @@ pub async fn plan(engine: &Engine, vars: &SessionVars, stmt: DFStatement) -> Res
         other => other,
     };
     let state = engine.session_state(vars)?;
+    let stmt = follow_search_path(&state, vars, stmt);
     let mut plan = state.statement_to_plan(stmt.clone()).await?;
     if scalar_subqueries::has_scalar_subquery(&stmt) {
         // DataFusion refuses unaggregated correlated scalar subqueries in its
@@ -56,6 +59,23 @@ pub async fn plan(engine: &Engine, vars: &SessionVars, stmt: DFStatement) -> Res
         LogicalPlan::Statement(s) => Err(QueryError::Unsupported(s.name().to_string())),
         _ => Ok(plan),
     }
+}
+
+/// `stmt` with its unqualified table names qualified by the session's
+/// `search_path` (see `sql::search_path`); as written under the default path.
+fn follow_search_path(state: &SessionState, vars: &SessionVars, mut stmt: DFStatement) -> DFStatement {
+    let Some(setting) = session::setting(vars, "search_path") else {
+        return stmt;
+    };
+    let path = search_path::schemas(&setting, vars.get("user").map(String::as_str));
+    if search_path::is_default(&path) {
+        return stmt;
+    }
+    let exists = |schema: &str, table: &str| {
+        state.schema_for_ref(TableReference::partial(schema, table)).is_ok_and(|s| s.table_exist(table))
+    };
+    search_path::qualify(&mut stmt, &path, &exists);
+    stmt
 }
 
 /// Runs a planned statement. Queries stream; writes run to completion first

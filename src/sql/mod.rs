@@ -6,6 +6,7 @@ mod client_compat;
 mod column_names;
 mod parser;
 pub mod scalar_subqueries;
+pub mod search_path;
 pub mod streaming;
 
 pub use classify::{Statement, TransactionKind};
