@@ -87,7 +87,10 @@ async fn a_cancel_request_stops_a_running_query() {
     let dir = tempfile::tempdir().unwrap();
     let server = common::TestServer::start_in(dir.path());
     let client = connect(&server).await;
-    for extended in [false, true] {
+    // The last: a simple query of two statements, cancelled while the
+    // first one's rows are still being computed.
+    let multi = format!("{ENDLESS}; SELECT 1");
+    for (extended, sql) in [(false, ENDLESS), (true, ENDLESS), (false, multi.as_str())] {
         let token = client.cancel_token();
         // Sent until the query ends: the first may arrive before the query
         // has started, and a cancel for an idle connection is ignored.
@@ -98,12 +101,12 @@ async fn a_cancel_request_stops_a_running_query() {
             }
         });
         let query = async {
-            if extended { client.query(ENDLESS, &[]).await.map(drop) } else { client.simple_query(ENDLESS).await.map(drop) }
+            if extended { client.query(sql, &[]).await.map(drop) } else { client.simple_query(sql).await.map(drop) }
         };
         let result = tokio::time::timeout(Duration::from_secs(120), query).await;
         canceller.abort();
         let err = result.expect("the query was not cancelled").expect_err("an endless query finished");
-        assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "extended={extended}: {err}");
+        assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "extended={extended} {sql}: {err}");
         let after = client.simple_query("SELECT 41 + 1").await.expect("the connection outlives the cancel");
         assert_eq!(rows(&after), vec![vec!["42".to_string()]]);
     }

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
+use futures::future::{FutureExt, Shared};
 use futures::Stream;
 use pgwire::api::ClientInfo;
 use pgwire::api::cancel::CancelHandler;
@@ -58,8 +59,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Cancellers {
-    /// The signal for the statement `client` is about to run. Registers
-    /// the connection on its first statement.
+    /// The signal for what `client` is about to run: one statement, or every
+    /// statement of one simple query (their rows stream after all of them
+    /// have started, so each keeps a clone). Registers the connection on
+    /// its first use.
     pub fn begin<C: ClientInfo>(self: &Arc<Self>, client: &C) -> CancelSignal {
         let registration = client.session_extensions().get_or_insert_with(|| {
             let (pid, secret) = client.pid_and_secret_key();
@@ -71,7 +74,7 @@ impl Cancellers {
         let (tx, rx) = oneshot::channel();
         // Replacing the previous statement's sender retires its signal.
         *lock(&registration.canceller.current) = Some(tx);
-        CancelSignal { rx: Some(rx) }
+        CancelSignal { rx: Some(rx.shared()) }
     }
 
     fn cancel(&self, pid: i32, secret: &[u8]) -> bool {
@@ -93,10 +96,11 @@ impl CancelHandler for Cancellers {
     }
 }
 
-/// Fires when the statement it was made for is cancelled; never fires once
-/// a later statement has begun.
+/// Fires when what it was made for is cancelled; never fires once the
+/// connection's next query has begun. Clones fire together.
+#[derive(Clone)]
 pub struct CancelSignal {
-    rx: Option<oneshot::Receiver<()>>,
+    rx: Option<Shared<oneshot::Receiver<()>>>,
 }
 
 impl CancelSignal {
@@ -171,7 +175,7 @@ mod tests {
         let canceller = Arc::new(Canceller::default());
         let (tx, rx) = oneshot::channel();
         *lock(&canceller.current) = Some(tx);
-        (canceller, CancelSignal { rx: Some(rx) })
+        (canceller, CancelSignal { rx: Some(rx.shared()) })
     }
 
     #[tokio::test]
@@ -205,6 +209,18 @@ mod tests {
         *lock(&canceller.current) = None;
         let rows: Vec<_> = signal.guard(futures::stream::iter(vec![PgWireResult::Ok(1u8), Ok(2)])).collect().await;
         assert_eq!(rows.into_iter().map(|r| r.unwrap()).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn clones_of_a_signal_fire_together() {
+        let (canceller, signal) = signal_pair();
+        let first = signal.clone().guard(Box::pin(futures::stream::repeat_with(|| PgWireResult::Ok(1u8))));
+        let second = signal.guard(Box::pin(futures::stream::repeat_with(|| PgWireResult::Ok(2u8))));
+        lock(&canceller.current).take().unwrap().send(()).unwrap();
+        for rows in [first, second] {
+            let got: Vec<_> = rows.collect().await;
+            assert!(matches!(got.as_slice(), [Err(PgWireError::QueryCanceled)]), "{got:?}");
+        }
     }
 
     #[test]

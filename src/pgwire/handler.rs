@@ -103,10 +103,13 @@ impl SimpleQueryHandler for WeirHandler {
     {
         let statements = self.engine.parser.parse(query).map_err(|e| to_pg_error(&e))?;
         let mut responses = Vec::with_capacity(statements.len());
+        // One signal for the whole query: each statement's rows stream only
+        // after every statement has started, so a cancel must reach them all.
+        let query_signal = self.cancellers.begin(client);
         for statement in statements {
             // Reads can be cancelled; statements that change state (DDL,
             // COPY, INSERT, starting a continuous query) run to their end.
-            let mut signal = reads_only(&statement).then(|| self.cancellers.begin(client));
+            let mut signal = reads_only(&statement).then(|| query_signal.clone());
             let work = handler::execute(&self.engine, client.metadata_mut(), statement);
             let result = match signal.as_mut() {
                 Some(signal) => signal.race(work).await,
