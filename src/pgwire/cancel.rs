@@ -214,8 +214,11 @@ mod tests {
     #[tokio::test]
     async fn clones_of_a_signal_fire_together() {
         let (canceller, signal) = signal_pair();
-        let first = signal.clone().guard(Box::pin(futures::stream::repeat_with(|| PgWireResult::Ok(1u8))));
-        let second = signal.guard(Box::pin(futures::stream::repeat_with(|| PgWireResult::Ok(2u8))));
+        fn endless() -> Pin<Box<dyn Stream<Item = PgWireResult<u8>> + Send>> {
+            Box::pin(futures::stream::repeat_with(|| PgWireResult::Ok(1u8)))
+        }
+        let first = signal.clone().guard(endless());
+        let second = signal.guard(endless());
         lock(&canceller.current).take().unwrap().send(()).unwrap();
         for rows in [first, second] {
             let got: Vec<_> = rows.collect().await;
