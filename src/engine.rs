@@ -107,11 +107,7 @@ impl Engine {
     /// The first schema on the session's `search_path` that exists, when the
     /// session changed the path (else `current_schema()` stays `public`).
     fn first_schema_on_path(&self, vars: &SessionVars) -> Option<String> {
-        let setting = crate::handler::session::setting(vars, "search_path")?;
-        let path = crate::sql::search_path::schemas(&setting, vars.get("user").map(String::as_str));
-        if crate::sql::search_path::is_default(&path) {
-            return None;
-        }
+        let path = crate::handler::session::search_path(vars)?;
         let schemas = self.ctx.catalog(DATABASE)?.schema_names();
         path.into_iter().find(|s| schemas.contains(s))
     }

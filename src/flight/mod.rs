@@ -186,11 +186,12 @@ fn output_batches(output: Output) -> (SchemaRef, BoxStream<RecordBatch>) {
     let rows = match output {
         Output::Rows { schema, stream } => {
             let wire = wire_types::wire_schema(&schema);
+            let batch_schema = wire.clone();
             let batches = stream.map(move |batch| {
                 let batch = batch.map_err(|e| status(&QueryError::from(e)))?;
-                wire_types::to_wire(batch, &wire).map_err(|e| Status::internal(e.to_string()))
+                wire_types::to_wire(batch, &batch_schema).map_err(|e| Status::internal(e.to_string()))
             });
-            return (wire_types::wire_schema(&schema), Box::pin(batches));
+            return (wire, Box::pin(batches));
         }
         Output::Command { rows, .. } => rows.unwrap_or(0),
         Output::Transaction(_) => 0,

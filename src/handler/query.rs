@@ -64,13 +64,9 @@ pub async fn plan(engine: &Engine, vars: &SessionVars, stmt: DFStatement) -> Res
 /// `stmt` with its unqualified table names qualified by the session's
 /// `search_path` (see `sql::search_path`); as written under the default path.
 fn follow_search_path(state: &SessionState, vars: &SessionVars, mut stmt: DFStatement) -> DFStatement {
-    let Some(setting) = session::setting(vars, "search_path") else {
+    let Some(path) = session::search_path(vars) else {
         return stmt;
     };
-    let path = search_path::schemas(&setting, vars.get("user").map(String::as_str));
-    if search_path::is_default(&path) {
-        return stmt;
-    }
     let exists = |schema: &str, table: &str| {
         state.schema_for_ref(TableReference::partial(schema, table)).is_ok_and(|s| s.table_exist(table))
     };

@@ -128,6 +128,13 @@ pub fn setting(vars: &SessionVars, name: &str) -> Option<String> {
     lookup(vars, name)
 }
 
+/// The session's `search_path` as schema names, when it finds tables
+/// anywhere other than weir's default does (`sql::search_path`).
+pub fn search_path(vars: &SessionVars) -> Option<Vec<String>> {
+    let path = crate::sql::search_path::schemas(&lookup(vars, "search_path")?, vars.get("user").map(String::as_str));
+    (!crate::sql::search_path::is_default(&path)).then_some(path)
+}
+
 /// The session's `SET datafusion.*` values, applied to each statement's state.
 pub fn datafusion_overrides(vars: &SessionVars) -> impl Iterator<Item = (String, String)> + '_ {
     vars.iter().filter_map(|(k, v)| {
