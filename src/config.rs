@@ -24,6 +24,13 @@ pub struct Config {
     pub max_connections: usize,
     /// Where the Arrow Flight SQL endpoint listens; `None` turns it off.
     pub flight_listen: Option<SocketAddr>,
+    /// Directories clients may read and write besides the data directory
+    /// and the warehouse (LOCATION, COPY, file streams, Kafka certificate
+    /// files). Everything else is refused with 42501.
+    pub allowed_paths: Vec<PathBuf>,
+    /// Hosts besides loopback that socket streams and Kafka clients may
+    /// connect to; `*` allows any.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for Config {
@@ -39,6 +46,8 @@ impl Default for Config {
             tls_key: None,
             max_connections: 256,
             flight_listen: Some(SocketAddr::from(([127, 0, 0, 1], 50051))),
+            allowed_paths: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::error::{QueryError, ServerError};
 use crate::handler::session::SessionVars;
 use crate::sql::Parser;
+use crate::storage::{CommittedStore, PublishGate, Sandbox, Warehouse};
 
 /// The database name clients connect to and `current_database()` returns.
 pub const DATABASE: &str = "weir";
@@ -34,6 +35,10 @@ pub struct Engine {
     pub parser: Parser,
     /// Streams and continuous queries.
     pub streams: StreamManager,
+    /// What clients may make the server read, write and connect to.
+    pub sandbox: Sandbox,
+    /// Builds (and alone deletes) the directories of weir-owned tables.
+    pub warehouse: Warehouse,
 }
 
 impl std::fmt::Debug for Engine {
@@ -48,10 +53,15 @@ impl Engine {
     pub async fn open(config: Config) -> Result<Engine, ServerError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| ServerError::DataDir(config.data_dir.display().to_string(), e.to_string()))?;
-        std::fs::create_dir_all(&config.warehouse)
+        let warehouse = Warehouse::open(&config.warehouse)
             .map_err(|e| ServerError::DataDir(config.warehouse.display().to_string(), e.to_string()))?;
+        let sandbox = Sandbox::new(&config.data_dir, warehouse.root(), &config.allowed_paths, &config.allowed_hosts)
+            .map_err(|e| ServerError::DataDir(config.data_dir.display().to_string(), e))?;
+        tracing::info!("clients may read and write files under {}", sandbox.roots_list());
+        // No write is in flight yet: what a crash left half-uploaded goes.
+        crate::storage::upload::remove_leftovers(sandbox.data_dir());
         let store: Arc<dyn CatalogStore> = Arc::new(SqliteStore::open(&config.data_dir.join("catalog.sqlite"))?);
-        let catalog = Catalog::new(store.clone(), &config.data_dir);
+        let catalog = Catalog::new(store.clone());
 
         let mut session_config = SessionConfig::new()
             .with_default_catalog_and_schema(DATABASE, SCHEMA)
@@ -67,6 +77,13 @@ impl Engine {
             .with_cache_manager(caches)
             .build_arc()
             .map_err(|e| ServerError::Engine(e.to_string()))?;
+        // Every local read and write of the engine goes through the store
+        // that lists committed files only and stays under the allowed roots.
+        let gate = PublishGate::default();
+        let local = Arc::new(datafusion::object_store::local::LocalFileSystem::new());
+        let files = CommittedStore::new(local, gate.clone(), &sandbox);
+        let file_url = datafusion::execution::object_store::ObjectStoreUrl::local_filesystem();
+        runtime.register_object_store(file_url.as_ref(), Arc::new(files));
         let ctx = SessionContext::new_with_config_rt(session_config, runtime);
         datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
             .map_err(|e| ServerError::Engine(e.to_string()))?;
@@ -74,10 +91,10 @@ impl Engine {
         crate::functions::register(&ctx);
         register_system_schema(&ctx, store.clone())?;
 
-        let restored = catalog.restore(&ctx).await?;
+        let restored = catalog.restore(&ctx, &sandbox).await?;
         tracing::info!(tables = restored, "catalog restored");
-        let streams = StreamManager::new(ctx.clone(), store);
-        let engine = Engine { config, ctx, catalog, parser: Parser::new(), streams };
+        let streams = StreamManager::new(ctx.clone(), store, gate, warehouse.clone());
+        let engine = Engine { config, ctx, catalog, parser: Parser::new(), streams, sandbox, warehouse };
         crate::handler::restore_streaming(&engine).await.map_err(|e| ServerError::Engine(e.message()))?;
         Ok(engine)
     }

@@ -2,6 +2,7 @@
 //! PostgreSQL client sees. The pgwire layer only translates; it never guesses.
 
 use datafusion::error::DataFusionError;
+use datafusion::object_store;
 
 /// Errors of the metastore (the SQLite catalog file and its contents).
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,35 @@ impl From<rusqlite::Error> for CatalogError {
     }
 }
 
+/// Refusals of the file and network sandbox (`storage`): a client asked
+/// for something outside what the server allows.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("access to '{path}' is not allowed: weir reads and writes files only under {roots} (start it with --allow-path DIR to allow another directory)")]
+    Path { path: String, roots: String },
+    #[error("location '{location}' is not allowed: only local paths and file:// URLs under {roots} can be read or written")]
+    Scheme { location: String, roots: String },
+    #[error("'{path}' holds weir's catalog and cannot be a location; use a file or directory inside the data directory")]
+    Reserved { path: String },
+    #[error("location '{location}' cannot be resolved safely: {reason}")]
+    Unresolvable { location: String, reason: String },
+    #[error("connecting to '{host}' is not allowed: weir connects only to {allowed} (start it with --allow-host HOST to allow another host)")]
+    Host { host: String, allowed: String },
+    #[error("Kafka property '{property}' is not allowed: {reason}")]
+    Property { property: String, reason: String },
+    #[error("the name '{name}' cannot name weir's files: {reason}")]
+    Name { name: String, reason: String },
+}
+
+impl AccessError {
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            AccessError::Name { .. } => "42602",
+            _ => "42501",
+        }
+    }
+}
+
 /// Errors of executing one statement: what a session reports to its client.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -53,6 +83,8 @@ pub enum QueryError {
     UnsupportedWithHint { what: String, hint: String },
     #[error("{0}")]
     Catalog(#[from] CatalogError),
+    #[error("{0}")]
+    Access(#[from] AccessError),
     #[error("location '{0}' does not exist; create it first, or declare the table's columns and use a relative location to let weir create it under its data directory")]
     MissingLocation(String),
     #[error("location '{path}' cannot be read: {reason}")]
@@ -96,6 +128,7 @@ impl QueryError {
             QueryError::Syntax(_) => "42601",
             QueryError::Unsupported(_) | QueryError::UnsupportedWithHint { .. } => "0A000",
             QueryError::Catalog(e) => e.sqlstate(),
+            QueryError::Access(e) => e.sqlstate(),
             QueryError::MissingLocation(_) => "58P01",
             QueryError::UnreadableLocation { .. } => "58030",
             QueryError::BadParquetFile { .. } => "XX001",
@@ -143,7 +176,11 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
         },
         DataFusionError::Plan(msg) => plan_sqlstate(msg),
         DataFusionError::ResourcesExhausted(_) => "53200",
+        // The sandbox's backstop in the object store, or the OS saying no.
+        DataFusionError::ObjectStore(err) if matches!(err.as_ref(), object_store::Error::PermissionDenied { .. }) => "42501",
         DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => "58030",
+        // A missing or contradictory option (e.g. COPY without a format).
+        DataFusionError::Configuration(_) => "22023",
         DataFusionError::ParquetError(_) => "XX001",
         DataFusionError::ArrowError(err, _) => match err.as_ref() {
             ArrowError::DivideByZero => "22012",
@@ -193,6 +230,7 @@ fn datafusion_message(e: &DataFusionError) -> String {
     const PREFIXES: &[&str] = &[
         "Arrow error: ", "Cast error: ", "Parser error: ", "Error during planning: ", "Execution error: ",
         "External error: ", "sql parser error: ", "Compute error: ", "Invalid argument error: ",
+        "Invalid or Unsupported Configuration: ", "Object Store error: ",
     ];
     while let Some(rest) = PREFIXES.iter().find_map(|p| text.strip_prefix(p)) {
         text = rest;

@@ -18,6 +18,11 @@
 //! * `sink`: where results land: Parquet (staged, then published) and Kafka.
 //! * `catalog`: the metastore (SQLite today, behind a trait) and the live
 //!   DataFusion tables it describes.
+//! * `storage`: files and where they may be: the one listing rule every
+//!   reader shares (committed files only), the sandbox of allowed
+//!   directories and hosts, the warehouse (the only code that builds paths
+//!   from object names and deletes directories), and the object store the
+//!   engine reads and writes through.
 //! * `functions`: PostgreSQL functions clients expect (version(), descriptions).
 //! * `pg_catalog_compat`: PostgreSQL 15's columns for the catalog tables BI
 //!   tools read whole, and the `information_schema` tables they join.
@@ -39,4 +44,5 @@ pub mod server;
 pub mod sink;
 pub mod source;
 pub mod sql;
+pub mod storage;
 pub mod stream;

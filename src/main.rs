@@ -54,6 +54,16 @@ struct ServeArgs {
     /// Maximum concurrent client connections.
     #[arg(long, env = "WEIR_MAX_CONNECTIONS", default_value_t = Config::default().max_connections)]
     max_connections: usize,
+    /// Another directory clients may read and write (repeatable; the data
+    /// directory and the warehouse always are). In WEIR_ALLOW_PATH, separate
+    /// directories with ':'.
+    #[arg(long = "allow-path", value_name = "DIR", env = "WEIR_ALLOW_PATH", value_delimiter = ':')]
+    allow_paths: Vec<PathBuf>,
+    /// Another host socket streams and Kafka clients may connect to
+    /// (repeatable; loopback always may; '*' allows any). In WEIR_ALLOW_HOST,
+    /// separate hosts with ','.
+    #[arg(long = "allow-host", value_name = "HOST", env = "WEIR_ALLOW_HOST", value_delimiter = ',')]
+    allow_hosts: Vec<String>,
 }
 
 impl From<ServeArgs> for Config {
@@ -68,6 +78,8 @@ impl From<ServeArgs> for Config {
             tls_key: a.tls_key,
             max_connections: a.max_connections,
             flight_listen: (!a.no_flight).then_some(a.flight_listen),
+            allowed_paths: a.allow_paths,
+            allowed_hosts: a.allow_hosts,
         }
     }
 }
@@ -114,6 +126,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => args,
         Command::Produce(args) => return produce(args.into()),
     };
+    let config: Config = args.into();
+    warn_if_exposed(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -121,7 +135,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(weir::server::run(args.into(), shutdown_signal())) {
+    match runtime.block_on(weir::server::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -143,6 +157,44 @@ fn produce(options: weir::produce::ProduceOptions) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Warns when any client that can reach the listener gets in without a
+/// password, and louder when the server runs as root: the sandbox bounds
+/// what a client can touch, but a root process has the most to lose.
+fn warn_if_exposed(config: &Config) {
+    if config.password.is_some() {
+        return;
+    }
+    let exposed: Vec<String> = [Some(config.listen), config.flight_listen]
+        .into_iter()
+        .flatten()
+        .filter(|addr| !addr.ip().is_loopback())
+        .map(|addr| addr.to_string())
+        .collect();
+    if exposed.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        "listening on {} without --password: every client that can reach it is trusted",
+        exposed.join(" and ")
+    );
+    if running_as_root() {
+        tracing::warn!(
+            "RUNNING AS ROOT on a non-loopback address without a password: any client on the network can make weir read and write files under {} as root; set --password, listen on 127.0.0.1, or run as an unprivileged user",
+            std::iter::once(&config.data_dir).chain(&config.allowed_paths).map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+}
+
+/// Whether the real or effective user id is 0, from `/proc/self/status`
+/// (no libc needed); false where that file does not exist.
+fn running_as_root() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .is_some_and(|ids| ids.split_whitespace().take(2).any(|id| id == "0"))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

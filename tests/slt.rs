@@ -5,8 +5,9 @@
 //! at the end.
 //!
 //! * Substitution (after `control substitution on` in a file): `$SCRATCH` is a
-//!   directory for the file's own Parquet fixtures; `$DATA_DIR` is the
-//!   server's data dir. sqllogictest's own `$__TEST_DIR__` also works, but
+//!   directory for the file's own Parquet fixtures (the server runs with
+//!   `--allow-path $SCRATCH`; nothing else outside `$DATA_DIR` is allowed);
+//!   `$DATA_DIR` is the server's data dir. sqllogictest's own `$__TEST_DIR__` also works, but
 //!   changes between the files of a restart case. In expected results, these
 //!   directories print as `$SCRATCH` and `$DATA_DIR` (see [`validate`]).
 //! * For streaming files: `$KAFKA` is the bootstrap address of a real
@@ -173,7 +174,11 @@ async fn run_unit(unit: &Unit, protocol: Protocol) -> Vec<String> {
         } else {
             format!("{} [{}]", unit.name, protocol.name())
         };
-        let started = tokio::task::block_in_place(|| std::panic::catch_unwind(|| TestServer::start_in(&data_dir)));
+        // $SCRATCH is outside the data dir: the server must be told it may
+        // read and write there, as a user would with their own directories.
+        let allow = ["--allow-path", scratch_str.as_str()];
+        let started =
+            tokio::task::block_in_place(|| std::panic::catch_unwind(|| TestServer::start_with(&data_dir, &allow)));
         let Ok(server) = started else {
             failures.push(format!("{label}: server did not start"));
             return failures;

@@ -5,7 +5,6 @@ pub mod sqlite;
 pub mod store;
 pub mod tables;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
@@ -13,26 +12,21 @@ use datafusion::prelude::SessionContext;
 use crate::error::CatalogError;
 pub use store::{CatalogStore, EpochCommit, QueryStatusRow, RelationDef, RelationKind, StagedFile};
 
-/// Definitions (durable) plus the data directory that relative locations
-/// resolve against. DDL writes the store first and DataFusion second, so a
-/// crash in between leaves a definition that is replayed at the next start.
+/// The durable definitions. DDL writes the store first and DataFusion
+/// second, so a crash in between leaves a definition that is replayed at
+/// the next start. (Relative locations resolve through `storage::Sandbox`.)
 #[derive(Debug, Clone)]
 pub struct Catalog {
     store: Arc<dyn CatalogStore>,
-    data_dir: PathBuf,
 }
 
 impl Catalog {
-    pub fn new(store: Arc<dyn CatalogStore>, data_dir: &Path) -> Catalog {
-        Catalog { store, data_dir: data_dir.to_path_buf() }
+    pub fn new(store: Arc<dyn CatalogStore>) -> Catalog {
+        Catalog { store }
     }
 
     pub fn store(&self) -> &dyn CatalogStore {
         self.store.as_ref()
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
     }
 
     pub fn list(&self) -> Result<Vec<RelationDef>, CatalogError> {
@@ -44,13 +38,14 @@ impl Catalog {
     }
 
     /// Registers every persisted relation in `ctx`. A table whose files have
-    /// gone is logged and skipped, not fatal: its definition stays, so SHOW
-    /// TABLES still lists it and DROP TABLE can remove it.
-    pub async fn restore(&self, ctx: &SessionContext) -> Result<usize, CatalogError> {
+    /// gone, or whose location the sandbox no longer allows, is logged and
+    /// skipped, not fatal: its definition stays, so SHOW TABLES still lists
+    /// it and DROP TABLE can remove it.
+    pub async fn restore(&self, ctx: &SessionContext, sandbox: &crate::storage::Sandbox) -> Result<usize, CatalogError> {
         let defs = self.store.list()?;
         let mut restored = 0;
         for def in defs.iter().filter(|d| d.kind == RelationKind::ExternalTable) {
-            match tables::replay(ctx, def).await {
+            match tables::replay(ctx, sandbox, def).await {
                 Ok(()) => restored += 1,
                 Err(e) => tracing::warn!(table = %def.name, "table not restored: {}", e.message()),
             }

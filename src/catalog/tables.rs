@@ -14,38 +14,34 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
 use super::store::RelationDef;
 use crate::error::QueryError;
+use crate::storage::{Sandbox, is_visible};
 
-/// Resolves a LOCATION: URLs (`s3://`, `file://`) pass through; a relative
-/// path is weir's to manage and lives under the data directory, created when
-/// `create_missing` (the table declares its columns, so it can start empty);
-/// an absolute path is the user's data and must already exist.
-pub fn resolve_location(data_dir: &Path, location: &str, create_missing: bool) -> Result<String, QueryError> {
-    if location.contains("://") {
-        return Ok(location.to_string());
-    }
-    let path = Path::new(location);
-    let resolved: PathBuf = if path.is_absolute() {
-        if !path.exists() {
+/// Resolves a LOCATION through the sandbox (a path under an allowed root,
+/// or a `file://` URL naming one; see `storage::sandbox`). A relative path
+/// is weir's to manage and lives under the data directory, created when
+/// `create_missing` (the table declares its columns, so it can start
+/// empty); an absolute path is the user's data and must already exist.
+pub fn resolve_location(sandbox: &Sandbox, location: &str, create_missing: bool) -> Result<String, QueryError> {
+    let resolved = sandbox.resolve(location)?;
+    let relative = !location.contains("://") && Path::new(location).is_relative();
+    if !resolved.exists() {
+        if !relative {
             return Err(QueryError::MissingLocation(location.to_string()));
         }
-        path.to_path_buf()
-    } else {
-        let joined = data_dir.join(path);
-        if !joined.exists() && !create_missing {
-            return Err(QueryError::MissingLocation(joined.display().to_string()));
+        if !create_missing {
+            return Err(QueryError::MissingLocation(resolved.display().to_string()));
         }
-        if !joined.exists() {
-            std::fs::create_dir_all(&joined).map_err(|e| QueryError::UnreadableLocation {
-                path: joined.display().to_string(),
-                reason: e.to_string(),
-            })?;
-        }
-        joined
-    };
+        std::fs::create_dir_all(&resolved).map_err(|e| QueryError::UnreadableLocation {
+            path: resolved.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    }
+    // Resolved again now that it exists: what was created is what is read.
     let canonical = std::fs::canonicalize(&resolved).map_err(|e| QueryError::UnreadableLocation {
         path: resolved.display().to_string(),
         reason: e.to_string(),
     })?;
+    sandbox.check(&canonical)?;
     if canonical.is_dir() {
         std::fs::read_dir(&canonical).map_err(|e| QueryError::UnreadableLocation {
             path: canonical.display().to_string(),
@@ -84,12 +80,19 @@ pub async fn create(ctx: &SessionContext, cmd: CreateExternalTable) -> Result<Sc
     Ok(provider.schema())
 }
 
-/// Re-creates a persisted table from its stored definition.
-pub async fn replay(ctx: &SessionContext, def: &RelationDef) -> Result<(), QueryError> {
+/// Re-creates a persisted table from its stored definition, if the
+/// sandbox still allows its locations (a server restarted with fewer
+/// `--allow-path`s does not keep serving what it no longer allows).
+pub async fn replay(ctx: &SessionContext, sandbox: &Sandbox, def: &RelationDef) -> Result<(), QueryError> {
     let dialect = PostgreSqlDialect {};
     let mut parser = DFParserBuilder::new(def.definition.as_str()).with_dialect(&dialect).build()?;
     match parser.parse_statements()?.pop_front() {
-        Some(DFStatement::CreateExternalTable(cmd)) => create(ctx, cmd).await.map(|_| ()),
+        Some(DFStatement::CreateExternalTable(cmd)) => {
+            for location in &cmd.locations {
+                sandbox.resolve(location)?;
+            }
+            create(ctx, cmd).await.map(|_| ())
+        }
         _ => Err(QueryError::Unsupported(format!("stored definition of '{}'", def.name))),
     }
 }
@@ -141,24 +144,24 @@ fn quote_ident(name: &str) -> String {
 }
 
 /// Finds the first file under `location` whose Parquet footer cannot be read,
-/// so an error names the file rather than just "corrupt footer".
+/// so an error names the file rather than just "corrupt footer". Looks at
+/// the files a scan reads only (the shared listing rule).
 pub fn find_bad_parquet(location: &str) -> Option<QueryError> {
     use datafusion::parquet::file::reader::SerializedFileReader;
     let root = PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
     let mut pending = vec![root];
+    let mut first = true;
     while let Some(path) = pending.pop() {
+        // The location itself was named by the user; below it, the rule.
+        let visible = std::mem::take(&mut first) || path.file_name().and_then(|n| n.to_str()).is_some_and(is_visible);
+        if !visible {
+            continue;
+        }
         if path.is_dir() {
             let Ok(entries) = std::fs::read_dir(&path) else { continue };
             let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
             children.sort();
             pending.extend(children.into_iter().rev());
-            continue;
-        }
-        let hidden = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.') || n.starts_with('_'));
-        if hidden {
             continue;
         }
         let Ok(file) = std::fs::File::open(&path) else { continue };

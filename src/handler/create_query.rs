@@ -24,19 +24,21 @@ pub async fn handle(engine: &Engine, cq: CreateContinuousQuery) -> Result<Output
         }
         return Err(CatalogError::DuplicateTable(name).into());
     }
-    start(engine, &name, &cq, true, false).await?;
+    start(engine, &name, &cq, None, false).await?;
     Ok(Output::command(tag))
 }
 
 /// Plans, (optionally) records, and starts a continuous query. At restore
-/// `persist` is false and `finished` says the catalog saw it finish.
+/// `restored` is the catalog's definition (nothing is recorded again) and
+/// `finished` says the catalog saw it finish.
 pub async fn start(
     engine: &Engine,
     name: &str,
     cq: &CreateContinuousQuery,
-    persist: bool,
+    restored: Option<&RelationDef>,
     finished: bool,
 ) -> Result<(), QueryError> {
+    let persist = restored.is_none();
     let options = QueryOptions::parse(cq)?;
     let mut kafka = None;
     let (kind, target, dir, target_schema) = match &cq.target {
@@ -44,11 +46,12 @@ pub async fn start(
             crate::sql::streaming::check_options(options, crate::sink::kafka::OPTIONS, "INTO KAFKA (...)")?;
             crate::sink::kafka::check(options)
                 .map_err(|reason| QueryError::InvalidOptionValue { option: "INTO KAFKA".into(), reason })?;
+            super::create_stream::check_kafka_access(engine, options)?;
             let bootstrap = options.get("bootstrap_servers").map(String::as_str).unwrap_or("127.0.0.1:9092");
             let topic = options.get("topic").map(String::as_str).unwrap_or_default();
             kafka = Some(options.clone());
             // Never written: Kafka sinks stage nothing on disk.
-            (RelationKind::Sink, format!("kafka://{bootstrap}/{topic}"), engine.config.warehouse.join(".kafka").join(name), None)
+            (RelationKind::Sink, format!("kafka://{bootstrap}/{topic}"), engine.warehouse.kafka_dir(name)?, None)
         }
         SinkTarget::Table(table) => {
             let key = table_key(table)?;
@@ -74,25 +77,21 @@ pub async fn start(
             let schema = engine.context().table_provider(key.as_str()).await?.schema();
             (RelationKind::Sink, key, PathBuf::from(def.location.trim_end_matches('/')), Some(schema))
         }
-        SinkTarget::OwnTable => {
-            (RelationKind::MaterializedView, name.to_string(), engine.config.warehouse.join(name), None)
-        }
+        SinkTarget::OwnTable => (RelationKind::MaterializedView, name.to_string(), view_dir(engine, name, restored)?, None),
     };
+    let late_dir = engine.warehouse.table_dir(&format!("{name}_late"))?;
     let spec = engine
         .streams
         .prepare(name, &cq.query, options, dir.clone(), target_schema, kafka, |stream| {
-            Some(super::create_stream::dead_letter_dir(engine, &stream.name))
-        }, Some(engine.config.warehouse.join(format!("{name}_late"))))
+            super::create_stream::dead_letter_dir(engine, &stream.name).ok()
+        }, Some(late_dir))
         .await?;
     if let Some(dir) = &spec.late_dir {
         // `<query>_late`: rows that arrived after the watermark passed them.
         super::create_table::create_owned(engine, &format!("{name}_late"), dir, &spec.stream().spec.schema).await?;
     }
     if kind == RelationKind::MaterializedView {
-        std::fs::create_dir_all(&dir).map_err(|e| QueryError::UnreadableLocation {
-            path: dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        engine.warehouse.create_dir(&dir)?;
         let file_schema = crate::sink::ParquetSink::new(&dir, name, &spec.target_schema, crate::sink::Roll::default())
             .file_schema()
             .clone();
@@ -122,6 +121,23 @@ pub async fn start(
     }
     engine.streams.start(kind, target, spec, finished)?;
     Ok(())
+}
+
+/// A view's table directory: under the warehouse, named by the escaped
+/// view name. At restore it is the directory the catalog recorded, as long
+/// as that is the warehouse's (a view made before names were escaped keeps
+/// its files; a recorded path outside the warehouse is refused).
+fn view_dir(engine: &Engine, name: &str, restored: Option<&RelationDef>) -> Result<PathBuf, QueryError> {
+    let Some(def) = restored else { return Ok(engine.warehouse.table_dir(name)?) };
+    let recorded = PathBuf::from(def.location.trim_end_matches('/'));
+    if !engine.warehouse.owns(&recorded) {
+        return Err(crate::error::AccessError::Path {
+            path: def.location.clone(),
+            roots: format!("'{}'", engine.warehouse.root().display()),
+        }
+        .into());
+    }
+    Ok(recorded)
 }
 
 /// Whether the catalog recorded `name` as finished (an `available_now`

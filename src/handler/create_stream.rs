@@ -22,7 +22,7 @@ pub async fn handle(engine: &Engine, ddl: CreateStream) -> Result<Output, QueryE
     if def.on_error == OnError::DeadLetter {
         // `<stream>_errors`: where `on_error = 'dead_letter'` keeps bad records.
         let schema = runner::dead_letter_schema();
-        let dir = dead_letter_dir(engine, &name);
+        let dir = dead_letter_dir(engine, &name)?;
         super::create_table::create_owned(engine, &format!("{name}_errors"), &dir, &schema).await?;
     }
     let location = match def.connector {
@@ -48,16 +48,28 @@ pub async fn handle(engine: &Engine, ddl: CreateStream) -> Result<Output, QueryE
 }
 
 /// Checks a stream definition and resolves what depends on this server: a
-/// file stream's relative path lives under the data directory.
+/// file stream's relative path lives under the data directory, and what a
+/// source reads or connects to must be allowed by the sandbox (checked at
+/// restore too, so a narrower sandbox after a restart is obeyed).
 pub async fn define(engine: &Engine, name: &str, ddl: &CreateStream) -> Result<StreamDef, QueryError> {
     let mut def = StreamDef::from_ddl(engine.context(), name, ddl).await?;
-    if def.connector == Connector::File {
-        let path = def.spec.options.get("path").cloned().ok_or_else(|| QueryError::InvalidOptionValue {
-            option: "path".into(),
-            reason: "a file stream needs path = '<directory>'".into(),
-        })?;
-        let resolved = crate::catalog::tables::resolve_location(engine.catalog.data_dir(), &path, true)?;
-        def.spec.options.insert("path".into(), resolved.trim_end_matches('/').to_string());
+    let option = |key: &str| def.spec.options.get(key).cloned();
+    match def.connector {
+        Connector::File => {
+            let path = option("path").ok_or_else(|| QueryError::InvalidOptionValue {
+                option: "path".into(),
+                reason: "a file stream needs path = '<directory>'".into(),
+            })?;
+            let resolved = crate::catalog::tables::resolve_location(&engine.sandbox, &path, true)?;
+            def.spec.options.insert("path".into(), resolved.trim_end_matches('/').to_string());
+        }
+        Connector::Socket => {
+            if let Some(host) = option("host") {
+                engine.sandbox.check_host(&host)?;
+            }
+        }
+        Connector::Kafka => check_kafka_access(engine, &def.spec.options)?,
+        Connector::Generator | Connector::Nexmark => {}
     }
     // Building the source checks its options without touching the network.
     runner::open_source(&def).map_err(|e| QueryError::InvalidOptionValue {
@@ -67,6 +79,16 @@ pub async fn define(engine: &Engine, name: &str, ddl: &CreateStream) -> Result<S
     Ok(def)
 }
 
-pub fn dead_letter_dir(engine: &Engine, stream: &str) -> std::path::PathBuf {
-    engine.config.warehouse.join(format!("{stream}_errors"))
+pub fn dead_letter_dir(engine: &Engine, stream: &str) -> Result<std::path::PathBuf, QueryError> {
+    Ok(engine.warehouse.table_dir(&format!("{stream}_errors"))?)
+}
+
+/// The brokers and librdkafka files a Kafka stream or sink would use must
+/// be allowed: `bootstrap_servers` (default `127.0.0.1:9092`) and every
+/// `properties.*` setting that names a host, a file or a program.
+pub fn check_kafka_access(engine: &Engine, options: &crate::sql::Options) -> Result<(), QueryError> {
+    engine.sandbox.check_servers(options.get("bootstrap_servers").map(String::as_str).unwrap_or("127.0.0.1:9092"))?;
+    let properties = options.iter().filter_map(|(k, v)| k.strip_prefix("properties.").map(|k| (k, v.as_str())));
+    engine.sandbox.check_kafka_properties(properties)?;
+    Ok(())
 }

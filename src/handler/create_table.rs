@@ -32,7 +32,7 @@ pub async fn handle(engine: &Engine, mut cmd: CreateExternalTable) -> Result<Out
     cmd.locations = cmd
         .locations
         .iter()
-        .map(|l| tables::resolve_location(engine.catalog.data_dir(), l, create_missing))
+        .map(|l| tables::resolve_location(&engine.sandbox, l, create_missing))
         .collect::<Result<_, _>>()?;
     cmd.if_not_exists = false;
     cmd.or_replace = false;
@@ -67,10 +67,7 @@ pub async fn create_owned(
     if engine.catalog.get(name)?.is_some() {
         return Ok(());
     }
-    std::fs::create_dir_all(dir).map_err(|e| QueryError::UnreadableLocation {
-        path: dir.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    engine.warehouse.create_dir(dir)?;
     let quote = |ident: &str| format!("\"{}\"", ident.replace('"', "\"\""));
     let columns: Vec<String> = schema
         .fields()

@@ -17,11 +17,11 @@ pub async fn handle(engine: &Engine, kind: StreamingKind, names: &[ObjectName], 
         StreamingKind::Sink => RelationKind::Sink,
         StreamingKind::MaterializedView => RelationKind::MaterializedView,
     };
-    let mut keys = Vec::new();
+    let mut defs = Vec::new();
     for name in names {
         let key = table_key(name)?;
         match engine.catalog.get(&key)? {
-            Some(def) if def.kind == wanted => keys.push(key),
+            Some(def) if def.kind == wanted => defs.push(def),
             Some(def) => {
                 return Err(QueryError::WrongObjectType(format!(
                     "'{key}' is a {}, not a {}",
@@ -33,20 +33,23 @@ pub async fn handle(engine: &Engine, kind: StreamingKind, names: &[ObjectName], 
             None => return Err(CatalogError::UnknownRelation { kind: kind.sql_name().to_lowercase(), name: key }.into()),
         }
     }
-    for key in keys {
+    for def in defs {
+        let key = def.name.as_str();
         match wanted {
             RelationKind::Stream => {
-                engine.streams.unregister_stream(&key)?;
-                engine.catalog.store().remove(&key)?;
+                engine.streams.unregister_stream(key)?;
+                engine.catalog.store().remove(key)?;
             }
             _ => {
-                engine.streams.stop(&key).await?;
-                engine.catalog.store().remove(&key)?;
+                engine.streams.stop(key).await?;
+                engine.catalog.store().remove(key)?;
                 if wanted == RelationKind::MaterializedView {
-                    let _ = engine.context().deregister_table(key.as_str());
-                    let dir = engine.config.warehouse.join(&key);
-                    if let Err(e) = std::fs::remove_dir_all(&dir) {
-                        tracing::warn!(view = %key, "view files not removed from {}: {e}", dir.display());
+                    let _ = engine.context().deregister_table(key);
+                    // Only the directory the catalog recorded for the view,
+                    // and only if it lies in the warehouse.
+                    let dir = std::path::PathBuf::from(def.location.trim_end_matches('/'));
+                    if let Err(e) = engine.warehouse.remove_dir(&dir) {
+                        tracing::warn!(view = %key, "view files not removed: {e}");
                     }
                 }
             }

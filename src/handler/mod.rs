@@ -108,7 +108,7 @@ pub async fn restore_streaming(engine: &Engine) -> Result<(), QueryError> {
             }
             (RelationKind::Sink | RelationKind::MaterializedView, Ok(Some(Statement::CreateContinuousQuery(cq)))) => {
                 let finished = create_query::recorded_status(engine, &def.name) == Some(crate::stream::Status::Finished);
-                create_query::start(engine, &def.name, &cq, false, finished).await
+                create_query::start(engine, &def.name, &cq, Some(&def), finished).await
             }
             (_, Err(e)) => Err(e),
             _ => Err(QueryError::Unsupported(format!("stored definition of '{}'", def.name))),

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::{Cast, Expr, LogicalPlan, TryCast, WriteOp};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::parser::{ExplainStatement, Statement as DFStatement};
 use futures::StreamExt;
 
 use super::Output;
@@ -27,17 +27,7 @@ use crate::error::QueryError;
 
 /// Plans a statement for this session; placeholders (`$1`) stay in the plan.
 pub async fn plan(engine: &Engine, vars: &SessionVars, stmt: DFStatement) -> Result<LogicalPlan, QueryError> {
-    let stmt = match stmt {
-        DFStatement::CopyTo(mut copy) => {
-            // Relative COPY targets land in the data directory, like relative
-            // LOCATIONs, not wherever the server happened to be started.
-            if !copy.target.contains("://") && Path::new(&copy.target).is_relative() {
-                copy.target = engine.catalog.data_dir().join(&copy.target).display().to_string();
-            }
-            DFStatement::CopyTo(copy)
-        }
-        other => other,
-    };
+    let stmt = resolve_copy_target(engine, stmt)?;
     let state = engine.session_state(vars)?;
     let stmt = follow_search_path(&state, vars, stmt);
     let mut plan = state.statement_to_plan(stmt.clone()).await?;
@@ -54,10 +44,61 @@ pub async fn plan(engine: &Engine, vars: &SessionVars, stmt: DFStatement) -> Res
             }
         }
     }
+    check_writes(engine, &plan)?;
     match &plan {
         LogicalPlan::Ddl(ddl) => Err(QueryError::Unsupported(ddl.name().to_string())),
         LogicalPlan::Statement(s) => Err(QueryError::Unsupported(s.name().to_string())),
         _ => Ok(plan),
+    }
+}
+
+/// A `COPY ... TO` target (also under `EXPLAIN`) resolved by the sandbox:
+/// relative targets land in the data directory, like relative LOCATIONs,
+/// not wherever the server happened to be started, and no target leaves
+/// the allowed roots. DataFusion then writes exactly the resolved path.
+fn resolve_copy_target(engine: &Engine, stmt: DFStatement) -> Result<DFStatement, QueryError> {
+    match stmt {
+        DFStatement::CopyTo(mut copy) => {
+            if copy.stored_as.is_none() && Path::new(&copy.target).extension().is_none() {
+                // DataFusion would say so with a configuration error (XX000).
+                return Err(QueryError::Syntax(format!(
+                    "COPY ... TO '{}' needs STORED AS PARQUET, CSV or JSON: the target has no file extension to tell the format from",
+                    copy.target
+                )));
+            }
+            copy.target = engine.sandbox.resolve(&copy.target)?.display().to_string();
+            Ok(DFStatement::CopyTo(copy))
+        }
+        DFStatement::Explain(ExplainStatement { options, statement }) => {
+            let statement = Box::new(resolve_copy_target(engine, *statement)?);
+            Ok(DFStatement::Explain(ExplainStatement { options, statement }))
+        }
+        other => Ok(other),
+    }
+}
+
+/// Every file a plan writes (`COPY`, also under `EXPLAIN ANALYZE`) must be
+/// allowed: checked on the plan, whatever the statement looked like.
+fn check_writes(engine: &Engine, plan: &LogicalPlan) -> Result<(), QueryError> {
+    let mut refused = None;
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::Copy(copy) = node {
+            let target = Path::new(&copy.output_url);
+            // A path DataFusion got unresolved is relative to the process.
+            let checked = match (copy.output_url.contains("://"), std::path::absolute(target)) {
+                (false, Ok(absolute)) => engine.sandbox.resolve(&absolute.display().to_string()).map(|_| ()),
+                _ => engine.sandbox.resolve(&copy.output_url).map(|_| ()),
+            };
+            if let Err(e) = checked {
+                refused = Some(e);
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    match refused {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
     }
 }
 

@@ -43,6 +43,7 @@ pub fn handle(engine: &Engine, kind: StreamingKind) -> Result<Output, QueryError
                 .collect()
         }
         StreamingKind::Sink | StreamingKind::MaterializedView => {
+            let defs = engine.catalog.list()?;
             let wanted =
                 if kind == StreamingKind::Sink { RelationKind::Sink } else { RelationKind::MaterializedView };
             engine
@@ -54,7 +55,7 @@ pub fn handle(engine: &Engine, kind: StreamingKind) -> Result<Output, QueryError
                     let target = if kind == StreamingKind::Sink {
                         q.target.clone()
                     } else {
-                        format!("{}/", q_location(engine, &q.name))
+                        defs.iter().find(|d| d.name == q.name).map(|d| d.location.clone()).unwrap_or_default()
                     };
                     vec![
                         q.name,
@@ -70,10 +71,6 @@ pub fn handle(engine: &Engine, kind: StreamingKind) -> Result<Output, QueryError
         }
     };
     Ok(Output::batch(text_batch(schema(kind), rows)?))
-}
-
-fn q_location(engine: &Engine, name: &str) -> String {
-    engine.config.warehouse.join(name).display().to_string()
 }
 
 pub fn show_create_schema() -> SchemaRef {

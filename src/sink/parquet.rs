@@ -165,6 +165,12 @@ impl EpochWriter {
         let n = self.finished.len();
         let query_part: String =
             self.sink.query.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+        // A leading `_` would make the published file hidden by the
+        // listing rule (`storage::listing`): a view named `_x` or `"../x"`.
+        let query_part = match query_part.trim_start_matches('_') {
+            "" => "q",
+            trimmed => trimmed,
+        };
         let visible = format!("{query_part}-{:06}-{n:03}-{}.parquet", self.batch_id, self.attempt);
         let staged = format!("{}{:06}.{n:03}.{}.pending", self.sink.staged_prefix(), self.batch_id, self.attempt);
         let staged_path = self.sink.dir.join(&staged);
@@ -275,6 +281,25 @@ mod tests {
         publish(&files).unwrap();
         publish(&files).unwrap();
         assert_eq!(visible_files(dir.path()).len(), 1);
+        for name in visible_files(dir.path()).iter().chain(files.iter().map(|f| &f.staged)) {
+            let name = name.rsplit('/').next().unwrap_or_default();
+            let staged = name.ends_with(".pending");
+            assert_eq!(crate::storage::is_visible(name), !staged, "{name}");
+        }
+    }
+
+    #[test]
+    fn published_names_are_visible_whatever_the_query_is_called() {
+        let dir = tempfile::tempdir().unwrap();
+        for query in ["_x", "../../escape", "__", ".hidden"] {
+            let sink = ParquetSink::new(dir.path(), query, &batch(&[]).schema(), Roll::default());
+            let mut w = sink.begin(0);
+            w.write(&batch(&[1])).unwrap();
+            let (files, _) = w.finish().unwrap();
+            let visible = files[0].visible.rsplit('/').next().unwrap_or_default().to_string();
+            assert!(crate::storage::is_visible(&visible), "{query}: {visible}");
+            assert!(!crate::storage::is_visible(files[0].staged.rsplit('/').next().unwrap_or_default()));
+        }
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! Like Spark's file source, files must appear whole: write them elsewhere
 //! (or under a hidden name) and rename them into the directory. Names starting
 //! with '.' or '_', containing '#' (object_store's staging names, so a
-//! `COPY ... TO` into the directory is safe), or ending in '.tmp', '.crdownload' or '.partial' are never
-//! read, so `mv .x.json.tmp x.json` is the usual pattern; a file read while
-//! still being written loses whatever is written after it was read.
+//! `COPY ... TO` into the directory is safe), or ending in '.tmp',
+//! '.crdownload', '.partial' or '.pending' are never read (the listing rule
+//! of `storage::listing`, the same for tables), so `mv .x.json.tmp x.json`
+//! is the usual pattern; a file read while still being written loses
+//! whatever is written after it was read.
 //!
 //! `poll` is not cancel-safe mid-read (a dropped poll loses the open file's
 //! place): after cancelling one, drop the source and restore a new one, as a
@@ -397,15 +399,10 @@ impl FileSource {
     }
 }
 
-/// Whether a directory entry's name is a finished file to read.
+/// Whether a directory entry's name is a finished file to read: the
+/// listing rule every reader of weir shares.
 fn eligible(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    // `name#3` is how object_store (DataFusion's COPY TO among others)
-    // stages a file before renaming it into place.
-    !(name.starts_with('.')
-        || name.starts_with('_')
-        || name.contains('#')
-        || [".tmp", ".crdownload", ".partial"].iter().any(|s| lower.ends_with(s)))
+    crate::storage::is_visible(name)
 }
 
 /// Opens a Parquet file reading only the stream's columns, from row `offset`.

@@ -44,6 +44,7 @@ use tokio::task::JoinHandle;
 
 use crate::catalog::{CatalogStore, RelationKind};
 use crate::error::QueryError;
+use crate::storage::{PublishGate, Warehouse};
 pub use aggregate::OutputMode;
 pub use definition::{QueryOptions, StreamDef, Trigger};
 use plan::{ChunkTable, StreamTable, check_shape, plan_query, query_context, scanned_tables};
@@ -71,6 +72,10 @@ pub(crate) struct Registry {
 pub struct StreamManager {
     shared: SessionContext,
     store: Arc<dyn CatalogStore>,
+    /// Runners publish epochs under it, so listings see whole epochs.
+    gate: PublishGate,
+    /// Runners delete old view versions through it, never directly.
+    warehouse: Warehouse,
     /// Guards the maps only; never held across an await. Shared with the
     /// `weir.queries` table.
     registry: Arc<Mutex<Registry>>,
@@ -94,7 +99,7 @@ pub struct QueryInfo {
 }
 
 impl StreamManager {
-    pub fn new(shared: SessionContext, store: Arc<dyn CatalogStore>) -> StreamManager {
+    pub fn new(shared: SessionContext, store: Arc<dyn CatalogStore>, gate: PublishGate, warehouse: Warehouse) -> StreamManager {
         let registry = Arc::new(Mutex::new(Registry::default()));
         let table = queries_table::queries_table(registry.clone());
         if let Some(schema) = shared.catalog(crate::engine::DATABASE).and_then(|c| c.schema("weir")) {
@@ -102,7 +107,7 @@ impl StreamManager {
                 tracing::warn!("weir.queries not registered: {e}");
             }
         }
-        StreamManager { shared, store, registry }
+        StreamManager { shared, store, gate, warehouse, registry }
     }
 
     fn registry(&self) -> Result<MutexGuard<'_, Registry>, QueryError> {
@@ -327,7 +332,8 @@ impl StreamManager {
             }
             None
         } else {
-            let runner = runner::run(spec.clone(), self.shared.clone(), self.store.clone(), state.clone(), stop_rx);
+            let files = runner::Files { gate: self.gate.clone(), warehouse: self.warehouse.clone() };
+            let runner = runner::run(spec.clone(), self.shared.clone(), self.store.clone(), files, state.clone(), stop_rx);
             Some(tokio::spawn(runner))
         };
         let name = spec.name.clone();

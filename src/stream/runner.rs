@@ -89,6 +89,16 @@ impl QuerySpec {
     }
 }
 
+/// The storage a runner shares with the rest of the server.
+#[derive(Clone)]
+pub struct Files {
+    /// Epochs are published under it, so a listing sees all of an epoch's
+    /// files or none.
+    pub gate: crate::storage::PublishGate,
+    /// The only way old view versions are deleted.
+    pub warehouse: crate::storage::Warehouse,
+}
+
 /// How an attempt ended without error.
 enum Ended {
     Stopped,
@@ -119,12 +129,13 @@ pub async fn run(
     spec: QuerySpec,
     shared: SessionContext,
     store: Arc<dyn CatalogStore>,
+    files: Files,
     state: SharedState,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     loop {
-        let outcome = attempt(&spec, &shared, store.as_ref(), &state, &mut stop).await;
+        let outcome = attempt(&spec, &shared, store.as_ref(), &files, &state, &mut stop).await;
         let (status, error) = match outcome {
             Ok(Ended::Stopped) => {
                 set(&state, Status::Stopped, None);
@@ -180,6 +191,7 @@ async fn attempt(
     spec: &QuerySpec,
     shared: &SessionContext,
     store: &dyn CatalogStore,
+    files: &Files,
     state: &SharedState,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Ended, RunError> {
@@ -216,12 +228,16 @@ async fn attempt(
     let storage = |e: crate::error::CatalogError| RunError::Transient(e.to_string());
     let history = store.epochs(&spec.name, source.checkpoint_is_cumulative()).map_err(storage)?;
     let last_files: Vec<StagedFile> = history.last().map(|e| e.files.clone()).unwrap_or_default();
-    sink.recover(&last_files).map_err(io_error("recovering the table directory"))?;
-    for dl in dead_letters.iter().flatten() {
-        dl.recover(&last_files).map_err(io_error("recovering the dead-letter table"))?;
-    }
-    if let Some(late) = &late {
-        late.recover(&last_files).map_err(io_error("recovering the late-rows table"))?;
+    {
+        // Publishing the last commit's files is publishing an epoch.
+        let _publishing = files.gate.publishing().await;
+        sink.recover(&last_files).map_err(io_error("recovering the table directory"))?;
+        for dl in dead_letters.iter().flatten() {
+            dl.recover(&last_files).map_err(io_error("recovering the dead-letter table"))?;
+        }
+        if let Some(late) = &late {
+            late.recover(&last_files).map_err(io_error("recovering the late-rows table"))?;
+        }
     }
     if let Some(last) = history.last() {
         planned.restore_state(&last.state).await.map_err(|e| RunError::Fatal(format!("restoring state: {e}")))?;
@@ -229,7 +245,8 @@ async fn attempt(
     }
     if let Some(versions) = &spec.versions {
         let current = history.last().and_then(|e| e.progress.get("version")).and_then(|v| v.as_str()).map(PathBuf::from);
-        remove_versions_except(&spec.target_dir, current.as_deref(), None).map_err(io_error("cleaning view versions"))?;
+        remove_versions_except(&files.warehouse, &spec.target_dir, current.as_deref(), None)
+            .map_err(io_error("cleaning view versions"))?;
         if let Ok(mut pointer) = versions.write() {
             *pointer = current;
         }
@@ -266,7 +283,7 @@ async fn attempt(
             let started = epoch.started_at_wall;
             let since_previous = previous_start.map(|p| epoch.started.duration_since(p));
             previous_start = Some(epoch.started);
-            commit(spec, &planned, store, &mut source, epoch, batch_id, started, since_previous).await?;
+            commit(spec, &planned, store, files, &mut source, epoch, batch_id, started, since_previous).await?;
             if let Ok(mut s) = state.lock() {
                 s.last_batch_id = Some(batch_id);
                 s.status = Status::Running;
@@ -520,8 +537,13 @@ async fn run_chunk(planned: &Planned, epoch: &mut Epoch, input: usize, batches: 
 }
 
 /// Deletes the version directories of a view except `keep` and `previous`
-/// (a reader may still be listing the previous one).
-fn remove_versions_except(dir: &std::path::Path, keep: Option<&std::path::Path>, previous: Option<&std::path::Path>) -> std::io::Result<()> {
+/// (a reader may still be listing the previous one), through the warehouse.
+fn remove_versions_except(
+    warehouse: &crate::storage::Warehouse,
+    dir: &std::path::Path,
+    keep: Option<&std::path::Path>,
+    previous: Option<&std::path::Path>,
+) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -531,7 +553,7 @@ fn remove_versions_except(dir: &std::path::Path, keep: Option<&std::path::Path>,
         let path = entry?.path();
         let is_version = path.is_dir() && path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('v'));
         if is_version && Some(path.as_path()) != keep && Some(path.as_path()) != previous {
-            std::fs::remove_dir_all(&path)?;
+            warehouse.remove_dir(&path).map_err(std::io::Error::other)?;
         }
     }
     Ok(())
@@ -560,6 +582,7 @@ async fn commit(
     spec: &QuerySpec,
     planned: &Planned,
     store: &dyn CatalogStore,
+    storage: &Files,
     source: &mut Inputs,
     mut epoch: Epoch,
     batch_id: i64,
@@ -712,10 +735,13 @@ async fn commit(
         crate::error::CatalogError::EpochConflict { .. } => RunError::Fatal(e.to_string()),
         other => RunError::Transient(other.to_string()),
     })?;
-    publish(&files).map_err(io_error("publishing committed files"))?;
+    {
+        let _publishing = storage.gate.publishing().await;
+        publish(&files).map_err(io_error("publishing committed files"))?;
+    }
     if let (Some(versions), Some(version)) = (&spec.versions, version) {
         let previous = versions.write().ok().and_then(|mut pointer| pointer.replace(version.clone()));
-        if let Err(e) = remove_versions_except(&spec.target_dir, Some(&version), previous.as_deref()) {
+        if let Err(e) = remove_versions_except(&storage.warehouse, &spec.target_dir, Some(&version), previous.as_deref()) {
             tracing::warn!(query = %spec.name, "old view versions not removed: {e}");
         }
     }

@@ -23,11 +23,19 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts a server over `data_dir` (created if missing) on 127.0.0.1:0.
+    /// Tests keep their fixtures next to the data dir, in the test's own
+    /// temporary directory (`tmp/data` beside `tmp/items`), so that
+    /// directory is allowed with `--allow-path`; when the data dir is the
+    /// temporary directory itself, nothing beyond it is.
     pub fn start_in(data_dir: &Path) -> TestServer {
-        Self::start_with(data_dir, &[])
+        match test_root(data_dir) {
+            Some(root) => Self::start_with(data_dir, &["--allow-path", &root.display().to_string()]),
+            None => Self::start_with(data_dir, &[]),
+        }
     }
 
-    /// Like [`start_in`], with extra `weir serve` arguments.
+    /// Like [`start_in`], with extra `weir serve` arguments and nothing
+    /// allowed beyond the data dir unless `extra_args` says so.
     pub fn start_with(data_dir: &Path, extra_args: &[&str]) -> TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(["serve", "--listen", "127.0.0.1:0", "--flight-listen", "127.0.0.1:0", "--data-dir"])
@@ -84,6 +92,20 @@ impl TestServer {
         self.child.id()
     }
 
+    /// Stops the server as an operator would (SIGTERM) and waits up to
+    /// `limit` for it to exit; `None` if it did not (it is then killed).
+    pub fn terminate(mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Kills the server at once (like a crash) and waits for it to exit.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -96,6 +118,17 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The directory holding `data_dir` when that is a test's own temporary
+/// directory (created by `tempfile` under the system temp dir), never the
+/// system temp dir itself.
+fn test_root(data_dir: &Path) -> Option<PathBuf> {
+    let parent = data_dir.parent()?;
+    std::fs::create_dir_all(parent).ok()?;
+    let parent = std::fs::canonicalize(parent).ok()?;
+    let system_tmp = std::fs::canonicalize(std::env::temp_dir()).ok()?;
+    (parent != system_tmp && parent.starts_with(&system_tmp)).then_some(parent)
 }
 
 /// A `psql` command for the server at `port` (`-X`, loopback, user and

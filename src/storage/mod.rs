@@ -1,0 +1,16 @@
+//! Files and where they may be: the one listing rule readers share
+//! (`listing`), the allow-lists for client-given locations and hosts
+//! (`sandbox`), the warehouse of weir-owned tables (`warehouse`), the
+//! object store the engine reads and writes through (`store`), and its
+//! streaming writes staged under hidden names (`upload`).
+
+pub mod listing;
+pub mod sandbox;
+pub mod store;
+pub mod upload;
+pub mod warehouse;
+
+pub use listing::is_visible;
+pub use sandbox::Sandbox;
+pub use store::{CommittedStore, PublishGate};
+pub use warehouse::Warehouse;
