@@ -53,14 +53,15 @@ async fn a_reader_polling_during_large_epochs_sees_whole_committed_epochs_only()
     let tmp = tempfile::tempdir().expect("temp dir");
     let server = TestServer::start_in(&tmp.path().join("data"));
     let client = connect(&server).await;
-    // About 150k rows an epoch, in files of 20k rows: an epoch is staged
-    // over a while and published as eight files.
+    // About 150k rows an epoch, in files of 1000 rows: an epoch is staged
+    // over a while and published as ~150 renames, long enough for a reader
+    // without the publish gate to see part of one (checked: it does).
     client
         .batch_execute(
             "CREATE STREAM ticks WITH (connector = 'generator', rows_per_second = 150000); \
              CREATE EXTERNAL TABLE landed (ts TIMESTAMP, value BIGINT) STORED AS PARQUET LOCATION 'landed'; \
              CREATE SINK fill INTO landed AS SELECT timestamp, value FROM ticks \
-               WITH (trigger = '1 seconds', target_file_rows = 20000)",
+               WITH (trigger = '1 seconds', target_file_rows = 1000)",
         )
         .await
         .expect("set up the sink");
