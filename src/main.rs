@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Write stdin to a Kafka topic, one record per line (for demos and tests).
     Produce(ProduceArgs),
 }
@@ -126,7 +126,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => args,
         Command::Produce(args) => return produce(args.into()),
     };
-    let config: Config = args.into();
+    let config: Config = (*args).into();
     warn_if_exposed(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
