@@ -245,7 +245,7 @@ async fn attempt(
     }
     if let Some(versions) = &spec.versions {
         let current = history.last().and_then(|e| e.progress.get("version")).and_then(|v| v.as_str()).map(PathBuf::from);
-        remove_versions_except(&files.warehouse, &spec.target_dir, current.as_deref(), None)
+        super::versioned::remove_versions_except(&files.warehouse, &spec.target_dir, current.as_deref(), None)
             .map_err(io_error("cleaning view versions"))?;
         if let Ok(mut pointer) = versions.write() {
             *pointer = current;
@@ -536,29 +536,6 @@ async fn run_chunk(planned: &Planned, epoch: &mut Epoch, input: usize, batches: 
     Ok(())
 }
 
-/// Deletes the version directories of a view except `keep` and `previous`
-/// (a reader may still be listing the previous one), through the warehouse.
-fn remove_versions_except(
-    warehouse: &crate::storage::Warehouse,
-    dir: &std::path::Path,
-    keep: Option<&std::path::Path>,
-    previous: Option<&std::path::Path>,
-) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let path = entry?.path();
-        let is_version = path.is_dir() && path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('v'));
-        if is_version && Some(path.as_path()) != keep && Some(path.as_path()) != previous {
-            warehouse.remove_dir(&path).map_err(std::io::Error::other)?;
-        }
-    }
-    Ok(())
-}
-
 /// Runs `plan` over what the slots hold and writes its rows.
 async fn execute(planned: &Planned, plan: &LogicalPlan, epoch: &mut Epoch) -> Result<(), RunError> {
     let fatal = |e: datafusion::error::DataFusionError| RunError::Fatal(QueryError::from(e).message());
@@ -741,7 +718,7 @@ async fn commit(
     }
     if let (Some(versions), Some(version)) = (&spec.versions, version) {
         let previous = versions.write().ok().and_then(|mut pointer| pointer.replace(version.clone()));
-        if let Err(e) = remove_versions_except(&storage.warehouse, &spec.target_dir, Some(&version), previous.as_deref()) {
+        if let Err(e) = super::versioned::remove_versions_except(&storage.warehouse, &spec.target_dir, Some(&version), previous.as_deref()) {
             tracing::warn!(query = %spec.name, "old view versions not removed: {e}");
         }
     }
