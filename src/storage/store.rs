@@ -173,7 +173,8 @@ impl ObjectStore for CommittedStore {
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         let prefix = prefix.cloned();
-        if let Err(e) = prefix.as_ref().map_or(Ok(()), |p| self.check(p)) {
+        // No prefix is the whole file system: outside every root.
+        if let Err(e) = self.check(prefix.as_ref().unwrap_or(&Path::default())) {
             return futures::stream::once(async move { Err(e) }).boxed();
         }
         let (inner, gate) = (self.inner.clone(), self.gate.clone());
@@ -195,9 +196,7 @@ impl ObjectStore for CommittedStore {
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        if let Some(p) = prefix {
-            self.check(p)?;
-        }
+        self.check(prefix.unwrap_or(&Path::default()))?;
         let _listing = self.gate.listing().await;
         let mut result = self.inner.list_with_delimiter(prefix).await?;
         result.objects.retain(|m| visible(prefix, &m.location));
@@ -277,6 +276,8 @@ mod tests {
             refused,
             Err(datafusion::object_store::Error::PermissionDenied { .. })
         ));
+        let everything: Result<Vec<ObjectMeta>> = store.list(None).try_collect().await;
+        assert!(matches!(everything, Err(datafusion::object_store::Error::PermissionDenied { .. })));
         let etc = Path::from("etc/passwd");
         assert!(matches!(
             store.get_opts(&etc, GetOptions::default()).await,
