@@ -20,6 +20,10 @@ pub enum CatalogError {
     Corrupt { path: String, reason: String },
     #[error("catalog storage failed: {0}")]
     Storage(String),
+    #[error("the catalog file '{0}' was deleted or replaced while weir was running; nothing more is committed until weir restarts")]
+    Vanished(String),
+    #[error("the catalog '{0}' is in use by another weir process (one server per data directory)")]
+    InUse(String),
     #[error("epoch {batch_id} of '{query}' is already committed (is another weir running on this data directory?)")]
     EpochConflict { query: String, batch_id: i64 },
 }
@@ -30,7 +34,8 @@ impl CatalogError {
             CatalogError::DuplicateTable(_) => "42P07",
             CatalogError::UnknownTable(_) | CatalogError::UnknownRelation { .. } => "42P01",
             CatalogError::TooNew { .. } | CatalogError::Corrupt { .. } => "XX001",
-            CatalogError::Storage(_) => "58030",
+            CatalogError::Storage(_) | CatalogError::Vanished(_) => "58030",
+            CatalogError::InUse(_) => "55006",
             CatalogError::EpochConflict { .. } => "40001",
         }
     }
@@ -73,6 +78,13 @@ pub enum QueryError {
     WrongObjectType(String),
     #[error("{0}")]
     DatatypeMismatch(String),
+    /// Deeper than `sql::limits` allows: PostgreSQL's "stack depth limit exceeded".
+    #[error("{0}")]
+    TooComplex(String),
+    /// A statement panicked inside the engine (a bug, or a file crafted to
+    /// trip one); the session and the server carry on.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("{0}")]
     DataFusion(Box<DataFusionError>),
 }
@@ -105,6 +117,8 @@ impl QueryError {
             QueryError::DependentObjects(_) => "2BP01",
             QueryError::WrongObjectType(_) => "42809",
             QueryError::DatatypeMismatch(_) => "42804",
+            QueryError::TooComplex(_) => "54001",
+            QueryError::Internal(_) => "XX000",
             QueryError::DataFusion(e) => datafusion_sqlstate(e),
         }
     }
@@ -151,6 +165,10 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
             ArrowError::ComputeError(_) | ArrowError::InvalidArgumentError(_) => "22023",
             ArrowError::ParquetError(_) => "XX001",
             ArrowError::IoError(..) => "58030",
+            // Interval and timestamp arithmetic overflows are PostgreSQL's
+            // datetime_field_overflow; numbers are numeric_value_out_of_range.
+            ArrowError::ArithmeticOverflow(msg) if is_temporal(msg) => "22008",
+            ArrowError::ArithmeticOverflow(_) => "22003",
             _ => "XX000",
         },
         DataFusionError::Execution(msg) if msg.contains("Divide by zero") => "22012",
@@ -166,7 +184,12 @@ fn plan_sqlstate(msg: &str) -> &'static str {
     let lower = msg.to_ascii_lowercase();
     if lower.contains("table") && lower.contains("not found") {
         "42P01"
-    } else if lower.contains("invalid function") || lower.contains("no function matches") {
+    } else if lower.contains("invalid function")
+        || lower.contains("no function matches")
+        || lower.contains("failed to coerce arguments")
+        || lower.contains("failed to match any signature")
+        || lower.contains("does not support inputs")
+    {
         "42883"
     } else if lower.contains("no field named") || lower.contains("column") && lower.contains("not found") {
         "42703"
@@ -177,6 +200,11 @@ fn plan_sqlstate(msg: &str) -> &'static str {
     } else {
         "42000"
     }
+}
+
+fn is_temporal(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    ["interval", "timestamp", "date", "time", "duration"].iter().any(|t| lower.contains(t))
 }
 
 fn datafusion_message(e: &DataFusionError) -> String {

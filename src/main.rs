@@ -114,14 +114,24 @@ fn main() -> ExitCode {
         Command::Serve(args) => args,
         Command::Produce(args) => return produce(args.into()),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match weir::server::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("weir: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(weir::server::run(args.into(), shutdown_signal())) {
+    // The server's own future (accepting, restoring the catalog, which plans
+    // stored statements) runs on a thread with the same sized stack as the
+    // runtime's workers, not on the main thread's.
+    let config: Config = args.into();
+    let served = std::thread::Builder::new()
+        .name("weir-server".into())
+        .stack_size(weir::server::STACK_BYTES)
+        .spawn(move || runtime.block_on(weir::server::run(config, shutdown_signal())).map_err(|e| e.to_string()))
+        .map_err(|e| format!("cannot start the server thread: {e}"))
+        .and_then(|thread| thread.join().unwrap_or_else(|_| Err("the server thread failed".into())));
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

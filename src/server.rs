@@ -17,6 +17,20 @@ use crate::engine::Engine;
 use crate::error::ServerError;
 use crate::pgwire::Handlers;
 
+/// The stack of every thread that parses, plans or runs a statement (the
+/// runtime's workers and its blocking pool). Statement trees are walked
+/// recursively all the way down; `sql::limits` bounds their depth and this
+/// holds the deepest tree it admits with room to spare. Only the pages a
+/// thread touches are ever resident.
+pub const STACK_BYTES: usize = 256 * 1024 * 1024;
+
+/// The runtime the server runs on: multi-threaded, with [`STACK_BYTES`]
+/// stacks. Tokio's default of 2 MiB overflows on a statement such as
+/// `SELECT 1+1+...+1` with 1,800 terms, and an overflow aborts the process.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(STACK_BYTES).build()
+}
+
 /// Binds `config.listen` and serves until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let listener = TcpListener::bind(config.listen)

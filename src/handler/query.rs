@@ -20,13 +20,17 @@ use futures::StreamExt;
 use super::Output;
 use super::session::{self, SessionVars};
 use crate::catalog::Catalog;
-use crate::catalog::tables::find_bad_parquet;
+use crate::catalog::diagnose;
 use crate::engine::Engine;
 use crate::sql::{scalar_subqueries, search_path};
 use crate::error::QueryError;
 
 /// Plans a statement for this session; placeholders (`$1`) stay in the plan.
 pub async fn plan(engine: &Engine, vars: &SessionVars, stmt: DFStatement) -> Result<LogicalPlan, QueryError> {
+    super::unwind::catch(plan_unguarded(engine, vars, stmt), super::unwind::internal).await
+}
+
+async fn plan_unguarded(engine: &Engine, vars: &SessionVars, stmt: DFStatement) -> Result<LogicalPlan, QueryError> {
     let stmt = match stmt {
         DFStatement::CopyTo(mut copy) => {
             // Relative COPY targets land in the data directory, like relative
@@ -75,8 +79,21 @@ fn follow_search_path(state: &SessionState, vars: &SessionVars, mut stmt: DFStat
 }
 
 /// Runs a planned statement. Queries stream; writes run to completion first
-/// so that a later statement in the same batch sees their files.
+/// so that a later statement in the same batch sees their files. A panic
+/// while it runs, or while its rows stream, is its error and names the
+/// Parquet file behind it when one of the scanned tables has a bad file.
 pub async fn run(engine: &Engine, vars: &SessionVars, plan: LogicalPlan) -> Result<Output, QueryError> {
+    let scanned = scanned_tables(&plan);
+    let catalog = engine.catalog.clone();
+    let explain = move |message: String| panic_culprit(&catalog, &scanned, message);
+    let output = super::unwind::catch(run_unguarded(engine, vars, plan), explain.clone()).await?;
+    Ok(match output {
+        Output::Rows { schema, stream } => Output::Rows { schema, stream: super::unwind::guard_stream(stream, explain) },
+        other => other,
+    })
+}
+
+async fn run_unguarded(engine: &Engine, vars: &SessionVars, plan: LogicalPlan) -> Result<Output, QueryError> {
     let state = engine.session_state(vars)?;
     let write_tag = match &plan {
         LogicalPlan::Copy(_) => Some("COPY"),
@@ -157,17 +174,31 @@ fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
     names
 }
 
+/// The error for a statement that panicked: internal, and naming the first
+/// unreadable Parquet file of the tables it scanned, if there is one.
+fn panic_culprit(catalog: &Catalog, scanned: &[String], message: String) -> QueryError {
+    match scanned_culprit(catalog, scanned, "") {
+        Some(bad) => super::unwind::internal(format!("{}; {message}", bad.message())),
+        None => super::unwind::internal(message),
+    }
+}
+
 fn diagnose(engine: &Engine, scanned: &[String], e: DataFusionError) -> QueryError {
     parquet_culprit(&engine.catalog, scanned, &e).unwrap_or_else(|| e.into())
 }
 
-/// When a scan of `scanned` tables fails on a Parquet file, find which file
-/// so the error names it. Runs on the error path only.
+/// When a scan of `scanned` tables fails on a Parquet file (a corrupt
+/// footer or page, or a column whose type differs from the table's), find
+/// which file so the error names it. Runs on the error path only.
 fn parquet_culprit(catalog: &Catalog, scanned: &[String], e: &DataFusionError) -> Option<QueryError> {
-    if !e.to_string().to_ascii_lowercase().contains("parquet") {
+    let text = e.to_string();
+    if !text.to_ascii_lowercase().contains("parquet") && !text.contains("Cannot cast column '") {
         return None;
     }
-    let defs = catalog.list().ok()?;
-    defs.iter().filter(|d| scanned.contains(&d.name)).find_map(|d| find_bad_parquet(&d.location))
+    scanned_culprit(catalog, scanned, &text)
 }
 
+fn scanned_culprit(catalog: &Catalog, scanned: &[String], error: &str) -> Option<QueryError> {
+    let defs = catalog.list().ok()?;
+    defs.iter().filter(|d| scanned.contains(&d.name)).find_map(|d| diagnose::culprit(&d.location, error))
+}

@@ -19,6 +19,8 @@ pub struct TestServer {
     /// The Arrow Flight SQL endpoint's port.
     pub flight_port: u16,
     pub data_dir: PathBuf,
+    /// Every line the server logged so far (also forwarded to stderr).
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl TestServer {
@@ -43,12 +45,15 @@ impl TestServer {
         let stderr = child.stderr.take().expect("stderr piped");
         let (tx, rx) = mpsc::channel();
         let (flight_tx, flight_rx) = mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log_sink = log.clone();
         // Forward the server log to the test's stderr and report the address
         // from the "listening on <addr>" line (the Flight SQL endpoint logs
         // "listening at <addr>" before it).
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[weir] {line}");
+                log_sink.lock().unwrap_or_else(|p| p.into_inner()).push(line.clone());
                 if let Some(rest) = line.split("flight sql listening at ").nth(1) {
                     let port: String = rest.rsplit(':').next().unwrap_or("").chars().take_while(|c| c.is_ascii_digit()).collect();
                     let _ = flight_tx.send(port.parse::<u16>().unwrap_or(0));
@@ -71,12 +76,25 @@ impl TestServer {
         };
         let port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port in address");
         let flight_port = flight_rx.try_recv().unwrap_or(0);
-        TestServer { child, addr, port, flight_port, data_dir: data_dir.to_path_buf() }
+        TestServer { child, addr, port, flight_port, data_dir: data_dir.to_path_buf(), log }
     }
 
     /// A libpq-style connection string for this server.
     pub fn conn_str(&self) -> String {
         format!("host=127.0.0.1 port={} user=weir dbname=weir", self.port)
+    }
+
+    /// The lines the server has logged so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether the server process still runs (not exited, not a zombie).
+    pub fn is_alive(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .ok()
+            .and_then(|stat| stat.rsplit(')').next().map(|rest| !rest.trim_start().starts_with(['Z', 'X'])))
+            .unwrap_or(false)
     }
 
     /// The server's process id (for memory checks in /proc).
