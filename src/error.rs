@@ -78,6 +78,9 @@ pub enum QueryError {
     WrongObjectType(String),
     #[error("{0}")]
     DatatypeMismatch(String),
+    /// Arithmetic on intervals, timestamps or dates left their range.
+    #[error("{0}")]
+    DatetimeOverflow(String),
     /// Deeper than `sql::limits` allows: PostgreSQL's "stack depth limit exceeded".
     #[error("{0}")]
     TooComplex(String),
@@ -118,6 +121,7 @@ impl QueryError {
             QueryError::WrongObjectType(_) => "42809",
             QueryError::DatatypeMismatch(_) => "42804",
             QueryError::TooComplex(_) => "54001",
+            QueryError::DatetimeOverflow(_) => "22008",
             QueryError::Internal(_) => "XX000",
             QueryError::DataFusion(e) => datafusion_sqlstate(e),
         }
@@ -130,6 +134,12 @@ impl QueryError {
             other => other.to_string(),
         }
     }
+}
+
+/// Whether `e` is Arrow's checked-arithmetic overflow (which says which
+/// numbers overflowed, not whether they were intervals or plain numbers).
+pub fn is_arithmetic_overflow(e: &DataFusionError) -> bool {
+    matches!(innermost(e), DataFusionError::ArrowError(err, _) if matches!(err.as_ref(), datafusion::arrow::error::ArrowError::ArithmeticOverflow(_)))
 }
 
 /// The innermost DataFusion error, past contexts, shared wrappers and boxes.
@@ -165,10 +175,11 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
             ArrowError::ComputeError(_) | ArrowError::InvalidArgumentError(_) => "22023",
             ArrowError::ParquetError(_) => "XX001",
             ArrowError::IoError(..) => "58030",
-            // Interval and timestamp arithmetic overflows are PostgreSQL's
-            // datetime_field_overflow; numbers are numeric_value_out_of_range.
-            ArrowError::ArithmeticOverflow(msg) if is_temporal(msg) => "22008",
+            // Numbers: numeric_value_out_of_range. Interval and timestamp
+            // overflows become `DatetimeOverflow` where the plan is known.
             ArrowError::ArithmeticOverflow(_) => "22003",
+            // "Unable to get field named ...": a column the statement names.
+            ArrowError::SchemaError(msg) if msg.contains("field named") => "42703",
             _ => "XX000",
         },
         DataFusionError::Execution(msg) if msg.contains("Divide by zero") => "22012",
@@ -189,6 +200,7 @@ fn plan_sqlstate(msg: &str) -> &'static str {
         || lower.contains("failed to coerce arguments")
         || lower.contains("failed to match any signature")
         || lower.contains("does not support inputs")
+        || lower.starts_with("function '") && lower.contains("' expects ")
     {
         "42883"
     } else if lower.contains("no field named") || lower.contains("column") && lower.contains("not found") {
@@ -202,12 +214,7 @@ fn plan_sqlstate(msg: &str) -> &'static str {
     }
 }
 
-fn is_temporal(message: &str) -> bool {
-    let lower = message.to_ascii_lowercase();
-    ["interval", "timestamp", "date", "time", "duration"].iter().any(|t| lower.contains(t))
-}
-
-fn datafusion_message(e: &DataFusionError) -> String {
+pub fn datafusion_message(e: &DataFusionError) -> String {
     let inner = innermost(e);
     let text = match inner {
         DataFusionError::Plan(m) | DataFusionError::Execution(m) | DataFusionError::NotImplemented(m) => m.clone(),

@@ -6,7 +6,7 @@ use std::path::Path;
 use datafusion::arrow::array::{Array, UInt64Array};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::dataframe::DataFrame;
-use datafusion::common::TableReference;
+use datafusion::common::{ExprSchema, TableReference};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionState;
 use std::collections::HashMap;
@@ -108,22 +108,23 @@ async fn run_unguarded(engine: &Engine, vars: &SessionVars, plan: LogicalPlan) -
         _ => None,
     };
     let scanned = scanned_tables(&plan);
+    let temporal = involves_temporal(&plan);
     let df = DataFrame::new(state, plan);
     if let Some(tag) = write_tag {
-        let batches = df.collect().await.map_err(|e| diagnose(engine, &scanned, e))?;
+        let batches = df.collect().await.map_err(|e| diagnose(engine, &scanned, temporal, e))?;
         let rows = batches
             .iter()
             .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>().map(|a| a.iter().flatten().sum::<u64>()))
             .sum::<u64>();
         return Ok(Output::Command { tag: tag.to_string(), rows: Some(rows as usize) });
     }
-    let stream = df.execute_stream().await.map_err(|e| diagnose(engine, &scanned, e))?;
+    let stream = df.execute_stream().await.map_err(|e| diagnose(engine, &scanned, temporal, e))?;
     let schema = stream.schema();
     // Only a failing batch looks anything up; healthy batches pass through.
     let catalog = engine.catalog.clone();
     let stream = stream.map(move |batch| {
-        batch.map_err(|e| match parquet_culprit(&catalog, &scanned, &e) {
-            Some(bad) => DataFusionError::External(Box::new(bad)),
+        batch.map_err(|e| match parquet_culprit(&catalog, &scanned, &e).or_else(|| datetime_overflow(temporal, &e)) {
+            Some(ours) => DataFusionError::External(Box::new(ours)),
             None => e,
         })
     });
@@ -183,8 +184,50 @@ fn panic_culprit(catalog: &Catalog, scanned: &[String], message: String) -> Quer
     }
 }
 
-fn diagnose(engine: &Engine, scanned: &[String], e: DataFusionError) -> QueryError {
-    parquet_culprit(&engine.catalog, scanned, &e).unwrap_or_else(|| e.into())
+fn diagnose(engine: &Engine, scanned: &[String], temporal: bool, e: DataFusionError) -> QueryError {
+    parquet_culprit(&engine.catalog, scanned, &e).or_else(|| datetime_overflow(temporal, &e)).unwrap_or_else(|| e.into())
+}
+
+/// Arrow reports an interval or timestamp overflow like any other ("2147483647
+/// + 1"); in a plan that computes with such values it is PostgreSQL's
+/// datetime_field_overflow (22008), not a numeric one.
+fn datetime_overflow(temporal: bool, e: &DataFusionError) -> Option<QueryError> {
+    (temporal && crate::error::is_arithmetic_overflow(e)).then(|| {
+        QueryError::DatetimeOverflow(format!("interval or timestamp out of range: {}", crate::error::datafusion_message(e)))
+    })
+}
+
+/// Whether any expression of the plan holds an interval, timestamp, date
+/// or time: a literal of such a type, or a column of one.
+fn involves_temporal(plan: &LogicalPlan) -> bool {
+    let temporal = |t: &DataType| {
+        matches!(
+            t,
+            DataType::Interval(_)
+                | DataType::Timestamp(..)
+                | DataType::Date32
+                | DataType::Date64
+                | DataType::Time32(_)
+                | DataType::Time64(_)
+                | DataType::Duration(_)
+        )
+    };
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        let schemas: Vec<_> = node.inputs().iter().map(|i| i.schema().clone()).chain([node.schema().clone()]).collect();
+        let _ = node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                found |= match e {
+                    Expr::Literal(value, _) => temporal(&value.data_type()),
+                    Expr::Column(c) => schemas.iter().any(|s| s.field_from_column(c).is_ok_and(|f| temporal(f.data_type()))),
+                    _ => false,
+                };
+                Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+            })
+        });
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    found
 }
 
 /// When a scan of `scanned` tables fails on a Parquet file (a corrupt
