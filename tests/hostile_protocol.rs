@@ -403,10 +403,9 @@ async fn past_the_limit_a_client_is_refused_at_once_and_cancels_still_work() {
     let _second = connect(&server, None).await.expect("second session");
 
     let started = Instant::now();
-    let err = connect(&server, None)
-        .await
-        .err()
-        .expect("a third session is refused");
+    let Err(err) = connect(&server, None).await else {
+        panic!("a third session got in")
+    };
     assert_eq!(err.code().map(|c| c.code()), Some("53300"), "{err}");
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -483,10 +482,9 @@ async fn failed_logins_are_answered_ever_slower() {
     let mut took = Vec::new();
     for _ in 0..3 {
         let started = Instant::now();
-        let err = connect(&server, Some("wrong"))
-            .await
-            .err()
-            .expect("a wrong password is refused");
+        let Err(err) = connect(&server, Some("wrong")).await else {
+            panic!("a wrong password got in")
+        };
         assert_eq!(err.code().map(|c| c.code()), Some("28P01"), "{err}");
         took.push(started.elapsed());
     }
@@ -510,10 +508,9 @@ async fn failed_logins_are_answered_ever_slower() {
         started.elapsed()
     );
     let started = Instant::now();
-    connect(&server, Some("wrong"))
-        .await
-        .err()
-        .expect("a wrong password is refused");
+    let Err(_) = connect(&server, Some("wrong")).await else {
+        panic!("a wrong password got in")
+    };
     assert!(
         started.elapsed() < took[2],
         "no fresh start after a good login: {:?}",

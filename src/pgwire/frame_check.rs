@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::frame_rules::{self, FrameError, Framing, Phase, StartupKind};
 
 /// How much is read from the socket at a time.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
 
 /// Wraps the connection's transport (plain TCP or TLS); writes pass through.
 pub struct FrameCheck<IO> {
@@ -114,12 +114,16 @@ impl<IO> FrameCheck<IO> {
     }
 
     /// Drops the bytes the decoder has taken, so the buffer does not grow
-    /// with the connection's lifetime.
+    /// with the connection's lifetime, and gives back the room a large frame
+    /// needed once it has gone.
     fn compact(&mut self) {
         if self.pos > 0 && self.pos >= self.buf.len() / 2 {
             self.buf.drain(..self.pos);
             self.checked -= self.pos;
             self.pos = 0;
+        }
+        if self.buf.capacity() > 16 * READ_CHUNK && self.buf.len() < self.buf.capacity() / 4 {
+            self.buf.shrink_to(self.buf.len().max(READ_CHUNK) * 2);
         }
     }
 }
@@ -263,6 +267,19 @@ mod tests {
         let (got, err) = read_all(&wire[..6], &wire[6..], false).await;
         assert_eq!(err, None);
         assert_eq!(got, wire);
+    }
+
+    #[tokio::test]
+    async fn a_frame_larger_than_a_read_passes_whole() {
+        let mut sql = b"SELECT '".to_vec();
+        sql.extend(std::iter::repeat_n(b'x', 40 * READ_CHUNK));
+        sql.extend(b"'\0");
+        let mut wire = startup();
+        wire.extend(message(b'Q', &sql));
+        wire.extend(message(b'S', b""));
+        let (got, err) = read_all(&[], &wire, false).await;
+        assert_eq!(err, None);
+        assert!(got == wire, "the frames arrive unchanged");
     }
 
     #[tokio::test]
