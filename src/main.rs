@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use weir::config::Config;
@@ -51,9 +52,17 @@ struct ServeArgs {
     /// Do not start the Arrow Flight SQL endpoint.
     #[arg(long, env = "WEIR_NO_FLIGHT")]
     no_flight: bool,
-    /// Maximum concurrent client connections.
+    /// Maximum concurrent client sessions; more are refused with 53300.
     #[arg(long, env = "WEIR_MAX_CONNECTIONS", default_value_t = Config::default().max_connections)]
     max_connections: usize,
+    /// Seconds a client has to connect and log in before it is disconnected.
+    #[arg(long, env = "WEIR_AUTHENTICATION_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    authentication_timeout: u64,
+    /// Seconds a logged-in session may sit idle between queries before it is
+    /// closed; 0 never closes it (sessions may `SET idle_session_timeout`).
+    #[arg(long, env = "WEIR_IDLE_SESSION_TIMEOUT", default_value_t = 0)]
+    idle_session_timeout: u64,
 }
 
 impl From<ServeArgs> for Config {
@@ -67,6 +76,8 @@ impl From<ServeArgs> for Config {
             tls_cert: a.tls_cert,
             tls_key: a.tls_key,
             max_connections: a.max_connections,
+            authentication_timeout: Duration::from_secs(a.authentication_timeout),
+            idle_session_timeout: (a.idle_session_timeout > 0).then(|| Duration::from_secs(a.idle_session_timeout)),
             flight_listen: (!a.no_flight).then_some(a.flight_listen),
         }
     }
