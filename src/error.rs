@@ -182,6 +182,8 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
             ArrowError::SchemaError(msg) if msg.contains("field named") => "42703",
             _ => "XX000",
         },
+        // A location with `[`, `*` or `?` is read as a glob pattern.
+        DataFusionError::External(e) if e.to_string().starts_with("Pattern syntax error") => "22023",
         DataFusionError::Execution(msg) if msg.contains("Divide by zero") => "22012",
         DataFusionError::Execution(msg) if msg.contains("Cannot cast") => "22P02",
         DataFusionError::Execution(_) => "22000",

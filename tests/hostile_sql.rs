@@ -194,7 +194,7 @@ async fn a_deleted_catalog_is_reported_and_nothing_is_committed_into_it() {
     // Reads of what is loaded still work.
     assert_eq!(simple_value(&client, "SELECT count(*) FROM kept").await, "3");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let log = server.log_lines();
+    let log = server.log();
     assert!(
         log.iter().any(|l| l.contains("ERROR") && l.contains("was deleted or replaced while weir was running")),
         "reported loudly in the log"
