@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Everything `weir serve` needs to run. No part of weir reads configuration
 /// from anywhere else.
@@ -20,8 +21,18 @@ pub struct Config {
     /// PEM certificate and key; when both are set, clients may use TLS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
-    /// Connections beyond this wait at accept: a bound on memory, not a policy.
+    /// Sessions beyond this are refused at once with 53300 ("sorry, too
+    /// many clients already"): a bound on memory, not a policy.
     pub max_connections: usize,
+    /// How long a client has from connecting to being logged in (TLS, the
+    /// startup packet, the password exchange), as PostgreSQL's
+    /// `authentication_timeout`: a socket that sends nothing cannot hold a
+    /// connection slot longer than this.
+    pub authentication_timeout: Duration,
+    /// Closes a logged-in session idle this long between queries (FATAL
+    /// 57P05), as PostgreSQL's `idle_session_timeout`; `None` never does.
+    /// Each session may change its own with `SET idle_session_timeout`.
+    pub idle_session_timeout: Option<Duration>,
     /// Where the Arrow Flight SQL endpoint listens; `None` turns it off.
     pub flight_listen: Option<SocketAddr>,
     /// Directories clients may read and write besides the data directory
@@ -45,6 +56,8 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             max_connections: 256,
+            authentication_timeout: Duration::from_secs(10),
+            idle_session_timeout: None,
             flight_listen: Some(SocketAddr::from(([127, 0, 0, 1], 50051))),
             allowed_paths: Vec::new(),
             allowed_hosts: Vec::new(),

@@ -21,6 +21,10 @@ pub enum CatalogError {
     Corrupt { path: String, reason: String },
     #[error("catalog storage failed: {0}")]
     Storage(String),
+    #[error("the catalog file '{0}' was deleted or replaced while weir was running; nothing more is committed until weir restarts")]
+    Vanished(String),
+    #[error("the catalog '{0}' is in use by another weir process (one server per data directory)")]
+    InUse(String),
     #[error("epoch {batch_id} of '{query}' is already committed (is another weir running on this data directory?)")]
     EpochConflict { query: String, batch_id: i64 },
 }
@@ -31,7 +35,8 @@ impl CatalogError {
             CatalogError::DuplicateTable(_) => "42P07",
             CatalogError::UnknownTable(_) | CatalogError::UnknownRelation { .. } => "42P01",
             CatalogError::TooNew { .. } | CatalogError::Corrupt { .. } => "XX001",
-            CatalogError::Storage(_) => "58030",
+            CatalogError::Storage(_) | CatalogError::Vanished(_) => "58030",
+            CatalogError::InUse(_) => "55006",
             CatalogError::EpochConflict { .. } => "40001",
         }
     }
@@ -105,6 +110,16 @@ pub enum QueryError {
     WrongObjectType(String),
     #[error("{0}")]
     DatatypeMismatch(String),
+    /// Arithmetic on intervals, timestamps or dates left their range.
+    #[error("{0}")]
+    DatetimeOverflow(String),
+    /// Deeper than `sql::limits` allows: PostgreSQL's "stack depth limit exceeded".
+    #[error("{0}")]
+    TooComplex(String),
+    /// A statement panicked inside the engine (a bug, or a file crafted to
+    /// trip one); the session and the server carry on.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("{0}")]
     DataFusion(Box<DataFusionError>),
 }
@@ -138,6 +153,9 @@ impl QueryError {
             QueryError::DependentObjects(_) => "2BP01",
             QueryError::WrongObjectType(_) => "42809",
             QueryError::DatatypeMismatch(_) => "42804",
+            QueryError::TooComplex(_) => "54001",
+            QueryError::DatetimeOverflow(_) => "22008",
+            QueryError::Internal(_) => "XX000",
             QueryError::DataFusion(e) => datafusion_sqlstate(e),
         }
     }
@@ -149,6 +167,12 @@ impl QueryError {
             other => other.to_string(),
         }
     }
+}
+
+/// Whether `e` is Arrow's checked-arithmetic overflow (which says which
+/// numbers overflowed, not whether they were intervals or plain numbers).
+pub fn is_arithmetic_overflow(e: &DataFusionError) -> bool {
+    matches!(innermost(e), DataFusionError::ArrowError(err, _) if matches!(err.as_ref(), datafusion::arrow::error::ArrowError::ArithmeticOverflow(_)))
 }
 
 /// The innermost DataFusion error, past contexts, shared wrappers and boxes.
@@ -188,8 +212,15 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
             ArrowError::ComputeError(_) | ArrowError::InvalidArgumentError(_) => "22023",
             ArrowError::ParquetError(_) => "XX001",
             ArrowError::IoError(..) => "58030",
+            // Numbers: numeric_value_out_of_range. Interval and timestamp
+            // overflows become `DatetimeOverflow` where the plan is known.
+            ArrowError::ArithmeticOverflow(_) => "22003",
+            // "Unable to get field named ...": a column the statement names.
+            ArrowError::SchemaError(msg) if msg.contains("field named") => "42703",
             _ => "XX000",
         },
+        // A location with `[`, `*` or `?` is read as a glob pattern.
+        DataFusionError::External(e) if e.to_string().starts_with("Pattern syntax error") => "22023",
         DataFusionError::Execution(msg) if msg.contains("Divide by zero") => "22012",
         DataFusionError::Execution(msg) if msg.contains("Cannot cast") => "22P02",
         DataFusionError::Execution(_) => "22000",
@@ -203,7 +234,13 @@ fn plan_sqlstate(msg: &str) -> &'static str {
     let lower = msg.to_ascii_lowercase();
     if lower.contains("table") && lower.contains("not found") {
         "42P01"
-    } else if lower.contains("invalid function") || lower.contains("no function matches") {
+    } else if lower.contains("invalid function")
+        || lower.contains("no function matches")
+        || lower.contains("failed to coerce arguments")
+        || lower.contains("failed to match any signature")
+        || lower.contains("does not support inputs")
+        || lower.starts_with("function '") && lower.contains("' expects ")
+    {
         "42883"
     } else if lower.contains("no field named") || lower.contains("column") && lower.contains("not found") {
         "42703"
@@ -216,7 +253,7 @@ fn plan_sqlstate(msg: &str) -> &'static str {
     }
 }
 
-fn datafusion_message(e: &DataFusionError) -> String {
+pub fn datafusion_message(e: &DataFusionError) -> String {
     let inner = innermost(e);
     let text = match inner {
         DataFusionError::Plan(m) | DataFusionError::Execution(m) | DataFusionError::NotImplemented(m) => m.clone(),

@@ -4,8 +4,10 @@
 //!
 //! * `server`: listeners, connection limits, TLS, graceful shutdown.
 //! * `flight`: the Arrow Flight SQL endpoint over the same engine.
-//! * `pgwire`: the PostgreSQL protocol: start-up and auth, simple and
-//!   extended query handlers, Arrow ↔ PostgreSQL encoding, errors → SQLSTATE.
+//! * `pgwire`: the PostgreSQL protocol: each connection's loop (frame
+//!   checks before decoding, timeouts, hang-up cancels), start-up and auth,
+//!   simple and extended query handlers, Arrow ↔ PostgreSQL encoding,
+//!   errors → SQLSTATE.
 //! * `sql`: parsing; recognises weir's own statements, passes the rest on;
 //!   `sql::search_path` qualifies table names along the session's path.
 //! * `handler`: one file per statement kind behind one dispatch match.

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use weir::config::Config;
@@ -51,9 +52,17 @@ struct ServeArgs {
     /// Do not start the Arrow Flight SQL endpoint.
     #[arg(long, env = "WEIR_NO_FLIGHT")]
     no_flight: bool,
-    /// Maximum concurrent client connections.
+    /// Maximum concurrent client sessions; more are refused with 53300.
     #[arg(long, env = "WEIR_MAX_CONNECTIONS", default_value_t = Config::default().max_connections)]
     max_connections: usize,
+    /// Seconds a client has to connect and log in before it is disconnected.
+    #[arg(long, env = "WEIR_AUTHENTICATION_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    authentication_timeout: u64,
+    /// Seconds a logged-in session may sit idle between queries before it is
+    /// closed; 0 never closes it (sessions may `SET idle_session_timeout`).
+    #[arg(long, env = "WEIR_IDLE_SESSION_TIMEOUT", default_value_t = 0)]
+    idle_session_timeout: u64,
     /// Another directory clients may read and write (repeatable; the data
     /// directory and the warehouse always are). In WEIR_ALLOW_PATH, separate
     /// directories with ':'.
@@ -77,6 +86,8 @@ impl From<ServeArgs> for Config {
             tls_cert: a.tls_cert,
             tls_key: a.tls_key,
             max_connections: a.max_connections,
+            authentication_timeout: Duration::from_secs(a.authentication_timeout),
+            idle_session_timeout: (a.idle_session_timeout > 0).then(|| Duration::from_secs(a.idle_session_timeout)),
             flight_listen: (!a.no_flight).then_some(a.flight_listen),
             allowed_paths: a.allow_paths,
             allowed_hosts: a.allow_hosts,
@@ -128,14 +139,23 @@ fn main() -> ExitCode {
     };
     let config: Config = (*args).into();
     warn_if_exposed(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match weir::server::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("weir: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(weir::server::run(config, shutdown_signal())) {
+    // The server's own future (accepting, restoring the catalog, which plans
+    // stored statements) runs on a thread with the same sized stack as the
+    // runtime's workers, not on the main thread's.
+    let served = std::thread::Builder::new()
+        .name("weir-server".into())
+        .stack_size(weir::server::STACK_BYTES)
+        .spawn(move || runtime.block_on(weir::server::run(config, shutdown_signal())).map_err(|e| e.to_string()))
+        .map_err(|e| format!("cannot start the server thread: {e}"))
+        .and_then(|thread| thread.join().unwrap_or_else(|_| Err("the server thread failed".into())));
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -4,7 +4,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use pgwire::tokio::process_socket;
 use pgwire::tokio::tokio_rustls::TlsAcceptor;
 use pgwire::tokio::tokio_rustls::rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
@@ -16,6 +15,26 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::ServerError;
 use crate::pgwire::Handlers;
+use crate::pgwire::connection::{self, Admission, Endpoint};
+
+/// Connections past `--max-connections` being answered with 53300 at once.
+/// Beyond this many (a flood), further ones are closed without an answer,
+/// so refusing cannot itself use up memory or descriptors.
+const MAX_REFUSING: usize = 64;
+
+/// The stack of every thread that parses, plans or runs a statement (the
+/// runtime's workers and its blocking pool). Statement trees are walked
+/// recursively all the way down; `sql::limits` bounds their depth and this
+/// holds the deepest tree it admits with room to spare. Only the pages a
+/// thread touches are ever resident.
+pub const STACK_BYTES: usize = 256 * 1024 * 1024;
+
+/// The runtime the server runs on: multi-threaded, with [`STACK_BYTES`]
+/// stacks. Tokio's default of 2 MiB overflows on a statement such as
+/// `SELECT 1+1+...+1` with 1,800 terms, and an overflow aborts the process.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(STACK_BYTES).build()
+}
 
 /// Binds `config.listen` and serves until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
@@ -31,6 +50,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let tls = load_tls(&config)?;
     let max_connections = config.max_connections;
+    let authentication_timeout = config.authentication_timeout;
+    let idle_session_timeout = config.idle_session_timeout;
+    let sasl = config.password.is_some();
     let data_dir = config.data_dir.clone();
     let flight_listen = config.flight_listen;
     let flight_tls = flight_tls(&config)?;
@@ -44,7 +66,14 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<
         }
         None => (None, None),
     };
-    let handlers = Arc::new(Handlers::new(engine.clone()));
+    let endpoint = Arc::new(Endpoint {
+        handlers: Arc::new(Handlers::new(engine.clone())),
+        tls,
+        sasl,
+        authentication_timeout,
+        idle_session_timeout,
+        throttle: Default::default(),
+    });
     let addr = listener.local_addr().map_err(|e| ServerError::Listen("socket".into(), e.to_string()))?;
     tracing::info!(
         "weir listening on {addr}; connect with: psql -h {} -p {} -U weir (data dir {})",
@@ -53,17 +82,13 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<
         data_dir.display()
     );
 
-    // Bounds concurrent connections; the permit travels with the task.
-    let limit = Arc::new(Semaphore::new(max_connections));
+    // Bounds concurrent sessions; the permit travels with the task. A client
+    // past the bound is accepted and refused at once (waiting in the accept
+    // queue, it would hang until some session ends).
+    let sessions = Arc::new(Semaphore::new(max_connections));
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let (socket, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -76,13 +101,20 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<
                 }
             },
         };
-        let handlers = handlers.clone();
-        let tls = tls.clone();
+        let (permit, admission) = match sessions.clone().try_acquire_owned() {
+            Ok(permit) => (permit, Admission::Admitted),
+            Err(_) => match refusing.clone().try_acquire_owned() {
+                Ok(permit) => (permit, Admission::TooManyClients),
+                Err(_) => {
+                    tracing::debug!(%peer, "too many clients, and too many being refused: closed unanswered");
+                    continue;
+                }
+            },
+        };
+        let endpoint = endpoint.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = process_socket(socket, tls, handlers).await {
-                tracing::debug!(%peer, "connection ended: {e}");
-            }
+            connection::serve(socket, peer, endpoint, admission).await;
         });
     }
     tracing::info!("weir shutting down");

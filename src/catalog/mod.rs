@@ -1,6 +1,7 @@
 //! The metastore: persisted relation definitions (`store`, `sqlite`) and
 //! their live counterparts registered in DataFusion (`tables`).
 
+pub mod diagnose;
 pub mod sqlite;
 pub mod store;
 pub mod tables;

@@ -51,6 +51,13 @@ pub struct SqliteStore {
     /// SQLite serialises writers anyway.
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// The file's (device, inode) when it was opened. A catalog deleted or
+    /// replaced under a running server would otherwise take every later
+    /// commit into an unlinked file and lose them all at the next start, so
+    /// each write first checks that the path still names this file.
+    identity: (u64, u64),
+    /// Set once the file is found gone, so the loud report is made once.
+    vanished: std::sync::atomic::AtomicBool,
 }
 
 impl SqliteStore {
@@ -67,6 +74,18 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
         };
         let conn = Connection::open_with_flags(path, flags).map_err(|e| corrupt(e.to_string()))?;
+        // Exclusive locking: the file is this server's alone (a second weir
+        // on the same data directory is refused below), and in WAL mode the
+        // index lives in the process's memory instead of a `-shm` file that
+        // is mapped shared: a `-shm` that cannot be written (an immutable or
+        // full file) would otherwise kill the server with SIGBUS.
+        conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE;").map_err(|e| corrupt(e.to_string()))?;
+        if let Err(e) = conn.execute_batch("BEGIN EXCLUSIVE; COMMIT;") {
+            return Err(match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => CatalogError::InUse(display),
+                _ => corrupt(e.to_string()),
+            });
+        }
 
         if exists && std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) > 0 {
             // Read-only checks first: nothing is written to a file we have not recognised.
@@ -104,7 +123,8 @@ impl SqliteStore {
         }
         // Durability over speed: a committed DDL must survive power loss.
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
-        Ok(SqliteStore { conn: Mutex::new(conn), path: path.to_path_buf() })
+        let identity = file_identity(path).map_err(|e| CatalogError::Storage(format!("{display}: {e}")))?;
+        Ok(SqliteStore { conn: Mutex::new(conn), path: path.to_path_buf(), identity, vanished: Default::default() })
     }
 
     pub fn path(&self) -> &Path {
@@ -114,6 +134,30 @@ impl SqliteStore {
     fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, CatalogError> {
         self.conn.lock().map_err(|_| CatalogError::Storage("catalog lock poisoned".into()))
     }
+
+    /// The connection, for a write: refused once the catalog file is no
+    /// longer the one this server opened.
+    fn conn_for_write(&self) -> Result<std::sync::MutexGuard<'_, Connection>, CatalogError> {
+        let conn = self.conn()?;
+        if file_identity(&self.path).ok() != Some(self.identity) {
+            let path = self.path.display().to_string();
+            if !self.vanished.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::error!(
+                    "the catalog file '{path}' was deleted or replaced while weir was running: nothing more is committed \
+                     (DDL fails, continuous queries stop committing); restore the file or restart weir"
+                );
+            }
+            return Err(CatalogError::Vanished(path));
+        }
+        Ok(conn)
+    }
+}
+
+/// The (device, inode) pair that names a file, whatever path reaches it.
+fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 impl CatalogStore for SqliteStore {
@@ -137,7 +181,7 @@ impl CatalogStore for SqliteStore {
     }
 
     fn insert(&self, def: &RelationDef) -> Result<(), CatalogError> {
-        let conn = self.conn()?;
+        let conn = self.conn_for_write()?;
         let taken: Option<i64> = conn
             .query_row("SELECT 1 FROM relations WHERE name = ?1", [&def.name], |r| r.get(0))
             .optional()?;
@@ -152,7 +196,7 @@ impl CatalogStore for SqliteStore {
     }
 
     fn remove(&self, name: &str) -> Result<bool, CatalogError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.conn_for_write()?;
         let tx = conn.transaction()?;
         let removed = tx.execute("DELETE FROM relations WHERE name = ?1", [name])? > 0;
         tx.execute("DELETE FROM epochs WHERE query = ?1", [name])?;
@@ -163,7 +207,7 @@ impl CatalogStore for SqliteStore {
 
     fn commit_epoch(&self, commit: &EpochCommit) -> Result<(), CatalogError> {
         let files = serde_json::to_string(&commit.files).map_err(|e| CatalogError::Storage(e.to_string()))?;
-        let conn = self.conn()?;
+        let conn = self.conn_for_write()?;
         let inserted = conn.execute(
             "INSERT INTO epochs (query, batch_id, checkpoint, files, progress, state)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
@@ -233,7 +277,7 @@ impl CatalogStore for SqliteStore {
     }
 
     fn prune_epochs(&self, query: &str, keep: i64) -> Result<(), CatalogError> {
-        let conn = self.conn()?;
+        let conn = self.conn_for_write()?;
         conn.execute(
             "DELETE FROM epochs WHERE query = ?1 AND batch_id <= (SELECT max(batch_id) FROM epochs WHERE query = ?1) - ?2",
             params![query, keep],
@@ -242,7 +286,7 @@ impl CatalogStore for SqliteStore {
     }
 
     fn set_status(&self, row: &QueryStatusRow) -> Result<(), CatalogError> {
-        let conn = self.conn()?;
+        let conn = self.conn_for_write()?;
         conn.execute(
             "INSERT INTO query_status (query, status, error) VALUES (?1, ?2, ?3)
              ON CONFLICT (query) DO UPDATE SET status = excluded.status, error = excluded.error",

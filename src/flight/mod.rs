@@ -11,12 +11,15 @@
 //! Everything here goes through the same handlers as the PostgreSQL endpoint.
 
 pub mod coalescing_writer;
+mod expiring;
 mod wire_types;
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use expiring::Expiring;
 
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -70,11 +73,12 @@ pub struct FlightSql {
     /// must present it (or the password itself, as Basic auth).
     token: Option<String>,
     /// Prepared statements by handle: their SQL and the parameters bound by
-    /// the last DoPut. Flight SQL clients close them explicitly.
-    prepared: Mutex<HashMap<Vec<u8>, PreparedQuery>>,
+    /// the last DoPut. Flight SQL clients close them explicitly; one never
+    /// closed expires [`PREPARED_TTL`] after its last use.
+    prepared: Expiring<Vec<u8>, PreparedQuery>,
     /// Results of statements that ran at GetFlightInfo (DDL, SET, SHOW),
-    /// waiting for the DoGet that fetches them.
-    finished: Mutex<HashMap<Vec<u8>, (SchemaRef, Vec<RecordBatch>)>>,
+    /// waiting for the DoGet that fetches them, at most [`RESULT_TTL`].
+    finished: Expiring<Vec<u8>, (SchemaRef, Vec<RecordBatch>)>,
     next_handle: AtomicU64,
 }
 
@@ -83,6 +87,15 @@ struct PreparedQuery {
     sql: String,
     params: Vec<ScalarValue>,
 }
+
+/// How long a result stored at GetFlightInfo waits for its DoGet, and how
+/// many wait at once (clients fetch within milliseconds; the rest leaked).
+pub const RESULT_TTL: Duration = Duration::from_secs(5 * 60);
+pub const RESULT_CAP: usize = 1_000;
+/// How long an unclosed prepared statement lives after its last use, and
+/// how many live at once.
+pub const PREPARED_TTL: Duration = Duration::from_secs(60 * 60);
+pub const PREPARED_CAP: usize = 10_000;
 
 /// Ticket handles of stored results start with this, so they never collide
 /// with a ticket that carries SQL text.
@@ -94,8 +107,8 @@ impl FlightSql {
         FlightSql {
             engine,
             token,
-            prepared: Mutex::default(),
-            finished: Mutex::default(),
+            prepared: Expiring::new(PREPARED_TTL, PREPARED_CAP),
+            finished: Expiring::new(RESULT_TTL, RESULT_CAP),
             next_handle: AtomicU64::new(1),
         }
     }
@@ -371,7 +384,7 @@ impl FlightSqlService for FlightSql {
             TicketStatementQuery { statement_handle: handle.clone().into() }.as_any().encode_to_vec(),
             descriptor,
         )?;
-        self.finished.lock().map_err(|_| Status::internal("lock poisoned"))?.insert(handle, (schema, batches));
+        self.finished.insert(handle, (schema, batches));
         Ok(Response::new(info))
     }
 
@@ -383,8 +396,10 @@ impl FlightSqlService for FlightSql {
         self.check_auth(request.metadata())?;
         let handle = ticket.statement_handle.to_vec();
         if handle.starts_with(RESULT_PREFIX) {
-            let stored = self.finished.lock().map_err(|_| Status::internal("lock poisoned"))?.remove(&handle);
-            let (schema, batches) = stored.ok_or_else(|| Status::not_found("result already fetched"))?;
+            let (schema, batches) = self
+                .finished
+                .take(&handle)
+                .ok_or_else(|| Status::not_found("result already fetched, or expired unfetched"))?;
             let flight = FlightDataEncoderBuilder::new()
                 .with_schema(schema)
                 .build(futures::stream::iter(batches.into_iter().map(Ok)))
@@ -435,10 +450,7 @@ impl FlightSqlService for FlightSql {
             ),
         };
         let handle = self.handle(b"prepared:");
-        self.prepared
-            .lock()
-            .map_err(|_| Status::internal("lock poisoned"))?
-            .insert(handle.clone(), PreparedQuery { sql: request.query, params: vec![] });
+        self.prepared.insert(handle.clone(), PreparedQuery { sql: request.query, params: vec![] });
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.into(),
             dataset_schema: schema_bytes(&dataset_schema)?,
@@ -468,9 +480,9 @@ impl FlightSqlService for FlightSql {
             None => vec![],
         };
         let handle = cmd.prepared_statement_handle.to_vec();
-        let mut prepared = self.prepared.lock().map_err(|_| Status::internal("lock poisoned"))?;
-        let entry = prepared.get_mut(&handle).ok_or_else(|| Status::not_found("unknown prepared statement"))?;
-        entry.params = params;
+        if !self.prepared.update(&handle, |entry| entry.params = params) {
+            return Err(unknown_prepared());
+        }
         Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(handle.into()) })
     }
 
@@ -502,10 +514,7 @@ impl FlightSqlService for FlightSql {
         action: Request<Action>,
     ) -> Result<(), Status> {
         self.check_auth(action.metadata())?;
-        self.prepared
-            .lock()
-            .map_err(|_| Status::internal("lock poisoned"))?
-            .remove(request.prepared_statement_handle.as_ref());
+        self.prepared.take(&request.prepared_statement_handle.to_vec());
         Ok(())
     }
 
@@ -611,13 +620,12 @@ fn sql_info() -> Result<&'static SqlInfoData, Status> {
 
 impl FlightSql {
     fn prepared_query(&self, handle: &[u8]) -> Result<PreparedQuery, Status> {
-        self.prepared
-            .lock()
-            .map_err(|_| Status::internal("lock poisoned"))?
-            .get(handle)
-            .cloned()
-            .ok_or_else(|| Status::not_found("unknown prepared statement"))
+        self.prepared.get(&handle.to_vec()).ok_or_else(unknown_prepared)
     }
+}
+
+fn unknown_prepared() -> Status {
+    Status::not_found("unknown prepared statement (closed, or unused for longer than it is kept)")
 }
 
 async fn collect_output(output: Output) -> Result<(SchemaRef, Vec<RecordBatch>), Status> {

@@ -13,6 +13,7 @@ pub mod session;
 pub mod show_create;
 pub mod show_streaming;
 pub mod show_tables;
+pub mod unwind;
 
 use std::sync::Arc;
 
@@ -49,8 +50,16 @@ impl Output {
     }
 }
 
-/// Runs one parsed statement for a session.
+/// Runs one parsed statement for a session. A panic on the way is this
+/// statement's error (see [`unwind`]), not the connection's end.
 pub async fn execute(engine: &Engine, vars: &mut SessionVars, stmt: Statement) -> Result<Output, QueryError> {
+    match unwind::catch(dispatch(engine, vars, stmt), unwind::internal).await? {
+        Output::Rows { schema, stream } => Ok(Output::Rows { schema, stream: unwind::guard_stream(stream, unwind::internal) }),
+        other => Ok(other),
+    }
+}
+
+async fn dispatch(engine: &Engine, vars: &mut SessionVars, stmt: Statement) -> Result<Output, QueryError> {
     match stmt {
         Statement::CreateExternalTable(cmd) => create_table::handle(engine, cmd).await,
         Statement::ShowTables => show_tables::handle(engine),

@@ -6,7 +6,7 @@ use std::path::Path;
 use datafusion::arrow::array::{Array, UInt64Array};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::dataframe::DataFrame;
-use datafusion::common::TableReference;
+use datafusion::common::{ExprSchema, TableReference};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionState;
 use std::collections::HashMap;
@@ -20,13 +20,17 @@ use futures::StreamExt;
 use super::Output;
 use super::session::{self, SessionVars};
 use crate::catalog::Catalog;
-use crate::catalog::tables::find_bad_parquet;
+use crate::catalog::diagnose;
 use crate::engine::Engine;
 use crate::sql::{scalar_subqueries, search_path};
 use crate::error::QueryError;
 
 /// Plans a statement for this session; placeholders (`$1`) stay in the plan.
 pub async fn plan(engine: &Engine, vars: &SessionVars, stmt: DFStatement) -> Result<LogicalPlan, QueryError> {
+    super::unwind::catch(plan_unguarded(engine, vars, stmt), super::unwind::internal).await
+}
+
+async fn plan_unguarded(engine: &Engine, vars: &SessionVars, stmt: DFStatement) -> Result<LogicalPlan, QueryError> {
     let stmt = resolve_copy_target(engine, stmt)?;
     let state = engine.session_state(vars)?;
     let stmt = follow_search_path(&state, vars, stmt);
@@ -116,8 +120,21 @@ fn follow_search_path(state: &SessionState, vars: &SessionVars, mut stmt: DFStat
 }
 
 /// Runs a planned statement. Queries stream; writes run to completion first
-/// so that a later statement in the same batch sees their files.
+/// so that a later statement in the same batch sees their files. A panic
+/// while it runs, or while its rows stream, is its error and names the
+/// Parquet file behind it when one of the scanned tables has a bad file.
 pub async fn run(engine: &Engine, vars: &SessionVars, plan: LogicalPlan) -> Result<Output, QueryError> {
+    let scanned = scanned_tables(&plan);
+    let catalog = engine.catalog.clone();
+    let explain = move |message: String| panic_culprit(&catalog, &scanned, message);
+    let output = super::unwind::catch(run_unguarded(engine, vars, plan), explain.clone()).await?;
+    Ok(match output {
+        Output::Rows { schema, stream } => Output::Rows { schema, stream: super::unwind::guard_stream(stream, explain) },
+        other => other,
+    })
+}
+
+async fn run_unguarded(engine: &Engine, vars: &SessionVars, plan: LogicalPlan) -> Result<Output, QueryError> {
     let state = engine.session_state(vars)?;
     let write_tag = match &plan {
         LogicalPlan::Copy(_) => Some("COPY"),
@@ -132,22 +149,23 @@ pub async fn run(engine: &Engine, vars: &SessionVars, plan: LogicalPlan) -> Resu
         _ => None,
     };
     let scanned = scanned_tables(&plan);
+    let temporal = involves_temporal(&plan);
     let df = DataFrame::new(state, plan);
     if let Some(tag) = write_tag {
-        let batches = df.collect().await.map_err(|e| diagnose(engine, &scanned, e))?;
+        let batches = df.collect().await.map_err(|e| diagnose(engine, &scanned, temporal, e))?;
         let rows = batches
             .iter()
             .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>().map(|a| a.iter().flatten().sum::<u64>()))
             .sum::<u64>();
         return Ok(Output::Command { tag: tag.to_string(), rows: Some(rows as usize) });
     }
-    let stream = df.execute_stream().await.map_err(|e| diagnose(engine, &scanned, e))?;
+    let stream = df.execute_stream().await.map_err(|e| diagnose(engine, &scanned, temporal, e))?;
     let schema = stream.schema();
     // Only a failing batch looks anything up; healthy batches pass through.
     let catalog = engine.catalog.clone();
     let stream = stream.map(move |batch| {
-        batch.map_err(|e| match parquet_culprit(&catalog, &scanned, &e) {
-            Some(bad) => DataFusionError::External(Box::new(bad)),
+        batch.map_err(|e| match parquet_culprit(&catalog, &scanned, &e).or_else(|| datetime_overflow(temporal, &e)) {
+            Some(ours) => DataFusionError::External(Box::new(ours)),
             None => e,
         })
     });
@@ -198,17 +216,73 @@ fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
     names
 }
 
-fn diagnose(engine: &Engine, scanned: &[String], e: DataFusionError) -> QueryError {
-    parquet_culprit(&engine.catalog, scanned, &e).unwrap_or_else(|| e.into())
+/// The error for a statement that panicked: internal, and naming the first
+/// unreadable Parquet file of the tables it scanned, if there is one.
+fn panic_culprit(catalog: &Catalog, scanned: &[String], message: String) -> QueryError {
+    match scanned_culprit(catalog, scanned, "") {
+        Some(bad) => super::unwind::internal(format!("{}; {message}", bad.message())),
+        None => super::unwind::internal(message),
+    }
 }
 
-/// When a scan of `scanned` tables fails on a Parquet file, find which file
-/// so the error names it. Runs on the error path only.
+fn diagnose(engine: &Engine, scanned: &[String], temporal: bool, e: DataFusionError) -> QueryError {
+    parquet_culprit(&engine.catalog, scanned, &e).or_else(|| datetime_overflow(temporal, &e)).unwrap_or_else(|| e.into())
+}
+
+/// Arrow reports an interval or timestamp overflow like any other ("2147483647
+/// + 1"); in a plan that computes with such values it is PostgreSQL's
+/// datetime_field_overflow (22008), not a numeric one.
+fn datetime_overflow(temporal: bool, e: &DataFusionError) -> Option<QueryError> {
+    (temporal && crate::error::is_arithmetic_overflow(e)).then(|| {
+        QueryError::DatetimeOverflow(format!("interval or timestamp out of range: {}", crate::error::datafusion_message(e)))
+    })
+}
+
+/// Whether any expression of the plan holds an interval, timestamp, date
+/// or time: a literal of such a type, or a column of one.
+fn involves_temporal(plan: &LogicalPlan) -> bool {
+    let temporal = |t: &DataType| {
+        matches!(
+            t,
+            DataType::Interval(_)
+                | DataType::Timestamp(..)
+                | DataType::Date32
+                | DataType::Date64
+                | DataType::Time32(_)
+                | DataType::Time64(_)
+                | DataType::Duration(_)
+        )
+    };
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        let schemas: Vec<_> = node.inputs().iter().map(|i| i.schema().clone()).chain([node.schema().clone()]).collect();
+        let _ = node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                found |= match e {
+                    Expr::Literal(value, _) => temporal(&value.data_type()),
+                    Expr::Column(c) => schemas.iter().any(|s| s.field_from_column(c).is_ok_and(|f| temporal(f.data_type()))),
+                    _ => false,
+                };
+                Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+            })
+        });
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    found
+}
+
+/// When a scan of `scanned` tables fails on a Parquet file (a corrupt
+/// footer or page, or a column whose type differs from the table's), find
+/// which file so the error names it. Runs on the error path only.
 fn parquet_culprit(catalog: &Catalog, scanned: &[String], e: &DataFusionError) -> Option<QueryError> {
-    if !e.to_string().to_ascii_lowercase().contains("parquet") {
+    let text = e.to_string();
+    if !text.to_ascii_lowercase().contains("parquet") && !text.contains("Cannot cast column '") {
         return None;
     }
-    let defs = catalog.list().ok()?;
-    defs.iter().filter(|d| scanned.contains(&d.name)).find_map(|d| find_bad_parquet(&d.location))
+    scanned_culprit(catalog, scanned, &text)
 }
 
+fn scanned_culprit(catalog: &Catalog, scanned: &[String], error: &str) -> Option<QueryError> {
+    let defs = catalog.list().ok()?;
+    defs.iter().filter(|d| scanned.contains(&d.name)).find_map(|d| diagnose::culprit(&d.location, error))
+}

@@ -30,6 +30,7 @@ const SETTINGS: &[(&str, &str, &str)] = &[
     ("default_transaction_read_only", "off", "Sets the default read-only status of new transactions."),
     ("extra_float_digits", "1", "Sets the number of digits displayed for floating-point values."),
     ("idle_in_transaction_session_timeout", "0", "Accepted for compatibility; weir has no open transactions."),
+    ("idle_session_timeout", "0", "Sets the maximum allowed idle time between queries, when not in a transaction block."),
     ("integer_datetimes", "on", "Shows whether datetimes are integer based."),
     ("IntervalStyle", "postgres", "Sets the display format for interval values."),
     ("is_superuser", "on", "Shows whether the current user is a superuser."),
@@ -75,6 +76,12 @@ pub fn set(vars: &mut SessionVars, name: &str, value: Option<String>) -> Result<
     } else {
         return Err(QueryError::UnknownParameter(name.to_string()));
     };
+    if let (IDLE_SESSION_TIMEOUT, Some(v)) = (key.as_str(), &value) {
+        parse_duration_ms(v).ok_or_else(|| QueryError::InvalidParameterValue {
+            name: name.to_string(),
+            reason: format!("\"{v}\" is not a duration (a number of milliseconds, or with a unit: ms, s, min, h, d)"),
+        })?;
+    }
     match value {
         Some(v) => vars.insert(format!("{SET_PREFIX}{key}"), v),
         None => vars.remove(&format!("{SET_PREFIX}{key}")),
@@ -128,6 +135,49 @@ pub fn setting(vars: &SessionVars, name: &str) -> Option<String> {
     lookup(vars, name)
 }
 
+const IDLE_SESSION_TIMEOUT: &str = "idle_session_timeout";
+
+/// How long the session may sit idle between queries before the server
+/// closes it (PostgreSQL's `idle_session_timeout`); `None` when off. The
+/// server's `--idle-session-timeout` is the session's start-up value.
+pub fn idle_session_timeout(vars: &SessionVars) -> Option<std::time::Duration> {
+    let ms = parse_duration_ms(&lookup(vars, IDLE_SESSION_TIMEOUT)?)?;
+    (ms > 0.0).then(|| std::time::Duration::from_secs_f64(ms / 1000.0))
+}
+
+/// Records the server's default `idle_session_timeout` as the session's
+/// start-up value, unless the client sent one.
+pub fn default_idle_session_timeout(vars: &mut SessionVars, timeout: Option<std::time::Duration>) {
+    let value = match timeout.map(|t| t.as_millis()) {
+        None | Some(0) => "0".to_string(),
+        Some(ms) if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        Some(ms) => format!("{ms}ms"),
+    };
+    if !vars.keys().any(|k| k.eq_ignore_ascii_case(IDLE_SESSION_TIMEOUT)) {
+        vars.insert(IDLE_SESSION_TIMEOUT.to_string(), value);
+    }
+}
+
+/// A PostgreSQL time setting in milliseconds: a bare number is milliseconds,
+/// or a number with one of PostgreSQL's units; at most `i32::MAX` ms, as
+/// PostgreSQL allows.
+fn parse_duration_ms(value: &str) -> Option<f64> {
+    let value = value.trim();
+    let split = value.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(value.len());
+    let number: f64 = value[..split].parse().ok()?;
+    let unit = match value[split..].trim() {
+        "" | "ms" => 1.0,
+        "us" => 0.001,
+        "s" => 1000.0,
+        "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
+        _ => return None,
+    };
+    let ms = number * unit;
+    (ms.is_finite() && ms <= f64::from(i32::MAX)).then_some(ms)
+}
+
 /// The session's `search_path` as schema names, when it finds tables
 /// anywhere other than weir's default does (`sql::search_path`).
 pub fn search_path(vars: &SessionVars) -> Option<Vec<String>> {
@@ -140,4 +190,26 @@ pub fn datafusion_overrides(vars: &SessionVars) -> impl Iterator<Item = (String,
     vars.iter().filter_map(|(k, v)| {
         k.strip_prefix(SET_PREFIX).filter(|k| k.starts_with("datafusion.")).map(|k| (k.to_string(), v.clone()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_session_timeout_reads_postgres_durations() {
+        let mut vars = SessionVars::new();
+        assert_eq!(idle_session_timeout(&vars), None);
+        default_idle_session_timeout(&mut vars, Some(std::time::Duration::from_secs(30)));
+        assert_eq!(idle_session_timeout(&vars), Some(std::time::Duration::from_secs(30)));
+        for (text, ms) in [("250", 250), ("250ms", 250), ("2s", 2000), ("1 min", 60_000), ("1.5s", 1500)] {
+            set(&mut vars, "idle_session_timeout", Some(text.into())).unwrap();
+            assert_eq!(idle_session_timeout(&vars), Some(std::time::Duration::from_millis(ms)), "{text}");
+        }
+        set(&mut vars, "idle_session_timeout", Some("0".into())).unwrap();
+        assert_eq!(idle_session_timeout(&vars), None);
+        for bad in ["soon", "-1", "5 weeks", "1e99"] {
+            assert!(set(&mut vars, "idle_session_timeout", Some(bad.into())).is_err(), "{bad}");
+        }
+    }
 }

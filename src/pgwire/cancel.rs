@@ -10,10 +10,14 @@
 //! pgwire's own cancel support only covers planning (until `do_query`
 //! returns); weir's queries do their work while their rows stream to the
 //! socket, so the signal is also raced against each row here.
+//!
+//! A client that hangs up cancels the same way (`Canceller::hang_up`, fired
+//! by the connection loop): nobody is left to read the rows.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -36,6 +40,21 @@ pub struct Cancellers {
 #[derive(Default)]
 pub struct Canceller {
     current: Mutex<Option<oneshot::Sender<()>>>,
+    /// The client hung up: what is running now is cancelled, and so is
+    /// anything that starts later (it could only be pipelined work that
+    /// nobody will read).
+    hung_up: AtomicBool,
+}
+
+impl Canceller {
+    /// Cancels the running statement, and every later one, because the
+    /// client has gone.
+    pub fn hang_up(&self) {
+        self.hung_up.store(true, Ordering::SeqCst);
+        if let Some(tx) = lock(&self.current).take() {
+            let _ = tx.send(());
+        }
+    }
 }
 
 /// Keeps a connection registered while the connection lives (it sits in
@@ -64,6 +83,21 @@ impl Cancellers {
     /// have started, so each keeps a clone). Registers the connection on
     /// its first use.
     pub fn begin<C: ClientInfo>(self: &Arc<Self>, client: &C) -> CancelSignal {
+        let canceller = self.connection(client);
+        let (tx, rx) = oneshot::channel();
+        // Replacing the previous statement's sender retires its signal.
+        *lock(&canceller.current) = Some(tx);
+        // Checked after the sender is in place, so a hang-up racing with
+        // this statement's start fires it one way or the other.
+        if canceller.hung_up.load(Ordering::SeqCst) {
+            canceller.hang_up();
+        }
+        CancelSignal { rx: Some(rx.shared()) }
+    }
+
+    /// `client`'s canceller, registered under its (process id, secret key)
+    /// on first use; call it only once start-up has assigned those.
+    pub fn connection<C: ClientInfo>(self: &Arc<Self>, client: &C) -> Arc<Canceller> {
         let registration = client.session_extensions().get_or_insert_with(|| {
             let (pid, secret) = client.pid_and_secret_key();
             let key = (pid, secret.to_bytes().to_vec());
@@ -71,10 +105,7 @@ impl Cancellers {
             lock(&self.by_key).insert(key.clone(), canceller.clone());
             Registration { key, canceller, cancellers: self.clone() }
         });
-        let (tx, rx) = oneshot::channel();
-        // Replacing the previous statement's sender retires its signal.
-        *lock(&registration.canceller.current) = Some(tx);
-        CancelSignal { rx: Some(rx.shared()) }
+        registration.canceller.clone()
     }
 
     fn cancel(&self, pid: i32, secret: &[u8]) -> bool {
@@ -224,6 +255,19 @@ mod tests {
             let got: Vec<_> = rows.collect().await;
             assert!(matches!(got.as_slice(), [Err(PgWireError::QueryCanceled)]), "{got:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_hang_up_cancels_what_runs_and_what_comes_later() {
+        let (canceller, mut signal) = signal_pair();
+        canceller.hang_up();
+        assert!(matches!(signal.race(std::future::pending::<()>()).await, Err(PgWireError::QueryCanceled)));
+        // A statement that starts after the hang-up is cancelled at once.
+        let (tx, rx) = oneshot::channel();
+        *lock(&canceller.current) = Some(tx);
+        canceller.hang_up();
+        let mut later = CancelSignal { rx: Some(rx.shared()) };
+        assert!(matches!(later.race(std::future::pending::<()>()).await, Err(PgWireError::QueryCanceled)));
     }
 
     #[test]

@@ -146,13 +146,14 @@ impl ExtendedQueryHandler for WeirHandler {
     /// default path parks the result in the portal and collects every row
     /// into memory before sending the first; row-limited fetches (cursors)
     /// still go that way.
-    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    async fn on_execute<C>(&self, client: &mut C, mut message: Execute) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        message.max_rows = fetch_limit(message.max_rows);
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
         let portal = match client.portal_store().get_portal(name) {
             Some(Entry::Value(portal)) => portal,
@@ -218,6 +219,19 @@ impl ExtendedQueryHandler for WeirHandler {
             Err(e) => Err(to_pg_error(&e)),
         }
     }
+}
+
+/// Most rows one Execute returns from a portal; a larger limit is served in
+/// slices (the portal is suspended and the client's next Execute goes on, as
+/// the protocol allows a server to do).
+const MAX_FETCH_ROWS: i32 = 100_000;
+
+/// The row limit of an Execute as weir serves it. PostgreSQL reads zero or
+/// less as "all rows"; pgwire reserves room for the limit up front, so a
+/// negative one (cast to a huge count) panics and a huge positive one asks
+/// for an allocation that aborts the process.
+fn fetch_limit(max_rows: i32) -> i32 {
+    if max_rows <= 0 { 0 } else { max_rows.min(MAX_FETCH_ROWS) }
 }
 
 /// Whether a cancel request may stop `statement`: a SELECT (or EXPLAIN) only.

@@ -1,12 +1,26 @@
 //! The PostgreSQL wire endpoint: start-up and auth, simple and extended
 //! query handlers, Arrow ↔ PostgreSQL value encoding, errors → SQLSTATE.
+//!
+//! * `connection`: one connection's loop from accept to close (TLS,
+//!   authentication deadline, idle-session timeout, 53300 past the limit).
+//! * `frame_check` / `frame_rules`: every frame's shape checked before
+//!   pgwire decodes it; violations are FATAL 08P01.
+//! * `hangup`: notices a client gone mid-statement, so its read is cancelled.
+//! * `login_throttle`: failed logins from an address answer ever slower.
+//! * `auth`, `cancel`, `handler`, `encode*`, `params*`: start-up, cancel
+//!   requests, the query handlers and value encoding.
 
 pub mod auth;
 pub mod cancel;
+pub mod connection;
 pub mod encode;
 mod encode_column;
 mod encode_text;
+pub mod frame_check;
+pub mod frame_rules;
 pub mod handler;
+mod hangup;
+pub mod login_throttle;
 pub mod params;
 mod params_text;
 

@@ -40,9 +40,10 @@ impl std::fmt::Debug for KafkaOut {
 
 /// Checks the target options; the error names what is wrong.
 pub fn check(options: &Options) -> Result<(), String> {
-    if !options.contains_key("topic") {
+    let Some(topic) = options.get("topic") else {
         return Err("a Kafka sink needs topic = '...'".into());
-    }
+    };
+    crate::source::kafka::check_topic(topic)?;
     match options.get("format").map(|f| f.to_ascii_lowercase()) {
         None => Ok(()),
         Some(f) if f == "json" => Ok(()),

@@ -80,11 +80,26 @@ pub struct KafkaSource {
     decoder: RecordDecoder,
 }
 
+/// Kafka's rule for topic names: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or
+/// `..`. Checked at CREATE, because librdkafka answers any other name with
+/// a null topic handle that rdkafka 0.39 unwraps (`Client::native_topic`),
+/// a panic in the query's task.
+pub fn check_topic(topic: &str) -> Result<(), String> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if topic.is_empty() || topic.len() > 249 || topic == "." || topic == ".." || !topic.chars().all(legal) {
+        return Err(format!(
+            "'{topic}' is not a valid Kafka topic name: use 1 to 249 letters, digits, '.', '_' or '-' (not '.' or '..')"
+        ));
+    }
+    Ok(())
+}
+
 impl KafkaSource {
     pub fn new(spec: SourceSpec) -> Result<KafkaSource, SourceError> {
         let option = |k: &str| spec.options.get(k).cloned();
         let bootstrap = option("bootstrap_servers").unwrap_or_else(|| "127.0.0.1:9092".into());
         let topic = option("topic").ok_or_else(|| SourceError::Fatal("a kafka stream needs topic = '...'".into()))?;
+        check_topic(&topic).map_err(SourceError::Fatal)?;
         let startup = match option("startup_mode").map(|s| s.to_ascii_lowercase()).as_deref() {
             None | Some("latest") => Startup::Latest,
             Some("earliest") => Startup::Earliest,

@@ -4,6 +4,7 @@
 mod classify;
 mod client_compat;
 mod column_names;
+pub mod limits;
 mod parser;
 pub mod scalar_subqueries;
 pub mod search_path;

@@ -41,7 +41,11 @@ impl Parser {
         let mut statements = Vec::new();
         for group in split_statements(tokens) {
             let text = lines.slice(&group);
-            statements.extend(self.parse_one(group, text)?);
+            super::limits::check_tokens(&group)?;
+            for mut statement in self.parse_one(group, text)? {
+                super::limits::shape(&mut statement)?;
+                statements.push(statement);
+            }
         }
         Ok(statements)
     }

@@ -7,7 +7,7 @@ pub mod kafka;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 /// A running server. The data directory outlives it, so a test can restart
@@ -19,6 +19,8 @@ pub struct TestServer {
     /// The Arrow Flight SQL endpoint's port.
     pub flight_port: u16,
     pub data_dir: PathBuf,
+    /// Every line the server has logged so far (stderr).
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl TestServer {
@@ -51,12 +53,15 @@ impl TestServer {
         let stderr = child.stderr.take().expect("stderr piped");
         let (tx, rx) = mpsc::channel();
         let (flight_tx, flight_rx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log_lines = log.clone();
         // Forward the server log to the test's stderr and report the address
         // from the "listening on <addr>" line (the Flight SQL endpoint logs
         // "listening at <addr>" before it).
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[weir] {line}");
+                log_lines.lock().unwrap_or_else(|p| p.into_inner()).push(line.clone());
                 if let Some(rest) = line.split("flight sql listening at ").nth(1) {
                     let port: String = rest.rsplit(':').next().unwrap_or("").chars().take_while(|c| c.is_ascii_digit()).collect();
                     let _ = flight_tx.send(port.parse::<u16>().unwrap_or(0));
@@ -79,7 +84,26 @@ impl TestServer {
         };
         let port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port in address");
         let flight_port = flight_rx.try_recv().unwrap_or(0);
-        TestServer { child, addr, port, flight_port, data_dir: data_dir.to_path_buf() }
+        TestServer { child, addr, port, flight_port, data_dir: data_dir.to_path_buf(), log }
+    }
+
+    /// The server's log lines so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Fails the test if any connection task of the server panicked.
+    pub fn assert_no_panic(&self) {
+        let panics: Vec<String> = self.log().into_iter().filter(|l| l.contains("panicked")).collect();
+        assert!(panics.is_empty(), "the server panicked:\n{}", panics.join("\n"));
+    }
+
+    /// Whether the server process still runs (not exited, not a zombie).
+    pub fn is_alive(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .ok()
+            .and_then(|stat| stat.rsplit(')').next().map(|rest| !rest.trim_start().starts_with(['Z', 'X'])))
+            .unwrap_or(false)
     }
 
     /// A libpq-style connection string for this server.
