@@ -141,7 +141,8 @@ impl Sandbox {
     }
 
     fn local_path(&self, location: &str) -> Result<PathBuf, AccessError> {
-        if location.len() >= 7 && location[..7].eq_ignore_ascii_case("file://") {
+        // `get`, not `[..7]`: a location may start with multi-byte characters.
+        if location.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("file://")) {
             let refused = |reason: String| AccessError::Unresolvable {
                 location: location.to_string(),
                 reason,
@@ -346,6 +347,10 @@ mod tests {
             Err(AccessError::Reserved { .. })
         ));
         assert!(matches!(s.resolve("."), Err(AccessError::Reserved { .. })));
+        // Multi-byte characters where a scheme would be (found by the fuzzer:
+        // slicing the first seven bytes panicked).
+        assert!(s.resolve("file:/\u{1612}x").is_ok(), "a relative name under the data dir");
+        assert!(s.resolve("\u{1c5}\u{1c5}\u{1c5}\u{1c5}/t").is_ok());
         let url = format!("file://{}/t/", data.display());
         assert_eq!(
             s.resolve(&url).unwrap().display().to_string(),
