@@ -246,3 +246,58 @@ async fn a_graceful_stop_during_a_long_copy_leaves_no_staging_file() {
         "an interrupted COPY publishes nothing"
     );
 }
+
+/// While commits fail (here: the catalog file is deleted under the running
+/// server, so every later commit is refused), the epochs the sink keeps
+/// staging and retrying are never seen: a reader polling in a tight loop
+/// gets only totals of epochs committed before, and never an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_polling_while_commits_fail_sees_only_what_committed() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let server = TestServer::start_in(&data);
+    let client = connect(&server).await;
+    client
+        .batch_execute(
+            "CREATE STREAM ticks WITH (connector = 'generator', rows_per_second = 50000); \
+             CREATE EXTERNAL TABLE landed (ts TIMESTAMP, value BIGINT) STORED AS PARQUET LOCATION 'landed'; \
+             CREATE SINK fill INTO landed AS SELECT timestamp, value FROM ticks \
+               WITH (trigger = '1 seconds', target_file_rows = 1000)",
+        )
+        .await
+        .expect("set up the sink");
+    let committed = "SELECT count(*) FROM weir.query_progress WHERE query = 'fill'";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rows(&client, committed).await.expect("progress")[0][0].parse::<i64>().unwrap_or(0) < 2 {
+        assert!(Instant::now() < deadline, "the sink never committed two epochs");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    std::fs::remove_file(data.join("catalog.sqlite")).expect("delete the catalog");
+
+    let reader = connect(&server).await;
+    let (mut seen, mut errors) = (Vec::new(), Vec::new());
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        match rows(&reader, "SELECT count(*) FROM landed").await {
+            Ok(r) => seen.push(r[0][0].parse::<i64>().expect("a count")),
+            Err(e) => errors.push(sqlstate(&e)),
+        }
+    }
+    // The commit log still reads (from the file the server holds open).
+    let progress = rows(&client, "SELECT output_rows FROM weir.query_progress WHERE query = 'fill' ORDER BY batch_id")
+        .await
+        .expect("progress");
+    let mut totals = vec![0i64];
+    for row in &progress {
+        totals.push(totals.last().copied().unwrap_or(0) + row[0].parse::<i64>().expect("output_rows"));
+    }
+    let last = *totals.last().unwrap_or(&0);
+    assert!(errors.is_empty(), "reads failed: {errors:?}");
+    assert!(seen.len() >= 10, "only {} reads", seen.len());
+    assert!(seen.iter().all(|n| totals.contains(n)), "counts that are not committed totals: {seen:?} (totals {totals:?})");
+    assert!(seen.iter().all(|n| *n <= last), "more rows than committed ({last}): {seen:?}");
+    // The sink keeps trying, and says why it cannot commit.
+    let sinks = rows(&client, "SHOW SINKS").await.expect("SHOW SINKS");
+    let shown = format!("{sinks:?}");
+    assert!(shown.contains("deleted or replaced"), "the sink reports the vanished catalog: {shown}");
+}
