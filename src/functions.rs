@@ -45,13 +45,13 @@ pub fn register(ctx: &SessionContext) {
 /// `server_version_num` this way). Unknown names are an error, as in PostgreSQL.
 /// Each statement of a session gets [`session_current_setting`] instead.
 fn current_setting_udf() -> ScalarUDF {
-    session_current_setting(crate::handler::session::SessionVars::new())
+    session_current_setting(crate::session::SessionVars::new())
 }
 
 /// `current_setting(name)` as one session sees it: its own `SET`s, then its
 /// start-up parameters, then the server defaults (Grafana reads
 /// `search_path` after setting it).
-pub fn session_current_setting(vars: crate::handler::session::SessionVars) -> ScalarUDF {
+pub fn session_current_setting(vars: crate::session::SessionVars) -> ScalarUDF {
     create_udf(
         "current_setting",
         vec![DataType::Utf8],
@@ -60,7 +60,7 @@ pub fn session_current_setting(vars: crate::handler::session::SessionVars) -> Sc
         Arc::new(move |args| {
             use datafusion::arrow::array::{Array, StringArray};
             let lookup = |name: &str| {
-                crate::handler::session::setting(&vars, name).ok_or_else(|| {
+                crate::session::setting(&vars, name).ok_or_else(|| {
                     datafusion::error::DataFusionError::Plan(format!("unrecognized configuration parameter \"{name}\""))
                 })
             };
