@@ -30,6 +30,8 @@
 //!   from object names and deletes directories), and the object store the
 //!   engine reads and writes through.
 //! * `functions`: PostgreSQL functions clients expect (version(), descriptions).
+//! * `types`: the one Arrow → PostgreSQL type table the wire, `DESCRIBE`
+//!   and `pg_catalog` share.
 //! * `pg_catalog_compat`: PostgreSQL 15's columns for the catalog tables BI
 //!   tools read whole, and the `information_schema` tables they join.
 //! * `produce`: `weir produce`, stdin lines to a Kafka topic (demos, tests).
@@ -55,3 +57,4 @@ pub mod source;
 pub mod sql;
 pub mod storage;
 pub mod stream;
+pub mod types;
