@@ -264,7 +264,8 @@ mod tests {
         for (dt, name) in cases {
             assert_eq!(sql_type_name(&dt), name, "{dt}");
             let t = pg_type(&dt);
-            assert_eq!(attribute_of(&dt.to_string()), Some((t.oid() as i32, type_size(&t), type_modifier(&dt))), "{dt}");
+            let attribute = (t.oid() as i32, type_size(&t), type_modifier(&dt));
+            assert_eq!(attribute_of(&dt.to_string()), Some(attribute), "{dt}");
         }
     }
 

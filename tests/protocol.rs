@@ -97,7 +97,9 @@ async fn an_unsigned_column_is_bigint_on_the_wire_and_in_the_catalog() {
     let arrow_type = rows(&client.simple_query("SELECT arrow_typeof(u) FROM unsigned").await.unwrap());
     assert_eq!(arrow_type, vec![vec!["UInt64".to_string()]]);
 
-    for sql in ["SELECT u FROM unsigned", "SELECT arrow_cast(1, 'UInt64') AS u", "SELECT row_number() OVER () AS u FROM unsigned"] {
+    let queries =
+        ["SELECT u FROM unsigned", "SELECT arrow_cast(1, 'UInt64') AS u", "SELECT row_number() OVER () AS u FROM unsigned"];
+    for sql in queries {
         let stmt = client.prepare(sql).await.unwrap();
         assert_eq!(stmt.columns()[0].type_(), &tokio_postgres::types::Type::INT8, "{sql}");
         let row = client.query_one(&stmt, &[]).await.unwrap();
