@@ -14,7 +14,7 @@ use crate::catalog::{Catalog, CatalogStore};
 use crate::stream::StreamManager;
 use crate::config::Config;
 use crate::error::{QueryError, ServerError};
-use crate::handler::session::SessionVars;
+use crate::session::SessionVars;
 use crate::sql::Parser;
 use crate::storage::{CommittedStore, PublishGate, Sandbox, Warehouse};
 
@@ -49,7 +49,8 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// Opens (or creates) the data directory and catalog and restores every
-    /// table definition.
+    /// table definition. Streams and continuous queries are the server's to
+    /// restart (`handler::restore`), once the engine exists.
     pub async fn open(config: Config) -> Result<Engine, ServerError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| ServerError::DataDir(config.data_dir.display().to_string(), e.to_string()))?;
@@ -94,9 +95,7 @@ impl Engine {
         let restored = catalog.restore(&ctx, &sandbox).await?;
         tracing::info!(tables = restored, "catalog restored");
         let streams = StreamManager::new(ctx.clone(), store, gate, warehouse.clone());
-        let engine = Engine { config, ctx, catalog, parser: Parser::new(), streams, sandbox, warehouse };
-        crate::handler::restore_streaming(&engine).await.map_err(|e| ServerError::Engine(e.message()))?;
-        Ok(engine)
+        Ok(Engine { config, ctx, catalog, parser: Parser::new(), streams, sandbox, warehouse })
     }
 
     /// The context DDL registers tables in.
@@ -108,7 +107,7 @@ impl Engine {
     /// the session's `SET datafusion.*` overrides applied.
     pub fn session_state(&self, vars: &SessionVars) -> Result<SessionState, QueryError> {
         let mut state = self.ctx.state();
-        for (key, value) in crate::handler::session::datafusion_overrides(vars) {
+        for (key, value) in crate::session::datafusion_overrides(vars) {
             state.config_mut().options_mut().set(&key, &value)?;
         }
         if !vars.is_empty() {
@@ -124,7 +123,7 @@ impl Engine {
     /// The first schema on the session's `search_path` that exists, when the
     /// session changed the path (else `current_schema()` stays `public`).
     fn first_schema_on_path(&self, vars: &SessionVars) -> Option<String> {
-        let path = crate::handler::session::search_path(vars)?;
+        let path = crate::session::search_path(vars)?;
         let schemas = self.ctx.catalog(DATABASE)?.schema_names();
         path.into_iter().find(|s| schemas.contains(s))
     }

@@ -45,13 +45,13 @@ pub fn register(ctx: &SessionContext) {
 /// `server_version_num` this way). Unknown names are an error, as in PostgreSQL.
 /// Each statement of a session gets [`session_current_setting`] instead.
 fn current_setting_udf() -> ScalarUDF {
-    session_current_setting(crate::handler::session::SessionVars::new())
+    session_current_setting(crate::session::SessionVars::new())
 }
 
 /// `current_setting(name)` as one session sees it: its own `SET`s, then its
 /// start-up parameters, then the server defaults (Grafana reads
 /// `search_path` after setting it).
-pub fn session_current_setting(vars: crate::handler::session::SessionVars) -> ScalarUDF {
+pub fn session_current_setting(vars: crate::session::SessionVars) -> ScalarUDF {
     create_udf(
         "current_setting",
         vec![DataType::Utf8],
@@ -60,7 +60,7 @@ pub fn session_current_setting(vars: crate::handler::session::SessionVars) -> Sc
         Arc::new(move |args| {
             use datafusion::arrow::array::{Array, StringArray};
             let lookup = |name: &str| {
-                crate::handler::session::setting(&vars, name).ok_or_else(|| {
+                crate::session::setting(&vars, name).ok_or_else(|| {
                     datafusion::error::DataFusionError::Plan(format!("unrecognized configuration parameter \"{name}\""))
                 })
             };
@@ -95,19 +95,8 @@ pub fn session_current_schema(schema: String) -> ScalarUDF {
     )
 }
 
-/// Built-in type names and their OIDs, for `to_regtype`. Drivers use it to
-/// probe for extension types (psycopg asks for `hstore` at connect); names
-/// not listed resolve to NULL, meaning "no such type".
-const TYPE_OIDS: &[(&str, i32)] = &[
-    ("bool", 16), ("boolean", 16), ("bytea", 17), ("int8", 20), ("bigint", 20), ("int2", 21),
-    ("smallint", 21), ("int4", 23), ("integer", 23), ("int", 23), ("text", 25), ("oid", 26),
-    ("json", 114), ("float4", 700), ("real", 700), ("float8", 701), ("double precision", 701),
-    ("varchar", 1043), ("character varying", 1043), ("date", 1082), ("time", 1083),
-    ("time without time zone", 1083), ("timestamp", 1114), ("timestamp without time zone", 1114),
-    ("timestamptz", 1184), ("timestamp with time zone", 1184), ("interval", 1186),
-    ("numeric", 1700), ("decimal", 1700), ("uuid", 2950), ("jsonb", 3802),
-];
-
+/// `to_regtype(name)`: the OID of a built-in type (`crate::types`), NULL
+/// for a name weir does not know.
 fn to_regtype_udf() -> ScalarUDF {
     create_udf(
         "to_regtype",
@@ -116,10 +105,7 @@ fn to_regtype_udf() -> ScalarUDF {
         Volatility::Immutable,
         Arc::new(|args| {
             use datafusion::arrow::array::{Array, Int32Array, StringArray};
-            let lookup = |name: &str| {
-                let name = name.trim().trim_start_matches("pg_catalog.").to_ascii_lowercase();
-                TYPE_OIDS.iter().find(|(n, _)| *n == name).map(|(_, oid)| *oid)
-            };
+            let lookup = crate::types::oid_by_name;
             match &args[0] {
                 ColumnarValue::Scalar(ScalarValue::Utf8(v)) => {
                     Ok(ColumnarValue::Scalar(ScalarValue::Int32(v.as_deref().and_then(lookup))))

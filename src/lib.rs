@@ -10,7 +10,11 @@
 //!   errors → SQLSTATE.
 //! * `sql`: parsing; recognises weir's own statements, passes the rest on;
 //!   `sql::search_path` qualifies table names along the session's path.
-//! * `handler`: one file per statement kind behind one dispatch match.
+//! * `handler`: one file per statement kind behind one dispatch match, and
+//!   the start-up restore of streams and continuous queries.
+//! * `session`: a connection's variables: start-up parameters, `SET`
+//!   values and their defaults, and what the engine reads from them
+//!   (search_path, `datafusion.*` overrides, the idle-session timeout).
 //! * `engine`: the shared DataFusion context, parser and configuration.
 //! * `stream`: continuous queries: stream definitions, the epoch loop,
 //!   the commit protocol, windows, watermarks (per partition), incremental
@@ -26,10 +30,13 @@
 //!   from object names and deletes directories), and the object store the
 //!   engine reads and writes through.
 //! * `functions`: PostgreSQL functions clients expect (version(), descriptions).
+//! * `types`: the one Arrow → PostgreSQL type table the wire, `DESCRIBE`
+//!   and `pg_catalog` share.
 //! * `pg_catalog_compat`: PostgreSQL 15's columns for the catalog tables BI
 //!   tools read whole, and the `information_schema` tables they join.
 //! * `produce`: `weir produce`, stdin lines to a Kafka topic (demos, tests).
 //! * `config`: the typed configuration, built by `main` and passed down.
+//! * `random`: salts, secrets and unique names from the OS random source.
 //! * `error`: one error enum per layer, each mapped to a SQLSTATE.
 
 pub mod catalog;
@@ -42,9 +49,12 @@ pub mod handler;
 pub mod pg_catalog_compat;
 pub mod pgwire;
 pub mod produce;
+pub mod random;
 pub mod server;
+pub mod session;
 pub mod sink;
 pub mod source;
 pub mod sql;
 pub mod storage;
 pub mod stream;
+pub mod types;

@@ -11,13 +11,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{AsArray, Int32Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::information_schema::{INFORMATION_SCHEMA, InformationSchemaProvider};
 use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
 use datafusion::common::DFSchema;
 use datafusion::error::Result;
-use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
+use datafusion::logical_expr::{ColumnarValue, EmptyRelation, LogicalPlan, ScalarUDF, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 
 use crate::engine::DATABASE;
@@ -157,13 +158,16 @@ async fn view(ctx: &SessionContext, sql: &str) -> Result<Arc<dyn TableProvider>>
     Ok(Arc::new(ViewTable::new(plan, Some(sql.to_string()))))
 }
 
-/// `pg_attribute` with each decimal column's precision and scale in
-/// `atttypmod`, packed as PostgreSQL packs NUMERIC(p, s): `(p << 16 | s) + 4`.
-/// Clients read them from there (SQLAlchemy's reflection, JDBC's
-/// `getColumns`, `format_type()` in psql's `\d`); datafusion-pg-catalog
-/// leaves every typmod at -1. The precision and scale come from DataFusion's
-/// own `information_schema.columns`, so this is planned while that is still
-/// the one the session answers.
+/// `pg_attribute` with each column's type as weir's type table
+/// (`crate::types`) has it, so `\d`, JDBC's `getColumns` and SQLAlchemy's
+/// reflection see the type the wire sends: `atttypid`, `attlen`, and
+/// `atttypmod` with numeric(p, s) packed as PostgreSQL packs it,
+/// `(p << 16 | s) + 4`. datafusion-pg-catalog maps types its own way (UInt64
+/// as numeric, intervals and most arrays as text) and leaves every typmod at
+/// -1. Each column's Arrow type comes from DataFusion's own
+/// `information_schema.columns`, so this is planned while that is still the
+/// one the session answers; the functions reading it are registered only
+/// while the view is planned (its plan keeps them), not for users.
 async fn pg_attribute(ctx: &SessionContext, pg_catalog: &dyn SchemaProvider) -> Result<Arc<dyn TableProvider>> {
     let shipped = pg_catalog
         .table("pg_attribute")
@@ -174,22 +178,59 @@ async fn pg_attribute(ctx: &SessionContext, pg_catalog: &dyn SchemaProvider) -> 
         .fields()
         .iter()
         .map(|f| match f.name().as_str() {
+            "atttypid" => "CAST(COALESCE(d.typid, a.atttypid) AS INT) AS atttypid".to_string(),
+            "attlen" => "CAST(COALESCE(d.typlen, a.attlen) AS SMALLINT) AS attlen".to_string(),
             "atttypmod" => "CAST(COALESCE(d.typmod, a.atttypmod) AS INT) AS atttypmod".to_string(),
             name => format!("a.{name}"),
         })
         .collect();
     let sql = format!(
         "SELECT {} FROM pg_catalog.pg_attribute a LEFT JOIN ( \
-            SELECT c.oid AS relid, col.column_name, \
-                CAST(col.numeric_precision * 65536 + col.numeric_scale + 4 AS INT) AS typmod \
+            SELECT c.oid AS relid, col.column_name, {TYPID}(col.data_type) AS typid, \
+                {TYPLEN}(col.data_type) AS typlen, {TYPMOD}(col.data_type) AS typmod \
             FROM information_schema.columns col \
             JOIN pg_catalog.pg_namespace n ON n.nspname = col.table_schema \
             JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = col.table_name \
-            WHERE col.table_catalog = '{DATABASE}' AND col.numeric_precision_radix = 10 \
+            WHERE col.table_catalog = '{DATABASE}' \
         ) d ON d.relid = a.attrelid AND d.column_name = a.attname",
         columns.join(", ")
     );
-    view(ctx, &sql).await
+    let udfs = [
+        attribute_udf(TYPID, |(oid, _, _)| oid),
+        attribute_udf(TYPLEN, |(_, len, _)| i32::from(len)),
+        attribute_udf(TYPMOD, |(_, _, typmod)| typmod),
+    ];
+    for udf in &udfs {
+        ctx.register_udf(udf.clone());
+    }
+    let view = view(ctx, &sql).await;
+    for udf in &udfs {
+        ctx.deregister_udf(udf.name());
+    }
+    view
+}
+
+const TYPID: &str = "weir_attribute_typid";
+const TYPLEN: &str = "weir_attribute_typlen";
+const TYPMOD: &str = "weir_attribute_typmod";
+
+/// One of a column's `pg_attribute` type columns from its Arrow type's
+/// display form ([`crate::types::attribute_of`]); NULL when that does not
+/// parse, so the view keeps datafusion-pg-catalog's value.
+fn attribute_udf(name: &str, pick: fn((i32, i16, i32)) -> i32) -> ScalarUDF {
+    create_udf(
+        name,
+        vec![DataType::Utf8],
+        DataType::Int32,
+        Volatility::Immutable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let types = arrays[0].as_string::<i32>();
+            let values: Int32Array =
+                types.iter().map(|t| t.and_then(crate::types::attribute_of).map(pick)).collect();
+            Ok(ColumnarValue::Array(Arc::new(values)))
+        }),
+    )
 }
 
 /// `pg_constraint` and `pg_index` with PostgreSQL's array columns

@@ -16,18 +16,12 @@ use crate::engine::Engine;
 use crate::error::ServerError;
 use crate::pgwire::Handlers;
 use crate::pgwire::connection::{self, Admission, Endpoint};
+use crate::sql::limits::STACK_BYTES;
 
 /// Connections past `--max-connections` being answered with 53300 at once.
 /// Beyond this many (a flood), further ones are closed without an answer,
 /// so refusing cannot itself use up memory or descriptors.
 const MAX_REFUSING: usize = 64;
-
-/// The stack of every thread that parses, plans or runs a statement (the
-/// runtime's workers and its blocking pool). Statement trees are walked
-/// recursively all the way down; `sql::limits` bounds their depth and this
-/// holds the deepest tree it admits with room to spare. Only the pages a
-/// thread touches are ever resident.
-pub const STACK_BYTES: usize = 256 * 1024 * 1024;
 
 /// The runtime the server runs on: multi-threaded, with [`STACK_BYTES`]
 /// stacks. Tokio's default of 2 MiB overflows on a statement such as
@@ -57,6 +51,8 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<
     let flight_listen = config.flight_listen;
     let flight_tls = flight_tls(&config)?;
     let engine = Arc::new(Engine::open(config).await?);
+    // Continuous queries resume before any client can see their tables.
+    crate::handler::restore::streaming(&engine).await.map_err(|e| ServerError::Engine(e.message()))?;
     // Flight SQL is up (and logged) before the PostgreSQL endpoint says it is
     // listening, so "listening on" means the whole server is ready.
     let (flight_stop, flight_task) = match flight_listen {

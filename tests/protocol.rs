@@ -2,7 +2,9 @@
 //! one simple query each answer in order; an error stops the rest of the
 //! batch but keeps what earlier statements did; a prepared statement may hold
 //! only one command; parameters bind through the extended protocol; a
-//! cancel request stops a running query with 57014 and keeps the connection.
+//! cancel request stops a running query with 57014 and keeps the connection;
+//! a column's type is the same in the row description, DESCRIBE and
+//! pg_catalog.
 
 mod common;
 
@@ -73,6 +75,63 @@ async fn extended_protocol_binds_parameters_and_refuses_batches() {
     assert_eq!(err.code().map(|c| c.code()), Some("42601"));
     // The session is still usable after each error.
     assert_eq!(client.query_one("SELECT 1::INT", &[]).await.unwrap().get::<_, i32>(0), 1);
+}
+
+/// An unsigned 64-bit column (a Parquet file's uint64, DataFusion's
+/// row_number()) has one PostgreSQL type wherever a client looks: the row
+/// description's type OID, DESCRIBE, pg_attribute (psql's \d, JDBC) and
+/// information_schema all say bigint. A value too large for bigint is an
+/// error (22003), never a wrapped number.
+#[tokio::test]
+async fn an_unsigned_column_is_bigint_on_the_wire_and_in_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::TestServer::start_in(dir.path());
+    let client = connect(&server).await;
+    client
+        .batch_execute(
+            "COPY (SELECT arrow_cast(7, 'UInt64') AS u) TO 'u/t/p.parquet' STORED AS PARQUET; \
+             CREATE EXTERNAL TABLE unsigned STORED AS PARQUET LOCATION 'u/t'",
+        )
+        .await
+        .expect("table with a uint64 column");
+    let arrow_type = rows(&client.simple_query("SELECT arrow_typeof(u) FROM unsigned").await.unwrap());
+    assert_eq!(arrow_type, vec![vec!["UInt64".to_string()]]);
+
+    let queries =
+        ["SELECT u FROM unsigned", "SELECT arrow_cast(1, 'UInt64') AS u", "SELECT row_number() OVER () AS u FROM unsigned"];
+    for sql in queries {
+        let stmt = client.prepare(sql).await.unwrap();
+        assert_eq!(stmt.columns()[0].type_(), &tokio_postgres::types::Type::INT8, "{sql}");
+        let row = client.query_one(&stmt, &[]).await.unwrap();
+        assert!(row.get::<_, i64>(0) > 0, "{sql}");
+    }
+    let wire_oid = client.prepare("SELECT u FROM unsigned").await.unwrap().columns()[0].type_().oid();
+
+    let describe = rows(&client.simple_query("DESCRIBE unsigned").await.unwrap());
+    assert_eq!(describe[0][..2], ["u".to_string(), "bigint".to_string()]);
+    let attribute = rows(
+        &client
+            .simple_query(
+                "SELECT a.atttypid, format_type(a.atttypid, a.atttypmod), a.attlen FROM pg_catalog.pg_attribute a \
+                 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid WHERE c.relname = 'unsigned' AND a.attname = 'u'",
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(attribute, vec![vec![wire_oid.to_string(), "bigint".to_string(), "8".to_string()]]);
+    let columns = rows(
+        &client
+            .simple_query("SELECT data_type, udt_name FROM information_schema.columns WHERE table_name = 'unsigned'")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(columns, vec![vec!["bigint".to_string(), "int8".to_string()]]);
+
+    let err = client
+        .simple_query("SELECT arrow_cast(9223372036854775807, 'UInt64') + arrow_cast(1, 'UInt64')")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE), "{err}");
 }
 
 /// A query that would run for hours: a filter over 10^12 generated rows.

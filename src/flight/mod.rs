@@ -50,7 +50,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::engine::{DATABASE, Engine, SCHEMA};
 use crate::error::QueryError;
-use crate::handler::session::SessionVars;
+use crate::session::SessionVars;
 use crate::handler::{self, Output, query};
 use crate::sql::Statement;
 
@@ -103,7 +103,7 @@ const RESULT_PREFIX: &[u8] = b"\0weir-result:";
 
 impl FlightSql {
     pub fn new(engine: Arc<Engine>) -> FlightSql {
-        let token = engine.config.password.as_ref().map(|_| crate::pgwire::auth::random_bytes().iter().map(|b| format!("{b:02x}")).collect());
+        let token = engine.config.password.as_ref().map(|_| crate::random::bytes().iter().map(|b| format!("{b:02x}")).collect());
         FlightSql {
             engine,
             token,

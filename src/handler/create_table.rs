@@ -72,7 +72,7 @@ pub async fn create_owned(
     let columns: Vec<String> = schema
         .fields()
         .iter()
-        .map(|f| format!("{} {}", quote(f.name()), super::describe::sql_type_name(f.data_type())))
+        .map(|f| format!("{} {}", quote(f.name()), ddl_type_name(f.data_type())))
         .collect();
     let ddl = format!(
         "CREATE EXTERNAL TABLE {} ({}) STORED AS PARQUET LOCATION '{}'",
@@ -86,4 +86,18 @@ pub async fn create_owned(
         }
     }
     Ok(())
+}
+
+/// A column type as `create_owned`'s DDL spells it: the name clients see
+/// (`crate::types`), except that a list keeps its element type
+/// (`integer[][]`), which DataFusion's SQL parses back to the same list
+/// where the wire would send json.
+fn ddl_type_name(dt: &datafusion::arrow::datatypes::DataType) -> String {
+    use datafusion::arrow::datatypes::DataType;
+    match dt {
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) | DataType::ListView(f) => {
+            format!("{}[]", ddl_type_name(f.data_type()))
+        }
+        other => crate::types::sql_type_name(other),
+    }
 }

@@ -9,6 +9,7 @@ pub mod describe;
 pub mod drop_streaming;
 pub mod drop_table;
 pub mod query;
+pub mod restore;
 pub mod session;
 pub mod show_create;
 pub mod show_streaming;
@@ -26,7 +27,7 @@ use datafusion::sql::sqlparser::ast::ObjectName;
 use crate::engine::{DATABASE, Engine, SCHEMA};
 use crate::error::QueryError;
 use crate::sql::{Statement, TransactionKind};
-use session::SessionVars;
+use crate::session::SessionVars;
 
 /// What a statement produced.
 pub enum Output {
@@ -96,43 +97,6 @@ pub fn result_schema(stmt: &Statement) -> Option<SchemaRef> {
         Statement::ShowCreateStreaming(..) => Some(show_streaming::show_create_schema()),
         _ => None,
     }
-}
-
-/// Re-creates streams and restarts continuous queries from the catalog, in
-/// creation order (a query's stream and target exist before it). A query
-/// that cannot be restored is marked failed with the reason, not fatal.
-pub async fn restore_streaming(engine: &Engine) -> Result<(), QueryError> {
-    use crate::catalog::RelationKind;
-    for def in engine.catalog.list()? {
-        if def.kind == RelationKind::ExternalTable {
-            continue;
-        }
-        let parsed = engine.parser.parse(&def.definition);
-        let result = match (def.kind, parsed.map(|mut v| v.pop())) {
-            (RelationKind::Stream, Ok(Some(Statement::CreateStream(ddl)))) => {
-                match create_stream::define(engine, &def.name, &ddl).await {
-                    Ok(stream) => engine.streams.register_stream(stream),
-                    Err(e) => Err(e),
-                }
-            }
-            (RelationKind::Sink | RelationKind::MaterializedView, Ok(Some(Statement::CreateContinuousQuery(cq)))) => {
-                let finished = create_query::recorded_status(engine, &def.name) == Some(crate::stream::Status::Finished);
-                create_query::start(engine, &def.name, &cq, Some(&def), finished).await
-            }
-            (_, Err(e)) => Err(e),
-            _ => Err(QueryError::Unsupported(format!("stored definition of '{}'", def.name))),
-        };
-        if let Err(e) = result {
-            tracing::error!(relation = %def.name, "not restored: {}", e.message());
-            let row = crate::catalog::QueryStatusRow {
-                query: def.name.clone(),
-                status: "failed".into(),
-                error: Some(format!("not restored at start-up: {}", e.message())),
-            };
-            let _ = engine.catalog.store().set_status(&row);
-        }
-    }
-    Ok(())
 }
 
 /// The catalog key of a table name: the last identifier, normalised like

@@ -18,7 +18,7 @@ use datafusion::sql::parser::{ExplainStatement, Statement as DFStatement};
 use futures::StreamExt;
 
 use super::Output;
-use super::session::{self, SessionVars};
+use crate::session::{self, SessionVars};
 use crate::catalog::Catalog;
 use crate::catalog::diagnose;
 use crate::engine::Engine;

@@ -27,7 +27,7 @@ impl Startup {
         match password {
             None => Startup::Trust(TrustAll),
             Some(password) => {
-                let salt = random_bytes();
+                let salt = crate::random::bytes();
                 let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
                 let source = Arc::new(FixedUser { user: user.to_string(), salt, salted });
                 let mut scram = ScramAuth::new(source);
@@ -81,23 +81,4 @@ impl AuthSource for FixedUser {
         }
         Ok(Password::new(Some(self.salt.clone()), self.salted.clone()))
     }
-}
-
-/// 16 bytes from the OS CSPRNG: the SCRAM salt, the Flight SQL bearer
-/// token (a secret: whoever holds it is authenticated), staged-file names.
-pub fn random_bytes() -> Vec<u8> {
-    let mut bytes = vec![0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No OS entropy (never seen on Linux): fall back to hashed time, and
-        // say so, since salts and tokens are then guessable.
-        tracing::warn!("the OS random source failed; falling back to a time-based value");
-        use std::hash::{BuildHasher, Hasher};
-        bytes.clear();
-        for _ in 0..2 {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-            bytes.extend_from_slice(&h.finish().to_le_bytes());
-        }
-    }
-    bytes
 }

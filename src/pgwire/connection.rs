@@ -32,7 +32,7 @@ use super::cancel::Canceller;
 use super::frame_check::{self, FrameCheck};
 use super::hangup::HangupWatch;
 use super::login_throttle::LoginThrottle;
-use crate::handler::session;
+use crate::session;
 
 /// What every connection of the PostgreSQL endpoint shares.
 pub struct Endpoint {

@@ -8,17 +8,17 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::json::writer::EncoderOptions;
 use datafusion::arrow::record_batch::RecordBatch;
-use pgwire::api::Type;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 
 use super::encode_column;
+use crate::types::{pg_type, type_modifier, type_size};
 
 /// Why a batch could not be encoded.
 #[derive(Debug, thiserror::Error)]
@@ -66,141 +66,6 @@ impl From<EncodeError> for PgWireError {
             e.to_string(),
         )))
     }
-}
-
-/// The PostgreSQL type a column of this Arrow type is sent as.
-pub fn pg_type(dt: &DataType) -> Type {
-    match dt {
-        DataType::Null => Type::TEXT,
-        DataType::Boolean => Type::BOOL,
-        DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
-        DataType::Int32 | DataType::UInt16 => Type::INT4,
-        DataType::Int64 | DataType::UInt32 => Type::INT8,
-        // DataFusion returns row_number(), rank() and friends as UInt64 where
-        // PostgreSQL says bigint; clients expect the latter.
-        DataType::UInt64 => Type::INT8,
-        DataType::Float16 | DataType::Float32 => Type::FLOAT4,
-        DataType::Float64 => Type::FLOAT8,
-        DataType::Decimal32(..)
-        | DataType::Decimal64(..)
-        | DataType::Decimal128(..)
-        | DataType::Decimal256(..) => Type::NUMERIC,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT,
-        DataType::Binary
-        | DataType::LargeBinary
-        | DataType::BinaryView
-        | DataType::FixedSizeBinary(_) => Type::BYTEA,
-        DataType::Date32 | DataType::Date64 => Type::DATE,
-        DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
-        DataType::Timestamp(_, None) => Type::TIMESTAMP,
-        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
-        DataType::Interval(_) | DataType::Duration(_) => Type::INTERVAL,
-        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
-            // PostgreSQL arrays must be rectangular and of one scalar type, so
-            // lists of lists or of structs go out as JSON instead.
-            array_of(&pg_type(f.data_type())).unwrap_or_else(|| json_or_text(dt))
-        }
-        DataType::Struct(_) | DataType::Map(..) => json_or_text(dt),
-        DataType::Dictionary(_, value) => pg_type(value),
-        _ => Type::TEXT,
-    }
-}
-
-/// The array type whose elements are `elem`, for the scalar types we send.
-fn array_of(elem: &Type) -> Option<Type> {
-    Some(match *elem {
-        Type::BOOL => Type::BOOL_ARRAY,
-        Type::INT2 => Type::INT2_ARRAY,
-        Type::INT4 => Type::INT4_ARRAY,
-        Type::INT8 => Type::INT8_ARRAY,
-        Type::FLOAT4 => Type::FLOAT4_ARRAY,
-        Type::FLOAT8 => Type::FLOAT8_ARRAY,
-        Type::NUMERIC => Type::NUMERIC_ARRAY,
-        Type::TEXT => Type::TEXT_ARRAY,
-        Type::BYTEA => Type::BYTEA_ARRAY,
-        Type::DATE => Type::DATE_ARRAY,
-        Type::TIME => Type::TIME_ARRAY,
-        Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
-        Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
-        Type::INTERVAL => Type::INTERVAL_ARRAY,
-        _ => return None,
-    })
-}
-
-fn json_or_text(dt: &DataType) -> Type {
-    if json_compatible(dt) {
-        Type::JSON
-    } else {
-        Type::TEXT
-    }
-}
-
-/// Whether arrow-json can render every value of `dt` (map keys must be strings).
-fn json_compatible(dt: &DataType) -> bool {
-    match dt {
-        DataType::Struct(fields) => fields.iter().all(|f| json_compatible(f.data_type())),
-        DataType::Map(entries, _) => match entries.data_type() {
-            DataType::Struct(kv) if kv.len() == 2 => {
-                matches!(
-                    kv[0].data_type(),
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-                ) && json_compatible(kv[1].data_type())
-            }
-            _ => false,
-        },
-        DataType::List(f)
-        | DataType::LargeList(f)
-        | DataType::FixedSizeList(f, _)
-        | DataType::ListView(f)
-        | DataType::LargeListView(f) => json_compatible(f.data_type()),
-        DataType::Dictionary(_, value) => json_compatible(value),
-        DataType::RunEndEncoded(_, values) => json_compatible(values.data_type()),
-        d => {
-            d.is_primitive()
-                || d.is_temporal()
-                || matches!(
-                    d,
-                    DataType::Null
-                        | DataType::Boolean
-                        | DataType::Utf8
-                        | DataType::LargeUtf8
-                        | DataType::Utf8View
-                        | DataType::Binary
-                        | DataType::LargeBinary
-                        | DataType::BinaryView
-                        | DataType::FixedSizeBinary(_)
-                )
-        }
-    }
-}
-
-/// `pg_type.typlen` for the types we send; -1 marks variable width.
-fn type_size(t: &Type) -> i16 {
-    match *t {
-        Type::BOOL => 1,
-        Type::INT2 => 2,
-        Type::INT4 | Type::FLOAT4 | Type::DATE => 4,
-        Type::INT8 | Type::FLOAT8 | Type::TIME | Type::TIMESTAMP | Type::TIMESTAMPTZ => 8,
-        Type::INTERVAL => 16,
-        _ => -1,
-    }
-}
-
-/// `atttypmod`: numeric(p, s) is `(p << 16 | s) + 4`; clients such as pgjdbc
-/// derive the display scale from it.
-fn type_modifier(dt: &DataType) -> i32 {
-    let (p, s) = match dt {
-        DataType::Decimal32(p, s)
-        | DataType::Decimal64(p, s)
-        | DataType::Decimal128(p, s)
-        | DataType::Decimal256(p, s) => (*p, *s),
-        DataType::Dictionary(_, value) => return type_modifier(value),
-        _ => return -1,
-    };
-    if s < 0 || i32::from(s) > i32::from(p) {
-        return -1;
-    }
-    ((i32::from(p) << 16) | i32::from(s)) + 4
 }
 
 /// The format of result column `idx`; a malformed per-column list (which

@@ -15,8 +15,9 @@ use datafusion::arrow::json::writer::{EncoderOptions, NullableEncoder, make_enco
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use pgwire::api::Type;
 
-use super::encode::{EncodeError, pg_type};
+use super::encode::EncodeError;
 use super::encode_text as text;
+use crate::types::pg_type;
 
 #[path = "encode_temporal.rs"]
 mod temporal;

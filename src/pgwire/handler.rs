@@ -21,12 +21,13 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::extendedquery::Execute;
 
 use super::cancel::{CancelSignal, Cancellers};
-use super::encode::{encode_batch, field_infos, pg_type};
+use super::encode::{encode_batch, field_infos};
 use super::params::decode_params;
 use crate::engine::Engine;
 use crate::error::QueryError;
 use crate::handler::{self, Output, query};
 use crate::sql::{Statement, TransactionKind};
+use crate::types::pg_type;
 
 pub struct WeirHandler {
     engine: Arc<Engine>,

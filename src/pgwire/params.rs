@@ -11,8 +11,8 @@ use pgwire::api::portal::{Format, Portal};
 use pgwire::api::results::FieldFormat;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 
-use super::encode::pg_type;
 use super::params_text as text;
+use crate::types::pg_type;
 
 /// Why a parameter could not be decoded; each maps to PostgreSQL's SQLSTATE.
 #[derive(Debug, thiserror::Error)]

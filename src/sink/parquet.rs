@@ -14,14 +14,13 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::util::display::FormatOptions;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 
 use crate::catalog::StagedFile;
-use crate::stream::definition::micros;
 
 /// When an open file is closed and the next rows go to a new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +62,20 @@ pub struct EpochWriter {
     pub bytes: u64,
 }
 
+/// The type a column is stored as in Parquet: nanosecond timestamps become
+/// microseconds (what Spark and most readers expect), recursively; other
+/// types unchanged.
+pub fn micros(dt: &DataType) -> DataType {
+    match dt {
+        DataType::Timestamp(TimeUnit::Nanosecond, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+        DataType::List(f) => DataType::List(Arc::new(f.as_ref().clone().with_data_type(micros(f.data_type())))),
+        DataType::Struct(fields) => DataType::Struct(
+            fields.iter().map(|f| Arc::new(f.as_ref().clone().with_data_type(micros(f.data_type())))).collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 impl ParquetSink {
     /// `table_schema` is the target table's schema; output batches are cast
     /// to it by position.
@@ -92,7 +105,7 @@ impl ParquetSink {
     }
 
     pub fn begin(&self, batch_id: i64) -> EpochWriter {
-        let attempt: String = crate::pgwire::auth::random_bytes().iter().take(4).map(|b| format!("{b:02x}")).collect();
+        let attempt: String = crate::random::bytes().iter().take(4).map(|b| format!("{b:02x}")).collect();
         EpochWriter {
             sink: self.clone(),
             batch_id,

@@ -22,7 +22,7 @@
 //!    overflow and floating-point rounding count.
 //!
 //! The limits sit well inside what the server's stacks hold (see
-//! [`crate::server::STACK_BYTES`]), even in a debug build: a statement under
+//! [`STACK_BYTES`]), even in a debug build: a statement under
 //! them runs, one over them is refused, and none takes the process down.
 
 use std::ops::ControlFlow;
@@ -34,6 +34,14 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 
 use super::Statement;
 use crate::error::QueryError;
+
+/// The stack of every thread that parses, plans or runs a statement (the
+/// runtime's workers and its blocking pool). Statement trees are walked
+/// recursively all the way down; the limits here bound their depth and this
+/// holds the deepest tree they admit with room to spare; the server builds
+/// its runtime and threads with it. Only the pages a thread touches are
+/// ever resident.
+pub const STACK_BYTES: usize = 256 * 1024 * 1024;
 
 /// The deepest nesting of expressions a statement may have, after long
 /// AND/OR chains are balanced; also the longest unbroken operator run.
@@ -301,7 +309,7 @@ mod tests {
     fn sqlstate(sql: &str) -> Option<&'static str> {
         let sql = sql.to_string();
         std::thread::Builder::new()
-            .stack_size(crate::server::STACK_BYTES)
+            .stack_size(super::STACK_BYTES)
             .spawn(move || Parser::new().parse(&sql).err().map(|e| e.sqlstate()))
             .expect("spawn a parsing thread")
             .join()
@@ -323,7 +331,7 @@ mod tests {
         assert_eq!(sqlstate(&format!("SELECT * FROM t WHERE {}", vec!["x = 1"; 19_000].join(" AND "))), None);
         let sql = format!("SELECT * FROM t WHERE {}", vec!["x = 1"; 100].join(" OR "));
         let statements = std::thread::Builder::new()
-            .stack_size(crate::server::STACK_BYTES)
+            .stack_size(super::STACK_BYTES)
             .spawn(move || Parser::new().parse(&sql).expect("parses"))
             .unwrap()
             .join()

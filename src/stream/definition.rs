@@ -6,11 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{ColumnDef, Expr};
 
 use crate::error::QueryError;
+use crate::sink::parquet::micros;
 use crate::source::{Format, SourceSpec, decode};
 use crate::sql::streaming::check_options;
 use crate::sql::{CreateContinuousQuery, CreateStream, Options};
@@ -250,18 +251,6 @@ async fn declared_schema(ctx: &SessionContext, columns: &[ColumnDef]) -> Result<
         .map(|(f, c)| Field::new(c.name.value.clone(), micros(f.data_type()), true))
         .collect();
     Ok(Arc::new(Schema::new(fields)))
-}
-
-/// Nanosecond timestamps → microseconds, recursively; other types unchanged.
-pub fn micros(dt: &DataType) -> DataType {
-    match dt {
-        DataType::Timestamp(TimeUnit::Nanosecond, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
-        DataType::List(f) => DataType::List(Arc::new(f.as_ref().clone().with_data_type(micros(f.data_type())))),
-        DataType::Struct(fields) => DataType::Struct(
-            fields.iter().map(|f| Arc::new(f.as_ref().clone().with_data_type(micros(f.data_type())))).collect(),
-        ),
-        other => other.clone(),
-    }
 }
 
 /// When a continuous query starts an epoch and when it commits one.

@@ -429,9 +429,9 @@ fn check_compatible(output: &Schema, target: &Schema) -> Result<(), QueryError> 
             return Err(QueryError::DatatypeMismatch(format!(
                 "column {} of the query is {} but the table's column '{}' is {}",
                 o.name(),
-                crate::handler::describe::sql_type_name(o.data_type()),
+                crate::types::sql_type_name(o.data_type()),
                 t.name(),
-                crate::handler::describe::sql_type_name(t.data_type())
+                crate::types::sql_type_name(t.data_type())
             )));
         }
     }
