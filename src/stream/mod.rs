@@ -111,7 +111,7 @@ impl StreamManager {
     }
 
     fn registry(&self) -> Result<MutexGuard<'_, Registry>, QueryError> {
-        self.registry.lock().map_err(|_| QueryError::Unsupported("stream registry poisoned".into()))
+        self.registry.lock().map_err(|_| QueryError::Internal("stream registry poisoned".into()))
     }
 
     /// Makes a stream known: to continuous queries, and to ad-hoc SQL as a
@@ -436,4 +436,27 @@ fn check_compatible(output: &Schema, target: &Schema) -> Result<(), QueryError> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A runner that panicked while holding the registry is a bug of ours:
+    /// the client sees an internal error, not "not supported".
+    #[test]
+    fn a_poisoned_registry_is_an_internal_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::catalog::sqlite::SqliteStore::open(&dir.path().join("catalog.sqlite")).unwrap());
+        let warehouse = Warehouse::open(&dir.path().join("warehouse")).unwrap();
+        let manager = StreamManager::new(SessionContext::new(), store, PublishGate::default(), warehouse);
+        let registry = manager.registry.clone();
+        let _ = std::thread::spawn(move || {
+            let _held = registry.lock();
+            panic!("deliberately poisoning the registry");
+        })
+        .join();
+        let err = manager.unregister_stream("events").unwrap_err();
+        assert_eq!(err.sqlstate(), "XX000", "{err}");
+    }
 }

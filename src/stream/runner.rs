@@ -709,7 +709,7 @@ async fn commit(
         state,
     };
     store.commit_epoch(&commit).map_err(|e| match e {
-        crate::error::CatalogError::EpochConflict { .. } => RunError::Fatal(e.to_string()),
+        crate::error::CatalogError::EpochConflict { .. } | crate::error::CatalogError::Internal(_) => RunError::Fatal(e.to_string()),
         other => RunError::Transient(other.to_string()),
     })?;
     {
