@@ -2,9 +2,9 @@
 //! their lifecycle (start, restore after a restart, stop on DROP).
 //!
 //! * `definition`: CREATE STREAM / SINK / MATERIALIZED VIEW checked into typed values.
-//! * `plan`: a query planned once by DataFusion, executed per chunk.
+//! * `planning`: a query planned once by DataFusion, executed per chunk.
 //! * `runner`: the epoch loop and the commit protocol.
-//! * `planned`: a query ready to run: its plan, inputs and kept state.
+//! * `ready_query`: a query ready to run: its plan, inputs and kept state.
 //! * `inputs`: the one or two sources a query reads, polled in turn.
 //! * `watermark`: event-time watermarks per stream (and per partition).
 //! * `aggregate`, `window`: incremental aggregation over TUMBLE/HOP windows.
@@ -19,10 +19,10 @@ pub mod aligned;
 pub mod definition;
 pub mod inputs;
 pub mod join;
-pub mod plan;
-pub mod planned;
+pub mod planning;
 pub mod progress;
 pub mod queries_table;
+pub mod ready_query;
 pub mod rejects;
 pub mod runner;
 pub mod snapshot;
@@ -47,7 +47,7 @@ use crate::error::QueryError;
 use crate::storage::{PublishGate, Warehouse};
 pub use aggregate::OutputMode;
 pub use definition::{QueryOptions, StreamDef, Trigger};
-use plan::{ChunkTable, StreamTable, check_shape, plan_query, query_context, scanned_tables};
+use planning::{ChunkTable, StreamTable, check_shape, plan_query, query_context, scanned_tables};
 pub use progress::{QueryState, Status};
 pub use runner::QuerySpec;
 

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use super::definition::{Connector, OnError, QueryOptions, StreamDef, Trigger};
 use super::aggregate::OutputMode;
 use super::inputs::{Inputs, Polled};
-use super::planned::{Planned, plan};
+use super::ready_query::{Planned, plan};
 use super::progress::{CLOCKS_KEY, Progress, SharedState, Status, format_timestamp};
 pub use super::rejects::dead_letter_schema;
 use super::rejects::{handle_bad_records, split_late};
