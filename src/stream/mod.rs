@@ -2,17 +2,24 @@
 //! their lifecycle (start, restore after a restart, stop on DROP).
 //!
 //! * `definition`: CREATE STREAM / SINK / MATERIALIZED VIEW checked into typed values.
-//! * `planning`: a query planned once by DataFusion, executed per chunk.
+//! * `planning`: a query planned once by DataFusion over chunk tables (the
+//!   current micro-batch of each stream), its shape checked.
+//! * `ready_query`: a planned query ready to run: its plan, inputs and kept state.
 //! * `runner`: the epoch loop and the commit protocol.
-//! * `ready_query`: a query ready to run: its plan, inputs and kept state.
 //! * `inputs`: the one or two sources a query reads, polled in turn.
 //! * `watermark`: event-time watermarks per stream (and per partition).
-//! * `aggregate`, `window`: incremental aggregation over TUMBLE/HOP windows.
+//! * `window`: TUMBLE, HOP and SESSION as table functions over a stream.
+//! * `aggregate`: incremental aggregation, its partial state kept across
+//!   epochs (`aggregate::session_window` merges SESSION windows in it).
 //! * `join`: stream-stream joins with a time bound.
 //! * `aligned`: queries that combine windows, evaluated window by window.
 //! * `snapshot`: kept state as bytes in an epoch's commit.
 //! * `rejects`: malformed records and late rows (dead letters, `<query>_late`).
-//! * `progress`: status and `weir.query_progress`.
+//! * `versioned`: a view rewritten each epoch (update, complete) read one
+//!   committed version at a time.
+//! * `progress`: live status and `weir.query_progress`.
+//! * `queries_table`: `weir.queries`, every continuous query and its status.
+//! * `system_table`: read-only tables computed when scanned (both of the above).
 
 pub mod aggregate;
 pub mod aligned;
