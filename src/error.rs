@@ -27,6 +27,9 @@ pub enum CatalogError {
     InUse(String),
     #[error("epoch {batch_id} of '{query}' is already committed (is another weir running on this data directory?)")]
     EpochConflict { query: String, batch_id: i64 },
+    /// A bug of ours, e.g. a panic while the connection's lock was held.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl CatalogError {
@@ -38,6 +41,7 @@ impl CatalogError {
             CatalogError::Storage(_) | CatalogError::Vanished(_) => "58030",
             CatalogError::InUse(_) => "55006",
             CatalogError::EpochConflict { .. } => "40001",
+            CatalogError::Internal(_) => "XX000",
         }
     }
 }
@@ -117,7 +121,8 @@ pub enum QueryError {
     #[error("{0}")]
     TooComplex(String),
     /// A statement panicked inside the engine (a bug, or a file crafted to
-    /// trip one); the session and the server carry on.
+    /// trip one), or an earlier panic poisoned a lock; the session and the
+    /// server carry on.
     #[error("internal error: {0}")]
     Internal(String),
     #[error("{0}")]

@@ -1,6 +1,7 @@
 //! Scenario: statements and files built to break the server. Flat chains of
 //! 19,000 ORs or 18,000 `+`, UNION ALL of 5,700 branches, a Parquet file that is
-//! only its magic bytes, a footer whose length lies, and a catalog file
+//! only its magic bytes, a footer whose length lies (read directly or only
+//! inside a subquery, and named either way), and a catalog file
 //! deleted under a running server. Each is a clear error for the one client
 //! (with a SQLSTATE); the server and the session carry on, and nothing is
 //! committed into a catalog that is gone.
@@ -119,7 +120,13 @@ async fn crafted_parquet_files_fail_the_query_not_the_connection() {
     for (name, bytes) in [("magic-only.parquet", b"PAR1PAR1".to_vec()), ("lying-footer.parquet", lying)] {
         let path = server.data_dir.join("crafted").join(name);
         std::fs::write(&path, bytes).unwrap();
-        for sql in ["SELECT count(*) FROM crafted", "SELECT sum(id) FROM crafted"] {
+        // The table may be read only inside a subquery: still named.
+        for sql in [
+            "SELECT count(*) FROM crafted",
+            "SELECT sum(id) FROM crafted",
+            "SELECT (SELECT sum(id) FROM crafted)",
+            "SELECT 1 WHERE EXISTS (SELECT 1 FROM crafted)",
+        ] {
             let err = client.simple_query(sql).await.expect_err("a corrupt file fails the query");
             let db = err.as_db_error().unwrap_or_else(|| panic!("{name}: no SQLSTATE, the connection dropped: {err}"));
             assert!(db.code().code().starts_with("XX"), "{name}: {} {}", db.code().code(), db.message());

@@ -1,7 +1,10 @@
 //! The metastore: persisted relation definitions (`store`, `sqlite`) and
-//! their live counterparts registered in DataFusion (`tables`).
+//! their live counterparts registered in DataFusion (`tables`); which of
+//! them a plan reads (`scans`), and the file behind a failed read
+//! (`diagnose`).
 
 pub mod diagnose;
+pub mod scans;
 pub mod sqlite;
 pub mod store;
 pub mod tables;

@@ -132,7 +132,7 @@ impl SqliteStore {
     }
 
     fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, CatalogError> {
-        self.conn.lock().map_err(|_| CatalogError::Storage("catalog lock poisoned".into()))
+        self.conn.lock().map_err(|_| CatalogError::Internal("catalog lock poisoned".into()))
     }
 
     /// The connection, for a write: refused once the catalog file is no
@@ -396,5 +396,23 @@ mod tests {
         let path = dir.path().join("catalog.sqlite");
         Connection::open(&path).unwrap().execute_batch("CREATE TABLE t (x)").unwrap();
         assert!(matches!(SqliteStore::open(&path), Err(CatalogError::Corrupt { .. })));
+    }
+
+    /// A panic while the connection was held is a bug of ours, not a storage
+    /// failure: internal (XX000), and the store says so.
+    #[test]
+    fn a_poisoned_connection_is_an_internal_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("catalog.sqlite")).unwrap();
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let _held = store.conn.lock();
+                    panic!("deliberately poisoning the catalog connection");
+                })
+                .join();
+        });
+        let err = store.list().unwrap_err();
+        assert_eq!(err.sqlstate(), "XX000", "{err}");
     }
 }

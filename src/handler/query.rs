@@ -21,6 +21,7 @@ use super::Output;
 use crate::session::{self, SessionVars};
 use crate::catalog::Catalog;
 use crate::catalog::diagnose;
+use crate::catalog::scans::scanned_tables;
 use crate::engine::Engine;
 use crate::sql::{scalar_subqueries, search_path};
 use crate::error::QueryError;
@@ -202,18 +203,6 @@ pub fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, Quer
         types[k - 1] = inferred.or_else(|| cast_types.get(&name).cloned());
     }
     Ok(types)
-}
-
-/// Names of the tables a plan reads.
-fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
-    let mut names = Vec::new();
-    let _ = plan.apply(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            names.push(scan.table_name.table().to_string());
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    names
 }
 
 /// The error for a statement that panicked: internal, and naming the first

@@ -7,8 +7,10 @@
 //!   pgwire decodes it; violations are FATAL 08P01.
 //! * `hangup`: notices a client gone mid-statement, so its read is cancelled.
 //! * `login_throttle`: failed logins from an address answer ever slower.
-//! * `auth`, `cancel`, `handler`, `encode*`, `params*`: start-up, cancel
-//!   requests, the query handlers and value encoding.
+//! * `query_handler`: the simple and extended query protocols over the
+//!   statement handlers (`crate::handler`).
+//! * `auth`, `cancel`, `encode*`, `params*`: start-up, cancel requests,
+//!   value encoding and parameter decoding.
 
 pub mod auth;
 pub mod cancel;
@@ -18,11 +20,11 @@ mod encode_column;
 mod encode_text;
 pub mod frame_check;
 pub mod frame_rules;
-pub mod handler;
 mod hangup;
 pub mod login_throttle;
 pub mod params;
 mod params_text;
+pub mod query_handler;
 
 use std::sync::Arc;
 
@@ -32,7 +34,7 @@ use pgwire::api::cancel::CancelHandler;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 
 use crate::engine::Engine;
-use handler::WeirHandler;
+use query_handler::WeirHandler;
 
 /// Hands each connection the shared handlers.
 pub struct Handlers {

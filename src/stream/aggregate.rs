@@ -13,9 +13,9 @@
 //! Append mode emits a window's rows once, when the watermark passes its end,
 //! and evicts them; update and complete emit the whole result each epoch.
 //!
-//! * `session`: SESSION windows, joined in the state after each merge.
+//! * `session_window`: SESSION windows, joined in the state after each merge.
 
-mod session;
+mod session_window;
 
 use std::sync::Arc;
 
@@ -87,7 +87,7 @@ pub struct Aggregation {
     group_count: usize,
     /// For SESSION: where the key and bounds are, so each merge can join
     /// a key's overlapping sessions.
-    session: Option<session::SessionColumns>,
+    session: Option<session_window::SessionColumns>,
     /// Event time up to which input is complete (microseconds).
     pub watermark: Option<i64>,
 }
@@ -135,12 +135,12 @@ impl Aggregation {
             .map(|a| a.group_expr().expr().iter().map(|(_, name)| name.clone()).collect())
             .unwrap_or_default();
         let position = |name: &str| group_names.iter().position(|g| g == name || g.ends_with(&format!(".{name}")));
-        let is_session = matches!(super::plan::window_of(&plan), Some((super::window::WindowKind::Session, _)));
+        let is_session = matches!(super::planning::window_of(&plan), Some((super::window::WindowKind::Session, _)));
         let session = match (is_session, position("window_start"), position("window_end")) {
             (false, _, _) => None,
             (true, Some(start), Some(end)) => {
                 let keys = (0..group_names.len()).filter(|&i| i != start && i != end).collect();
-                Some(session::SessionColumns { keys, start, end })
+                Some(session_window::SessionColumns { keys, start, end })
             }
             (true, _, _) => {
                 return Err(QueryError::UnsupportedWithHint {
@@ -216,7 +216,7 @@ impl Aggregation {
             // them): give joined rows the same bounds, then reduce again
             // so their partial states become one.
             let all = concat_batches(&self.partial_schema, &self.groups)?;
-            if let Some(merged) = session::merge_bounds(&all, columns)? {
+            if let Some(merged) = session_window::merge_bounds(&all, columns)? {
                 self.groups = self.reduce(agg, vec![merged]).await?;
             }
         }
@@ -332,7 +332,7 @@ mod tests {
     use datafusion::prelude::SessionConfig;
 
     use super::*;
-    use crate::stream::plan::ChunkTable;
+    use crate::stream::planning::ChunkTable;
     use crate::stream::window::{WindowFunction, WindowKind};
 
     const MINUTE: i64 = 60_000_000;

@@ -46,7 +46,7 @@ use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, Operator};
 
 use super::definition::StreamDef;
 use super::join::{aggregates, comparisons, is_stream_scan, micros_of, time_term};
-use super::plan::{reads_stream, scanned_tables};
+use super::planning::{reads_stream, scanned_tables};
 use super::window::{WindowKind, WindowTable};
 use crate::error::QueryError;
 
@@ -580,7 +580,7 @@ impl AlignedState {
     }
 
     /// The windows the watermark closes that are not evaluated yet.
-    pub fn closing(&self, watermark: Option<i64>) -> Option<super::plan::ClosingWindows> {
+    pub fn closing(&self, watermark: Option<i64>) -> Option<super::planning::ClosingWindows> {
         let up_to = watermark?.checked_sub(self.shape.delay)?;
         match self.frontier {
             Some(done) if up_to <= done => None,
@@ -590,7 +590,7 @@ impl AlignedState {
 
     /// Whether a window ends in `windows` (ends are multiples of the
     /// slide): if not, there is nothing to evaluate.
-    pub fn closes_any(&self, windows: super::plan::ClosingWindows) -> bool {
+    pub fn closes_any(&self, windows: super::planning::ClosingWindows) -> bool {
         let (after, up_to) = windows;
         let last_end = up_to - up_to.rem_euclid(self.shape.slide);
         after.is_none_or(|after| last_end > after)

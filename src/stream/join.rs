@@ -36,7 +36,7 @@ use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Join, JoinType, LogicalPlan, Operator, Projection};
 
 use super::definition::StreamDef;
-use super::plan::scanned_tables;
+use super::planning::scanned_tables;
 use crate::error::QueryError;
 
 type DFResult<T> = datafusion::error::Result<T>;
@@ -159,7 +159,7 @@ pub fn analyze(plan: &LogicalPlan, streams: &[Arc<StreamDef>]) -> Result<JoinSha
 pub(super) fn aggregates(plan: &LogicalPlan) -> bool {
     let mut found = false;
     let _ = plan.apply_with_subqueries(|node| {
-        found |= matches!(node, LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_)) && super::plan::reads_stream(node);
+        found |= matches!(node, LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_)) && super::planning::reads_stream(node);
         Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
     });
     found
@@ -325,7 +325,7 @@ fn is_stream_column(plan: &LogicalPlan, index: usize, ts: &str) -> bool {
 pub(super) fn is_stream_scan(scan: &datafusion::logical_expr::TableScan) -> bool {
     datafusion::datasource::source_as_provider(&scan.source).is_ok_and(|p| {
         let any: &dyn std::any::Any = p.as_ref();
-        any.is::<super::plan::ChunkTable>() || any.is::<super::window::WindowTable>()
+        any.is::<super::planning::ChunkTable>() || any.is::<super::window::WindowTable>()
     })
 }
 

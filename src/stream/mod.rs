@@ -2,27 +2,34 @@
 //! their lifecycle (start, restore after a restart, stop on DROP).
 //!
 //! * `definition`: CREATE STREAM / SINK / MATERIALIZED VIEW checked into typed values.
-//! * `plan`: a query planned once by DataFusion, executed per chunk.
+//! * `planning`: a query planned once by DataFusion over chunk tables (the
+//!   current micro-batch of each stream), its shape checked.
+//! * `ready_query`: a planned query ready to run: its plan, inputs and kept state.
 //! * `runner`: the epoch loop and the commit protocol.
-//! * `planned`: a query ready to run: its plan, inputs and kept state.
 //! * `inputs`: the one or two sources a query reads, polled in turn.
 //! * `watermark`: event-time watermarks per stream (and per partition).
-//! * `aggregate`, `window`: incremental aggregation over TUMBLE/HOP windows.
+//! * `window`: TUMBLE, HOP and SESSION as table functions over a stream.
+//! * `aggregate`: incremental aggregation, its partial state kept across
+//!   epochs (`aggregate::session_window` merges SESSION windows in it).
 //! * `join`: stream-stream joins with a time bound.
 //! * `aligned`: queries that combine windows, evaluated window by window.
 //! * `snapshot`: kept state as bytes in an epoch's commit.
 //! * `rejects`: malformed records and late rows (dead letters, `<query>_late`).
-//! * `progress`: status and `weir.query_progress`.
+//! * `versioned`: a view rewritten each epoch (update, complete) read one
+//!   committed version at a time.
+//! * `progress`: live status and `weir.query_progress`.
+//! * `queries_table`: `weir.queries`, every continuous query and its status.
+//! * `system_table`: read-only tables computed when scanned (both of the above).
 
 pub mod aggregate;
 pub mod aligned;
 pub mod definition;
 pub mod inputs;
 pub mod join;
-pub mod plan;
-pub mod planned;
+pub mod planning;
 pub mod progress;
 pub mod queries_table;
+pub mod ready_query;
 pub mod rejects;
 pub mod runner;
 pub mod snapshot;
@@ -47,7 +54,7 @@ use crate::error::QueryError;
 use crate::storage::{PublishGate, Warehouse};
 pub use aggregate::OutputMode;
 pub use definition::{QueryOptions, StreamDef, Trigger};
-use plan::{ChunkTable, StreamTable, check_shape, plan_query, query_context, scanned_tables};
+use planning::{ChunkTable, StreamTable, check_shape, plan_query, query_context, scanned_tables};
 pub use progress::{QueryState, Status};
 pub use runner::QuerySpec;
 
@@ -111,7 +118,7 @@ impl StreamManager {
     }
 
     fn registry(&self) -> Result<MutexGuard<'_, Registry>, QueryError> {
-        self.registry.lock().map_err(|_| QueryError::Unsupported("stream registry poisoned".into()))
+        self.registry.lock().map_err(|_| QueryError::Internal("stream registry poisoned".into()))
     }
 
     /// Makes a stream known: to continuous queries, and to ad-hoc SQL as a
@@ -436,4 +443,27 @@ fn check_compatible(output: &Schema, target: &Schema) -> Result<(), QueryError> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A runner that panicked while holding the registry is a bug of ours:
+    /// the client sees an internal error, not "not supported".
+    #[test]
+    fn a_poisoned_registry_is_an_internal_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::catalog::sqlite::SqliteStore::open(&dir.path().join("catalog.sqlite")).unwrap());
+        let warehouse = Warehouse::open(&dir.path().join("warehouse")).unwrap();
+        let manager = StreamManager::new(SessionContext::new(), store, PublishGate::default(), warehouse);
+        let registry = manager.registry.clone();
+        let _ = std::thread::spawn(move || {
+            let _held = registry.lock();
+            panic!("deliberately poisoning the registry");
+        })
+        .join();
+        let err = manager.unregister_stream("events").unwrap_err();
+        assert_eq!(err.sqlstate(), "XX000", "{err}");
+    }
 }

@@ -102,6 +102,23 @@ pub struct Progress {
     pub version: Option<String>,
 }
 
+/// Key in a commit's progress record: each input's per-partition event
+/// times (see watermark.rs).
+pub(super) const CLOCKS_KEY: &str = "event_time_clocks";
+
+/// The progress record an epoch commits: `progress` plus the inputs'
+/// event-time `clocks`, which recovery restores the watermarks from. Not a
+/// JSON object is an error of the epoch: committing it empty would lose
+/// the progress row and the clocks without a word.
+pub(super) fn commit_record(progress: &impl Serialize, clocks: serde_json::Value) -> Result<serde_json::Value, String> {
+    let mut record = serde_json::to_value(progress).map_err(|e| format!("recording the epoch's progress: {e}"))?;
+    let Some(fields) = record.as_object_mut() else {
+        return Err(format!("recording the epoch's progress: {record} is not a JSON object"));
+    };
+    fields.insert(CLOCKS_KEY.into(), clocks);
+    Ok(record)
+}
+
 pub fn progress_schema() -> SchemaRef {
     let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
     Arc::new(Schema::new(vec![
@@ -157,4 +174,28 @@ pub fn format_micros(micros: i64) -> String {
     datafusion::arrow::temporal_conversions::timestamp_us_to_datetime(micros)
         .map(|dt| dt.format("%Y-%m-%dT%H:%M:%S%.6f").to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A progress that does not serialise fails the epoch's commit, with
+    /// the reason, instead of committing it without progress and clocks.
+    #[test]
+    fn a_progress_that_does_not_serialise_fails_the_commit() {
+        struct Unserialisable;
+        impl Serialize for Unserialisable {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("deliberately unserialisable"))
+            }
+        }
+        let clocks = serde_json::json!([{"0": 1_000_000}]);
+        let err = commit_record(&Unserialisable, clocks.clone()).unwrap_err();
+        assert!(err.contains("deliberately unserialisable"), "{err}");
+        let err = commit_record(&"a string", clocks.clone()).unwrap_err();
+        assert!(err.contains("not a JSON object"), "{err}");
+        let record = commit_record(&serde_json::json!({"batch_id": 3}), clocks.clone()).unwrap();
+        assert_eq!(record, serde_json::json!({"batch_id": 3, CLOCKS_KEY: clocks}));
+    }
 }

@@ -23,8 +23,8 @@ use tokio::sync::watch;
 use super::definition::{Connector, OnError, QueryOptions, StreamDef, Trigger};
 use super::aggregate::OutputMode;
 use super::inputs::{Inputs, Polled};
-use super::planned::{Planned, plan};
-use super::progress::{Progress, SharedState, Status, format_timestamp};
+use super::ready_query::{Planned, plan};
+use super::progress::{CLOCKS_KEY, Progress, SharedState, Status, format_timestamp};
 pub use super::rejects::dead_letter_schema;
 use super::rejects::{handle_bad_records, split_late};
 use crate::catalog::{CatalogStore, EpochCommit, QueryStatusRow, StagedFile};
@@ -37,9 +37,6 @@ use crate::source::{Backoff, Bound, Chunk, Source, SourceError};
 const MAX_RECORDS_PER_POLL: usize = 32 * 1024;
 /// How long an idle poll waits before the loop checks its clocks again.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
-/// Key in a commit's progress record: each input's per-partition event
-/// times (see watermark.rs).
-const CLOCKS_KEY: &str = "event_time_clocks";
 /// `available_now` for queries that keep input rows (stream-stream joins,
 /// window-aligned queries), unless `max_records_per_trigger` says otherwise:
 /// an epoch ends after this many records, so rows leave the state as the
@@ -696,10 +693,7 @@ async fn commit(
         state_bytes: state_size.map(|(_, bytes)| bytes as i64),
         version: version.as_ref().map(|v| v.display().to_string()),
     };
-    let mut progress = serde_json::to_value(&progress).unwrap_or_default();
-    if let Some(fields) = progress.as_object_mut() {
-        fields.insert(CLOCKS_KEY.into(), planned.clocks().await);
-    }
+    let progress = super::progress::commit_record(&progress, planned.clocks().await).map_err(RunError::Fatal)?;
     let commit = EpochCommit {
         query: spec.name.clone(),
         batch_id,
@@ -709,7 +703,7 @@ async fn commit(
         state,
     };
     store.commit_epoch(&commit).map_err(|e| match e {
-        crate::error::CatalogError::EpochConflict { .. } => RunError::Fatal(e.to_string()),
+        crate::error::CatalogError::EpochConflict { .. } | crate::error::CatalogError::Internal(_) => RunError::Fatal(e.to_string()),
         other => RunError::Transient(other.to_string()),
     })?;
     {

@@ -24,7 +24,7 @@ use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::plan::{ChunkTable, ClosingWindows};
+use super::planning::{ChunkTable, ClosingWindows};
 
 /// Which window function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

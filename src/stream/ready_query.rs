@@ -14,7 +14,7 @@ use datafusion::prelude::SessionContext;
 use super::aggregate::{Aggregation, OutputMode};
 use super::aligned::AlignedState;
 use super::join::{JoinKind, JoinState, left_outer_plans};
-use super::plan::{ChunkTable, plan_query, query_context};
+use super::planning::{ChunkTable, plan_query, query_context};
 use super::runner::{QuerySpec, RunError};
 use super::watermark::Tracker;
 use crate::error::QueryError;

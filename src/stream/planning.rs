@@ -228,18 +228,12 @@ impl datafusion::sql::sqlparser::ast::VisitorMut for AliasWindowsByStream {
 /// The tables a plan scans, subqueries included; a window function counts
 /// as a scan of its stream.
 pub fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
-    let mut names = Vec::new();
-    let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            let window = datafusion::datasource::source_as_provider(&scan.source).ok().and_then(|p| {
-                let any: &dyn std::any::Any = p.as_ref();
-                any.downcast_ref::<super::window::WindowTable>().map(|w| w.stream.clone())
-            });
-            names.push(window.unwrap_or_else(|| scan.table_name.table().to_string()));
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    names
+    crate::catalog::scans::scanned_tables_named(plan, |scan| {
+        datafusion::datasource::source_as_provider(&scan.source).ok().and_then(|p| {
+            let any: &dyn std::any::Any = p.as_ref();
+            any.downcast_ref::<super::window::WindowTable>().map(|w| w.stream.clone())
+        })
+    })
 }
 
 /// The window function a plan reads, if any, with its size (the gap for
