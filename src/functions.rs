@@ -196,7 +196,7 @@ impl ScalarUDFImpl for JsonBuildObject {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         use datafusion::arrow::array::StringArray;
         use datafusion::error::DataFusionError;
-        if args.args.len() % 2 != 0 {
+        if !args.args.len().is_multiple_of(2) {
             return Err(DataFusionError::Plan("json_build_object needs an even number of arguments".into()));
         }
         let rows = args.number_rows;

@@ -91,7 +91,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
             while !done.load(Ordering::SeqCst) {
                 let mut batch: Vec<String> = Vec::new();
                 for _ in 0..200 {
-                    let kind = if id % 3 == 0 { "purchase_sword" } else { "join_guild" };
+                    let kind = if id.is_multiple_of(3) { "purchase_sword" } else { "join_guild" };
                     if kind == "purchase_sword" {
                         expected.push(id as i64);
                     }
@@ -101,7 +101,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
                         (id / 60) % 60,
                         id % 60
                     ));
-                    if id % 97 == 0 {
+                    if id.is_multiple_of(97) {
                         batch.push("{\"id\": oops".to_string());
                     }
                     id += 1;

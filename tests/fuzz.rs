@@ -25,7 +25,7 @@ use common::TestServer;
 
 /// Each statement must be answered within this, whatever it is.
 const STATEMENT_BOUND: Duration = Duration::from_secs(30);
-const FIXED_SEED: u64 = 0x5EED_0F_5EED;
+const FIXED_SEED: u64 = 0x005E_ED0F_5EED;
 
 #[test]
 fn mutated_sql_and_malformed_messages_never_hurt_the_server() {

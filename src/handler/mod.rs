@@ -75,7 +75,7 @@ async fn dispatch(engine: &Engine, vars: &mut SessionVars, stmt: Statement) -> R
             let plan = query::plan(engine, vars, stmt).await?;
             query::run(engine, vars, plan).await
         }
-        Statement::CreateStream(ddl) => create_stream::handle(engine, ddl).await,
+        Statement::CreateStream(ddl) => create_stream::handle(engine, *ddl).await,
         Statement::CreateContinuousQuery(cq) => create_query::handle(engine, cq).await,
         Statement::ShowStreaming(kind) => show_streaming::handle(engine, kind),
         Statement::ShowCreateStreaming(kind, name) => show_streaming::show_create(engine, kind, &name),

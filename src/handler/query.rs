@@ -218,9 +218,9 @@ fn diagnose(engine: &Engine, scanned: &[String], temporal: bool, e: DataFusionEr
     parquet_culprit(&engine.catalog, scanned, &e).or_else(|| datetime_overflow(temporal, &e)).unwrap_or_else(|| e.into())
 }
 
-/// Arrow reports an interval or timestamp overflow like any other ("2147483647
-/// + 1"); in a plan that computes with such values it is PostgreSQL's
-/// datetime_field_overflow (22008), not a numeric one.
+/// Arrow reports an interval or timestamp overflow like any other
+/// (`2147483647 + 1`); in a plan that computes with such values it is
+/// PostgreSQL's datetime_field_overflow (22008), not a numeric one.
 fn datetime_overflow(temporal: bool, e: &DataFusionError) -> Option<QueryError> {
     (temporal && crate::error::is_arithmetic_overflow(e)).then(|| {
         QueryError::DatetimeOverflow(format!("interval or timestamp out of range: {}", crate::error::datafusion_message(e)))

@@ -30,10 +30,13 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
 use tokio::sync::oneshot;
 
+/// A connection's (process id, secret key), as BackendKeyData gave them.
+type CancelKey = (i32, Vec<u8>);
+
 /// Connections by the (process id, secret key) they were given.
 #[derive(Default)]
 pub struct Cancellers {
-    by_key: Mutex<HashMap<(i32, Vec<u8>), Arc<Canceller>>>,
+    by_key: Mutex<HashMap<CancelKey, Arc<Canceller>>>,
 }
 
 /// One connection's cancel signal: a fresh one per statement.
@@ -60,7 +63,7 @@ impl Canceller {
 /// Keeps a connection registered while the connection lives (it sits in
 /// the connection's session extensions, dropped with them).
 struct Registration {
-    key: (i32, Vec<u8>),
+    key: CancelKey,
     canceller: Arc<Canceller>,
     cancellers: Arc<Cancellers>,
 }

@@ -215,7 +215,7 @@ impl EpochWriter {
     /// produced no rows: an empty epoch writes no file.
     pub fn finish(mut self) -> std::io::Result<(Vec<StagedFile>, u64)> {
         self.roll()?;
-        if let Some(dir) = File::open(&self.sink.dir).ok() {
+        if let Ok(dir) = File::open(&self.sink.dir) {
             // The directory entries of the new files must be durable before
             // the catalog says they exist.
             let _ = dir.sync_all();

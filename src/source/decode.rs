@@ -22,6 +22,10 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::{csv, json};
 
+
+/// A decoded chunk: its rows, and the (record index, reason) of each record
+/// that did not decode.
+type Decoded = (RecordBatch, Vec<(usize, String)>);
 /// How a stream's records are encoded (`format = '...'`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Format {
@@ -146,13 +150,13 @@ impl RecordDecoder {
     /// Decoding JSON is the hot path of ingest (the plan and the Parquet
     /// writer cost far less per row), so a large chunk is split into one part
     /// per core, decoded side by side, and put back together in order.
-    fn decode_parallel(&mut self, records: &[&[u8]]) -> Result<(RecordBatch, Vec<(usize, String)>), ArrowError> {
+    fn decode_parallel(&mut self, records: &[&[u8]]) -> Result<Decoded, ArrowError> {
         let parts = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
         if parts == 1 {
             return self.decode_tabular(records);
         }
         let size = records.len().div_ceil(parts);
-        let results: Vec<Result<(RecordBatch, Vec<(usize, String)>), ArrowError>> = std::thread::scope(|scope| {
+        let results: Vec<Result<Decoded, ArrowError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = records
                 .chunks(size)
                 .skip(1)
@@ -223,7 +227,7 @@ impl RecordDecoder {
     /// row per good record, in order, plus `(index, error)` for each bad one.
     /// An `Err` means no record could be decoded at all (e.g. a column type
     /// the format cannot produce), never that one record was bad.
-    pub fn decode(&mut self, records: &[&[u8]]) -> Result<(RecordBatch, Vec<(usize, String)>), ArrowError> {
+    pub fn decode(&mut self, records: &[&[u8]]) -> Result<Decoded, ArrowError> {
         match self.format {
             Format::Json | Format::Csv { .. } if records.len() >= PARALLEL_MIN_RECORDS => self.decode_parallel(records),
             Format::Json | Format::Csv { .. } => self.decode_tabular(records),
@@ -238,7 +242,7 @@ impl RecordDecoder {
         }
     }
 
-    fn decode_text(&self, records: &[&[u8]]) -> Result<(RecordBatch, Vec<(usize, String)>), ArrowError> {
+    fn decode_text(&self, records: &[&[u8]]) -> Result<Decoded, ArrowError> {
         let mut bad = Vec::new();
         let mut values = Vec::with_capacity(records.len());
         for (i, record) in records.iter().enumerate() {
@@ -251,7 +255,7 @@ impl RecordDecoder {
         Ok((single_column_batch(&self.schema, array, "text")?, bad))
     }
 
-    fn decode_tabular(&self, records: &[&[u8]]) -> Result<(RecordBatch, Vec<(usize, String)>), ArrowError> {
+    fn decode_tabular(&self, records: &[&[u8]]) -> Result<Decoded, ArrowError> {
         let mut bad = Vec::new();
         let mut batches = Vec::new();
         let mut good = Vec::with_capacity(records.len().min(SEGMENT_RECORDS));
@@ -480,7 +484,7 @@ mod tests {
         ]))
     }
 
-    fn decode(format: Format, schema: SchemaRef, records: &[&str]) -> (RecordBatch, Vec<(usize, String)>) {
+    fn decode(format: Format, schema: SchemaRef, records: &[&str]) -> Decoded {
         let records: Vec<&[u8]> = records.iter().map(|r| r.as_bytes()).collect();
         let mut decoder = RecordDecoder::new(schema, format);
         match decoder.decode(&records) {

@@ -305,10 +305,10 @@ impl Source for KafkaSource {
             if offset < next {
                 continue;
             }
-            if let Some(end) = &self.end {
-                if end.get(&p).is_none_or(|high| offset >= *high) {
-                    continue;
-                }
+            if let Some(end) = &self.end
+                && end.get(&p).is_none_or(|high| offset >= *high)
+            {
+                continue;
             }
             self.positions.insert(p, offset + 1);
             let start = arena.len();
@@ -318,10 +318,10 @@ impl Source for KafkaSource {
             meta.push((p, offset, message.timestamp().to_millis(), key));
         }
         if ranges.is_empty() {
-            if let Ok(mut slot) = self.errors.0.lock() {
-                if let Some(reason) = slot.take() {
-                    return Err(SourceError::Transient(reason));
-                }
+            if let Ok(mut slot) = self.errors.0.lock()
+                && let Some(reason) = slot.take()
+            {
+                return Err(SourceError::Transient(reason));
             }
             if self.finished() {
                 return Ok(Poll::End);

@@ -26,7 +26,7 @@ pub enum Statement {
     NoOp(&'static str),
     /// Planned and run by DataFusion.
     Query(DFStatement),
-    CreateStream(super::CreateStream),
+    CreateStream(Box<super::CreateStream>),
     /// `CREATE SINK` and `CREATE MATERIALIZED VIEW`.
     CreateContinuousQuery(super::CreateContinuousQuery),
     ShowStreaming(super::StreamingKind),

@@ -66,10 +66,9 @@ pub fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), QueryError> {
     for token in tokens.iter().map(|t| &t.token) {
         match token {
             Token::LParen | Token::LBracket => runs.push(0),
-            Token::RParen | Token::RBracket => {
-                if runs.len() > 1 {
-                    runs.pop();
-                }
+            // The outermost level is never popped, whatever the balance.
+            Token::RParen | Token::RBracket if runs.len() > 1 => {
+                runs.pop();
             }
             Token::Comma | Token::SemiColon => reset(&mut runs),
             Token::Word(w) if matches!(w.keyword, Keyword::UNION | Keyword::INTERSECT | Keyword::EXCEPT) => {

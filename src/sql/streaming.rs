@@ -89,7 +89,7 @@ pub fn parse(words: &[&str], tokens: &[TokenWithSpan], text: &str) -> Option<Res
     };
     let statement = match words {
         ["CREATE", rest @ ..] => match kind(rest)? {
-            StreamingKind::Stream => run(tokens, |p| create_stream(p, text)).map(S::CreateStream),
+            StreamingKind::Stream => run(tokens, |p| create_stream(p, text)).map(|s| S::CreateStream(Box::new(s))),
             kind @ (StreamingKind::Sink | StreamingKind::MaterializedView) => {
                 // A trailing `WITH (...)` would otherwise parse as table
                 // hints of the query's last FROM item (`FROM t WITH (NOLOCK)`)

@@ -101,11 +101,11 @@ fn as_aggregate(node: &Arc<dyn ExecutionPlan>) -> Option<&AggregateExec> {
 fn find_partial(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
     let mut found = None;
     let _ = plan.apply(|node| {
-        if let Some(agg) = as_aggregate(node) {
-            if *agg.mode() == AggregateMode::Partial {
-                found = Some(node.clone());
-                return Ok(TreeNodeRecursion::Stop);
-            }
+        if let Some(agg) = as_aggregate(node)
+            && *agg.mode() == AggregateMode::Partial
+        {
+            found = Some(node.clone());
+            return Ok(TreeNodeRecursion::Stop);
         }
         Ok(TreeNodeRecursion::Continue)
     });
@@ -154,13 +154,13 @@ impl Aggregation {
             (None, Some(i), Some(size)) if !is_session => Some((i, size)),
             _ => None,
         };
-        if mode == OutputMode::Append {
-            if !has_watermark || window_end.is_none() {
-                return Err(QueryError::UnsupportedWithHint {
-                    what: "output_mode 'append' (the default) for an aggregation without a watermark and a window".into(),
-                    hint: "append writes a group's row once, when the watermark passes its window's end: declare WATERMARK FOR <col> AS <col> - INTERVAL '...' on the stream and GROUP BY window_start, window_end of TUMBLE/HOP/SESSION, or use WITH (output_mode = 'complete') or 'update'".into(),
-                });
-            }
+        if mode == OutputMode::Append
+            && (!has_watermark || window_end.is_none())
+        {
+            return Err(QueryError::UnsupportedWithHint {
+                what: "output_mode 'append' (the default) for an aggregation without a watermark and a window".into(),
+                hint: "append writes a group's row once, when the watermark passes its window's end: declare WATERMARK FOR <col> AS <col> - INTERVAL '...' on the stream and GROUP BY window_start, window_end of TUMBLE/HOP/SESSION, or use WITH (output_mode = 'complete') or 'update'".into(),
+            });
         }
         let group_count = group_names.len();
         Ok(Aggregation {

@@ -141,10 +141,10 @@ pub fn wanted(plan: &LogicalPlan, streams: &[String], aggregations: usize) -> bo
     }
     let mut window_join = false;
     let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::Join(j) = node {
-            if reads_stream(&j.left) && reads_stream(&j.right) {
-                window_join |= aggregates(&j.left) || aggregates(&j.right);
-            }
+        if let LogicalPlan::Join(j) = node
+            && reads_stream(&j.left) && reads_stream(&j.right)
+        {
+            window_join |= aggregates(&j.left) || aggregates(&j.right);
         }
         Ok(TreeNodeRecursion::Continue)
     });
@@ -155,11 +155,11 @@ pub fn wanted(plan: &LogicalPlan, streams: &[String], aggregations: usize) -> bo
 fn aggregated_join_side(plan: &LogicalPlan) -> Option<String> {
     let mut found = None;
     let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::Join(j) = node {
-            if reads_stream(&j.left) && reads_stream(&j.right) {
-                let side = [&j.left, &j.right].into_iter().find(|side| aggregates(side));
-                found = side.and_then(|side| scanned_tables(side).into_iter().next());
-            }
+        if let LogicalPlan::Join(j) = node
+            && reads_stream(&j.left) && reads_stream(&j.right)
+        {
+            let side = [&j.left, &j.right].into_iter().find(|side| aggregates(side));
+            found = side.and_then(|side| scanned_tables(side).into_iter().next());
         }
         Ok(if found.is_some() { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
     });
@@ -222,13 +222,13 @@ pub fn analyze(plan: &LogicalPlan, streams: &[Arc<StreamDef>]) -> Result<Aligned
     // Windows close by the watermark, which follows the WATERMARK column:
     // windows over another column would close by the wrong clock.
     for scan in &all {
-        if let StreamScan::Window { stream, time, .. } = scan {
-            if let Some(ts) = event_time.get(stream.as_str()).filter(|ts| **ts != time.as_str()) {
-                return Err(refuse(
-                    format!("windows of stream {stream} over '{time}', which is not its WATERMARK column '{ts}', in a query that combines windows"),
-                    format!("a window is evaluated when the watermark passes its end: window over {ts}, or declare WATERMARK FOR {time}"),
-                ));
-            }
+        if let StreamScan::Window { stream, time, .. } = scan
+            && let Some(ts) = event_time.get(stream.as_str()).filter(|ts| **ts != time.as_str())
+        {
+            return Err(refuse(
+                format!("windows of stream {stream} over '{time}', which is not its WATERMARK column '{ts}', in a query that combines windows"),
+                format!("a window is evaluated when the watermark passes its end: window over {ts}, or declare WATERMARK FOR {time}"),
+            ));
         }
     }
     let mut delay: i64 = 0;
@@ -402,10 +402,10 @@ fn check_join(
 fn read_columns(plan: &LogicalPlan) -> Vec<(String, Option<Vec<usize>>)> {
     let mut found = Vec::new();
     let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            if let Some(StreamScan::Window { stream, .. } | StreamScan::Rows { stream }) = stream_scan(scan) {
-                found.push((stream, scan.projection.clone()));
-            }
+        if let LogicalPlan::TableScan(scan) = node
+            && let Some(StreamScan::Window { stream, .. } | StreamScan::Rows { stream }) = stream_scan(scan)
+        {
+            found.push((stream, scan.projection.clone()));
         }
         Ok(TreeNodeRecursion::Continue)
     });

@@ -109,10 +109,10 @@ impl StreamManager {
     pub fn new(shared: SessionContext, store: Arc<dyn CatalogStore>, gate: PublishGate, warehouse: Warehouse) -> StreamManager {
         let registry = Arc::new(Mutex::new(Registry::default()));
         let table = queries_table::queries_table(registry.clone());
-        if let Some(schema) = shared.catalog(crate::engine::DATABASE).and_then(|c| c.schema("weir")) {
-            if let Err(e) = schema.register_table("queries".into(), Arc::new(table)) {
-                tracing::warn!("weir.queries not registered: {e}");
-            }
+        if let Some(schema) = shared.catalog(crate::engine::DATABASE).and_then(|c| c.schema("weir"))
+            && let Err(e) = schema.register_table("queries".into(), Arc::new(table))
+        {
+            tracing::warn!("weir.queries not registered: {e}");
         }
         StreamManager { shared, store, gate, warehouse, registry }
     }
@@ -355,10 +355,10 @@ impl StreamManager {
         let entry = self.registry()?.queries.remove(name);
         let Some(mut entry) = entry else { return Ok(None) };
         let _ = entry.stop.send(true);
-        if let Some(task) = entry.task.take() {
-            if tokio::time::timeout(Duration::from_secs(30), task).await.is_err() {
-                tracing::warn!(query = name, "runner did not stop within 30s");
-            }
+        if let Some(task) = entry.task.take()
+            && tokio::time::timeout(Duration::from_secs(30), task).await.is_err()
+        {
+            tracing::warn!(query = name, "runner did not stop within 30s");
         }
         Ok(Some(entry))
     }

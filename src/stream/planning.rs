@@ -261,7 +261,7 @@ pub(super) fn reads_stream(plan: &LogicalPlan) -> bool {
     let mut found = false;
     let _ = datafusion::common::tree_node::TreeNode::apply(plan, |node| {
         if let LogicalPlan::TableScan(scan) = node {
-            found |= super::join::is_stream_scan(&scan);
+            found |= super::join::is_stream_scan(scan);
         }
         Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
     });

@@ -74,10 +74,10 @@ impl Planned {
     pub(super) async fn watermark_would_move(&self) -> bool {
         let now = Instant::now();
         for input in &self.inputs {
-            if let Some(tracker) = &input.tracker {
-                if tracker.lock().await.would_advance(now) {
-                    return true;
-                }
+            if let Some(tracker) = &input.tracker
+                && tracker.lock().await.would_advance(now)
+            {
+                return true;
             }
         }
         false

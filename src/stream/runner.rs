@@ -716,10 +716,10 @@ async fn commit(
             tracing::warn!(query = %spec.name, "old view versions not removed: {e}");
         }
     }
-    if source.checkpoint_is_cumulative() {
-        if let Err(e) = store.prune_epochs(&spec.name, EPOCHS_KEPT) {
-            tracing::warn!(query = %spec.name, "old epochs not pruned: {e}");
-        }
+    if source.checkpoint_is_cumulative()
+        && let Err(e) = store.prune_epochs(&spec.name, EPOCHS_KEPT)
+    {
+        tracing::warn!(query = %spec.name, "old epochs not pruned: {e}");
     }
     Ok(())
 }
