@@ -13,18 +13,12 @@ use crate::catalog::sqlite::SqliteStore;
 use crate::catalog::{Catalog, CatalogStore};
 use crate::stream::StreamManager;
 use crate::config::Config;
+use crate::catalog::{DATABASE, SCHEMA};
 use crate::error::{QueryError, ServerError};
 use crate::session::SessionVars;
 use crate::sql::Parser;
 use crate::storage::{CommittedStore, PublishGate, Sandbox, Warehouse};
 
-/// The database name clients connect to and `current_database()` returns.
-pub const DATABASE: &str = "weir";
-/// The one schema user tables live in.
-pub const SCHEMA: &str = "public";
-/// What `version()` and `server_version` report: PostgreSQL-shaped so that
-/// drivers (SQLAlchemy, JDBC) parse it, and honest about what answers.
-pub const PG_VERSION: &str = "16.6";
 
 pub struct Engine {
     pub config: Config,

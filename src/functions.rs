@@ -11,7 +11,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
-use crate::engine::PG_VERSION;
+use crate::catalog::PG_VERSION;
 
 pub fn register(ctx: &SessionContext) {
     // json_get_str(col, 'key'), `->` and `->>`: JSON held in text columns

@@ -9,7 +9,8 @@
 //!   simple and extended query handlers, Arrow ↔ PostgreSQL encoding,
 //!   errors → SQLSTATE.
 //! * `sql`: parsing; recognises weir's own statements, passes the rest on;
-//!   `sql::search_path` qualifies table names along the session's path.
+//!   `sql::search_path` qualifies table names along the session's path;
+//!   `sql::limits` refuses statements too deep to plan safely (54001).
 //! * `handler`: one file per statement kind behind one dispatch match, and
 //!   the start-up restore of streams and continuous queries.
 //! * `session`: a connection's variables: start-up parameters, `SET`

@@ -21,7 +21,7 @@ use datafusion::error::Result;
 use datafusion::logical_expr::{ColumnarValue, EmptyRelation, LogicalPlan, ScalarUDF, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 
-use crate::engine::DATABASE;
+use crate::catalog::DATABASE;
 use crate::error::ServerError;
 
 /// `pg_database` as in PostgreSQL 15: no `datlastsysoid` (gone in 15) or

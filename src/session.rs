@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use datafusion::config::ConfigOptions;
 
-use crate::engine::PG_VERSION;
+use crate::catalog::PG_VERSION;
 use crate::error::QueryError;
 
 /// Per-connection variables: startup parameters plus `SET` values.

@@ -14,6 +14,18 @@ use std::sync::Arc;
 use datafusion::prelude::SessionContext;
 
 use crate::error::CatalogError;
+
+// The names and version a client sees, as a PostgreSQL catalog shows them;
+// here, below every layer that reports them.
+
+/// The database name clients connect to and `current_database()` returns.
+pub const DATABASE: &str = "weir";
+/// The one schema user tables live in.
+pub const SCHEMA: &str = "public";
+/// What `version()` and `server_version` report: PostgreSQL-shaped so that
+/// drivers (SQLAlchemy, JDBC) parse it, and honest about what answers.
+pub const PG_VERSION: &str = "16.6";
+
 pub use store::{CatalogStore, EpochCommit, QueryStatusRow, RelationDef, RelationKind, StagedFile};
 
 /// The durable definitions. DDL writes the store first and DataFusion

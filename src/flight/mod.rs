@@ -48,7 +48,8 @@ use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::engine::{DATABASE, Engine, SCHEMA};
+use crate::catalog::{DATABASE, SCHEMA};
+use crate::engine::Engine;
 use crate::error::QueryError;
 use crate::session::SessionVars;
 use crate::handler::{self, Output, query};

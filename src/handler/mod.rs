@@ -24,7 +24,8 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::sqlparser::ast::ObjectName;
 
-use crate::engine::{DATABASE, Engine, SCHEMA};
+use crate::catalog::{DATABASE, SCHEMA};
+use crate::engine::Engine;
 use crate::error::QueryError;
 use crate::sql::{Statement, TransactionKind};
 use crate::session::SessionVars;

@@ -33,7 +33,7 @@ impl Startup {
                 let mut scram = ScramAuth::new(source);
                 scram.set_iterations(SCRAM_ITERATIONS);
                 let mut params = DefaultServerParameterProvider::default();
-                params.server_version = crate::engine::PG_VERSION.to_string();
+                params.server_version = crate::catalog::PG_VERSION.to_string();
                 params.time_zone = "UTC".to_string();
                 let handler = SASLAuthStartupHandler::new(Arc::new(params)).with_scram(scram);
                 Startup::Scram(Box::new(handler))

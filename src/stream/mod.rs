@@ -109,7 +109,7 @@ impl StreamManager {
     pub fn new(shared: SessionContext, store: Arc<dyn CatalogStore>, gate: PublishGate, warehouse: Warehouse) -> StreamManager {
         let registry = Arc::new(Mutex::new(Registry::default()));
         let table = queries_table::queries_table(registry.clone());
-        if let Some(schema) = shared.catalog(crate::engine::DATABASE).and_then(|c| c.schema("weir"))
+        if let Some(schema) = shared.catalog(crate::catalog::DATABASE).and_then(|c| c.schema("weir"))
             && let Err(e) = schema.register_table("queries".into(), Arc::new(table))
         {
             tracing::warn!("weir.queries not registered: {e}");

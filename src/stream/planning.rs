@@ -22,7 +22,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{Query, Statement as SqlStatement};
 
-use crate::engine::{DATABASE, SCHEMA};
+use crate::catalog::{DATABASE, SCHEMA};
 use crate::error::QueryError;
 
 /// The current chunk of a stream, as a table.
