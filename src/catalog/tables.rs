@@ -3,7 +3,7 @@
 //! DDL that the store keeps.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
@@ -14,7 +14,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
 use super::store::RelationDef;
 use crate::error::QueryError;
-use crate::storage::{Sandbox, is_visible};
+use crate::storage::Sandbox;
 
 /// Resolves a LOCATION through the sandbox (a path under an allowed root,
 /// or a `file://` URL naming one; see `storage::sandbox`). A relative path
@@ -71,7 +71,7 @@ pub async fn create(ctx: &SessionContext, cmd: CreateExternalTable) -> Result<Sc
         _ => return Err(QueryError::Unsupported(format!("plan for CREATE EXTERNAL TABLE {name}"))),
     };
     if let Err(e) = ctx.execute_logical_plan(plan).await {
-        if is_parquet && let Some(bad) = find_bad_parquet(&location) {
+        if is_parquet && let Some(bad) = super::diagnose::culprit(&location, "") {
             return Err(bad);
         }
         return Err(e.into());
@@ -141,35 +141,6 @@ fn quote_ident(name: &str) -> String {
     } else {
         format!("\"{}\"", name.replace('"', "\"\""))
     }
-}
-
-/// Finds the first file under `location` whose Parquet footer cannot be read,
-/// so an error names the file rather than just "corrupt footer". Looks at
-/// the files a scan reads only (the shared listing rule).
-pub fn find_bad_parquet(location: &str) -> Option<QueryError> {
-    use datafusion::parquet::file::reader::SerializedFileReader;
-    let root = PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
-    let mut pending = vec![root];
-    let mut first = true;
-    while let Some(path) = pending.pop() {
-        // The location itself was named by the user; below it, the rule.
-        let visible = std::mem::take(&mut first) || path.file_name().and_then(|n| n.to_str()).is_some_and(is_visible);
-        if !visible {
-            continue;
-        }
-        if path.is_dir() {
-            let Ok(entries) = std::fs::read_dir(&path) else { continue };
-            let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-            children.sort();
-            pending.extend(children.into_iter().rev());
-            continue;
-        }
-        let Ok(file) = std::fs::File::open(&path) else { continue };
-        if let Err(e) = SerializedFileReader::new(file) {
-            return Some(QueryError::BadParquetFile { path: path.display().to_string(), reason: e.to_string() });
-        }
-    }
-    None
 }
 
 /// Registers a directory of Parquet files with a known schema (a
