@@ -31,8 +31,6 @@ pub struct Engine {
     pub streams: StreamManager,
     /// What clients may make the server read, write and connect to.
     pub sandbox: Sandbox,
-    /// Builds (and alone deletes) the directories of weir-owned tables.
-    pub warehouse: Warehouse,
 }
 
 impl std::fmt::Debug for Engine {
@@ -44,7 +42,7 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Opens (or creates) the data directory and catalog and restores every
     /// table definition. Streams and continuous queries are the server's to
-    /// restart (`handler::restore`), once the engine exists.
+    /// restart (`StreamManager::restore`), once the engine exists.
     pub async fn open(config: Config) -> Result<Engine, ServerError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| ServerError::DataDir(config.data_dir.display().to_string(), e.to_string()))?;
@@ -88,8 +86,8 @@ impl Engine {
 
         let restored = catalog.restore(&ctx, &sandbox).await?;
         tracing::info!(tables = restored, "catalog restored");
-        let streams = StreamManager::new(ctx.clone(), store, gate, warehouse.clone());
-        Ok(Engine { config, ctx, catalog, parser: Parser::new(), streams, sandbox, warehouse })
+        let streams = StreamManager::new(ctx.clone(), store, sandbox.clone(), gate, warehouse);
+        Ok(Engine { config, ctx, catalog, parser: Parser::new(), streams, sandbox })
     }
 
     /// The context DDL registers tables in.

@@ -11,13 +11,15 @@
 //! * `sql`: parsing; recognises weir's own statements, passes the rest on;
 //!   `sql::search_path` qualifies table names along the session's path;
 //!   `sql::limits` refuses statements too deep to plan safely (54001).
-//! * `handler`: one file per statement kind behind one dispatch match, and
-//!   the start-up restore of streams and continuous queries.
+//! * `handler`: one file per statement kind behind one dispatch match; each
+//!   checks its arguments and makes one call below (DDL of streams and
+//!   continuous queries goes to `stream::StreamManager`).
 //! * `session`: a connection's variables: start-up parameters, `SET`
 //!   values and their defaults, and what the engine reads from them
 //!   (search_path, `datafusion.*` overrides, the idle-session timeout).
 //! * `engine`: the shared DataFusion context, parser and configuration.
-//! * `stream`: continuous queries: stream definitions, the epoch loop,
+//! * `stream`: continuous queries: their one owner (`StreamManager`:
+//!   create, persist, start, drop, restore at start-up), stream definitions, the epoch loop,
 //!   the commit protocol, windows, watermarks (per partition), incremental
 //!   aggregation, stream-stream joins, status and progress.
 //! * `source`: connectors (Kafka, files, sockets, a generator, Nexmark's

@@ -52,7 +52,7 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<
     let flight_tls = flight_tls(&config)?;
     let engine = Arc::new(Engine::open(config).await?);
     // Continuous queries resume before any client can see their tables.
-    crate::handler::restore::streaming(&engine).await.map_err(|e| ServerError::Engine(e.message()))?;
+    engine.streams.restore(&engine.parser).await.map_err(|e| ServerError::Engine(e.message()))?;
     // Flight SQL is up (and logged) before the PostgreSQL endpoint says it is
     // listening, so "listening on" means the whole server is ready.
     let (flight_stop, flight_task) = match flight_listen {

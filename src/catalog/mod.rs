@@ -53,6 +53,24 @@ impl Catalog {
         Ok(self.store.list()?.into_iter().find(|d| d.name == name))
     }
 
+    /// Creates and records the external table `name` over `dir`, which weir
+    /// writes for the user (see `tables::create_owned`). Recording comes
+    /// last; a table the store refused does not linger in `ctx`.
+    pub async fn create_owned_table(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        dir: &std::path::Path,
+        schema: &datafusion::arrow::datatypes::Schema,
+    ) -> Result<(), crate::error::QueryError> {
+        let def = tables::create_owned(ctx, name, dir, schema).await?;
+        if let Err(e) = self.store.insert(&def) {
+            let _ = ctx.deregister_table(name);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
     /// Registers every persisted relation in `ctx`. A table whose files have
     /// gone, or whose location the sandbox no longer allows, is logged and
     /// skipped, not fatal: its definition stays, so SHOW TABLES still lists

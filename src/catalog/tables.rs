@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{CreateExternalTable, DFParserBuilder, Statement as DFStatement};
@@ -159,4 +159,49 @@ pub async fn register_parquet_dir(
     let table = ListingTable::try_new(config)?;
     ctx.register_table(name, std::sync::Arc::new(table))?;
     Ok(())
+}
+
+/// Creates the external Parquet table `name` over `dir`, a directory weir
+/// writes for the user (`<stream>_errors`, `<query>_late`), with `schema`'s
+/// columns, and returns what the store records for it.
+pub async fn create_owned(ctx: &SessionContext, name: &str, dir: &Path, schema: &Schema) -> Result<RelationDef, QueryError> {
+    let quote = |ident: &str| format!("\"{}\"", ident.replace('"', "\"\""));
+    let columns: Vec<String> =
+        schema.fields().iter().map(|f| format!("{} {}", quote(f.name()), ddl_type_name(f.data_type()))).collect();
+    let ddl = format!(
+        "CREATE EXTERNAL TABLE {} ({}) STORED AS PARQUET LOCATION '{}/'",
+        quote(name),
+        columns.join(", "),
+        dir.display().to_string().replace('\'', "''")
+    );
+    // The parser is not Send: it is gone before the first await.
+    let parsed = {
+        let dialect = PostgreSqlDialect {};
+        DFParserBuilder::new(ddl.as_str()).with_dialect(&dialect).build()?.parse_statements()?.pop_front()
+    };
+    let Some(DFStatement::CreateExternalTable(cmd)) = parsed else {
+        return Err(QueryError::Internal(format!("the definition of '{name}' did not parse back")));
+    };
+    let def = RelationDef {
+        name: name.to_string(),
+        kind: super::RelationKind::ExternalTable,
+        definition: canonical_ddl(&cmd),
+        location: cmd.locations.join(", "),
+        format: "PARQUET".into(),
+    };
+    create(ctx, cmd).await?;
+    Ok(def)
+}
+
+/// A column type as `create_owned`'s DDL spells it: the name clients see
+/// (`crate::types`), except that a list keeps its element type
+/// (`integer[][]`), which DataFusion's SQL parses back to the same list
+/// where the wire would send json.
+fn ddl_type_name(dt: &DataType) -> String {
+    match dt {
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) | DataType::ListView(f) => {
+            format!("{}[]", ddl_type_name(f.data_type()))
+        }
+        other => crate::types::sql_type_name(other),
+    }
 }

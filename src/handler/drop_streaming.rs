@@ -1,7 +1,6 @@
-//! `DROP STREAM | SINK | MATERIALIZED VIEW [IF EXISTS] name, ...`. Dropping
-//! a continuous query stops it cleanly (an epoch in flight is abandoned,
-//! committed files stay). A view's table is its own and goes with it; a
-//! sink's target table is the user's and stays.
+//! `DROP STREAM | SINK | MATERIALIZED VIEW [IF EXISTS] name, ...`: checks
+//! every name first (a missing one drops nothing), then the stream manager
+//! stops and forgets each (see `stream::lifecycle`).
 
 use datafusion::sql::sqlparser::ast::ObjectName;
 
@@ -34,25 +33,9 @@ pub async fn handle(engine: &Engine, kind: StreamingKind, names: &[ObjectName], 
         }
     }
     for def in defs {
-        let key = def.name.as_str();
         match wanted {
-            RelationKind::Stream => {
-                engine.streams.unregister_stream(key)?;
-                engine.catalog.store().remove(key)?;
-            }
-            _ => {
-                engine.streams.stop(key).await?;
-                engine.catalog.store().remove(key)?;
-                if wanted == RelationKind::MaterializedView {
-                    let _ = engine.context().deregister_table(key);
-                    // Only the directory the catalog recorded for the view,
-                    // and only if it lies in the warehouse.
-                    let dir = std::path::PathBuf::from(def.location.trim_end_matches('/'));
-                    if let Err(e) = engine.warehouse.remove_dir(&dir) {
-                        tracing::warn!(view = %key, "view files not removed: {e}");
-                    }
-                }
-            }
+            RelationKind::Stream => engine.streams.drop_stream(&def.name)?,
+            _ => engine.streams.drop_query(&def).await?,
         }
     }
     Ok(Output::command(&format!("DROP {}", kind.sql_name())))

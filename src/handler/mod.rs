@@ -9,7 +9,6 @@ pub mod describe;
 pub mod drop_streaming;
 pub mod drop_table;
 pub mod query;
-pub mod restore;
 pub mod session;
 pub mod show_create;
 pub mod show_streaming;
@@ -22,9 +21,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::sql::sqlparser::ast::ObjectName;
 
-use crate::catalog::{DATABASE, SCHEMA};
 use crate::engine::Engine;
 use crate::error::QueryError;
 use crate::sql::{Statement, TransactionKind};
@@ -100,23 +97,7 @@ pub fn result_schema(stmt: &Statement) -> Option<SchemaRef> {
     }
 }
 
-/// The catalog key of a table name: the last identifier, normalised like
-/// DataFusion does (unquoted → lower case). Only `weir.public` is valid as
-/// a qualifier.
-pub fn table_key(name: &ObjectName) -> Result<String, QueryError> {
-    let idents: Vec<String> = name
-        .0
-        .iter()
-        .filter_map(|part| part.as_ident())
-        .map(|ident| if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() })
-        .collect();
-    match idents.as_slice() {
-        [table] => Ok(table.clone()),
-        [schema, table] if schema == SCHEMA => Ok(table.clone()),
-        [db, schema, table] if db == DATABASE && schema == SCHEMA => Ok(table.clone()),
-        _ => Err(QueryError::Catalog(crate::error::CatalogError::UnknownTable(name.to_string()))),
-    }
-}
+pub use crate::sql::table_key;
 
 pub(crate) fn text_schema(columns: &[&str]) -> SchemaRef {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};

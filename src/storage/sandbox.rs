@@ -191,6 +191,14 @@ impl Sandbox {
         Ok(())
     }
 
+    /// The brokers and librdkafka files a Kafka stream or sink would use:
+    /// `bootstrap_servers` (default `127.0.0.1:9092`) and every
+    /// `properties.*` setting that names a host, a file or a program.
+    pub fn check_kafka(&self, options: &std::collections::BTreeMap<String, String>) -> Result<(), AccessError> {
+        self.check_servers(options.get("bootstrap_servers").map(String::as_str).unwrap_or("127.0.0.1:9092"))?;
+        self.check_kafka_properties(options.iter().filter_map(|(k, v)| k.strip_prefix("properties.").map(|k| (k, v.as_str()))))
+    }
+
     /// Checks the librdkafka settings a client passes as `properties.*`
     /// (keys without that prefix): other brokers must be allowed hosts,
     /// files (certificates, keytabs) must be under the allowed roots, and

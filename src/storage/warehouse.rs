@@ -1,8 +1,14 @@
 //! The warehouse: the directory of weir-owned tables (materialized views,
 //! dead-letter and late-row tables). [`Warehouse`] builds every path under
 //! it, from object names that are escaped into one safe path component,
-//! and is the only code that deletes directories: only below its root,
+//! and is the only code that deletes directories: only below its roots,
 //! checked after normalisation.
+//!
+//! A server may be restarted with another `--warehouse`. Tables made
+//! before keep their data where the catalog recorded it, under an earlier
+//! root the catalog remembers; new tables go under the current root. Both
+//! count as the warehouse's, so those tables are restored, read, written
+//! and dropped where they are, never orphaned.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -15,6 +21,9 @@ const MAX_COMPONENT: usize = 255;
 pub struct Warehouse {
     /// Canonical, so a derived path is under it exactly when it starts with it.
     root: PathBuf,
+    /// Roots of earlier runs that still hold tables (canonical, or as
+    /// recorded when they no longer exist).
+    earlier: Vec<PathBuf>,
 }
 
 impl Warehouse {
@@ -23,11 +32,34 @@ impl Warehouse {
         std::fs::create_dir_all(root)?;
         Ok(Warehouse {
             root: std::fs::canonicalize(root)?,
+            earlier: Vec::new(),
         })
     }
 
+    /// Also owns what lies under `roots`, the warehouses of earlier runs
+    /// (the current root among them is ignored).
+    pub fn with_earlier_roots(mut self, roots: impl IntoIterator<Item = PathBuf>) -> Warehouse {
+        for root in roots {
+            let root = std::fs::canonicalize(&root).unwrap_or(root);
+            if root != self.root && !self.earlier.contains(&root) {
+                self.earlier.push(root);
+            }
+        }
+        self
+    }
+
+    /// Where new tables go.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Every root, the current one first.
+    pub fn roots(&self) -> impl Iterator<Item = &Path> {
+        std::iter::once(self.root.as_path()).chain(self.earlier.iter().map(PathBuf::as_path))
+    }
+
+    fn roots_list(&self) -> String {
+        self.roots().map(|r| format!("'{}'", r.display())).collect::<Vec<_>>().join(", ")
     }
 
     /// The directory of the weir-owned table `name` (a view, `<stream>_errors`,
@@ -46,7 +78,8 @@ impl Warehouse {
     fn under(&self, parts: &[&str]) -> Result<PathBuf, AccessError> {
         let mut path = self.root.clone();
         path.extend(parts);
-        if !self.owns(&path) {
+        let inside = resolved(&path).is_some_and(|p| p != self.root && p.starts_with(&self.root));
+        if !inside {
             return Err(AccessError::Path {
                 path: path.display().to_string(),
                 roots: format!("'{}'", self.root.display()),
@@ -58,13 +91,10 @@ impl Warehouse {
     /// Whether `path`, normalised (made absolute against the working
     /// directory, as a relative `--warehouse` was; `.` dropped, `..`
     /// applied; symlinks resolved where it exists), lies strictly below
-    /// the root.
+    /// one of the roots.
     pub fn owns(&self, path: &Path) -> bool {
-        let Some(normal) = std::path::absolute(path).ok().and_then(|p| normalise(&p)) else {
-            return false;
-        };
-        let resolved = super::sandbox::resolve_like_the_os(&normal).unwrap_or(normal);
-        resolved != self.root && resolved.starts_with(&self.root)
+        let Some(resolved) = resolved(path) else { return false };
+        self.roots().any(|root| resolved != root && resolved.starts_with(root))
     }
 
     /// Creates a directory the warehouse owns.
@@ -95,13 +125,18 @@ impl Warehouse {
         // through one would land outside: refuse it either way.
         let is_link = std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink());
         if is_link || !self.owns(dir) {
-            return Err(AccessError::Path {
-                path: dir.display().to_string(),
-                roots: format!("'{}'", self.root.display()),
-            });
+            return Err(AccessError::Path { path: dir.display().to_string(), roots: self.roots_list() });
         }
         Ok(())
     }
+}
+
+/// `path` made absolute against the working directory (as a relative
+/// `--warehouse` was), `.` dropped, `..` applied, symlinks resolved where
+/// it exists.
+fn resolved(path: &Path) -> Option<PathBuf> {
+    let normal = std::path::absolute(path).ok().and_then(|p| normalise(&p))?;
+    Some(super::sandbox::resolve_like_the_os(&normal).unwrap_or(normal))
 }
 
 /// An object name as one path component: ASCII letters, digits, `_` and
@@ -192,5 +227,20 @@ mod tests {
         assert!(w.remove_dir(&w.root().join("link")).is_err());
         assert!(w.remove_dir(&w.root().join("link").join("x")).is_err());
         assert!(outside.exists());
+    }
+
+    #[test]
+    fn an_earlier_root_still_owns_its_tables_but_new_ones_go_to_the_current_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = Warehouse::open(&dir.path().join("old")).unwrap();
+        let view = old.table_dir("v").unwrap();
+        old.create_dir(&view).unwrap();
+        let w = Warehouse::open(&dir.path().join("new")).unwrap().with_earlier_roots([old.root().to_path_buf()]);
+        assert!(w.owns(&view));
+        assert!(w.table_dir("w").unwrap().starts_with(w.root()));
+        assert_eq!(w.roots().count(), 2);
+        w.remove_dir(&view).unwrap();
+        assert!(!view.exists() && old.root().exists());
+        assert!(w.remove_dir(old.root()).is_err(), "a root itself is never deleted");
     }
 }

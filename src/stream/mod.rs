@@ -1,6 +1,9 @@
 //! The continuous-query runtime: declared streams, running queries, and
 //! their lifecycle (start, restore after a restart, stop on DROP).
 //!
+//! * `lifecycle`: the one owner of a stream's and a query's life: create,
+//!   persist, start, drop and restore, with the directories the catalog
+//!   recorded.
 //! * `definition`: CREATE STREAM / SINK / MATERIALIZED VIEW checked into typed values.
 //! * `planning`: a query planned once by DataFusion over chunk tables (the
 //!   current micro-batch of each stream), its shape checked.
@@ -26,6 +29,7 @@ pub mod aligned;
 pub mod definition;
 pub mod inputs;
 pub mod join;
+pub mod lifecycle;
 pub mod planning;
 pub mod progress;
 pub mod queries_table;
@@ -49,9 +53,9 @@ use datafusion::prelude::SessionContext;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::catalog::{CatalogStore, RelationKind};
+use crate::catalog::{Catalog, CatalogStore, RelationKind};
 use crate::error::QueryError;
-use crate::storage::{PublishGate, Warehouse};
+use crate::storage::{PublishGate, Sandbox, Warehouse};
 pub use aggregate::OutputMode;
 pub use definition::{QueryOptions, StreamDef, Trigger};
 use planning::{ChunkTable, StreamTable, check_shape, plan_query, query_context, scanned_tables};
@@ -75,10 +79,15 @@ pub(crate) struct Registry {
     queries: BTreeMap<String, QueryEntry>,
 }
 
-/// Owns every stream definition and continuous query of the server.
+/// Owns every stream definition and continuous query of the server, and
+/// their life from CREATE to DROP (see `lifecycle`).
 pub struct StreamManager {
     shared: SessionContext,
+    /// Where definitions are recorded and read back.
+    catalog: Catalog,
     store: Arc<dyn CatalogStore>,
+    /// What a stream may read and connect to.
+    sandbox: Sandbox,
     /// Runners publish epochs under it, so listings see whole epochs.
     gate: PublishGate,
     /// Runners delete old view versions through it, never directly.
@@ -106,7 +115,13 @@ pub struct QueryInfo {
 }
 
 impl StreamManager {
-    pub fn new(shared: SessionContext, store: Arc<dyn CatalogStore>, gate: PublishGate, warehouse: Warehouse) -> StreamManager {
+    pub fn new(
+        shared: SessionContext,
+        store: Arc<dyn CatalogStore>,
+        sandbox: Sandbox,
+        gate: PublishGate,
+        warehouse: Warehouse,
+    ) -> StreamManager {
         let registry = Arc::new(Mutex::new(Registry::default()));
         let table = queries_table::queries_table(registry.clone());
         if let Some(schema) = shared.catalog(crate::catalog::DATABASE).and_then(|c| c.schema("weir"))
@@ -114,7 +129,7 @@ impl StreamManager {
         {
             tracing::warn!("weir.queries not registered: {e}");
         }
-        StreamManager { shared, store, gate, warehouse, registry }
+        StreamManager { shared, catalog: Catalog::new(store.clone()), store, sandbox, gate, warehouse, registry }
     }
 
     fn registry(&self) -> Result<MutexGuard<'_, Registry>, QueryError> {
@@ -456,7 +471,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(crate::catalog::sqlite::SqliteStore::open(&dir.path().join("catalog.sqlite")).unwrap());
         let warehouse = Warehouse::open(&dir.path().join("warehouse")).unwrap();
-        let manager = StreamManager::new(SessionContext::new(), store, PublishGate::default(), warehouse);
+        let sandbox = Sandbox::new(dir.path(), warehouse.root(), &[], &[]).unwrap();
+        let manager = StreamManager::new(SessionContext::new(), store, sandbox, PublishGate::default(), warehouse);
         let registry = manager.registry.clone();
         let _ = std::thread::spawn(move || {
             let _held = registry.lock();

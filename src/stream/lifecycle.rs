@@ -1,0 +1,300 @@
+//! The life of streams and continuous queries, owned in one place: create
+//! (check against the sandbox, plan, persist, start), drop (stop, forget,
+//! delete what weir owned) and restore at start-up. Statement handlers
+//! check their arguments and make one call here; the server calls
+//! [`StreamManager::restore`] once, before it accepts clients.
+//!
+//! A directory comes from the catalog whenever the catalog recorded one (a
+//! view's table, `<stream>_errors`, `<query>_late`) and from the warehouse
+//! only for an object that is new, so a restart with another `--warehouse`
+//! finds the data where it was written, and DROP deletes that directory.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::Schema;
+
+use super::definition::{Connector, OnError};
+use super::{QueryOptions, Status, StreamDef, StreamManager, runner};
+use crate::catalog::{QueryStatusRow, RelationDef, RelationKind, tables};
+use crate::error::{CatalogError, QueryError};
+use crate::sql::{CreateContinuousQuery, CreateStream, Parser, SinkTarget, Statement};
+
+impl StreamManager {
+    /// `CREATE STREAM`: checks the definition, records it, and makes the
+    /// stream known. With `on_error = 'dead_letter'` its `<stream>_errors`
+    /// table is created first.
+    pub async fn create_stream(&self, name: &str, ddl: &CreateStream) -> Result<(), QueryError> {
+        let def = self.define_stream(name, ddl).await?;
+        if def.on_error == OnError::DeadLetter {
+            self.create_owned_table(&format!("{name}_errors"), &runner::dead_letter_schema()).await?;
+        }
+        let record = RelationDef {
+            name: name.to_string(),
+            kind: RelationKind::Stream,
+            definition: ddl.text.clone(),
+            location: stream_location(&def),
+            format: def.spec.options.get("format").cloned().unwrap_or_default().to_uppercase(),
+        };
+        self.catalog.store().insert(&record)?;
+        self.register_stream(def)
+    }
+
+    /// `CREATE SINK` / `CREATE MATERIALIZED VIEW`: plans the query, records
+    /// it and starts it.
+    pub async fn create_query(&self, name: &str, cq: &CreateContinuousQuery) -> Result<(), QueryError> {
+        self.start_query(name, cq, None, false).await
+    }
+
+    /// `DROP STREAM`: refused while a continuous query reads the stream.
+    pub fn drop_stream(&self, name: &str) -> Result<(), QueryError> {
+        self.unregister_stream(name)?;
+        self.catalog.store().remove(name)?;
+        Ok(())
+    }
+
+    /// `DROP SINK` / `DROP MATERIALIZED VIEW`: stops the query (an epoch in
+    /// flight is abandoned, committed files stay) and forgets it. A view's
+    /// table is its own and goes with it, from the directory the catalog
+    /// recorded; a sink's target table is the user's and stays.
+    pub async fn drop_query(&self, def: &RelationDef) -> Result<(), QueryError> {
+        self.stop(&def.name).await?;
+        self.catalog.store().remove(&def.name)?;
+        if def.kind == RelationKind::MaterializedView {
+            let _ = self.shared.deregister_table(def.name.as_str());
+            if let Err(e) = self.warehouse.remove_dir(&recorded_dir(def)) {
+                tracing::warn!(view = %def.name, "view files not removed: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-creates streams and restarts continuous queries from the catalog,
+    /// in creation order (a query's stream and target exist before it),
+    /// through the same checks as CREATE (sandbox, options). One that cannot
+    /// be restored is marked failed with the reason; the server still starts.
+    pub async fn restore(&self, parser: &Parser) -> Result<(), QueryError> {
+        let statuses = self.catalog.store().statuses()?;
+        for def in self.catalog.list()? {
+            if def.kind == RelationKind::ExternalTable {
+                continue;
+            }
+            let result = match (def.kind, parser.parse(&def.definition).map(|mut v| v.pop())) {
+                (RelationKind::Stream, Ok(Some(Statement::CreateStream(ddl)))) => {
+                    match self.define_stream(&def.name, &ddl).await {
+                        Ok(stream) => self.register_stream(stream),
+                        Err(e) => Err(e),
+                    }
+                }
+                (RelationKind::Sink | RelationKind::MaterializedView, Ok(Some(Statement::CreateContinuousQuery(cq)))) => {
+                    // An available_now query that finished is not run again.
+                    let finished = statuses
+                        .iter()
+                        .any(|s| s.query == def.name && Status::parse(&s.status) == Some(Status::Finished));
+                    self.start_query(&def.name, &cq, Some(&def), finished).await
+                }
+                (_, Err(e)) => Err(e),
+                _ => Err(QueryError::Unsupported(format!("stored definition of '{}'", def.name))),
+            };
+            if let Err(e) = result {
+                tracing::error!(relation = %def.name, "not restored: {}", e.message());
+                let row = QueryStatusRow {
+                    query: def.name.clone(),
+                    status: "failed".into(),
+                    error: Some(format!("not restored at start-up: {}", e.message())),
+                };
+                let _ = self.catalog.store().set_status(&row);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a stream definition and resolves what depends on this server:
+    /// a file stream's relative path lives under the data directory, and
+    /// what a source reads or connects to must be allowed by the sandbox
+    /// (checked at restore too, so a narrower sandbox after a restart is
+    /// obeyed).
+    async fn define_stream(&self, name: &str, ddl: &CreateStream) -> Result<StreamDef, QueryError> {
+        let mut def = StreamDef::from_ddl(&self.shared, name, ddl).await?;
+        let option = |key: &str| def.spec.options.get(key).cloned();
+        match def.connector {
+            Connector::File => {
+                let path = option("path").ok_or_else(|| QueryError::InvalidOptionValue {
+                    option: "path".into(),
+                    reason: "a file stream needs path = '<directory>'".into(),
+                })?;
+                let resolved = tables::resolve_location(&self.sandbox, &path, true)?;
+                def.spec.options.insert("path".into(), resolved.trim_end_matches('/').to_string());
+            }
+            Connector::Socket => {
+                if let Some(host) = option("host") {
+                    self.sandbox.check_host(&host)?;
+                }
+            }
+            Connector::Kafka => self.sandbox.check_kafka(&def.spec.options)?,
+            Connector::Generator | Connector::Nexmark => {}
+        }
+        // Building the source checks its options without touching the network.
+        runner::open_source(&def).map_err(|e| QueryError::InvalidOptionValue {
+            option: def.connector.name().into(),
+            reason: e.to_string(),
+        })?;
+        Ok(def)
+    }
+
+    /// Plans, (unless restoring) records, and starts a continuous query. At
+    /// restore `restored` is the catalog's definition, which is not
+    /// recorded again, and `finished` says the catalog saw it finish.
+    async fn start_query(
+        &self,
+        name: &str,
+        cq: &CreateContinuousQuery,
+        restored: Option<&RelationDef>,
+        finished: bool,
+    ) -> Result<(), QueryError> {
+        let options = QueryOptions::parse(cq)?;
+        let mut kafka = None;
+        let (kind, target, dir, target_schema) = match &cq.target {
+            SinkTarget::Kafka(options) => {
+                crate::sql::streaming::check_options(options, crate::sink::kafka::OPTIONS, "INTO KAFKA (...)")?;
+                crate::sink::kafka::check(options)
+                    .map_err(|reason| QueryError::InvalidOptionValue { option: "INTO KAFKA".into(), reason })?;
+                self.sandbox.check_kafka(options)?;
+                let bootstrap = options.get("bootstrap_servers").map(String::as_str).unwrap_or("127.0.0.1:9092");
+                let topic = options.get("topic").map(String::as_str).unwrap_or_default();
+                kafka = Some(options.clone());
+                // Never written: Kafka sinks stage nothing on disk.
+                (RelationKind::Sink, format!("kafka://{bootstrap}/{topic}"), self.warehouse.kafka_dir(name)?, None)
+            }
+            SinkTarget::Table(table) => {
+                let key = crate::sql::table_key(table)?;
+                let def = self.catalog.get(&key)?.ok_or_else(|| CatalogError::UnknownTable(key.clone()))?;
+                if def.kind != RelationKind::ExternalTable {
+                    return Err(QueryError::Unsupported(format!(
+                        "a sink into '{key}', which is a {} (sinks append to external tables)",
+                        def.kind.as_str().replace('_', " ")
+                    )));
+                }
+                if !def.format.eq_ignore_ascii_case("parquet") {
+                    return Err(QueryError::Unsupported(format!(
+                        "a sink into '{key}' stored as {} (sinks write Parquet)",
+                        def.format
+                    )));
+                }
+                if def.definition.contains(" PARTITIONED BY ") {
+                    return Err(QueryError::Unsupported(format!("a sink into the partitioned table '{key}'")));
+                }
+                if def.location.contains("://") || !def.location.ends_with('/') {
+                    return Err(QueryError::Unsupported(format!(
+                        "a sink into '{key}', whose location {} is not a local directory",
+                        def.location
+                    )));
+                }
+                let schema = self.shared.table_provider(key.as_str()).await?.schema();
+                (RelationKind::Sink, key, recorded_dir(&def), Some(schema))
+            }
+            SinkTarget::OwnTable => {
+                let dir = match restored {
+                    None => self.warehouse.table_dir(name)?,
+                    Some(def) => self.owned_recorded_dir(def)?,
+                };
+                (RelationKind::MaterializedView, name.to_string(), dir, None)
+            }
+        };
+        let late_table = format!("{name}_late");
+        let late_dir = self.owned_dir(&late_table)?;
+        let error_dirs = |stream: &StreamDef| self.owned_dir(&format!("{}_errors", stream.name)).ok();
+        let spec = self.prepare(name, &cq.query, options, dir.clone(), target_schema, kafka, error_dirs, Some(late_dir)).await?;
+        if spec.late_dir.is_some() {
+            // `<query>_late`: rows that arrived after the watermark passed them.
+            self.create_owned_table(&late_table, &spec.stream().spec.schema).await?;
+        }
+        if kind == RelationKind::MaterializedView {
+            self.warehouse.create_dir(&dir)?;
+            let file_schema = crate::sink::ParquetSink::new(&dir, name, &spec.target_schema, crate::sink::Roll::default())
+                .file_schema()
+                .clone();
+            match &spec.versions {
+                // update / complete: readers see one committed version at a time.
+                Some(current) => {
+                    let table = super::versioned::VersionedTable { schema: file_schema, current: current.clone() };
+                    self.shared.register_table(name, Arc::new(table))?;
+                }
+                None => tables::register_parquet_dir(&self.shared, name, &dir, file_schema).await?,
+            }
+        }
+        if restored.is_none() {
+            let record = RelationDef {
+                name: name.to_string(),
+                kind,
+                definition: cq.text.clone(),
+                location: format!("{}/", dir.display()),
+                format: "PARQUET".into(),
+            };
+            if let Err(e) = self.catalog.store().insert(&record) {
+                if kind == RelationKind::MaterializedView {
+                    let _ = self.shared.deregister_table(name);
+                }
+                return Err(e.into());
+            }
+        }
+        self.start(kind, target, spec, finished)
+    }
+
+    /// The directory of the weir-owned table `name`: where the catalog
+    /// recorded it, or, for a table not made yet, under the current root.
+    fn owned_dir(&self, name: &str) -> Result<PathBuf, QueryError> {
+        match self.catalog.get(name)? {
+            Some(def) => Ok(recorded_dir(&def)),
+            None => Ok(self.warehouse.table_dir(name)?),
+        }
+    }
+
+    /// A restored view's directory: the one the catalog recorded, as long
+    /// as it lies under one of the warehouse's roots, current or earlier (a
+    /// recorded path anywhere else is refused, never written or deleted).
+    fn owned_recorded_dir(&self, def: &RelationDef) -> Result<PathBuf, QueryError> {
+        let dir = recorded_dir(def);
+        if !self.warehouse.owns(&dir) {
+            return Err(crate::error::AccessError::Path {
+                path: def.location.clone(),
+                roots: self.warehouse.roots().map(|r| format!("'{}'", r.display())).collect::<Vec<_>>().join(", "),
+            }
+            .into());
+        }
+        Ok(dir)
+    }
+
+    /// Creates, unless the catalog has it, an external Parquet table that
+    /// weir writes for the user (`<stream>_errors`, `<query>_late`), with
+    /// `schema`'s columns: remembered, listed and queryable like any table.
+    async fn create_owned_table(&self, name: &str, schema: &Schema) -> Result<(), QueryError> {
+        if self.catalog.get(name)?.is_some() {
+            return Ok(());
+        }
+        let dir = self.warehouse.table_dir(name)?;
+        self.warehouse.create_dir(&dir)?;
+        self.catalog.create_owned_table(&self.shared, name, &dir, schema).await
+    }
+}
+
+/// The directory a catalog entry recorded (locations of directories end
+/// in `/`).
+fn recorded_dir(def: &RelationDef) -> PathBuf {
+    PathBuf::from(def.location.trim_end_matches('/'))
+}
+
+/// Where a stream reads from, as SHOW STREAMS lists it.
+fn stream_location(def: &StreamDef) -> String {
+    let option = |key: &str| def.spec.options.get(key).map(String::as_str).unwrap_or_default();
+    match def.connector {
+        Connector::Kafka => {
+            let servers = def.spec.options.get("bootstrap_servers").map(String::as_str).unwrap_or("127.0.0.1:9092");
+            format!("kafka://{servers}/{}", option("topic"))
+        }
+        Connector::File => option("path").to_string(),
+        Connector::Socket => format!("socket://{}:{}", option("host"), option("port")),
+        Connector::Generator => "generator".into(),
+        Connector::Nexmark => format!("nexmark://{}", option("table")),
+    }
+}
