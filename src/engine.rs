@@ -56,7 +56,10 @@ impl Engine {
         // No write is in flight yet: what a crash left half-uploaded goes.
         crate::storage::upload::remove_leftovers(sandbox.data_dir());
         let store: Arc<dyn CatalogStore> = Arc::new(SqliteStore::open(&config.data_dir.join("catalog.sqlite"))?);
-        let catalog = Catalog::new(store.clone());
+        let catalog = Catalog::open(store.clone()).await?;
+        // Remembered before anything is written under it: a restart with
+        // another --warehouse still finds the views made under this one.
+        catalog.store().add_warehouse_root(&warehouse.root().display().to_string()).await?;
 
         let mut session_config = SessionConfig::new()
             .with_default_catalog_and_schema(DATABASE, SCHEMA)
@@ -80,15 +83,20 @@ impl Engine {
         let file_url = datafusion::execution::object_store::ObjectStoreUrl::local_filesystem();
         runtime.register_object_store(file_url.as_ref(), Arc::new(files));
         let ctx = SessionContext::new_with_config_rt(session_config, runtime);
+        // The catalog is the `public` schema: what it holds is what plans see.
+        ctx.catalog(DATABASE)
+            .ok_or_else(|| ServerError::Engine("no default catalog".into()))?
+            .register_schema(SCHEMA, catalog.schema())
+            .map_err(|e| ServerError::Engine(e.to_string()))?;
         datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
             .map_err(|e| ServerError::Engine(e.to_string()))?;
         crate::pg_catalog_compat::register(&ctx).await?;
         crate::functions::register(&ctx);
         register_system_schema(&ctx, store.clone())?;
 
-        let restored = catalog.restore(&ctx, &sandbox).await?;
+        let restored = catalog.restore(&ctx.state(), &sandbox).await?;
         tracing::info!(tables = restored, "catalog restored");
-        let streams = StreamManager::new(ctx.clone(), store, gate, warehouse.clone());
+        let streams = StreamManager::new(ctx.clone(), catalog.store().clone(), gate, warehouse.clone());
         Ok(Engine { config, ctx, catalog, parser: Parser::new(), streams, sandbox, warehouse })
     }
 

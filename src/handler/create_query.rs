@@ -65,7 +65,7 @@ pub async fn start(
             if !def.format.eq_ignore_ascii_case("parquet") {
                 return Err(QueryError::Unsupported(format!("a sink into '{key}' stored as {} (sinks write Parquet)", def.format)));
             }
-            if def.definition.contains(" PARTITIONED BY ") {
+            if !def.partition_columns.is_empty() {
                 return Err(QueryError::Unsupported(format!("a sink into the partitioned table '{key}'")));
             }
             if def.location.contains("://") || !def.location.ends_with('/') {
@@ -90,19 +90,20 @@ pub async fn start(
         // `<query>_late`: rows that arrived after the watermark passed them.
         super::create_table::create_owned(engine, &format!("{name}_late"), dir, &spec.stream().spec.schema).await?;
     }
+    // A view's own table: queryable by the view's name.
+    let mut table: Option<std::sync::Arc<dyn datafusion::catalog::TableProvider>> = None;
     if kind == RelationKind::MaterializedView {
         engine.warehouse.create_dir(&dir)?;
         let file_schema = crate::sink::ParquetSink::new(&dir, name, &spec.target_schema, crate::sink::Roll::default())
             .file_schema()
             .clone();
-        match &spec.versions {
+        table = Some(match &spec.versions {
             // update / complete: readers see one committed version at a time.
             Some(current) => {
-                let table = crate::stream::versioned::VersionedTable { schema: file_schema, current: current.clone() };
-                engine.context().register_table(name, std::sync::Arc::new(table))?;
+                std::sync::Arc::new(crate::stream::versioned::VersionedTable { schema: file_schema, current: current.clone() })
             }
-            None => tables::register_parquet_dir(engine.context(), name, &dir, file_schema).await?,
-        }
+            None => tables::parquet_dir_table(&dir, file_schema)?,
+        });
     }
     if persist {
         let record = RelationDef {
@@ -111,13 +112,11 @@ pub async fn start(
             definition: cq.text.clone(),
             location: format!("{}/", dir.display()),
             format: "PARQUET".into(),
+            partition_columns: Vec::new(),
         };
-        if let Err(e) = engine.catalog.store().insert(&record) {
-            if kind == RelationKind::MaterializedView {
-                let _ = engine.context().deregister_table(name);
-            }
-            return Err(e.into());
-        }
+        engine.catalog.create(record, table).await?;
+    } else if let Some(table) = table {
+        engine.catalog.attach(name, table)?;
     }
     engine.streams.start(kind, target, spec, finished)?;
     Ok(())
@@ -142,8 +141,8 @@ fn view_dir(engine: &Engine, name: &str, restored: Option<&RelationDef>) -> Resu
 
 /// Whether the catalog recorded `name` as finished (an `available_now`
 /// query is not run again after a restart).
-pub fn recorded_status(engine: &Engine, name: &str) -> Option<Status> {
-    let statuses = engine.catalog.store().statuses().ok()?;
+pub async fn recorded_status(engine: &Engine, name: &str) -> Option<Status> {
+    let statuses = engine.catalog.store().statuses().await.ok()?;
     statuses.into_iter().find(|s| s.query == name).and_then(|s| Status::parse(&s.status))
 }
 

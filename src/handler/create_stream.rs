@@ -41,8 +41,16 @@ pub async fn handle(engine: &Engine, ddl: CreateStream) -> Result<Output, QueryE
         Connector::Nexmark => format!("nexmark://{}", def.spec.options.get("table").map(String::as_str).unwrap_or_default()),
     };
     let format = def.spec.options.get("format").cloned().unwrap_or_default().to_uppercase();
-    let record = RelationDef { name: name.clone(), kind: RelationKind::Stream, definition: ddl.text.clone(), location, format };
-    engine.catalog.store().insert(&record)?;
+    let record = RelationDef {
+        name: name.clone(),
+        kind: RelationKind::Stream,
+        definition: ddl.text.clone(),
+        location,
+        format,
+        partition_columns: Vec::new(),
+    };
+    // Persisted first; the stream manager then makes its table live.
+    engine.catalog.create(record, None).await?;
     engine.streams.register_stream(def)?;
     Ok(Output::command("CREATE STREAM"))
 }

@@ -20,7 +20,7 @@ pub async fn handle(engine: &Engine, mut cmd: CreateExternalTable) -> Result<Out
         if !cmd.or_replace {
             return Err(CatalogError::DuplicateTable(name).into());
         }
-        super::drop_table::drop_one(engine, &name)?;
+        super::drop_table::drop_one(engine, &name).await?;
     } else if engine.context().table_exist(name.as_str())? {
         // Not ours but visible (e.g. a built-in); never shadow it silently.
         return Err(CatalogError::DuplicateTable(name).into());
@@ -43,21 +43,18 @@ pub async fn handle(engine: &Engine, mut cmd: CreateExternalTable) -> Result<Out
         definition,
         location: cmd.locations.join(", "),
         format: cmd.file_type.to_uppercase(),
+        partition_columns: tables::partition_columns(&cmd),
     };
 
-    tables::create(engine.context(), cmd).await?;
-    if let Err(e) = engine.catalog.store().insert(&def) {
-        // The store is the truth: a table it did not record must not linger.
-        let _ = engine.context().deregister_table(name.as_str());
-        return Err(e.into());
-    }
+    let table = tables::build(&engine.context().state(), cmd).await?;
+    engine.catalog.create(def, Some(table)).await?;
     Ok(Output::command("CREATE EXTERNAL TABLE"))
 }
 
-/// Creates (if missing) an external Parquet table that weir writes for the
+/// Creates (if missing) the external Parquet table that weir writes for the
 /// user under `dir`, with `schema`'s columns: `<stream>_errors`,
-/// `<query>_late`. It goes through the same path as a user's DDL, so it is
-/// remembered, listed and queryable like any table.
+/// `<query>_late`. The warehouse makes the directory; the catalog makes the
+/// table, remembered, listed and queryable like any table.
 pub async fn create_owned(
     engine: &Engine,
     name: &str,
@@ -68,36 +65,5 @@ pub async fn create_owned(
         return Ok(());
     }
     engine.warehouse.create_dir(dir)?;
-    let quote = |ident: &str| format!("\"{}\"", ident.replace('"', "\"\""));
-    let columns: Vec<String> = schema
-        .fields()
-        .iter()
-        .map(|f| format!("{} {}", quote(f.name()), ddl_type_name(f.data_type())))
-        .collect();
-    let ddl = format!(
-        "CREATE EXTERNAL TABLE {} ({}) STORED AS PARQUET LOCATION '{}'",
-        quote(name),
-        columns.join(", "),
-        dir.display().to_string().replace('\'', "''")
-    );
-    for stmt in engine.parser.parse(&ddl)? {
-        if let crate::sql::Statement::CreateExternalTable(cmd) = stmt {
-            handle(engine, cmd).await?;
-        }
-    }
-    Ok(())
-}
-
-/// A column type as `create_owned`'s DDL spells it: the name clients see
-/// (`crate::types`), except that a list keeps its element type
-/// (`integer[][]`), which DataFusion's SQL parses back to the same list
-/// where the wire would send json.
-fn ddl_type_name(dt: &datafusion::arrow::datatypes::DataType) -> String {
-    use datafusion::arrow::datatypes::DataType;
-    match dt {
-        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) | DataType::ListView(f) => {
-            format!("{}[]", ddl_type_name(f.data_type()))
-        }
-        other => crate::types::sql_type_name(other),
-    }
+    engine.catalog.create_owned(&engine.context().state(), name, dir, schema).await
 }

@@ -38,13 +38,13 @@ pub async fn handle(engine: &Engine, kind: StreamingKind, names: &[ObjectName], 
         match wanted {
             RelationKind::Stream => {
                 engine.streams.unregister_stream(key)?;
-                engine.catalog.store().remove(key)?;
+                engine.catalog.drop(key).await?;
             }
             _ => {
                 engine.streams.stop(key).await?;
-                engine.catalog.store().remove(key)?;
+                // The view's table goes with its definition.
+                engine.catalog.drop(key).await?;
                 if wanted == RelationKind::MaterializedView {
-                    let _ = engine.context().deregister_table(key);
                     // Only the directory the catalog recorded for the view,
                     // and only if it lies in the warehouse.
                     let dir = std::path::PathBuf::from(def.location.trim_end_matches('/'));

@@ -27,7 +27,7 @@ pub async fn streaming(engine: &Engine) -> Result<(), QueryError> {
                 }
             }
             (RelationKind::Sink | RelationKind::MaterializedView, Ok(Some(Statement::CreateContinuousQuery(cq)))) => {
-                let finished = super::create_query::recorded_status(engine, &def.name) == Some(Status::Finished);
+                let finished = super::create_query::recorded_status(engine, &def.name).await == Some(Status::Finished);
                 super::create_query::start(engine, &def.name, &cq, Some(&def), finished).await
             }
             (_, Err(e)) => Err(e),
@@ -40,7 +40,7 @@ pub async fn streaming(engine: &Engine) -> Result<(), QueryError> {
                 status: "failed".into(),
                 error: Some(format!("not restored at start-up: {}", e.message())),
             };
-            let _ = engine.catalog.store().set_status(&row);
+            let _ = engine.catalog.store().set_status(row).await;
         }
     }
     Ok(())

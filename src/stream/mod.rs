@@ -49,7 +49,7 @@ use datafusion::prelude::SessionContext;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::catalog::{CatalogStore, RelationKind};
+use crate::catalog::{AsyncStore, RelationKind};
 use crate::error::QueryError;
 use crate::storage::{PublishGate, Warehouse};
 pub use aggregate::OutputMode;
@@ -78,7 +78,7 @@ pub(crate) struct Registry {
 /// Owns every stream definition and continuous query of the server.
 pub struct StreamManager {
     shared: SessionContext,
-    store: Arc<dyn CatalogStore>,
+    store: AsyncStore,
     /// Runners publish epochs under it, so listings see whole epochs.
     gate: PublishGate,
     /// Runners delete old view versions through it, never directly.
@@ -106,7 +106,7 @@ pub struct QueryInfo {
 }
 
 impl StreamManager {
-    pub fn new(shared: SessionContext, store: Arc<dyn CatalogStore>, gate: PublishGate, warehouse: Warehouse) -> StreamManager {
+    pub fn new(shared: SessionContext, store: AsyncStore, gate: PublishGate, warehouse: Warehouse) -> StreamManager {
         let registry = Arc::new(Mutex::new(Registry::default()));
         let table = queries_table::queries_table(registry.clone());
         if let Some(schema) = shared.catalog(crate::catalog::DATABASE).and_then(|c| c.schema("weir"))
@@ -378,7 +378,7 @@ impl StreamManager {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn CatalogStore> {
+    pub fn store(&self) -> &AsyncStore {
         &self.store
     }
 }
@@ -456,7 +456,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(crate::catalog::sqlite::SqliteStore::open(&dir.path().join("catalog.sqlite")).unwrap());
         let warehouse = Warehouse::open(&dir.path().join("warehouse")).unwrap();
-        let manager = StreamManager::new(SessionContext::new(), store, PublishGate::default(), warehouse);
+        let manager = StreamManager::new(SessionContext::new(), crate::catalog::AsyncStore::new(store), PublishGate::default(), warehouse);
         let registry = manager.registry.clone();
         let _ = std::thread::spawn(move || {
             let _held = registry.lock();
