@@ -1,6 +1,7 @@
 //! The query engine shared by every connection: one DataFusion context whose
 //! catalog is the metastore's live view, plus the parser and configuration.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::execution::SessionState;
@@ -46,15 +47,23 @@ impl Engine {
     pub async fn open(config: Config) -> Result<Engine, ServerError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| ServerError::DataDir(config.data_dir.display().to_string(), e.to_string()))?;
+        let store: Arc<dyn CatalogStore> = Arc::new(SqliteStore::open(&config.data_dir.join("catalog.sqlite"))?);
+        let catalog = Catalog::open(store.clone()).await?;
         let warehouse = Warehouse::open(&config.warehouse)
             .map_err(|e| ServerError::DataDir(config.warehouse.display().to_string(), e.to_string()))?;
-        let sandbox = Sandbox::new(&config.data_dir, warehouse.root(), &config.allowed_paths, &config.allowed_hosts)
+        // Remembered before anything is written under it, so that a restart
+        // with another --warehouse still finds the tables made under this
+        // one: each earlier root stays the warehouse's, and readable.
+        catalog.store().add_warehouse_root(&warehouse.root().display().to_string()).await?;
+        let roots = catalog.store().warehouse_roots().await?;
+        let warehouse = warehouse.with_earlier_roots(roots.into_iter().map(PathBuf::from));
+        let mut allowed = config.allowed_paths.clone();
+        allowed.extend(warehouse.roots().skip(1).filter(|r| r.is_dir()).map(Path::to_path_buf));
+        let sandbox = Sandbox::new(&config.data_dir, warehouse.root(), &allowed, &config.allowed_hosts)
             .map_err(|e| ServerError::DataDir(config.data_dir.display().to_string(), e))?;
         tracing::info!("clients may read and write files under {}", sandbox.roots_list());
         // No write is in flight yet: what a crash left half-uploaded goes.
         crate::storage::upload::remove_leftovers(sandbox.data_dir());
-        let store: Arc<dyn CatalogStore> = Arc::new(SqliteStore::open(&config.data_dir.join("catalog.sqlite"))?);
-        let catalog = Catalog::new(store.clone());
 
         let mut session_config = SessionConfig::new()
             .with_default_catalog_and_schema(DATABASE, SCHEMA)
@@ -78,15 +87,20 @@ impl Engine {
         let file_url = datafusion::execution::object_store::ObjectStoreUrl::local_filesystem();
         runtime.register_object_store(file_url.as_ref(), Arc::new(files));
         let ctx = SessionContext::new_with_config_rt(session_config, runtime);
+        // The catalog is the `public` schema: what it holds is what plans see.
+        ctx.catalog(DATABASE)
+            .ok_or_else(|| ServerError::Engine("no default catalog".into()))?
+            .register_schema(SCHEMA, catalog.schema())
+            .map_err(|e| ServerError::Engine(e.to_string()))?;
         datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
             .map_err(|e| ServerError::Engine(e.to_string()))?;
         crate::pg_catalog_compat::register(&ctx).await?;
         crate::functions::register(&ctx);
         register_system_schema(&ctx, store.clone())?;
 
-        let restored = catalog.restore(&ctx, &sandbox).await?;
+        let restored = catalog.restore(&ctx.state(), &sandbox).await?;
         tracing::info!(tables = restored, "catalog restored");
-        let streams = StreamManager::new(ctx.clone(), store, sandbox.clone(), gate, warehouse);
+        let streams = StreamManager::new(ctx.clone(), catalog.clone(), sandbox.clone(), gate, warehouse);
         Ok(Engine { config, ctx, catalog, parser: Parser::new(), streams, sandbox })
     }
 

@@ -25,8 +25,9 @@
 //! * `source`: connectors (Kafka, files, sockets, a generator, Nexmark's
 //!   benchmark events) decoding records straight to Arrow.
 //! * `sink`: where results land: Parquet (staged, then published) and Kafka.
-//! * `catalog`: the metastore (SQLite today, behind a trait) and the live
-//!   DataFusion tables it describes.
+//! * `catalog`: the metastore (SQLite today, behind a sync trait that async
+//!   code calls off the workers) and DataFusion's `public` schema built
+//!   from it: one call creates or drops a relation in both.
 //! * `storage`: files and where they may be: the one listing rule every
 //!   reader shares (committed files only), the sandbox of allowed
 //!   directories and hosts, the warehouse (the only code that builds paths

@@ -44,6 +44,24 @@ fn catalog_from_newer_weir_is_refused_and_kept() {
     assert_eq!(std::fs::read(&catalog).unwrap(), before);
 }
 
+/// Restarts over one data directory with a second warehouse, then the
+/// first again: the catalog remembers both roots, oldest first and each
+/// once, so a view made under the first can still be found after a
+/// restart with the second.
+#[test]
+fn catalog_remembers_every_warehouse_root() {
+    use weir::catalog::CatalogStore;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    for warehouse in [&first, &second, &first] {
+        common::TestServer::start_with(&data, &["--warehouse", &warehouse.display().to_string()]).kill();
+    }
+    let store = weir::catalog::sqlite::SqliteStore::open(&data.join("catalog.sqlite")).unwrap();
+    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).unwrap().display().to_string();
+    assert_eq!(store.warehouse_roots().unwrap(), [canonical(&first), canonical(&second)]);
+}
+
 mod common;
 
 fn sql(server: &common::TestServer, statement: &str) -> String {

@@ -5,45 +5,9 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use super::sqlite_format::{APPLICATION_ID, FORMAT_VERSION, create, json_list, migrate};
 use super::store::{CatalogStore, EpochCommit, QueryStatusRow, RelationDef, RelationKind};
 use crate::error::CatalogError;
-
-/// `PRAGMA application_id` of weir catalogs ("WEIR"): tells our file from any
-/// other SQLite database a user might point us at.
-const APPLICATION_ID: i64 = 0x5745_4952;
-/// Bumped whenever the tables below change shape. A file with a larger
-/// number was written by a newer weir and is refused, never migrated down.
-const FORMAT_VERSION: i64 = 2;
-
-/// Version 1: relation definitions.
-const SCHEMA_V1: &str = "
-CREATE TABLE relations (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    name       TEXT NOT NULL UNIQUE,
-    kind       TEXT NOT NULL,
-    definition TEXT NOT NULL,
-    location   TEXT NOT NULL,
-    format     TEXT NOT NULL,
-    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-);";
-
-/// Version 2: the commit log of continuous queries and their status.
-const SCHEMA_V2: &str = "
-CREATE TABLE epochs (
-    query        TEXT NOT NULL,
-    batch_id     INTEGER NOT NULL,
-    checkpoint   TEXT NOT NULL,
-    files        TEXT NOT NULL,
-    progress     TEXT,
-    state        BLOB NOT NULL,
-    committed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-    PRIMARY KEY (query, batch_id)
-);
-CREATE TABLE query_status (
-    query  TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    error  TEXT
-);";
 
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -73,7 +37,7 @@ impl SqliteStore {
         } else {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
         };
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| corrupt(e.to_string()))?;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(|e| corrupt(e.to_string()))?;
         // Exclusive locking: the file is this server's alone (a second weir
         // on the same data directory is refused below), and in WAL mode the
         // index lives in the process's memory instead of a `-shm` file that
@@ -107,19 +71,11 @@ impl SqliteStore {
             if version > FORMAT_VERSION {
                 return Err(CatalogError::TooNew { path: display, found: version, supported: FORMAT_VERSION });
             }
-            if version < 2 {
-                conn.execute_batch(&format!("BEGIN; {SCHEMA_V2} PRAGMA user_version = {FORMAT_VERSION}; COMMIT;"))?;
+            if version < FORMAT_VERSION {
+                migrate(&mut conn, version)?;
             }
         } else {
-            conn.execute_batch(&format!(
-                "PRAGMA journal_mode = WAL;
-                 BEGIN;
-                 {SCHEMA_V1}
-                 {SCHEMA_V2}
-                 PRAGMA application_id = {APPLICATION_ID};
-                 PRAGMA user_version = {FORMAT_VERSION};
-                 COMMIT;"
-            ))?;
+            create(&conn)?;
         }
         // Durability over speed: a committed DDL must survive power loss.
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
@@ -129,6 +85,14 @@ impl SqliteStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Holds the connection, as a commit stuck on the disk holds it, until
+    /// `until` returns: for tests of what waits on it and what must not.
+    #[cfg(test)]
+    pub(crate) fn hold_connection(&self, until: impl FnOnce()) {
+        let _held = self.conn.lock();
+        until();
     }
 
     fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, CatalogError> {
@@ -163,19 +127,21 @@ fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
 impl CatalogStore for SqliteStore {
     fn list(&self) -> Result<Vec<RelationDef>, CatalogError> {
         let conn = self.conn()?;
-        let mut stmt =
-            conn.prepare("SELECT name, kind, definition, location, format FROM relations ORDER BY seq")?;
+        let mut stmt = conn.prepare(
+            "SELECT name, kind, definition, location, format, partition_columns FROM relations ORDER BY seq",
+        )?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, String>(5)?))
         })?;
         let mut defs = Vec::new();
         for row in rows {
-            let (name, kind, definition, location, format) = row?;
-            let kind = RelationKind::parse(&kind).ok_or_else(|| CatalogError::Corrupt {
-                path: self.path.display().to_string(),
-                reason: format!("relation '{name}' has unknown kind '{kind}'"),
-            })?;
-            defs.push(RelationDef { name, kind, definition, location, format });
+            let (name, kind, definition, location, format, partitions) = row?;
+            let corrupt = |reason: String| CatalogError::Corrupt { path: self.path.display().to_string(), reason };
+            let kind = RelationKind::parse(&kind)
+                .ok_or_else(|| corrupt(format!("relation '{name}' has unknown kind '{kind}'")))?;
+            let partition_columns = serde_json::from_str(&partitions)
+                .map_err(|e| corrupt(format!("partition columns of '{name}': {e}")))?;
+            defs.push(RelationDef { name, kind, definition, location, format, partition_columns });
         }
         Ok(defs)
     }
@@ -189,8 +155,9 @@ impl CatalogStore for SqliteStore {
             return Err(CatalogError::DuplicateTable(def.name.clone()));
         }
         conn.execute(
-            "INSERT INTO relations (name, kind, definition, location, format) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![def.name, def.kind.as_str(), def.definition, def.location, def.format],
+            "INSERT INTO relations (name, kind, definition, location, format, partition_columns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![def.name, def.kind.as_str(), def.definition, def.location, def.format, json_list(&def.partition_columns)?],
         )?;
         Ok(())
     }
@@ -301,10 +268,24 @@ impl CatalogStore for SqliteStore {
         let rows = stmt.query_map([], |r| Ok(QueryStatusRow { query: r.get(0)?, status: r.get(1)?, error: r.get(2)? }))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    fn warehouse_roots(&self) -> Result<Vec<String>, CatalogError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare("SELECT root FROM warehouse_roots ORDER BY seq")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn add_warehouse_root(&self, root: &str) -> Result<(), CatalogError> {
+        let conn = self.conn_for_write()?;
+        conn.execute("INSERT INTO warehouse_roots (root) VALUES (?1) ON CONFLICT DO NOTHING", [root])?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::sqlite_format::{SCHEMA_V1, SCHEMA_V2};
     use super::*;
 
     fn def(name: &str) -> RelationDef {
@@ -314,6 +295,7 @@ mod tests {
             definition: format!("CREATE EXTERNAL TABLE {name} STORED AS PARQUET LOCATION '/x'"),
             location: "/x".into(),
             format: "PARQUET".into(),
+            partition_columns: Vec::new(),
         }
     }
 
@@ -366,6 +348,68 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         store.insert(&def("t")).unwrap();
         assert!(store.statuses().unwrap().is_empty());
+    }
+
+    /// A catalog of format 2, written by hand with that format's tables,
+    /// opens migrated: a partitioned table's columns are read once from its
+    /// DDL into their own field, and the warehouse its views were made in
+    /// is remembered as a root.
+    #[test]
+    fn version_2_catalog_gains_partition_columns_and_warehouse_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(&format!("{SCHEMA_V1} {SCHEMA_V2} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 2;"))
+            .unwrap();
+        let rows = [
+            ("sales", "external_table", "CREATE EXTERNAL TABLE sales (id BIGINT, region VARCHAR, \"Day\" INT) STORED AS PARQUET PARTITIONED BY (region, \"Day\") LOCATION '/data/sales/'", "/data/sales/"),
+            ("plain", "external_table", "CREATE EXTERNAL TABLE plain STORED AS PARQUET LOCATION '/data/plain/'", "/data/plain/"),
+            ("counts", "materialized_view", "CREATE MATERIALIZED VIEW counts AS SELECT count(*) FROM s", "/old/warehouse/counts/"),
+            ("totals", "materialized_view", "CREATE MATERIALIZED VIEW totals AS SELECT sum(x) FROM s", "/old/warehouse/totals/"),
+            ("s", "stream", "CREATE STREAM s (x INT) WITH (connector = 'generator')", "generator"),
+        ];
+        for (name, kind, definition, location) in rows {
+            old.execute(
+                "INSERT INTO relations (name, kind, definition, location, format) VALUES (?1, ?2, ?3, ?4, 'PARQUET')",
+                params![name, kind, definition, location],
+            )
+            .unwrap();
+        }
+        drop(old);
+
+        let store = SqliteStore::open(&path).unwrap();
+        let partitions: Vec<(String, Vec<String>)> =
+            store.list().unwrap().into_iter().map(|d| (d.name, d.partition_columns)).collect();
+        let expected = [
+            ("sales", vec!["region", "Day"]),
+            ("plain", vec![]),
+            ("counts", vec![]),
+            ("totals", vec![]),
+            ("s", vec![]),
+        ];
+        let expected: Vec<(String, Vec<String>)> =
+            expected.iter().map(|(n, c)| (n.to_string(), c.iter().map(|c| c.to_string()).collect())).collect();
+        assert_eq!(partitions, expected);
+        assert_eq!(store.warehouse_roots().unwrap(), ["/old/warehouse"]);
+        drop(store);
+        let version: i64 =
+            Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, FORMAT_VERSION);
+    }
+
+    #[test]
+    fn partition_columns_and_roots_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        let store = SqliteStore::open(&path).unwrap();
+        store.insert(&RelationDef { partition_columns: vec!["day".into()], ..def("t") }).unwrap();
+        store.add_warehouse_root("/w1").unwrap();
+        store.add_warehouse_root("/w2").unwrap();
+        store.add_warehouse_root("/w1").unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.list().unwrap()[0].partition_columns, ["day"]);
+        assert_eq!(store.warehouse_roots().unwrap(), ["/w1", "/w2"]);
     }
 
     #[test]

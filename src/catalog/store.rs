@@ -85,10 +85,15 @@ pub struct RelationDef {
     pub location: String,
     /// File format as written in STORED AS (PARQUET, CSV, JSON).
     pub format: String,
+    /// The Hive-style partition columns of an external table (`col=value/`
+    /// directories), in declaration order; empty for everything else.
+    pub partition_columns: Vec<String>,
 }
 
 /// Persistence of relation definitions. Implementations must make each call
-/// atomic: a crash leaves either the old or the new state.
+/// atomic: a crash leaves either the old or the new state. Calls block (a
+/// disk commit, a round trip to a database server): async code reaches a
+/// store through [`super::AsyncStore`], which runs them off the workers.
 pub trait CatalogStore: Send + Sync + std::fmt::Debug {
     /// Every relation, in creation order.
     fn list(&self) -> Result<Vec<RelationDef>, CatalogError>;
@@ -111,4 +116,11 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
     fn prune_epochs(&self, query: &str, keep: i64) -> Result<(), CatalogError>;
     fn set_status(&self, row: &QueryStatusRow) -> Result<(), CatalogError>;
     fn statuses(&self) -> Result<Vec<QueryStatusRow>, CatalogError>;
+
+    /// Every warehouse root this catalog has been used with, oldest first:
+    /// a view's files stay where they were written when the server is
+    /// restarted with another `--warehouse`.
+    fn warehouse_roots(&self) -> Result<Vec<String>, CatalogError>;
+    /// Remembers a warehouse root; a root already known is not added twice.
+    fn add_warehouse_root(&self, root: &str) -> Result<(), CatalogError>;
 }

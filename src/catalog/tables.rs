@@ -1,18 +1,21 @@
-//! External tables as DataFusion sees them: resolving locations, creating
-//! listing tables from `CREATE EXTERNAL TABLE`, and rendering the canonical
-//! DDL that the store keeps.
+//! External tables as DataFusion sees them: resolving locations, building
+//! listing tables from `CREATE EXTERNAL TABLE` (registering them is the
+//! catalog's: `super::schema`), and rendering the canonical DDL that the
+//! store keeps.
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::catalog::TableProvider;
+use datafusion::execution::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
-use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{CreateExternalTable, DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::Value;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
-use super::store::RelationDef;
+use super::store::{RelationDef, RelationKind};
 use crate::error::QueryError;
 use crate::storage::Sandbox;
 
@@ -58,43 +61,79 @@ pub fn resolve_location(sandbox: &Sandbox, location: &str, create_missing: bool)
     }
 }
 
-/// Creates the listing table in `ctx` and returns its schema. Schema
-/// inference failures are traced to the file that caused them.
-pub async fn create(ctx: &SessionContext, cmd: CreateExternalTable) -> Result<SchemaRef, QueryError> {
+/// Builds the listing table `cmd` describes, through the table factory
+/// DataFusion's own `CREATE EXTERNAL TABLE` would use, without registering
+/// it anywhere. Schema inference failures are traced to the file that
+/// caused them.
+pub async fn build(state: &SessionState, cmd: CreateExternalTable) -> Result<Arc<dyn TableProvider>, QueryError> {
     let location = cmd.locations.first().cloned().unwrap_or_default();
     let is_parquet = cmd.file_type.eq_ignore_ascii_case("parquet");
     let name = cmd.name.to_string();
-    let state = ctx.state();
     let plan = state.statement_to_plan(DFStatement::CreateExternalTable(cmd)).await?;
-    let table_ref = match &plan {
-        LogicalPlan::Ddl(DdlStatement::CreateExternalTable(c)) => c.name.clone(),
-        _ => return Err(QueryError::Unsupported(format!("plan for CREATE EXTERNAL TABLE {name}"))),
+    let LogicalPlan::Ddl(DdlStatement::CreateExternalTable(planned)) = plan else {
+        return Err(QueryError::Unsupported(format!("plan for CREATE EXTERNAL TABLE {name}")));
     };
-    if let Err(e) = ctx.execute_logical_plan(plan).await {
-        if is_parquet && let Some(bad) = super::diagnose::culprit(&location, "") {
-            return Err(bad);
+    let factory = state.table_factories().get(planned.file_type.to_uppercase().as_str()).cloned().ok_or_else(|| {
+        QueryError::Unsupported(format!("tables STORED AS {}", planned.file_type.to_uppercase()))
+    })?;
+    match factory.create(state, &planned).await {
+        Ok(table) => Ok(table),
+        Err(e) => {
+            if is_parquet && let Some(bad) = super::diagnose::culprit(&location, "") {
+                return Err(bad);
+            }
+            Err(e.into())
         }
-        return Err(e.into());
     }
-    let provider = ctx.table_provider(table_ref).await?;
-    Ok(provider.schema())
 }
 
-/// Re-creates a persisted table from its stored definition, if the
-/// sandbox still allows its locations (a server restarted with fewer
-/// `--allow-path`s does not keep serving what it no longer allows).
-pub async fn replay(ctx: &SessionContext, sandbox: &Sandbox, def: &RelationDef) -> Result<(), QueryError> {
+/// The stored definition of a table parsed back into DataFusion's
+/// `CREATE EXTERNAL TABLE`.
+fn parse_definition(definition: &str) -> Result<Option<CreateExternalTable>, QueryError> {
     let dialect = PostgreSqlDialect {};
-    let mut parser = DFParserBuilder::new(def.definition.as_str()).with_dialect(&dialect).build()?;
+    let mut parser = DFParserBuilder::new(definition).with_dialect(&dialect).build()?;
     match parser.parse_statements()?.pop_front() {
-        Some(DFStatement::CreateExternalTable(cmd)) => {
-            for location in &cmd.locations {
-                sandbox.resolve(location)?;
-            }
-            create(ctx, cmd).await.map(|_| ())
-        }
-        _ => Err(QueryError::Unsupported(format!("stored definition of '{}'", def.name))),
+        Some(DFStatement::CreateExternalTable(cmd)) => Ok(Some(cmd)),
+        _ => Ok(None),
     }
+}
+
+/// Rebuilds a persisted table from its stored definition, if the sandbox
+/// still allows its locations (a server restarted with fewer
+/// `--allow-path`s does not keep serving what it no longer allows).
+pub async fn replay(state: &SessionState, sandbox: &Sandbox, def: &RelationDef) -> Result<Arc<dyn TableProvider>, QueryError> {
+    let Some(cmd) = parse_definition(&def.definition)? else {
+        return Err(QueryError::Unsupported(format!("stored definition of '{}'", def.name)));
+    };
+    for location in &cmd.locations {
+        sandbox.resolve(location)?;
+    }
+    build(state, cmd).await
+}
+
+/// Builds a table weir itself defined (an owned table) from its stored
+/// definition; its location is the warehouse's, allowed by construction.
+pub async fn rebuild(state: &SessionState, def: &RelationDef) -> Result<Arc<dyn TableProvider>, QueryError> {
+    match parse_definition(&def.definition)? {
+        Some(cmd) => build(state, cmd).await,
+        None => Err(QueryError::Unsupported(format!("stored definition of '{}'", def.name))),
+    }
+}
+
+/// The partition columns a stored `CREATE EXTERNAL TABLE` declares (read
+/// once, when a catalog of an older format is migrated).
+pub fn partition_columns_of(definition: &str) -> Result<Vec<String>, QueryError> {
+    Ok(parse_definition(definition)?.map(|cmd| partition_columns(&cmd)).unwrap_or_default())
+}
+
+/// The names of `cmd`'s partition columns. DataFusion's parser keeps a
+/// quoted name as written (`"Day"`); the catalog keeps the name itself.
+pub fn partition_columns(cmd: &CreateExternalTable) -> Vec<String> {
+    let unquote = |raw: &String| match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(inner) => inner.replace("\"\"", "\""),
+        None => raw.clone(),
+    };
+    cmd.table_partition_cols.iter().map(unquote).collect()
 }
 
 /// The DDL that recreates `cmd`: every clause DataFusion's parser accepts,
@@ -143,57 +182,47 @@ fn quote_ident(name: &str) -> String {
     }
 }
 
-/// Registers a directory of Parquet files with a known schema (a
-/// materialized view's own table): an empty directory is an empty table.
-pub async fn register_parquet_dir(
-    ctx: &SessionContext,
-    name: &str,
-    dir: &Path,
-    schema: SchemaRef,
-) -> Result<(), QueryError> {
+/// A directory of Parquet files with a known schema (a materialized view's
+/// own table, a dead-letter or late-rows table): an empty directory is an
+/// empty table.
+pub fn parquet_dir_table(dir: &Path, schema: SchemaRef) -> Result<Arc<dyn TableProvider>, QueryError> {
     use datafusion::datasource::file_format::parquet::ParquetFormat;
     use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
     let url = ListingTableUrl::parse(format!("{}/", dir.display()))?;
-    let options = ListingOptions::new(std::sync::Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
-    let table = ListingTable::try_new(config)?;
-    ctx.register_table(name, std::sync::Arc::new(table))?;
-    Ok(())
+    Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
-/// Creates the external Parquet table `name` over `dir`, a directory weir
-/// writes for the user (`<stream>_errors`, `<query>_late`), with `schema`'s
-/// columns, and returns what the store records for it.
-pub async fn create_owned(ctx: &SessionContext, name: &str, dir: &Path, schema: &Schema) -> Result<RelationDef, QueryError> {
+/// The definition of a table weir writes for the user under `dir` (which
+/// exists): a Parquet external table with `schema`'s columns, stored as the
+/// DDL that recreates it like any user's table.
+pub fn owned_table_def(name: &str, dir: &Path, schema: &Schema) -> Result<RelationDef, QueryError> {
+    let canonical = std::fs::canonicalize(dir).map_err(|e| QueryError::UnreadableLocation {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let location = format!("{}/", canonical.display());
     let quote = |ident: &str| format!("\"{}\"", ident.replace('"', "\"\""));
     let columns: Vec<String> =
         schema.fields().iter().map(|f| format!("{} {}", quote(f.name()), ddl_type_name(f.data_type()))).collect();
-    let ddl = format!(
-        "CREATE EXTERNAL TABLE {} ({}) STORED AS PARQUET LOCATION '{}/'",
+    let definition = format!(
+        "CREATE EXTERNAL TABLE {} ({}) STORED AS PARQUET LOCATION {}",
         quote(name),
         columns.join(", "),
-        dir.display().to_string().replace('\'', "''")
+        Value::SingleQuotedString(location.clone())
     );
-    // The parser is not Send: it is gone before the first await.
-    let parsed = {
-        let dialect = PostgreSqlDialect {};
-        DFParserBuilder::new(ddl.as_str()).with_dialect(&dialect).build()?.parse_statements()?.pop_front()
-    };
-    let Some(DFStatement::CreateExternalTable(cmd)) = parsed else {
-        return Err(QueryError::Internal(format!("the definition of '{name}' did not parse back")));
-    };
-    let def = RelationDef {
+    Ok(RelationDef {
         name: name.to_string(),
-        kind: super::RelationKind::ExternalTable,
-        definition: canonical_ddl(&cmd),
-        location: cmd.locations.join(", "),
+        kind: RelationKind::ExternalTable,
+        definition,
+        location,
         format: "PARQUET".into(),
-    };
-    create(ctx, cmd).await?;
-    Ok(def)
+        partition_columns: Vec::new(),
+    })
 }
 
-/// A column type as `create_owned`'s DDL spells it: the name clients see
+/// A column type as an owned table's DDL spells it: the name clients see
 /// (`crate::types`), except that a list keeps its element type
 /// (`integer[][]`), which DataFusion's SQL parses back to the same list
 /// where the wire would send json.

@@ -20,7 +20,7 @@ pub async fn handle(engine: &Engine, mut cmd: CreateExternalTable) -> Result<Out
         if !cmd.or_replace {
             return Err(CatalogError::DuplicateTable(name).into());
         }
-        super::drop_table::drop_one(engine, &name)?;
+        super::drop_table::drop_one(engine, &name).await?;
     } else if engine.context().table_exist(name.as_str())? {
         // Not ours but visible (e.g. a built-in); never shadow it silently.
         return Err(CatalogError::DuplicateTable(name).into());
@@ -43,13 +43,10 @@ pub async fn handle(engine: &Engine, mut cmd: CreateExternalTable) -> Result<Out
         definition,
         location: cmd.locations.join(", "),
         format: cmd.file_type.to_uppercase(),
+        partition_columns: tables::partition_columns(&cmd),
     };
 
-    tables::create(engine.context(), cmd).await?;
-    if let Err(e) = engine.catalog.store().insert(&def) {
-        // The store is the truth: a table it did not record must not linger.
-        let _ = engine.context().deregister_table(name.as_str());
-        return Err(e.into());
-    }
+    let table = tables::build(&engine.context().state(), cmd).await?;
+    engine.catalog.create(def, Some(table)).await?;
     Ok(Output::command("CREATE EXTERNAL TABLE"))
 }

@@ -34,7 +34,7 @@ pub async fn handle(engine: &Engine, kind: StreamingKind, names: &[ObjectName], 
     }
     for def in defs {
         match wanted {
-            RelationKind::Stream => engine.streams.drop_stream(&def.name)?,
+            RelationKind::Stream => engine.streams.drop_stream(&def.name).await?,
             _ => engine.streams.drop_query(&def).await?,
         }
     }

@@ -7,7 +7,7 @@ use super::{Output, table_key};
 use crate::engine::Engine;
 use crate::error::{CatalogError, QueryError};
 
-pub fn handle(engine: &Engine, names: &[ObjectName], if_exists: bool) -> Result<Output, QueryError> {
+pub async fn handle(engine: &Engine, names: &[ObjectName], if_exists: bool) -> Result<Output, QueryError> {
     // Check all names first so that a missing one drops nothing.
     let mut keys = Vec::with_capacity(names.len());
     for name in names {
@@ -32,14 +32,13 @@ pub fn handle(engine: &Engine, names: &[ObjectName], if_exists: bool) -> Result<
         keys.push(key);
     }
     for key in keys {
-        drop_one(engine, &key)?;
+        drop_one(engine, &key).await?;
     }
     Ok(Output::command("DROP TABLE"))
 }
 
-/// Removes one table: catalog first (the durable truth), then DataFusion.
-pub fn drop_one(engine: &Engine, key: &str) -> Result<(), QueryError> {
-    engine.catalog.store().remove(key)?;
-    engine.context().deregister_table(key)?;
+/// Removes one table's definition and its live table, in one catalog call.
+pub async fn drop_one(engine: &Engine, key: &str) -> Result<(), QueryError> {
+    engine.catalog.drop(key).await?;
     Ok(())
 }

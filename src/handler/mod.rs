@@ -64,7 +64,7 @@ async fn dispatch(engine: &Engine, vars: &mut SessionVars, stmt: Statement) -> R
         Statement::ShowTables => show_tables::handle(engine),
         Statement::Describe(name) => describe::handle(engine, &name).await,
         Statement::ShowCreateTable(name) => show_create::handle(engine, &name),
-        Statement::DropTable { names, if_exists } => drop_table::handle(engine, &names, if_exists),
+        Statement::DropTable { names, if_exists } => drop_table::handle(engine, &names, if_exists).await,
         Statement::Set { name, value } => session::set(vars, &name, value),
         Statement::Show(name) => session::show(vars, &name),
         Statement::Transaction(kind) => Ok(Output::Transaction(kind)),

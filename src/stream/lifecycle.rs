@@ -35,8 +35,10 @@ impl StreamManager {
             definition: ddl.text.clone(),
             location: stream_location(&def),
             format: def.spec.options.get("format").cloned().unwrap_or_default().to_uppercase(),
+            partition_columns: Vec::new(),
         };
-        self.catalog.store().insert(&record)?;
+        // Persisted first; registering makes its (unscannable) table live.
+        self.catalog.create(record, None).await?;
         self.register_stream(def)
     }
 
@@ -47,9 +49,9 @@ impl StreamManager {
     }
 
     /// `DROP STREAM`: refused while a continuous query reads the stream.
-    pub fn drop_stream(&self, name: &str) -> Result<(), QueryError> {
+    pub async fn drop_stream(&self, name: &str) -> Result<(), QueryError> {
         self.unregister_stream(name)?;
-        self.catalog.store().remove(name)?;
+        self.catalog.drop(name).await?;
         Ok(())
     }
 
@@ -59,9 +61,9 @@ impl StreamManager {
     /// recorded; a sink's target table is the user's and stays.
     pub async fn drop_query(&self, def: &RelationDef) -> Result<(), QueryError> {
         self.stop(&def.name).await?;
-        self.catalog.store().remove(&def.name)?;
+        // The view's table goes with its definition.
+        self.catalog.drop(&def.name).await?;
         if def.kind == RelationKind::MaterializedView {
-            let _ = self.shared.deregister_table(def.name.as_str());
             if let Err(e) = self.warehouse.remove_dir(&recorded_dir(def)) {
                 tracing::warn!(view = %def.name, "view files not removed: {e}");
             }
@@ -74,7 +76,7 @@ impl StreamManager {
     /// through the same checks as CREATE (sandbox, options). One that cannot
     /// be restored is marked failed with the reason; the server still starts.
     pub async fn restore(&self, parser: &Parser) -> Result<(), QueryError> {
-        let statuses = self.catalog.store().statuses()?;
+        let statuses = self.catalog.store().statuses().await?;
         for def in self.catalog.list()? {
             if def.kind == RelationKind::ExternalTable {
                 continue;
@@ -103,7 +105,7 @@ impl StreamManager {
                     status: "failed".into(),
                     error: Some(format!("not restored at start-up: {}", e.message())),
                 };
-                let _ = self.catalog.store().set_status(&row);
+                let _ = self.catalog.store().set_status(row).await;
             }
         }
         Ok(())
@@ -181,7 +183,7 @@ impl StreamManager {
                         def.format
                     )));
                 }
-                if def.definition.contains(" PARTITIONED BY ") {
+                if !def.partition_columns.is_empty() {
                     return Err(QueryError::Unsupported(format!("a sink into the partitioned table '{key}'")));
                 }
                 if def.location.contains("://") || !def.location.ends_with('/') {
@@ -209,34 +211,33 @@ impl StreamManager {
             // `<query>_late`: rows that arrived after the watermark passed them.
             self.create_owned_table(&late_table, &spec.stream().spec.schema).await?;
         }
+        // A view's own table: queryable by the view's name.
+        let mut table: Option<Arc<dyn datafusion::catalog::TableProvider>> = None;
         if kind == RelationKind::MaterializedView {
             self.warehouse.create_dir(&dir)?;
             let file_schema = crate::sink::ParquetSink::new(&dir, name, &spec.target_schema, crate::sink::Roll::default())
                 .file_schema()
                 .clone();
-            match &spec.versions {
+            table = Some(match &spec.versions {
                 // update / complete: readers see one committed version at a time.
-                Some(current) => {
-                    let table = super::versioned::VersionedTable { schema: file_schema, current: current.clone() };
-                    self.shared.register_table(name, Arc::new(table))?;
-                }
-                None => tables::register_parquet_dir(&self.shared, name, &dir, file_schema).await?,
-            }
+                Some(current) => Arc::new(super::versioned::VersionedTable { schema: file_schema, current: current.clone() }),
+                None => tables::parquet_dir_table(&dir, file_schema)?,
+            });
         }
-        if restored.is_none() {
-            let record = RelationDef {
-                name: name.to_string(),
-                kind,
-                definition: cq.text.clone(),
-                location: format!("{}/", dir.display()),
-                format: "PARQUET".into(),
-            };
-            if let Err(e) = self.catalog.store().insert(&record) {
-                if kind == RelationKind::MaterializedView {
-                    let _ = self.shared.deregister_table(name);
-                }
-                return Err(e.into());
+        match (restored, table) {
+            (None, table) => {
+                let record = RelationDef {
+                    name: name.to_string(),
+                    kind,
+                    definition: cq.text.clone(),
+                    location: format!("{}/", dir.display()),
+                    format: "PARQUET".into(),
+                    partition_columns: Vec::new(),
+                };
+                self.catalog.create(record, table).await?;
             }
+            (Some(_), Some(table)) => self.catalog.attach(name, table)?,
+            (Some(_), None) => {}
         }
         self.start(kind, target, spec, finished)
     }
@@ -274,7 +275,7 @@ impl StreamManager {
         }
         let dir = self.warehouse.table_dir(name)?;
         self.warehouse.create_dir(&dir)?;
-        self.catalog.create_owned_table(&self.shared, name, &dir, schema).await
+        self.catalog.create_owned(&self.shared.state(), name, &dir, schema).await
     }
 }
 

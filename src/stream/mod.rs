@@ -53,7 +53,7 @@ use datafusion::prelude::SessionContext;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::catalog::{Catalog, CatalogStore, RelationKind};
+use crate::catalog::{AsyncStore, Catalog, RelationKind};
 use crate::error::QueryError;
 use crate::storage::{PublishGate, Sandbox, Warehouse};
 pub use aggregate::OutputMode;
@@ -85,7 +85,7 @@ pub struct StreamManager {
     shared: SessionContext,
     /// Where definitions are recorded and read back.
     catalog: Catalog,
-    store: Arc<dyn CatalogStore>,
+    store: AsyncStore,
     /// What a stream may read and connect to.
     sandbox: Sandbox,
     /// Runners publish epochs under it, so listings see whole epochs.
@@ -115,13 +115,7 @@ pub struct QueryInfo {
 }
 
 impl StreamManager {
-    pub fn new(
-        shared: SessionContext,
-        store: Arc<dyn CatalogStore>,
-        sandbox: Sandbox,
-        gate: PublishGate,
-        warehouse: Warehouse,
-    ) -> StreamManager {
+    pub fn new(shared: SessionContext, catalog: Catalog, sandbox: Sandbox, gate: PublishGate, warehouse: Warehouse) -> StreamManager {
         let registry = Arc::new(Mutex::new(Registry::default()));
         let table = queries_table::queries_table(registry.clone());
         if let Some(schema) = shared.catalog(crate::catalog::DATABASE).and_then(|c| c.schema("weir"))
@@ -129,7 +123,7 @@ impl StreamManager {
         {
             tracing::warn!("weir.queries not registered: {e}");
         }
-        StreamManager { shared, catalog: Catalog::new(store.clone()), store, sandbox, gate, warehouse, registry }
+        StreamManager { shared, store: catalog.store().clone(), catalog, sandbox, gate, warehouse, registry }
     }
 
     fn registry(&self) -> Result<MutexGuard<'_, Registry>, QueryError> {
@@ -393,7 +387,7 @@ impl StreamManager {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn CatalogStore> {
+    pub fn store(&self) -> &AsyncStore {
         &self.store
     }
 }
@@ -466,13 +460,14 @@ mod tests {
 
     /// A runner that panicked while holding the registry is a bug of ours:
     /// the client sees an internal error, not "not supported".
-    #[test]
-    fn a_poisoned_registry_is_an_internal_error() {
+    #[tokio::test]
+    async fn a_poisoned_registry_is_an_internal_error() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(crate::catalog::sqlite::SqliteStore::open(&dir.path().join("catalog.sqlite")).unwrap());
         let warehouse = Warehouse::open(&dir.path().join("warehouse")).unwrap();
         let sandbox = Sandbox::new(dir.path(), warehouse.root(), &[], &[]).unwrap();
-        let manager = StreamManager::new(SessionContext::new(), store, sandbox, PublishGate::default(), warehouse);
+        let catalog = Catalog::open(store).await.unwrap();
+        let manager = StreamManager::new(SessionContext::new(), catalog, sandbox, PublishGate::default(), warehouse);
         let registry = manager.registry.clone();
         let _ = std::thread::spawn(move || {
             let _held = registry.lock();

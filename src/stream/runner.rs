@@ -27,7 +27,7 @@ use super::ready_query::{Planned, plan};
 use super::progress::{CLOCKS_KEY, Progress, SharedState, Status, format_timestamp};
 pub use super::rejects::dead_letter_schema;
 use super::rejects::{handle_bad_records, split_late};
-use crate::catalog::{CatalogStore, EpochCommit, QueryStatusRow, StagedFile};
+use crate::catalog::{AsyncStore, EpochCommit, QueryStatusRow, StagedFile};
 use crate::error::QueryError;
 use crate::sink::{EpochWriter, ParquetSink, publish};
 use crate::source::{Backoff, Bound, Chunk, Source, SourceError};
@@ -125,14 +125,14 @@ fn io_error(what: &str) -> impl Fn(std::io::Error) -> RunError + '_ {
 pub async fn run(
     spec: QuerySpec,
     shared: SessionContext,
-    store: Arc<dyn CatalogStore>,
+    store: AsyncStore,
     files: Files,
     state: SharedState,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     loop {
-        let outcome = attempt(&spec, &shared, store.as_ref(), &files, &state, &mut stop).await;
+        let outcome = attempt(&spec, &shared, &store, &files, &state, &mut stop).await;
         let (status, error) = match outcome {
             Ok(Ended::Stopped) => {
                 set(&state, Status::Stopped, None);
@@ -158,7 +158,7 @@ pub async fn run(
         }
         set(&state, status, error.clone());
         let row = QueryStatusRow { query: spec.name.clone(), status: status.as_str().into(), error };
-        if let Err(e) = store.set_status(&row) {
+        if let Err(e) = store.set_status(row).await {
             tracing::warn!(query = %spec.name, "status not saved: {e}");
         }
         return;
@@ -187,7 +187,7 @@ pub fn open_source(stream: &StreamDef) -> Result<Box<dyn Source>, SourceError> {
 async fn attempt(
     spec: &QuerySpec,
     shared: &SessionContext,
-    store: &dyn CatalogStore,
+    store: &AsyncStore,
     files: &Files,
     state: &SharedState,
     stop: &mut watch::Receiver<bool>,
@@ -223,7 +223,7 @@ async fn attempt(
 
     // Recovery: the commit log is the truth.
     let storage = |e: crate::error::CatalogError| RunError::Transient(e.to_string());
-    let history = store.epochs(&spec.name, source.checkpoint_is_cumulative()).map_err(storage)?;
+    let history = store.epochs(&spec.name, source.checkpoint_is_cumulative()).await.map_err(storage)?;
     let last_files: Vec<StagedFile> = history.last().map(|e| e.files.clone()).unwrap_or_default();
     {
         // Publishing the last commit's files is publishing an epoch.
@@ -555,7 +555,7 @@ async fn execute(planned: &Planned, plan: &LogicalPlan, epoch: &mut Epoch) -> Re
 async fn commit(
     spec: &QuerySpec,
     planned: &Planned,
-    store: &dyn CatalogStore,
+    store: &AsyncStore,
     storage: &Files,
     source: &mut Inputs,
     mut epoch: Epoch,
@@ -702,7 +702,7 @@ async fn commit(
         progress,
         state,
     };
-    store.commit_epoch(&commit).map_err(|e| match e {
+    store.commit_epoch(commit).await.map_err(|e| match e {
         crate::error::CatalogError::EpochConflict { .. } | crate::error::CatalogError::Internal(_) => RunError::Fatal(e.to_string()),
         other => RunError::Transient(other.to_string()),
     })?;
@@ -717,7 +717,7 @@ async fn commit(
         }
     }
     if source.checkpoint_is_cumulative()
-        && let Err(e) = store.prune_epochs(&spec.name, EPOCHS_KEPT)
+        && let Err(e) = store.prune_epochs(&spec.name, EPOCHS_KEPT).await
     {
         tracing::warn!(query = %spec.name, "old epochs not pruned: {e}");
     }

@@ -18,12 +18,13 @@ type Rows = dyn Fn() -> DFResult<RecordBatch> + Send + Sync;
 
 pub struct SystemTable {
     schema: SchemaRef,
-    rows: Box<Rows>,
+    /// Computed on the blocking pool: it may read the metastore.
+    rows: Arc<Rows>,
 }
 
 impl SystemTable {
     pub fn new(schema: SchemaRef, rows: impl Fn() -> DFResult<RecordBatch> + Send + Sync + 'static) -> SystemTable {
-        SystemTable { schema, rows: Box::new(rows) }
+        SystemTable { schema, rows: Arc::new(rows) }
     }
 }
 
@@ -50,7 +51,10 @@ impl TableProvider for SystemTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        let batch = (self.rows)()?;
+        let rows = self.rows.clone();
+        let batch = tokio::task::spawn_blocking(move || rows())
+            .await
+            .map_err(|e| datafusion::error::DataFusionError::Execution(format!("system table not computed: {e}")))??;
         Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema.clone(), projection.cloned())?)
     }
 }
