@@ -9,6 +9,7 @@ use super::{Output, table_key};
 use crate::catalog::{RelationDef, RelationKind, tables};
 use crate::engine::Engine;
 use crate::error::{CatalogError, QueryError};
+use crate::sink::Target;
 use crate::sql::{CreateContinuousQuery, SinkTarget};
 use crate::stream::{QueryOptions, Status};
 
@@ -40,8 +41,7 @@ pub async fn start(
 ) -> Result<(), QueryError> {
     let persist = restored.is_none();
     let options = QueryOptions::parse(cq)?;
-    let mut kafka = None;
-    let (kind, target, dir, target_schema) = match &cq.target {
+    let (kind, target, location, sink_target) = match &cq.target {
         SinkTarget::Kafka(options) => {
             crate::sql::streaming::check_options(options, crate::sink::kafka::OPTIONS, "INTO KAFKA (...)")?;
             crate::sink::kafka::check(options)
@@ -49,9 +49,8 @@ pub async fn start(
             super::create_stream::check_kafka_access(engine, options)?;
             let bootstrap = options.get("bootstrap_servers").map(String::as_str).unwrap_or("127.0.0.1:9092");
             let topic = options.get("topic").map(String::as_str).unwrap_or_default();
-            kafka = Some(options.clone());
-            // Never written: Kafka sinks stage nothing on disk.
-            (RelationKind::Sink, format!("kafka://{bootstrap}/{topic}"), engine.warehouse.kafka_dir(name)?, None)
+            let location = format!("kafka://{bootstrap}/{topic}");
+            (RelationKind::Sink, location.clone(), location, Target::Kafka(options.clone()))
         }
         SinkTarget::Table(table) => {
             let key = table_key(table)?;
@@ -75,33 +74,34 @@ pub async fn start(
                 )));
             }
             let schema = engine.context().table_provider(key.as_str()).await?.schema();
-            (RelationKind::Sink, key, PathBuf::from(def.location.trim_end_matches('/')), Some(schema))
+            let dir = PathBuf::from(def.location.trim_end_matches('/'));
+            (RelationKind::Sink, key, def.location.clone(), Target::Table { dir, schema })
         }
-        SinkTarget::OwnTable => (RelationKind::MaterializedView, name.to_string(), view_dir(engine, name, restored)?, None),
+        SinkTarget::OwnTable => {
+            let dir = view_dir(engine, name, restored)?;
+            let location = format!("{}/", dir.display());
+            (RelationKind::MaterializedView, name.to_string(), location, Target::View { dir, versions: None })
+        }
     };
     let late_dir = engine.warehouse.table_dir(&format!("{name}_late"))?;
-    let spec = engine
-        .streams
-        .prepare(name, &cq.query, options, dir.clone(), target_schema, kafka, |stream| {
-            super::create_stream::dead_letter_dir(engine, &stream.name).ok()
-        }, Some(late_dir))
-        .await?;
+    let dead_letter_dir = |stream: &crate::stream::StreamDef| super::create_stream::dead_letter_dir(engine, &stream.name).ok();
+    let spec = engine.streams.prepare(name, &cq.query, options, sink_target, dead_letter_dir, Some(late_dir)).await?;
     if let Some(dir) = &spec.late_dir {
         // `<query>_late`: rows that arrived after the watermark passed them.
         super::create_table::create_owned(engine, &format!("{name}_late"), dir, &spec.stream().spec.schema).await?;
     }
-    if kind == RelationKind::MaterializedView {
-        engine.warehouse.create_dir(&dir)?;
-        let file_schema = crate::sink::ParquetSink::new(&dir, name, &spec.target_schema, crate::sink::Roll::default())
+    if let Target::View { dir, versions } = &spec.target {
+        engine.warehouse.create_dir(dir)?;
+        let file_schema = crate::sink::ParquetSink::new(dir, name, &spec.target_schema, crate::sink::Roll::default())
             .file_schema()
             .clone();
-        match &spec.versions {
+        match versions {
             // update / complete: readers see one committed version at a time.
             Some(current) => {
                 let table = crate::stream::versioned::VersionedTable { schema: file_schema, current: current.clone() };
                 engine.context().register_table(name, std::sync::Arc::new(table))?;
             }
-            None => tables::register_parquet_dir(engine.context(), name, &dir, file_schema).await?,
+            None => tables::register_parquet_dir(engine.context(), name, dir, file_schema).await?,
         }
     }
     if persist {
@@ -109,7 +109,7 @@ pub async fn start(
             name: name.to_string(),
             kind,
             definition: cq.text.clone(),
-            location: format!("{}/", dir.display()),
+            location,
             format: "PARQUET".into(),
         };
         if let Err(e) = engine.catalog.store().insert(&record) {
