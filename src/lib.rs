@@ -17,12 +17,15 @@
 //!   values and their defaults, and what the engine reads from them
 //!   (search_path, `datafusion.*` overrides, the idle-session timeout).
 //! * `engine`: the shared DataFusion context, parser and configuration.
-//! * `stream`: continuous queries: stream definitions, the epoch loop,
-//!   the commit protocol, windows, watermarks (per partition), incremental
-//!   aggregation, stream-stream joins, status and progress.
+//! * `stream`: continuous queries: stream definitions, a query planned once
+//!   and run behind one operator trait (stateless, incremental aggregation,
+//!   stream-stream join, window-aligned), the epoch loop, the commit
+//!   protocol, windows, watermarks (per partition), status and progress.
 //! * `source`: connectors (Kafka, files, sockets, a generator, Nexmark's
 //!   benchmark events) decoding records straight to Arrow.
-//! * `sink`: where results land: Parquet (staged, then published) and Kafka.
+//! * `sink`: where results land, typed by `sink::Target`: a two-phase sink
+//!   trait (write, prepare, commit after the catalog transaction, abort)
+//!   implemented by Parquet tables, rewritten views and Kafka topics.
 //! * `catalog`: the metastore (SQLite today, behind a trait) and the live
 //!   DataFusion tables it describes.
 //! * `storage`: files and where they may be: the one listing rule every

@@ -65,14 +65,6 @@ pub struct Opening<'a> {
 }
 
 impl Target {
-    /// The table directory, for targets that are tables.
-    pub fn dir(&self) -> Option<&PathBuf> {
-        match self {
-            Target::Table { dir, .. } | Target::View { dir, .. } => Some(dir),
-            Target::Kafka(_) => None,
-        }
-    }
-
     pub fn open(&self, opening: &Opening<'_>) -> Result<Box<dyn Sink>, SinkError> {
         Ok(match self {
             Target::Table { dir, .. } | Target::View { dir, versions: None } => {
@@ -151,4 +143,127 @@ pub trait EpochSink: Send {
     async fn prepare(self: Box<Self>) -> Result<PreCommit, SinkError>;
     /// Drops the epoch: nothing it wrote becomes visible.
     fn abort(self: Box<Self>);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::path::Path;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]))
+    }
+
+    fn batch(values: &[i64]) -> RecordBatch {
+        RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap()
+    }
+
+    /// Every file under `dir` (recursively), as paths relative to it.
+    fn files(dir: &Path) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(d) = pending.pop() {
+            for entry in std::fs::read_dir(&d).into_iter().flatten() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else {
+                    found.push(path.strip_prefix(dir).unwrap().display().to_string());
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    fn visible(dir: &Path) -> Vec<String> {
+        files(dir).into_iter().filter(|f| f.ends_with(".parquet")).collect()
+    }
+
+    fn open(target: &Target, warehouse: &Warehouse) -> Box<dyn Sink> {
+        let schema = schema();
+        let opening = Opening { query: "q", schema: &schema, roll: Roll::default(), warehouse, key_columns: &[] };
+        target.open(&opening).unwrap()
+    }
+
+    async fn epoch(sink: &dyn Sink, batch_id: i64, values: &[i64]) -> PreCommit {
+        let mut epoch = sink.begin(batch_id);
+        epoch.write(&batch(values)).await.unwrap();
+        epoch.prepare().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_aborted_epoch_leaves_nothing_behind() {
+        let root = tempfile::tempdir().unwrap();
+        let warehouse = Warehouse::open(root.path()).unwrap();
+        let dir = warehouse.table_dir("t").unwrap();
+        let sink = open(&Target::Table { dir: dir.clone(), schema: schema() }, &warehouse);
+        let mut epoch = sink.begin(0);
+        epoch.write(&batch(&[1, 2])).await.unwrap();
+        epoch.abort();
+        assert_eq!(files(&dir), Vec::<String>::new(), "neither visible nor staged files");
+    }
+
+    #[tokio::test]
+    async fn commit_publishes_exactly_the_prepared_files_and_recovery_drops_the_rest() {
+        let root = tempfile::tempdir().unwrap();
+        let warehouse = Warehouse::open(root.path()).unwrap();
+        let dir = warehouse.table_dir("t").unwrap();
+        let sink = open(&Target::Table { dir: dir.clone(), schema: schema() }, &warehouse);
+        let first = epoch(sink.as_ref(), 0, &[1]).await;
+        assert_eq!(first.files.len(), 1);
+        assert!(first.bytes > 0);
+        assert!(visible(&dir).is_empty(), "prepared is not visible: {:?}", files(&dir));
+        // A second epoch is prepared but its catalog commit never happens.
+        let second = epoch(sink.as_ref(), 1, &[2]).await;
+        sink.commit(&first).unwrap();
+        let published: Vec<String> = first.files.iter().map(|f| f.visible.rsplit('/').next().unwrap().to_string()).collect();
+        assert_eq!(visible(&dir), published);
+        // After a crash: the last commit recorded `first` (plus another
+        // table's file, which this sink leaves alone); `second` is a leftover.
+        let mut last = first.clone();
+        let elsewhere = crate::catalog::StagedFile { staged: "/elsewhere/.x.pending".into(), visible: "/elsewhere/x.parquet".into() };
+        last.absorb(PreCommit { files: vec![elsewhere], bytes: 0, version: None });
+        sink.recover(&last).unwrap();
+        assert_eq!(files(&dir), published, "{second:?} deleted");
+    }
+
+    #[tokio::test]
+    async fn a_rewritten_view_shows_one_committed_version() {
+        let root = tempfile::tempdir().unwrap();
+        let warehouse = Warehouse::open(root.path()).unwrap();
+        let dir = warehouse.table_dir("v").unwrap();
+        let pointer: VersionPointer = Arc::new(RwLock::new(None));
+        let target = Target::View { dir: dir.clone(), versions: Some(pointer.clone()) };
+        let sink = open(&target, &warehouse);
+        let versions = |dir: &Path| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            names.sort();
+            names
+        };
+        let v0 = epoch(sink.as_ref(), 0, &[1]).await;
+        assert_eq!(v0.version.as_deref(), Some(dir.join("v000000").as_path()));
+        assert_eq!(*pointer.read().unwrap(), None, "nothing is shown before the commit");
+        sink.commit(&v0).unwrap();
+        assert_eq!(*pointer.read().unwrap(), v0.version);
+        let v1 = epoch(sink.as_ref(), 1, &[]).await;
+        assert!(v1.files.is_empty());
+        sink.commit(&v1).unwrap();
+        assert_eq!(*pointer.read().unwrap(), v1.version, "an empty result is an empty version");
+        assert_eq!(visible(&dir.join("v000001")), Vec::<String>::new());
+        let v2 = epoch(sink.as_ref(), 2, &[3]).await;
+        sink.commit(&v2).unwrap();
+        // The previous version stays for readers still listing it; older ones go.
+        assert_eq!(versions(&dir), vec!["v000001", "v000002"]);
+        // A version prepared but never committed, then a restart.
+        let _lost = epoch(sink.as_ref(), 3, &[4]).await;
+        let pointer: VersionPointer = Arc::new(RwLock::new(None));
+        let restarted = open(&Target::View { dir: dir.clone(), versions: Some(pointer.clone()) }, &warehouse);
+        restarted.recover(&v2).unwrap();
+        assert_eq!(versions(&dir), vec!["v000002"]);
+        assert_eq!(visible(&dir.join("v000002")).len(), 1);
+        assert_eq!(*pointer.read().unwrap(), v2.version, "readers see the last committed version again");
+    }
 }

@@ -346,7 +346,6 @@ impl StreamManager {
         }
         Ok(QuerySpec {
             name: name.to_string(),
-            output_mode,
             dead_letter_dirs: inputs.iter().map(|s| dead_letter_dir(s)).collect(),
             late_dir: if options.late_rows_table { late_dir } else { None },
             streams: inputs,

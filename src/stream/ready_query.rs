@@ -75,8 +75,7 @@ impl Instance {
         let aggregation = match plan.aggregates {
             true => {
                 let has_watermark = inputs.iter().all(|i| i.tracker.is_some());
-                let query_plan = plan.plan.clone();
-                Some(Aggregation::new(&plan.ctx, query_plan, plan.output_mode, has_watermark, plan.window_size).await?)
+                Some(Aggregation::new(&plan.ctx, plan.plan.clone(), plan.output_mode, has_watermark, plan.window_size).await?)
             }
             false => None,
         };

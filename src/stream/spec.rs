@@ -22,7 +22,6 @@ use crate::sink::Target;
 #[derive(Clone)]
 pub struct QuerySpec {
     pub name: String,
-    pub output_mode: OutputMode,
     /// The streams read: one, or the left and right of a stream-stream join.
     pub streams: Vec<Arc<StreamDef>>,
     pub options: QueryOptions,
