@@ -19,12 +19,16 @@
 //!   (search_path, `datafusion.*` overrides, the idle-session timeout).
 //! * `engine`: the shared DataFusion context, parser and configuration.
 //! * `stream`: continuous queries: their one owner (`StreamManager`:
-//!   create, persist, start, drop, restore at start-up), stream definitions, the epoch loop,
-//!   the commit protocol, windows, watermarks (per partition), incremental
-//!   aggregation, stream-stream joins, status and progress.
+//!   create, persist, start, drop, restore at start-up), stream
+//!   definitions, a query planned once and run behind one operator trait
+//!   (stateless, incremental aggregation, stream-stream join,
+//!   window-aligned), the epoch loop, the commit protocol, windows,
+//!   watermarks (per partition), status and progress.
 //! * `source`: connectors (Kafka, files, sockets, a generator, Nexmark's
 //!   benchmark events) decoding records straight to Arrow.
-//! * `sink`: where results land: Parquet (staged, then published) and Kafka.
+//! * `sink`: where results land, typed by `sink::Target`: a two-phase sink
+//!   trait (write, prepare, commit after the catalog transaction, abort)
+//!   implemented by Parquet tables, rewritten views and Kafka topics.
 //! * `catalog`: the metastore (SQLite today, behind a sync trait that async
 //!   code calls off the workers) and DataFusion's `public` schema built
 //!   from it: one call creates or drops a relation in both.

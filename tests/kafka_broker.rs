@@ -245,3 +245,62 @@ fn broker_pause_keeps_data_and_restart_loses_it() {
     let values: Vec<String> = broker.consume_all("kept").iter().map(|r| r.value_str()).collect();
     assert_eq!(values, ["c"]);
 }
+
+/// The Kafka target behind the sink traits: once an epoch is prepared (the
+/// step before the catalog commit) every record is on the broker, keyed by
+/// the key columns; there is nothing left to publish after the commit.
+#[test]
+fn kafka_sink_epoch_is_on_the_broker_once_prepared() {
+    use std::sync::Arc;
+    use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use weir::sink::{Opening, PreCommit, Roll, SinkError, Target};
+
+    let broker = Broker::start();
+    broker.create_topic("sink_out", 1);
+    let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, true), Field::new("n", DataType::Int64, true)]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(StringArray::from(vec!["a", "b", "c"])), Arc::new(Int64Array::from(vec![1, 2, 3]))],
+    )
+    .expect("batch");
+    let root = tempfile::tempdir().expect("tempdir");
+    let warehouse = weir::storage::Warehouse::open(root.path()).expect("warehouse");
+    let options = |topic: &str| -> weir::sql::Options {
+        [("bootstrap_servers".to_string(), broker.bootstrap()), ("topic".to_string(), topic.to_string())].into()
+    };
+    let opening = Opening { query: "q", schema: &schema, roll: Roll::default(), warehouse: &warehouse, key_columns: &[0] };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let sink = Target::Kafka(options("sink_out")).open(&opening).expect("kafka sink");
+        let mut epoch = sink.begin(0);
+        epoch.write(&batch).await.expect("write");
+        let prepared = epoch.prepare().await.expect("prepare");
+        assert_eq!(prepared, PreCommit::default(), "no files, no version");
+        // Read with a consumer, not from the watermarks: librdkafka sends
+        // the three records as one batch.
+        let consumer = broker.consumer();
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset("sink_out", 0, Offset::Beginning).expect("assign");
+        consumer.assign(&assignment).expect("assign");
+        let got: Vec<(String, String)> =
+            read(&consumer, 3).into_values().map(|(key, value)| (key.unwrap_or_default(), value)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (r#"{"k":"a"}"#.to_string(), r#"{"k":"a","n":1}"#.to_string()),
+                (r#"{"k":"b"}"#.to_string(), r#"{"k":"b","n":2}"#.to_string()),
+                (r#"{"k":"c"}"#.to_string(), r#"{"k":"c","n":3}"#.to_string()),
+            ]
+        );
+        sink.commit(&prepared).expect("commit");
+        sink.recover(&prepared).expect("recover");
+        // Nothing more arrives (`read` checks that nothing follows).
+        consumer.seek("sink_out", 0, Offset::Beginning, Duration::from_secs(10)).expect("seek");
+        assert_eq!(read(&consumer, 3).len(), 3, "commit and recovery send nothing again");
+        // A target that cannot work is a configuration error (it fails the
+        // query instead of being retried).
+        let bad = Target::Kafka(options("bad topic name!")).open(&opening);
+        assert!(matches!(bad, Err(SinkError::Config(_))), "{:?}", bad.err());
+    });
+}

@@ -7,15 +7,17 @@
 //! tests run, has no transactions (EndTxn), so weir does not claim it.
 //! Aggregations in update/complete mode key each record by its group.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::json::LineDelimitedWriter;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
+use super::{EpochSink, PreCommit, Sink, SinkError};
 use crate::sql::Options;
 
 pub const OPTIONS: &[&str] = &["bootstrap_servers", "topic", "format", "properties."];
@@ -120,6 +122,52 @@ impl KafkaOut {
         let _ = self.producer.flush(Duration::from_secs(0));
         Ok(())
     }
+}
+
+/// A topic behind the sink traits. An epoch's records are sent as they
+/// come and acknowledged in `prepare`, before the catalog commit; there is
+/// nothing to publish afterwards, and nothing to take back on abort (a
+/// retried epoch sends its records again: at least once).
+pub struct KafkaSink {
+    out: Arc<KafkaOut>,
+}
+
+impl KafkaSink {
+    pub fn new(options: &Options, key_columns: Vec<usize>) -> Result<KafkaSink, SinkError> {
+        Ok(KafkaSink { out: Arc::new(KafkaOut::new(options, key_columns).map_err(SinkError::Config)?) })
+    }
+}
+
+struct KafkaEpoch {
+    out: Arc<KafkaOut>,
+}
+
+impl Sink for KafkaSink {
+    fn begin(&self, _batch_id: i64) -> Box<dyn EpochSink> {
+        Box::new(KafkaEpoch { out: self.out.clone() })
+    }
+
+    fn commit(&self, _pre_commit: &PreCommit) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn recover(&self, _last: &PreCommit) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EpochSink for KafkaEpoch {
+    async fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        self.out.send(batch).await.map_err(SinkError::Delivery)
+    }
+
+    async fn prepare(self: Box<Self>) -> Result<PreCommit, SinkError> {
+        self.out.flush().await.map_err(SinkError::Delivery)?;
+        Ok(PreCommit::default())
+    }
+
+    fn abort(self: Box<Self>) {}
 }
 
 /// One JSON object per row.

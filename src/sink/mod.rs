@@ -1,7 +1,269 @@
-//! Sinks: where a continuous query's results land. Parquet tables, with
-//! the file half of the exactly-once commit protocol, and Kafka topics.
+//! Sinks: where a continuous query's results land, each behind [`Sink`], a
+//! two-phase committer (Flink's `TwoPhaseCommitSinkFunction`, Arroyo's
+//! `TwoPhaseCommitter`) that the runner drives through the commit protocol:
+//!
+//! 1. [`Sink::begin`] opens an epoch; [`EpochSink::write`] takes its rows.
+//! 2. [`EpochSink::prepare`] makes them durable but invisible, and returns
+//!    the [`PreCommit`] the catalog transaction records with the checkpoint.
+//! 3. After that transaction, [`Sink::commit`] publishes exactly that.
+//!    [`EpochSink::abort`] drops an epoch instead.
+//! 4. After a restart, [`Sink::recover`] publishes what the last commit
+//!    recorded and deletes whatever was staged after it.
+//!
+//! [`Target`] says where a query's rows go; a new kind of sink is one file
+//! implementing the traits and one `Target` variant.
+//!
+//! * `parquet`: a Parquet table directory (sink tables, materialized views
+//!   appended to, dead-letter and late-row tables).
+//! * `versioned`: a materialized view rewritten each epoch, one version
+//!   directory per epoch.
+//! * `kafka`: JSON records on a topic (at least once).
 
 pub mod kafka;
 pub mod parquet;
+pub mod versioned;
 
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+
+use crate::catalog::StagedFile;
+use crate::storage::Warehouse;
 pub use parquet::{EpochWriter, ParquetSink, Roll, publish};
+
+/// The directory of the view version readers see, shared between the
+/// view's table provider and the sink that moves it after each commit.
+pub type VersionPointer = Arc<RwLock<Option<PathBuf>>>;
+
+/// Where a continuous query's rows go.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// An external Parquet table a sink appends to.
+    Table { dir: PathBuf, schema: SchemaRef },
+    /// A materialized view's own table. `versions` is set (by
+    /// `StreamManager::prepare`) when the query rewrites its whole result
+    /// each epoch (output modes update and complete).
+    View { dir: PathBuf, versions: Option<VersionPointer> },
+    /// `INTO KAFKA (...)`: a topic, with the options as written.
+    Kafka(crate::sql::Options),
+}
+
+/// What opening a target's sink needs besides the target.
+pub struct Opening<'a> {
+    pub query: &'a str,
+    /// The schema rows are written in (a table's own, or the query's).
+    pub schema: &'a SchemaRef,
+    pub roll: Roll,
+    /// Old view versions are deleted through it, never directly.
+    pub warehouse: &'a Warehouse,
+    /// Output columns that key records (an aggregation's groups, in update
+    /// and complete mode); only keyed targets use them.
+    pub key_columns: &'a [usize],
+}
+
+impl Target {
+    pub fn open(&self, opening: &Opening<'_>) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(match self {
+            Target::Table { dir, .. } | Target::View { dir, versions: None } => {
+                Box::new(ParquetSink::new(dir, opening.query, opening.schema, opening.roll))
+            }
+            Target::View { dir, versions: Some(pointer) } => Box::new(versioned::VersionedSink::new(dir, pointer.clone(), opening)),
+            Target::Kafka(options) => Box::new(kafka::KafkaSink::new(options, opening.key_columns.to_vec())?),
+        })
+    }
+}
+
+/// What an epoch's sink leaves for the catalog commit to record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PreCommit {
+    /// Staged files, published by [`Sink::commit`].
+    pub files: Vec<StagedFile>,
+    /// Bytes the files hold.
+    pub bytes: u64,
+    /// A rewritten view's new version directory.
+    pub version: Option<PathBuf>,
+}
+
+impl PreCommit {
+    /// Adds another sink's pre-commit (an epoch's dead letters and late rows).
+    pub fn absorb(&mut self, other: PreCommit) {
+        self.files.extend(other.files);
+        self.bytes += other.bytes;
+        self.version = self.version.take().or(other.version);
+    }
+}
+
+#[derive(Debug)]
+pub enum SinkError {
+    Io(std::io::Error),
+    /// The target refused or lost records (a broker error).
+    Delivery(String),
+    /// The target's options cannot work (found when the sink opens).
+    Config(String),
+}
+
+impl std::fmt::Display for SinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkError::Io(e) => write!(f, "{e}"),
+            SinkError::Delivery(m) | SinkError::Config(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for SinkError {}
+
+impl From<std::io::Error> for SinkError {
+    fn from(e: std::io::Error) -> Self {
+        SinkError::Io(e)
+    }
+}
+
+/// One target of one query, across epochs.
+pub trait Sink: Send + Sync {
+    /// Opens epoch `batch_id`.
+    fn begin(&self, batch_id: i64) -> Box<dyn EpochSink>;
+    /// Publishes a pre-commit the catalog has recorded. Idempotent:
+    /// recovery may publish the same one again after a crash.
+    fn commit(&self, pre_commit: &PreCommit) -> Result<(), SinkError>;
+    /// Before the first epoch of a run: publishes what the last commit
+    /// recorded (`last`, every sink's files together; a sink takes its
+    /// own) and deletes what was staged after it.
+    fn recover(&self, last: &PreCommit) -> Result<(), SinkError>;
+}
+
+/// One epoch's writes to one sink.
+#[async_trait]
+pub trait EpochSink: Send {
+    async fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError>;
+    /// No more rows this epoch: durable, not yet visible.
+    async fn prepare(self: Box<Self>) -> Result<PreCommit, SinkError>;
+    /// Drops the epoch: nothing it wrote becomes visible.
+    fn abort(self: Box<Self>);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::path::Path;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]))
+    }
+
+    fn batch(values: &[i64]) -> RecordBatch {
+        RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap()
+    }
+
+    /// Every file under `dir` (recursively), as paths relative to it.
+    fn files(dir: &Path) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(d) = pending.pop() {
+            for entry in std::fs::read_dir(&d).into_iter().flatten() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else {
+                    found.push(path.strip_prefix(dir).unwrap().display().to_string());
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    fn visible(dir: &Path) -> Vec<String> {
+        files(dir).into_iter().filter(|f| f.ends_with(".parquet")).collect()
+    }
+
+    fn open(target: &Target, warehouse: &Warehouse) -> Box<dyn Sink> {
+        let schema = schema();
+        let opening = Opening { query: "q", schema: &schema, roll: Roll::default(), warehouse, key_columns: &[] };
+        target.open(&opening).unwrap()
+    }
+
+    async fn epoch(sink: &dyn Sink, batch_id: i64, values: &[i64]) -> PreCommit {
+        let mut epoch = sink.begin(batch_id);
+        epoch.write(&batch(values)).await.unwrap();
+        epoch.prepare().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_aborted_epoch_leaves_nothing_behind() {
+        let root = tempfile::tempdir().unwrap();
+        let warehouse = Warehouse::open(root.path()).unwrap();
+        let dir = warehouse.table_dir("t").unwrap();
+        let sink = open(&Target::Table { dir: dir.clone(), schema: schema() }, &warehouse);
+        let mut epoch = sink.begin(0);
+        epoch.write(&batch(&[1, 2])).await.unwrap();
+        epoch.abort();
+        assert_eq!(files(&dir), Vec::<String>::new(), "neither visible nor staged files");
+    }
+
+    #[tokio::test]
+    async fn commit_publishes_exactly_the_prepared_files_and_recovery_drops_the_rest() {
+        let root = tempfile::tempdir().unwrap();
+        let warehouse = Warehouse::open(root.path()).unwrap();
+        let dir = warehouse.table_dir("t").unwrap();
+        let sink = open(&Target::Table { dir: dir.clone(), schema: schema() }, &warehouse);
+        let first = epoch(sink.as_ref(), 0, &[1]).await;
+        assert_eq!(first.files.len(), 1);
+        assert!(first.bytes > 0);
+        assert!(visible(&dir).is_empty(), "prepared is not visible: {:?}", files(&dir));
+        // A second epoch is prepared but its catalog commit never happens.
+        let second = epoch(sink.as_ref(), 1, &[2]).await;
+        sink.commit(&first).unwrap();
+        let published: Vec<String> = first.files.iter().map(|f| f.visible.rsplit('/').next().unwrap().to_string()).collect();
+        assert_eq!(visible(&dir), published);
+        // After a crash: the last commit recorded `first` (plus another
+        // table's file, which this sink leaves alone); `second` is a leftover.
+        let mut last = first.clone();
+        let elsewhere = crate::catalog::StagedFile { staged: "/elsewhere/.x.pending".into(), visible: "/elsewhere/x.parquet".into() };
+        last.absorb(PreCommit { files: vec![elsewhere], bytes: 0, version: None });
+        sink.recover(&last).unwrap();
+        assert_eq!(files(&dir), published, "{second:?} deleted");
+    }
+
+    #[tokio::test]
+    async fn a_rewritten_view_shows_one_committed_version() {
+        let root = tempfile::tempdir().unwrap();
+        let warehouse = Warehouse::open(root.path()).unwrap();
+        let dir = warehouse.table_dir("v").unwrap();
+        let pointer: VersionPointer = Arc::new(RwLock::new(None));
+        let target = Target::View { dir: dir.clone(), versions: Some(pointer.clone()) };
+        let sink = open(&target, &warehouse);
+        let versions = |dir: &Path| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            names.sort();
+            names
+        };
+        let v0 = epoch(sink.as_ref(), 0, &[1]).await;
+        assert_eq!(v0.version.as_deref(), Some(dir.join("v000000").as_path()));
+        assert_eq!(*pointer.read().unwrap(), None, "nothing is shown before the commit");
+        sink.commit(&v0).unwrap();
+        assert_eq!(*pointer.read().unwrap(), v0.version);
+        let v1 = epoch(sink.as_ref(), 1, &[]).await;
+        assert!(v1.files.is_empty());
+        sink.commit(&v1).unwrap();
+        assert_eq!(*pointer.read().unwrap(), v1.version, "an empty result is an empty version");
+        assert_eq!(visible(&dir.join("v000001")), Vec::<String>::new());
+        let v2 = epoch(sink.as_ref(), 2, &[3]).await;
+        sink.commit(&v2).unwrap();
+        // The previous version stays for readers still listing it; older ones go.
+        assert_eq!(versions(&dir), vec!["v000001", "v000002"]);
+        // A version prepared but never committed, then a restart.
+        let _lost = epoch(sink.as_ref(), 3, &[4]).await;
+        let pointer: VersionPointer = Arc::new(RwLock::new(None));
+        let restarted = open(&Target::View { dir: dir.clone(), versions: Some(pointer.clone()) }, &warehouse);
+        restarted.recover(&v2).unwrap();
+        assert_eq!(versions(&dir), vec!["v000002"]);
+        assert_eq!(visible(&dir.join("v000002")).len(), 1);
+        assert_eq!(*pointer.read().unwrap(), v2.version, "readers see the last committed version again");
+    }
+}

@@ -20,6 +20,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 
+use super::{EpochSink, PreCommit, Sink, SinkError};
 use crate::catalog::StagedFile;
 
 /// When an open file is closed and the next rows go to a new one.
@@ -231,6 +232,38 @@ impl EpochWriter {
         for names in self.finished.drain(..) {
             let _ = std::fs::remove_file(&names.staged);
         }
+    }
+}
+
+impl Sink for ParquetSink {
+    fn begin(&self, batch_id: i64) -> Box<dyn EpochSink> {
+        Box::new(ParquetSink::begin(self, batch_id))
+    }
+
+    fn commit(&self, pre_commit: &PreCommit) -> Result<(), SinkError> {
+        Ok(publish(&pre_commit.files)?)
+    }
+
+    fn recover(&self, last: &PreCommit) -> Result<(), SinkError> {
+        let own: Vec<StagedFile> =
+            last.files.iter().filter(|f| Path::new(&f.staged).parent() == Some(self.dir.as_path())).cloned().collect();
+        Ok(ParquetSink::recover(self, &own)?)
+    }
+}
+
+#[async_trait::async_trait]
+impl EpochSink for EpochWriter {
+    async fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        Ok(EpochWriter::write(self, batch)?)
+    }
+
+    async fn prepare(self: Box<Self>) -> Result<PreCommit, SinkError> {
+        let (files, bytes) = self.finish()?;
+        Ok(PreCommit { files, bytes, version: None })
+    }
+
+    fn abort(self: Box<Self>) {
+        EpochWriter::abort(*self)
     }
 }
 

@@ -68,13 +68,6 @@ impl Warehouse {
         self.under(&[&component(name)?])
     }
 
-    /// Where a Kafka sink named `name` would stage files (it never does;
-    /// the runner wants a directory all the same). Hidden, so it can never
-    /// be the directory of a table.
-    pub fn kafka_dir(&self, name: &str) -> Result<PathBuf, AccessError> {
-        self.under(&[".kafka", &component(name)?])
-    }
-
     fn under(&self, parts: &[&str]) -> Result<PathBuf, AccessError> {
         let mut path = self.root.clone();
         path.extend(parts);

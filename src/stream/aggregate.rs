@@ -31,6 +31,9 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionContext;
 
+use super::operator::{Operator, Output, Snapshot};
+use super::ready_query::Instance;
+use super::runner::{RunError, fatal};
 use crate::error::QueryError;
 
 /// How results of an aggregation reach the table (Spark's output modes).
@@ -319,6 +322,47 @@ impl Aggregation {
         self.pending = groups;
         self.groups = Vec::new();
         Ok(())
+    }
+}
+
+impl Aggregation {
+    /// The epoch's end: the watermark moves to the query's (never back) and
+    /// what [`Aggregation::emit`] gives is written. Returns the watermark.
+    pub(super) async fn end_epoch(&mut self, watermark: Option<i64>, out: &mut Output) -> Result<Option<i64>, RunError> {
+        if let Some(w) = watermark {
+            self.watermark = Some(self.watermark.map_or(w, |old| old.max(w)));
+        }
+        for batch in &self.emit().await.map_err(fatal)? {
+            out.write(batch).await?;
+        }
+        Ok(self.watermark)
+    }
+}
+
+/// A query over one stream that aggregates: each chunk's on-time rows are
+/// merged into the kept groups; they are written when the epoch ends.
+pub(super) struct AggregateOperator(pub(super) Aggregation);
+
+#[async_trait::async_trait]
+impl Operator for AggregateOperator {
+    async fn process(&mut self, query: &Instance, input: usize, batches: Vec<RecordBatch>, out: &mut Output) -> Result<(), RunError> {
+        let watermark = query.inputs[input].watermark().await;
+        query.admit(input, watermark, batches, out).await?;
+        self.0.absorb().await.map_err(fatal)
+    }
+
+    async fn end_epoch(&mut self, query: &Instance, out: &mut Output) -> Result<Option<i64>, RunError> {
+        self.0.end_epoch(query.watermark().await, out).await
+    }
+
+    fn snapshot(&self, _watermarks: &[Option<i64>]) -> DFResult<Snapshot> {
+        // The watermark goes in with the groups (see `snapshot`).
+        Ok(Snapshot { bytes: self.0.snapshot()?, size: Some(self.0.size()) })
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> DFResult<Vec<(usize, Option<i64>)>> {
+        self.0.restore(bytes)?;
+        Ok(vec![(0, self.0.watermark)])
     }
 }
 

@@ -24,12 +24,15 @@
 //! query's plan is rerun with that join turned into an anti join over the
 //! right buffer, which still holds every right row the left row could have
 //! met (right rows are kept until no buffered left row can reach them).
+//!
+//! This file finds and checks the join in a plan; `state` holds the
+//! buffers and the operator that runs the join epoch by epoch.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, TimestampMicrosecondArray};
-use datafusion::arrow::compute::{cast, filter_record_batch};
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::arrow::array::{Array, RecordBatch, TimestampMicrosecondArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::utils::split_conjunction;
@@ -374,15 +377,6 @@ fn rewrite_join(plan: &LogicalPlan, names: &[String], join_type: JoinType) -> DF
     Ok(rewritten.data)
 }
 
-/// Both sides' buffered rows.
-pub struct JoinState {
-    pub shape: JoinShape,
-    /// Each side's event-time column in its stream's schema.
-    time_columns: [usize; 2],
-    schemas: [SchemaRef; 2],
-    buffers: [Vec<RecordBatch>; 2],
-}
-
 /// A batch's event-time column as microseconds.
 pub(super) fn micros_of(batch: &RecordBatch, column: usize) -> DFResult<TimestampMicrosecondArray> {
     let times = cast(batch.column(column), &DataType::Timestamp(TimeUnit::Microsecond, None))?;
@@ -393,169 +387,4 @@ pub(super) fn micros_of(batch: &RecordBatch, column: usize) -> DFResult<Timestam
         .ok_or_else(|| datafusion::error::DataFusionError::Internal("event time column".into()))
 }
 
-impl JoinState {
-    pub fn new(shape: JoinShape, streams: [&StreamDef; 2]) -> Result<JoinState, QueryError> {
-        let column = |s: &StreamDef| -> Result<usize, QueryError> {
-            let name = s.watermark.as_ref().map(|(c, _)| c.as_str()).unwrap_or_default();
-            s.spec.schema.index_of(name).map_err(|_| QueryError::Unsupported(format!("stream {} has no event time", s.name)))
-        };
-        Ok(JoinState {
-            time_columns: [column(streams[0])?, column(streams[1])?],
-            schemas: [streams[0].spec.schema.clone(), streams[1].spec.schema.clone()],
-            buffers: [Vec::new(), Vec::new()],
-            shape,
-        })
-    }
-
-    /// Everything buffered for `side` (0 left, 1 right); cheap clones.
-    pub fn buffer(&self, side: usize) -> Vec<RecordBatch> {
-        self.buffers[side].clone()
-    }
-
-    pub fn add(&mut self, side: usize, batches: Vec<RecordBatch>) {
-        self.buffers[side].extend(batches.into_iter().filter(|b| b.num_rows() > 0));
-    }
-
-    /// Rows and bytes held.
-    pub fn size(&self) -> (usize, usize) {
-        let all = || self.buffers.iter().flatten();
-        (all().map(|b| b.num_rows()).sum(), all().map(|b| b.get_array_memory_size()).sum())
-    }
-
-    /// Splits `side`'s buffer: rows `keep` says true for stay, the rest
-    /// are returned. Rows without an event time can never meet the bound
-    /// and are always removed.
-    fn split(&mut self, side: usize, keep: impl Fn(i64) -> bool) -> DFResult<Vec<RecordBatch>> {
-        let mut kept = Vec::new();
-        let mut gone = Vec::new();
-        for batch in std::mem::take(&mut self.buffers[side]) {
-            let times = micros_of(&batch, self.time_columns[side])?;
-            let stays: BooleanArray = times.iter().map(|t| Some(t.is_some_and(&keep))).collect();
-            let leaves: BooleanArray = stays.iter().map(|s| s.map(|s| !s)).collect();
-            let k = filter_record_batch(&batch, &stays)?;
-            let g = filter_record_batch(&batch, &leaves)?;
-            if k.num_rows() > 0 {
-                kept.push(k);
-            }
-            if g.num_rows() > 0 {
-                gone.push(g);
-            }
-        }
-        self.buffers[side] = kept;
-        Ok(gone)
-    }
-
-    /// Removes left rows no future right row can meet (the right stream's
-    /// watermark has passed `ts + upper`) and returns them: a LEFT JOIN
-    /// writes those that never matched.
-    pub fn evict_left(&mut self, right_watermark: Option<i64>) -> DFResult<Vec<RecordBatch>> {
-        let Some(watermark) = right_watermark else { return Ok(Vec::new()) };
-        let upper = self.shape.upper;
-        self.split(0, |t| t.saturating_add(upper) >= watermark)
-    }
-
-    /// Removes right rows no future left row can meet; for a LEFT JOIN
-    /// also only those no buffered left row can meet.
-    pub fn evict_right(&mut self, left_watermark: Option<i64>) -> DFResult<()> {
-        let Some(mut horizon) = left_watermark else { return Ok(()) };
-        if self.shape.kind == JoinKind::LeftOuter {
-            for batch in &self.buffers[0] {
-                let times = micros_of(batch, self.time_columns[0])?;
-                if let Some(min) = datafusion::arrow::compute::min(&times) {
-                    horizon = horizon.min(min);
-                }
-            }
-        }
-        let lower = self.shape.lower;
-        self.split(1, |t| t.saturating_sub(lower) >= horizon)?;
-        Ok(())
-    }
-
-    /// Both buffers as Arrow IPC, each with its side's watermark.
-    pub fn snapshot(&self, watermarks: [Option<i64>; 2]) -> DFResult<[Vec<u8>; 2]> {
-        let one = |side: usize| super::snapshot::write(&self.schemas[side], &self.buffers[side], watermarks[side]);
-        Ok([one(0)?, one(1)?])
-    }
-
-    /// Restores one side from [`JoinState::snapshot`]; returns its watermark.
-    pub fn restore(&mut self, side: usize, bytes: &[u8]) -> DFResult<Option<i64>> {
-        let (rows, watermark) = super::snapshot::read(&self.schemas[side], bytes)?;
-        self.buffers[side] = rows;
-        Ok(watermark)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use datafusion::arrow::array::Int64Array;
-    use datafusion::arrow::datatypes::{Field, Schema};
-
-    fn shape(kind: JoinKind, lower: i64, upper: i64) -> JoinShape {
-        JoinShape { kind, streams: ["a".into(), "b".into()], lower, upper }
-    }
-
-    fn batch(times: &[i64]) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, true),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
-        ]));
-        RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(Int64Array::from(times.to_vec())),
-                Arc::new(TimestampMicrosecondArray::from(times.to_vec())),
-            ],
-        )
-        .unwrap()
-    }
-
-    fn state(kind: JoinKind, lower: i64, upper: i64) -> JoinState {
-        let schema = batch(&[]).schema();
-        JoinState { shape: shape(kind, lower, upper), time_columns: [1, 1], schemas: [schema.clone(), schema], buffers: [Vec::new(), Vec::new()] }
-    }
-
-    fn ids(batches: &[RecordBatch]) -> Vec<i64> {
-        batches.iter().flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec()).collect()
-    }
-
-    #[test]
-    fn eviction_follows_the_other_sides_watermark() {
-        // right.ts - left.ts in [0, 60]
-        let mut s = state(JoinKind::Inner, 0, 60);
-        s.add(0, vec![batch(&[0, 50, 100])]);
-        s.add(1, vec![batch(&[10, 70, 120])]);
-        // right watermark 100: left rows with ts + 60 < 100 (0) go.
-        assert_eq!(ids(&s.evict_left(Some(100)).unwrap()), vec![0]);
-        // left watermark 80: right rows with ts < 80 (10, 70) go.
-        s.evict_right(Some(80)).unwrap();
-        assert_eq!(ids(&s.buffers[0]), vec![50, 100]);
-        assert_eq!(ids(&s.buffers[1]), vec![120]);
-    }
-
-    #[test]
-    fn left_outer_keeps_right_rows_buffered_left_rows_can_meet() {
-        let mut s = state(JoinKind::LeftOuter, 0, 60);
-        s.add(0, vec![batch(&[50])]);
-        s.add(1, vec![batch(&[55, 70])]);
-        // left watermark 100, but left row 50 is still buffered and can
-        // meet right rows from 50 on: both stay.
-        s.evict_right(Some(100)).unwrap();
-        assert_eq!(ids(&s.buffers[1]), vec![55, 70]);
-    }
-
-    #[test]
-    fn snapshot_round_trips_rows_and_watermarks() {
-        let mut s = state(JoinKind::Inner, 0, 60);
-        s.add(0, vec![batch(&[1, 2])]);
-        let [left, right] = s.snapshot([Some(7), None]).unwrap();
-        let packed = super::super::snapshot::pack(&[b"", &left, &right]);
-        let sections = super::super::snapshot::unpack(&packed).unwrap();
-        assert_eq!(sections.len(), 3);
-        let mut restored = state(JoinKind::Inner, 0, 60);
-        assert_eq!(restored.restore(0, sections[1]).unwrap(), Some(7));
-        assert_eq!(restored.restore(1, sections[2]).unwrap(), None);
-        assert_eq!(ids(&restored.buffers[0]), vec![1, 2]);
-        assert!(super::super::snapshot::unpack(b"ARROW1").is_none());
-    }
-}
+pub mod state;

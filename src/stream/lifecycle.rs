@@ -18,6 +18,7 @@ use super::definition::{Connector, OnError};
 use super::{QueryOptions, Status, StreamDef, StreamManager, runner};
 use crate::catalog::{QueryStatusRow, RelationDef, RelationKind, tables};
 use crate::error::{CatalogError, QueryError};
+use crate::sink::Target;
 use crate::sql::{CreateContinuousQuery, CreateStream, Parser, SinkTarget, Statement};
 
 impl StreamManager {
@@ -37,8 +38,7 @@ impl StreamManager {
             format: def.spec.options.get("format").cloned().unwrap_or_default().to_uppercase(),
             partition_columns: Vec::new(),
         };
-        // Persisted first; registering makes its (unscannable) table live.
-        self.catalog.create(record, None).await?;
+        self.catalog.create(record, Some(stream_table(&def))).await?;
         self.register_stream(def)
     }
 
@@ -51,6 +51,7 @@ impl StreamManager {
     /// `DROP STREAM`: refused while a continuous query reads the stream.
     pub async fn drop_stream(&self, name: &str) -> Result<(), QueryError> {
         self.unregister_stream(name)?;
+        // Its definition and its table go in one call.
         self.catalog.drop(name).await?;
         Ok(())
     }
@@ -84,7 +85,10 @@ impl StreamManager {
             let result = match (def.kind, parser.parse(&def.definition).map(|mut v| v.pop())) {
                 (RelationKind::Stream, Ok(Some(Statement::CreateStream(ddl)))) => {
                     match self.define_stream(&def.name, &ddl).await {
-                        Ok(stream) => self.register_stream(stream),
+                        Ok(stream) => {
+                            self.catalog.attach(&def.name, stream_table(&stream))?;
+                            self.register_stream(stream)
+                        }
                         Err(e) => Err(e),
                     }
                 }
@@ -155,8 +159,9 @@ impl StreamManager {
         finished: bool,
     ) -> Result<(), QueryError> {
         let options = QueryOptions::parse(cq)?;
-        let mut kafka = None;
-        let (kind, target, dir, target_schema) = match &cq.target {
+        // What SHOW lists as the target, where the catalog says the output
+        // lands, and the typed target the sink is opened from.
+        let (kind, target, location, sink_target) = match &cq.target {
             SinkTarget::Kafka(options) => {
                 crate::sql::streaming::check_options(options, crate::sink::kafka::OPTIONS, "INTO KAFKA (...)")?;
                 crate::sink::kafka::check(options)
@@ -164,9 +169,8 @@ impl StreamManager {
                 self.sandbox.check_kafka(options)?;
                 let bootstrap = options.get("bootstrap_servers").map(String::as_str).unwrap_or("127.0.0.1:9092");
                 let topic = options.get("topic").map(String::as_str).unwrap_or_default();
-                kafka = Some(options.clone());
-                // Never written: Kafka sinks stage nothing on disk.
-                (RelationKind::Sink, format!("kafka://{bootstrap}/{topic}"), self.warehouse.kafka_dir(name)?, None)
+                let location = format!("kafka://{bootstrap}/{topic}");
+                (RelationKind::Sink, location.clone(), location, Target::Kafka(options.clone()))
             }
             SinkTarget::Table(table) => {
                 let key = crate::sql::table_key(table)?;
@@ -193,35 +197,36 @@ impl StreamManager {
                     )));
                 }
                 let schema = self.shared.table_provider(key.as_str()).await?.schema();
-                (RelationKind::Sink, key, recorded_dir(&def), Some(schema))
+                (RelationKind::Sink, key, def.location.clone(), Target::Table { dir: recorded_dir(&def), schema })
             }
             SinkTarget::OwnTable => {
                 let dir = match restored {
                     None => self.warehouse.table_dir(name)?,
                     Some(def) => self.owned_recorded_dir(def)?,
                 };
-                (RelationKind::MaterializedView, name.to_string(), dir, None)
+                let location = format!("{}/", dir.display());
+                (RelationKind::MaterializedView, name.to_string(), location, Target::View { dir, versions: None })
             }
         };
         let late_table = format!("{name}_late");
         let late_dir = self.owned_dir(&late_table)?;
         let error_dirs = |stream: &StreamDef| self.owned_dir(&format!("{}_errors", stream.name)).ok();
-        let spec = self.prepare(name, &cq.query, options, dir.clone(), target_schema, kafka, error_dirs, Some(late_dir)).await?;
+        let spec = self.prepare(name, &cq.query, options, sink_target, error_dirs, Some(late_dir)).await?;
         if spec.late_dir.is_some() {
             // `<query>_late`: rows that arrived after the watermark passed them.
             self.create_owned_table(&late_table, &spec.stream().spec.schema).await?;
         }
         // A view's own table: queryable by the view's name.
         let mut table: Option<Arc<dyn datafusion::catalog::TableProvider>> = None;
-        if kind == RelationKind::MaterializedView {
-            self.warehouse.create_dir(&dir)?;
-            let file_schema = crate::sink::ParquetSink::new(&dir, name, &spec.target_schema, crate::sink::Roll::default())
+        if let Target::View { dir, versions } = &spec.target {
+            self.warehouse.create_dir(dir)?;
+            let file_schema = crate::sink::ParquetSink::new(dir, name, &spec.target_schema, crate::sink::Roll::default())
                 .file_schema()
                 .clone();
-            table = Some(match &spec.versions {
+            table = Some(match versions {
                 // update / complete: readers see one committed version at a time.
                 Some(current) => Arc::new(super::versioned::VersionedTable { schema: file_schema, current: current.clone() }),
-                None => tables::parquet_dir_table(&dir, file_schema)?,
+                None => tables::parquet_dir_table(dir, file_schema)?,
             });
         }
         match (restored, table) {
@@ -230,7 +235,7 @@ impl StreamManager {
                     name: name.to_string(),
                     kind,
                     definition: cq.text.clone(),
-                    location: format!("{}/", dir.display()),
+                    location,
                     format: "PARQUET".into(),
                     partition_columns: Vec::new(),
                 };
@@ -283,6 +288,12 @@ impl StreamManager {
 /// in `/`).
 fn recorded_dir(def: &RelationDef) -> PathBuf {
     PathBuf::from(def.location.trim_end_matches('/'))
+}
+
+/// A stream as ad-hoc SQL sees it: a table that can be described (and
+/// named in a continuous query) but not scanned.
+fn stream_table(def: &StreamDef) -> Arc<dyn datafusion::catalog::TableProvider> {
+    Arc::new(super::planning::StreamTable { name: def.name.clone(), schema: def.spec.schema.clone() })
 }
 
 /// Where a stream reads from, as SHOW STREAMS lists it.

@@ -7,15 +7,22 @@
 //! * `definition`: CREATE STREAM / SINK / MATERIALIZED VIEW checked into typed values.
 //! * `planning`: a query planned once by DataFusion over chunk tables (the
 //!   current micro-batch of each stream), its shape checked.
-//! * `ready_query`: a planned query ready to run: its plan, inputs and kept state.
-//! * `runner`: the epoch loop and the commit protocol.
+//! * `spec`: a query as `prepare` checked it, with the plan the runner runs.
+//! * `ready_query`: that plan instantiated for a run: inputs, watermarks, operator.
+//! * `operator`: the trait every kind of query runs behind (chunk in, epoch
+//!   end, snapshot, restore); `stateless` is the simplest implementation.
+//! * `runner`: a query's attempts: recovery, then epoch after epoch.
+//! * `epoch`: one epoch: reading and processing chunks into its sinks.
+//! * `commit`: the commit protocol (prepare, one catalog transaction, publish).
 //! * `inputs`: the one or two sources a query reads, polled in turn.
 //! * `watermark`: event-time watermarks per stream (and per partition).
 //! * `window`: TUMBLE, HOP and SESSION as table functions over a stream.
 //! * `aggregate`: incremental aggregation, its partial state kept across
 //!   epochs (`aggregate::session_window` merges SESSION windows in it).
-//! * `join`: stream-stream joins with a time bound.
-//! * `aligned`: queries that combine windows, evaluated window by window.
+//! * `join`: stream-stream joins with a time bound (`join::state`: buffers
+//!   and operator).
+//! * `aligned`: queries that combine windows, evaluated window by window
+//!   (`aligned::state`: kept rows and operator).
 //! * `snapshot`: kept state as bytes in an epoch's commit.
 //! * `rejects`: malformed records and late rows (dead letters, `<query>_late`).
 //! * `versioned`: a view rewritten each epoch (update, complete) read one
@@ -26,10 +33,13 @@
 
 pub mod aggregate;
 pub mod aligned;
+mod commit;
 pub mod definition;
+mod epoch;
 pub mod inputs;
 pub mod join;
 pub mod lifecycle;
+mod operator;
 pub mod planning;
 pub mod progress;
 pub mod queries_table;
@@ -37,6 +47,8 @@ pub mod ready_query;
 pub mod rejects;
 pub mod runner;
 pub mod snapshot;
+pub mod spec;
+mod stateless;
 pub mod system_table;
 pub mod versioned;
 pub mod watermark;
@@ -55,12 +67,13 @@ use tokio::task::JoinHandle;
 
 use crate::catalog::{AsyncStore, Catalog, RelationKind};
 use crate::error::QueryError;
+use crate::sink::Target;
 use crate::storage::{PublishGate, Sandbox, Warehouse};
 pub use aggregate::OutputMode;
 pub use definition::{QueryOptions, StreamDef, Trigger};
-use planning::{ChunkTable, StreamTable, check_shape, plan_query, query_context, scanned_tables};
+use planning::{ChunkTable, check_shape, plan_query, query_context, scanned_tables};
 pub use progress::{QueryState, Status};
-pub use runner::QuerySpec;
+pub use spec::QuerySpec;
 
 /// One defined continuous query, running or not.
 pub struct QueryEntry {
@@ -130,11 +143,9 @@ impl StreamManager {
         self.registry.lock().map_err(|_| QueryError::Internal("stream registry poisoned".into()))
     }
 
-    /// Makes a stream known: to continuous queries, and to ad-hoc SQL as a
-    /// table that can be described but not scanned.
-    pub fn register_stream(&self, def: StreamDef) -> Result<(), QueryError> {
-        let table = StreamTable { name: def.name.clone(), schema: def.spec.schema.clone() };
-        self.shared.register_table(def.name.as_str(), Arc::new(table))?;
+    /// Makes a stream known to continuous queries. Its table (described,
+    /// never scanned) is the catalog's, made live by `lifecycle`.
+    fn register_stream(&self, def: StreamDef) -> Result<(), QueryError> {
         self.registry()?.streams.insert(def.name.clone(), Arc::new(def));
         Ok(())
     }
@@ -144,7 +155,7 @@ impl StreamManager {
     }
 
     /// Forgets a stream; refused while a continuous query reads it.
-    pub fn unregister_stream(&self, name: &str) -> Result<(), QueryError> {
+    fn unregister_stream(&self, name: &str) -> Result<(), QueryError> {
         let mut registry = self.registry()?;
         if let Some(reader) = registry.queries.iter().find(|(_, q)| q.spec.streams.iter().any(|s| s.name == name)) {
             return Err(QueryError::DependentObjects(format!(
@@ -154,8 +165,6 @@ impl StreamManager {
             )));
         }
         registry.streams.remove(name);
-        drop(registry);
-        self.shared.deregister_table(name)?;
         Ok(())
     }
 
@@ -165,23 +174,22 @@ impl StreamManager {
         registry.queries.iter().find(|(_, q)| q.target == table).map(|(n, _)| n.clone())
     }
 
-    /// Plans a continuous query to check it and learn its output schema.
-    /// `target_schema` is the table it appends to (None for a view, which
-    /// takes the query's schema).
+    /// Plans and checks a continuous query writing into `target`, once:
+    /// the plan it returns is what the runner runs. A view's target gets
+    /// its version pointer here when the query rewrites it each epoch.
     pub async fn prepare(
         &self,
         name: &str,
         query: &datafusion::sql::sqlparser::ast::Query,
         options: QueryOptions,
-        target_dir: PathBuf,
-        target_schema: Option<SchemaRef>,
-        kafka: Option<crate::sql::Options>,
+        mut target: Target,
         dead_letter_dir: impl Fn(&StreamDef) -> Option<PathBuf>,
         late_dir: Option<PathBuf>,
     ) -> Result<QuerySpec, QueryError> {
         let streams = self.streams();
-        let chunk_tables: HashMap<String, Arc<ChunkTable>> =
-            streams.iter().map(|s| (s.name.clone(), ChunkTable::new(s.spec.schema.clone()).0)).collect();
+        let mut slots: HashMap<String, (Arc<ChunkTable>, spec::Slot)> =
+            streams.iter().map(|s| (s.name.clone(), ChunkTable::new(s.spec.schema.clone()))).collect();
+        let chunk_tables = slots.iter().map(|(name, (table, _))| (name.clone(), table.clone())).collect();
         let ctx: SessionContext = query_context(&self.shared, chunk_tables)?;
         let plan = plan_query(&ctx, query).await?;
         let optimized = ctx.state().optimize(&plan)?;
@@ -265,7 +273,7 @@ impl StreamManager {
                 reason: format!("stream '{}' declares no WATERMARK, so no row is ever late", stream.name),
             });
         }
-        let rewrites_allowed = target_schema.is_none();
+        let rewrites_allowed = !matches!(target, Target::Table { .. });
         let output_mode = match (shape.aggregates, options.output_mode) {
             (false, None | Some(OutputMode::Append)) => OutputMode::Append,
             (false, Some(mode)) => {
@@ -277,31 +285,50 @@ impl StreamManager {
             (true, Some(mode)) => mode,
             (true, None) => OutputMode::Append,
         };
-        if shape.session_gap.is_some() && kafka.is_some() && output_mode != OutputMode::Append {
+        if shape.session_gap.is_some() && matches!(target, Target::Kafka(_)) && output_mode != OutputMode::Append {
             // Merging sessions changes a group's key; a topic keeps the old one.
             return Err(QueryError::UnsupportedWithHint {
                 what: format!("SESSION windows in a Kafka sink with output_mode '{}'", output_mode.name()),
                 hint: "sessions that merge change their window bounds, which are part of the record key, and the old record would stay in the topic: use output_mode 'append' (each session written once, when it closes)".into(),
             });
         }
-        if shape.aggregates {
-            if output_mode != OutputMode::Append && !rewrites_allowed {
-                return Err(QueryError::Unsupported(format!(
-                    "output_mode '{}' in a sink into a table: an aggregation that rewrites its results needs a CREATE MATERIALIZED VIEW (a table weir owns and versions)",
-                    output_mode.name()
-                )));
-            }
-            // Checks append mode's needs (a watermark and a window) now.
-            let has_watermark = inputs.iter().all(|s| s.watermark.is_some());
-            aggregate::Aggregation::new(&ctx, optimized.clone(), output_mode, has_watermark, shape.window_size).await?;
+        if shape.aggregates && output_mode != OutputMode::Append && !rewrites_allowed {
+            return Err(QueryError::Unsupported(format!(
+                "output_mode '{}' in a sink into a table: an aggregation that rewrites its results needs a CREATE MATERIALIZED VIEW (a table weir owns and versions)",
+                output_mode.name()
+            )));
         }
-        let output: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
-        let target_schema = match target_schema {
-            Some(target) => {
-                check_compatible(&output, &target)?;
-                target
+        let (per_chunk, unmatched_plan) = match &join {
+            Some(shape) if shape.kind == join::JoinKind::LeftOuter => {
+                let (per_chunk, unmatched) = join::left_outer_plans(&optimized, &shape.streams)?;
+                (per_chunk, Some(unmatched))
             }
-            None => {
+            _ => (optimized, None),
+        };
+        let tables = inputs.iter().filter_map(|s| slots.remove(&s.name)).collect();
+        let query_plan = Arc::new(spec::QueryPlan {
+            ctx,
+            plan: per_chunk,
+            unmatched_plan,
+            tables,
+            streams: inputs.clone(),
+            output_mode,
+            aggregates: shape.aggregates,
+            window_size: shape.window_size,
+            join,
+            aligned,
+        });
+        // What the runner builds from the plan is built once now, so what
+        // cannot run (e.g. append mode without a watermark or a window)
+        // fails here.
+        ready_query::Instance::new(&query_plan).await?;
+        let output: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        let target_schema = match &target {
+            Target::Table { schema, .. } => {
+                check_compatible(&output, schema)?;
+                schema.clone()
+            }
+            Target::View { .. } | Target::Kafka(_) => {
                 let mut seen = std::collections::HashSet::new();
                 for f in output.fields() {
                     if !seen.insert(f.name().clone()) {
@@ -316,24 +343,21 @@ impl StreamManager {
                 ))
             }
         };
-        let versions = (shape.aggregates && output_mode != OutputMode::Append && kafka.is_none())
-            .then(|| Arc::new(std::sync::RwLock::new(None)));
+        if let Target::View { versions, .. } = &mut target
+            && shape.aggregates
+            && output_mode != OutputMode::Append
+        {
+            *versions = Some(Arc::new(std::sync::RwLock::new(None)));
+        }
         Ok(QuerySpec {
             name: name.to_string(),
-            query: Box::new(query.clone()),
-            output_mode,
-            aggregates: shape.aggregates,
-            window_size: shape.window_size,
-            versions,
-            kafka,
             dead_letter_dirs: inputs.iter().map(|s| dead_letter_dir(s)).collect(),
             late_dir: if options.late_rows_table { late_dir } else { None },
             streams: inputs,
-            join,
-            aligned,
             options,
-            target_dir,
+            target,
             target_schema,
+            plan: query_plan,
         })
     }
 
@@ -349,7 +373,7 @@ impl StreamManager {
             None
         } else {
             let files = runner::Files { gate: self.gate.clone(), warehouse: self.warehouse.clone() };
-            let runner = runner::run(spec.clone(), self.shared.clone(), self.store.clone(), files, state.clone(), stop_rx);
+            let runner = runner::run(spec.clone(), self.store.clone(), files, state.clone(), stop_rx);
             Some(tokio::spawn(runner))
         };
         let name = spec.name.clone();

@@ -1,21 +1,26 @@
-//! A continuous query ready to run: its DataFusion plan, the chunk slot and
-//! watermark of each stream it reads, and the state it keeps across epochs
-//! (aggregation, join buffers, a window-aligned query's rows). Built once per attempt by [`plan`] and
-//! restored from the last commit; the epoch loop in `runner` drives it.
+//! A continuous query instantiated for one attempt of its runner: the plan
+//! `prepare` made, each input's slot and watermark, and the [`Operator`]
+//! holding the state kept across epochs, restored from the last commit. The
+//! epoch loop in `runner` drives it; `prepare` instantiates it once too, so
+//! what would fail to start fails the CREATE.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::SessionContext;
+use datafusion::physical_plan::execute_stream;
+use futures::StreamExt;
 
-use super::aggregate::{Aggregation, OutputMode};
-use super::aligned::AlignedState;
-use super::join::{JoinKind, JoinState, left_outer_plans};
-use super::planning::{ChunkTable, plan_query, query_context};
-use super::runner::{QuerySpec, RunError};
+use super::aggregate::{AggregateOperator, Aggregation, OutputMode};
+use super::aligned::state::{AlignedOperator, AlignedState};
+use super::join::state::{JoinOperator, JoinState};
+use super::operator::{Operator, Output};
+use super::planning::ChunkTable;
+use super::rejects::split_late;
+use super::runner::{RunError, fatal};
+use super::spec::{QueryPlan, Slot};
+use super::stateless::Stateless;
 use super::watermark::Tracker;
 use crate::error::QueryError;
 
@@ -23,7 +28,7 @@ use crate::error::QueryError;
 pub(super) struct Input {
     /// The stream's chunk table, and its contents during an execution.
     pub(super) table: Arc<ChunkTable>,
-    pub(super) slot: Arc<Mutex<Vec<RecordBatch>>>,
+    pub(super) slot: Slot,
     /// The event-time column (WATERMARK FOR), for dropping late rows.
     pub(super) event_time: Option<usize>,
     /// Stateful queries only: the stream's watermark.
@@ -39,23 +44,68 @@ impl Input {
     }
 }
 
-pub(super) struct Planned {
-    pub(super) ctx: SessionContext,
-    pub(super) plan: LogicalPlan,
+pub(super) struct Instance {
+    pub(super) plan: Arc<QueryPlan>,
     /// In the order of `QuerySpec::streams`.
     pub(super) inputs: Vec<Input>,
-    /// Kept across chunks (and epochs) when the query aggregates.
-    pub(super) aggregation: Option<tokio::sync::Mutex<Aggregation>>,
-    /// Both sides' rows for a stream-stream join.
-    pub(super) join: Option<tokio::sync::Mutex<JoinState>>,
-    /// LEFT JOIN of streams: the plan that writes unmatched left rows.
-    pub(super) unmatched_plan: Option<LogicalPlan>,
-    /// Window-aligned queries: the rows kept per stream.
-    pub(super) aligned: Option<tokio::sync::Mutex<AlignedState>>,
-    pub(super) kafka: Option<crate::sink::kafka::KafkaOut>,
+    pub(super) operator: tokio::sync::Mutex<Box<dyn Operator>>,
+    /// The operator keeps input rows (joins, window-aligned queries), so an
+    /// epoch's size bounds its memory.
+    pub(super) keeps_rows: bool,
+    /// Output columns that are group keys (update and complete), which key
+    /// the records of a Kafka target.
+    pub(super) key_columns: Vec<usize>,
 }
 
-impl Planned {
+impl Instance {
+    pub(super) async fn new(plan: &Arc<QueryPlan>) -> Result<Instance, QueryError> {
+        let stateful = plan.aggregates || plan.join.is_some() || plan.aligned.is_some();
+        let mut inputs = Vec::new();
+        for (stream, (table, slot)) in plan.streams.iter().zip(&plan.tables) {
+            let tracker = match stateful {
+                true => Tracker::new(&plan.ctx, stream).await?.map(tokio::sync::Mutex::new),
+                false => None,
+            };
+            let event_time = match (&stream.watermark, stateful) {
+                (Some((column, _)), true) => stream.spec.schema.index_of(column).ok(),
+                _ => None,
+            };
+            inputs.push(Input { table: table.clone(), slot: slot.clone(), event_time, tracker });
+        }
+        let aggregation = match plan.aggregates {
+            true => {
+                let has_watermark = inputs.iter().all(|i| i.tracker.is_some());
+                Some(Aggregation::new(&plan.ctx, plan.plan.clone(), plan.output_mode, has_watermark, plan.window_size).await?)
+            }
+            false => None,
+        };
+        let key_columns = match (&aggregation, plan.output_mode) {
+            (Some(agg), OutputMode::Update | OutputMode::Complete) => {
+                let groups = agg.group_names();
+                let output = plan.plan.schema();
+                output
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| groups.iter().any(|g| g == f.name() || g.ends_with(&format!(".{}", f.name()))))
+                    .map(|(i, _)| i)
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        let operator: Box<dyn Operator> = match (&plan.aligned, &plan.join, aggregation) {
+            (Some(shape), _, _) => Box::new(AlignedOperator(AlignedState::new(shape.clone(), &plan.streams)?)),
+            (None, Some(shape), aggregation) => {
+                let state = JoinState::new(shape.clone(), [plan.streams[0].as_ref(), plan.streams[1].as_ref()])?;
+                Box::new(JoinOperator { state, aggregation })
+            }
+            (None, None, Some(aggregation)) => Box::new(AggregateOperator(aggregation)),
+            (None, None, None) => Box::new(Stateless),
+        };
+        let keeps_rows = plan.join.is_some() || plan.aligned.is_some();
+        Ok(Instance { plan: plan.clone(), inputs, operator: tokio::sync::Mutex::new(operator), keeps_rows, key_columns })
+    }
+
     pub(super) fn fill(&self, input: usize, batches: Vec<RecordBatch>) -> Result<(), RunError> {
         let mut slot = self.inputs[input].slot.lock().map_err(|_| RunError::Fatal("chunk slot poisoned".into()))?;
         *slot = batches;
@@ -71,6 +121,36 @@ impl Planned {
         }
     }
 
+    /// Rows of a chunk of `input` older than `watermark` are split off
+    /// (counted, and kept with `late_rows = 'table'`); the rest are put in
+    /// the input's slot, where its watermark sees them, and returned.
+    pub(super) async fn admit(
+        &self,
+        input: usize,
+        watermark: Option<i64>,
+        batches: Vec<RecordBatch>,
+        out: &mut Output,
+    ) -> Result<Vec<RecordBatch>, RunError> {
+        let this = &self.inputs[input];
+        let (batches, late) = split_late(this.event_time, watermark, batches, &mut out.late_rows)?;
+        out.late(&late).await?;
+        self.fill(input, batches.clone())?;
+        if let Some(tracker) = &this.tracker {
+            tracker.lock().await.observe(&self.plan.ctx).await.map_err(fatal)?;
+        }
+        Ok(batches)
+    }
+
+    /// Runs `plan` over what the slots hold and writes its rows.
+    pub(super) async fn execute(&self, plan: &LogicalPlan, out: &mut Output) -> Result<(), RunError> {
+        let physical = self.plan.ctx.state().create_physical_plan(plan).await.map_err(fatal)?;
+        let mut rows = execute_stream(physical, self.plan.ctx.task_ctx()).map_err(fatal)?;
+        while let Some(batch) = rows.next().await {
+            out.write(&batch.map_err(fatal)?).await?;
+        }
+        Ok(())
+    }
+
     pub(super) async fn watermark_would_move(&self) -> bool {
         let now = Instant::now();
         for input in &self.inputs {
@@ -83,8 +163,18 @@ impl Planned {
         false
     }
 
-    /// The watermark the query's state follows: the stream's, or for a
-    /// join the lower of the two.
+    /// Watermarks move now, for the next epoch's rows (see watermark.rs).
+    pub(super) async fn advance_watermarks(&self) {
+        let now = Instant::now();
+        for input in &self.inputs {
+            if let Some(tracker) = &input.tracker {
+                tracker.lock().await.advance(now);
+            }
+        }
+    }
+
+    /// The watermark the query's state follows: the stream's, or for two
+    /// streams the lower of the two.
     pub(super) async fn watermark(&self) -> Option<i64> {
         let mut lowest = None;
         for input in &self.inputs {
@@ -94,40 +184,22 @@ impl Planned {
         lowest
     }
 
-    /// Restores the state the last commit recorded: the aggregation's, and a
-    /// join's buffers, with each stream's watermark.
+    /// Each input's watermark.
+    pub(super) async fn watermarks(&self) -> Vec<Option<i64>> {
+        let mut watermarks = Vec::new();
+        for input in &self.inputs {
+            watermarks.push(input.watermark().await);
+        }
+        watermarks
+    }
+
+    /// Restores the operator's state from the last commit, and the
+    /// watermarks it recorded with it.
     pub(super) async fn restore_state(&self, bytes: &[u8]) -> datafusion::error::Result<()> {
-        if let Some(aligned) = &self.aligned {
-            let sections = super::snapshot::unpack(bytes).unwrap_or_default();
-            let watermarks = aligned.lock().await.restore(&sections)?;
-            for (input, watermark) in self.inputs.iter().zip(watermarks) {
-                if let Some(tracker) = &input.tracker {
-                    tracker.lock().await.current = watermark;
-                }
-            }
-            return Ok(());
-        }
-        let Some(sections) = super::snapshot::unpack(bytes) else {
-            // One aggregation snapshot (a single-stream query).
-            if let Some(agg) = &self.aggregation {
-                let mut agg = agg.lock().await;
-                agg.restore(bytes)?;
-                if let Some(tracker) = self.inputs.first().and_then(|i| i.tracker.as_ref()) {
-                    tracker.lock().await.current = agg.watermark;
-                }
-            }
-            return Ok(());
-        };
-        if let (Some(agg), Some(section)) = (&self.aggregation, sections.first()) {
-            agg.lock().await.restore(section)?;
-        }
-        if let Some(join) = &self.join {
-            let mut join = join.lock().await;
-            for side in 0..2 {
-                let watermark = join.restore(side, sections.get(side + 1).copied().unwrap_or_default())?;
-                if let Some(tracker) = self.inputs.get(side).and_then(|i| i.tracker.as_ref()) {
-                    tracker.lock().await.current = watermark;
-                }
+        let watermarks = self.operator.lock().await.restore(bytes)?;
+        for (input, watermark) in watermarks {
+            if let Some(tracker) = self.inputs.get(input).and_then(|i| i.tracker.as_ref()) {
+                tracker.lock().await.current = watermark;
             }
         }
         Ok(())
@@ -145,7 +217,7 @@ impl Planned {
         clocks.into()
     }
 
-    /// Restores [`Planned::clocks`] from the last commit.
+    /// Restores [`Instance::clocks`] from the last commit.
     pub(super) async fn restore_clocks(&self, saved: Option<&serde_json::Value>) {
         let saved = saved.and_then(|c| c.as_array()).into_iter().flatten();
         for (input, clocks) in self.inputs.iter().zip(saved) {
@@ -154,79 +226,4 @@ impl Planned {
             }
         }
     }
-}
-
-pub(super) async fn plan(spec: &QuerySpec, shared: &SessionContext) -> Result<Planned, RunError> {
-    let mut streams: HashMap<String, Arc<ChunkTable>> = HashMap::new();
-    let mut slots = Vec::new();
-    for stream in &spec.streams {
-        let (table, slot) = ChunkTable::new(stream.spec.schema.clone());
-        streams.insert(stream.name.clone(), table.clone());
-        slots.push((table, slot));
-    }
-    let fatal = |e: QueryError| RunError::Fatal(e.message());
-    let ctx = query_context(shared, streams).map_err(fatal)?;
-    let plan = plan_query(&ctx, &spec.query).await.map_err(fatal)?;
-    let plan = ctx.state().optimize(&plan).map_err(|e| fatal(e.into()))?;
-    let stateful = spec.aggregates || spec.join.is_some() || spec.aligned.is_some();
-    let mut inputs = Vec::new();
-    for (stream, (table, slot)) in spec.streams.iter().zip(slots) {
-        let tracker = match stateful {
-            true => Tracker::new(&ctx, stream).await.map_err(fatal)?.map(tokio::sync::Mutex::new),
-            false => None,
-        };
-        let event_time = match (&stream.watermark, stateful) {
-            (Some((column, _)), true) => stream.spec.schema.index_of(column).ok(),
-            _ => None,
-        };
-        inputs.push(Input { table, slot, event_time, tracker });
-    }
-    let aggregation = if spec.aggregates {
-        let has_watermark = inputs.iter().all(|i| i.tracker.is_some());
-        let agg = Aggregation::new(&ctx, plan.clone(), spec.output_mode, has_watermark, spec.window_size)
-            .await
-            .map_err(fatal)?;
-        Some(tokio::sync::Mutex::new(agg))
-    } else {
-        None
-    };
-    let (join, plan, unmatched_plan) = match &spec.join {
-        Some(shape) => {
-            let state = JoinState::new(shape.clone(), [spec.streams[0].as_ref(), spec.streams[1].as_ref()]).map_err(fatal)?;
-            match shape.kind {
-                JoinKind::LeftOuter => {
-                    let (per_chunk, unmatched) = left_outer_plans(&plan, &shape.streams).map_err(|e| fatal(e.into()))?;
-                    (Some(tokio::sync::Mutex::new(state)), per_chunk, Some(unmatched))
-                }
-                JoinKind::Inner => (Some(tokio::sync::Mutex::new(state)), plan, None),
-            }
-        }
-        None => (None, plan, None),
-    };
-    let kafka = match &spec.kafka {
-        Some(options) => {
-            // Update/complete aggregations key records by their group.
-            let key_columns = match (&aggregation, spec.output_mode) {
-                (Some(agg), OutputMode::Update | OutputMode::Complete) => {
-                    let groups = agg.lock().await.group_names();
-                    let output = plan.schema();
-                    output
-                        .fields()
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, f)| groups.iter().any(|g| g == f.name() || g.ends_with(&format!(".{}", f.name()))))
-                        .map(|(i, _)| i)
-                        .collect()
-                }
-                _ => Vec::new(),
-            };
-            Some(crate::sink::kafka::KafkaOut::new(options, key_columns).map_err(RunError::Fatal)?)
-        }
-        None => None,
-    };
-    let aligned = match &spec.aligned {
-        Some(shape) => Some(tokio::sync::Mutex::new(AlignedState::new(shape.clone(), &spec.streams).map_err(fatal)?)),
-        None => None,
-    };
-    Ok(Planned { ctx, plan, inputs, aggregation, join, unmatched_plan, aligned, kafka })
 }

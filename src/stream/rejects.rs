@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 
 use super::definition::{OnError, StreamDef};
 use super::runner::RunError;
-use crate::sink::EpochWriter;
+use crate::sink::EpochSink;
 use crate::source::BadRecord;
 
 /// Dead-letter rows: enough to find and replay the record.
@@ -28,10 +28,10 @@ pub fn dead_letter_schema() -> SchemaRef {
 /// Malformed records of `stream` read by query `query`, as its `on_error`
 /// says: skipped, the query failed, or written to the dead-letter table
 /// through `dead_letters` (the epoch's writer, when the stream has one).
-pub(super) fn handle_bad_records(
+pub(super) async fn handle_bad_records(
     stream: &StreamDef,
     query: &str,
-    dead_letters: Option<&mut EpochWriter>,
+    dead_letters: Option<&mut Box<dyn EpochSink>>,
     bad: &[BadRecord],
 ) -> Result<(), RunError> {
     if bad.is_empty() {
@@ -61,7 +61,7 @@ pub(super) fn handle_bad_records(
             ];
             let batch = RecordBatch::try_new(dead_letter_schema(), columns)
                 .map_err(|e| RunError::Fatal(format!("dead-letter batch: {e}")))?;
-            writer.write(&batch).map_err(|e| RunError::Transient(format!("writing dead letters: {e}")))
+            writer.write(&batch).await.map_err(|e| RunError::Transient(format!("writing dead letters: {e}")))
         }
     }
 }

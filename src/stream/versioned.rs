@@ -1,6 +1,7 @@
 //! A view whose every epoch is a new version (output modes update and
 //! complete): readers see exactly one committed version directory, the one
-//! the runner pointed to after its last commit, never a mix of two.
+//! the runner pointed to after its last commit, never a mix of two. This is
+//! the reading side; `sink::versioned` writes the versions.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -49,27 +50,4 @@ impl TableProvider for VersionedTable {
         let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(self.schema.clone());
         ListingTable::try_new(config)?.scan(state, projection, filters, limit).await
     }
-}
-
-/// Deletes the version directories of a view except `keep` and `previous`
-/// (a reader may still be listing the previous one), through the warehouse.
-pub fn remove_versions_except(
-    warehouse: &crate::storage::Warehouse,
-    dir: &std::path::Path,
-    keep: Option<&std::path::Path>,
-    previous: Option<&std::path::Path>,
-) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let path = entry?.path();
-        let is_version = path.is_dir() && path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('v'));
-        if is_version && Some(path.as_path()) != keep && Some(path.as_path()) != previous {
-            warehouse.remove_dir(&path).map_err(std::io::Error::other)?;
-        }
-    }
-    Ok(())
 }
