@@ -296,8 +296,17 @@ async fn a_reader_polling_while_commits_fail_sees_only_what_committed() {
     assert!(seen.len() >= 10, "only {} reads", seen.len());
     assert!(seen.iter().all(|n| totals.contains(n)), "counts that are not committed totals: {seen:?} (totals {totals:?})");
     assert!(seen.iter().all(|n| *n <= last), "more rows than committed ({last}): {seen:?}");
-    // The sink keeps trying, and says why it cannot commit.
-    let sinks = rows(&client, "SHOW SINKS").await.expect("SHOW SINKS");
-    let shown = format!("{sinks:?}");
-    assert!(shown.contains("deleted or replaced"), "the sink reports the vanished catalog: {shown}");
+    // The sink keeps trying, and says why it cannot commit. Between
+    // attempts it is `retrying` with the reason; during one it is
+    // `running`: poll until a look falls between attempts.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let sinks = rows(&client, "SHOW SINKS").await.expect("SHOW SINKS");
+        let shown = format!("{sinks:?}");
+        if shown.contains("deleted or replaced") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sink never reported the vanished catalog: {shown}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
