@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The one test command: sets up what the tests need on a fresh Debian machine
 # (psql, openssl, a Python venv with psycopg 3 + SQLAlchemy 2, the tansu Kafka
-# broker, ...), then runs every Rust test once. Idempotent: when everything is
-# already there it goes straight to `cargo test`.
+# broker, rustfmt and clippy, ...), checks the code's form (cargo fmt --check,
+# cargo clippy --all-targets -D warnings), then runs every Rust test once.
+# Idempotent: when everything is already there it goes straight to the checks.
+# A failed check does not stop the tests (one run shows everything); the
+# script still exits non-zero at the end, naming the check that failed.
 #
-#   bash scripts/test.sh                 # set up, then cargo test --locked --no-fail-fast
+#   bash scripts/test.sh                 # set up, lint, then cargo test --locked --no-fail-fast
 #   bash scripts/test.sh --setup-only    # set up and stop (CI debugging)
+#   bash scripts/test.sh --lint-only     # set up, run fmt and clippy, stop
 #   bash scripts/test.sh --test psql     # extra args go to cargo test
 #
 # Environment:
@@ -21,10 +25,12 @@ say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 setup_only=0
+lint_only=0
 cargo_args=()
 for arg in "$@"; do
     case "$arg" in
         --setup-only) setup_only=1 ;;
+        --lint-only) lint_only=1 ;;
         *) cargo_args+=("$arg") ;;
     esac
 done
@@ -190,19 +196,59 @@ fi
 export WEIR_NODE_MODULES="$node_dir/node_modules"
 say "node: $(node --version), pg $(NODE_PATH="$WEIR_NODE_MODULES" node -p 'require("pg/package.json").version')"
 
-# --- cargo --------------------------------------------------------------------
+# --- cargo, rustfmt and clippy ------------------------------------------------
 command -v cargo >/dev/null 2>&1 || die "cargo not found; install the Rust toolchain (rustup) first"
+
+# The toolchain comes from rustup, which leaves rustfmt and clippy out of a
+# minimal profile: add them to the active toolchain when they are missing.
+for component in rustfmt clippy; do
+    probe=(cargo fmt --version)
+    [ "$component" = clippy ] && probe=(cargo clippy --version)
+    if ! "${probe[@]}" >/dev/null 2>&1; then
+        command -v rustup >/dev/null 2>&1 || die "cargo $component not found and no rustup to add it"
+        say "rustup component add $component"
+        rustup component add "$component" || die "rustup component add $component failed"
+    fi
+done
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$WEIR_CACHE/target}"
 say "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
 
+# Form before tests, in the same target dir. rustfmt builds nothing. Clippy's
+# check build cannot reuse the test build's compiled code, but its checked
+# dependencies stay in the target dir, so after the first run only weir is
+# checked again; --all-targets type-checks the tests and benches once, and
+# the test build below then only adds code generation.
+failed_checks=()
+run_lints() {
+    say "cargo fmt --check"
+    if ! cargo fmt --check >/dev/null; then
+        say "cargo fmt --check found unformatted files (run 'cargo fmt --check' to see the diff, 'cargo fmt' to fix)"
+        failed_checks+=("cargo fmt --check")
+    fi
+    say "cargo clippy --all-targets --locked -- -D warnings"
+    if ! cargo clippy --all-targets --locked -- -D warnings; then
+        failed_checks+=("cargo clippy")
+    fi
+}
+# Exits non-zero, naming each failed check, once everything has run.
+report_checks() {
+    if [ "${#failed_checks[@]}" -gt 0 ]; then
+        die "failed: ${failed_checks[*]}"
+    fi
+}
+
 # --- tansu, part 2: wait for the background build ----------------------------
-# Meanwhile weir's own test build runs, so both builds share the two cores
+# Meanwhile the lints and weir's own test build run, so both builds share the two cores
 # (each has long single-threaded stretches: big crates, linking).
 if [ -n "$tansu_pid" ]; then
     if [ "$setup_only" -eq 0 ]; then
-        say "cargo test --locked --no-run (while tansu builds)"
-        cargo test --locked --no-run "${cargo_args[@]}" || { kill "$tansu_pid" 2>/dev/null || true; die "building weir's tests failed"; }
+        run_lints
+        linted=1
+        if [ "$lint_only" -eq 0 ]; then
+            say "cargo test --locked --no-run (while tansu builds)"
+            cargo test --locked --no-run "${cargo_args[@]}" || { kill "$tansu_pid" 2>/dev/null || true; die "building weir's tests failed"; }
+        fi
     fi
     say "waiting for the tansu build (log: $tansu_log)"
     if ! wait "$tansu_pid"; then
@@ -220,6 +266,18 @@ if [ "$setup_only" -eq 1 ]; then
     exit 0
 fi
 
+if [ "${linted:-0}" -eq 0 ]; then
+    run_lints
+fi
+if [ "$lint_only" -eq 1 ]; then
+    report_checks
+    say "lints passed (--lint-only)"
+    exit 0
+fi
+
 # --no-fail-fast: one failing test binary must not hide the results of the rest.
 say "cargo test --locked --no-fail-fast ${cargo_args[*]:-}"
-exec cargo test --locked --no-fail-fast "${cargo_args[@]}"
+test_status=0
+cargo test --locked --no-fail-fast "${cargo_args[@]}" || test_status=$?
+report_checks
+exit "$test_status"

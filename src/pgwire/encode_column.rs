@@ -5,9 +5,8 @@ use std::io::Write as _;
 
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::array::{
-    Array, ArrowPrimitiveType, BinaryViewArray, BooleanArray, FixedSizeBinaryArray,
-    FixedSizeListArray, GenericBinaryArray, GenericListArray, GenericStringArray, OffsetSizeTrait,
-    PrimitiveArray, StringViewArray,
+    Array, BinaryViewArray, BooleanArray, FixedSizeBinaryArray, FixedSizeListArray, GenericBinaryArray,
+    GenericListArray, GenericStringArray, OffsetSizeTrait, StringViewArray,
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::*;
@@ -19,8 +18,11 @@ use super::encode::EncodeError;
 use super::encode_text as text;
 use crate::types::pg_type;
 
+#[path = "encode_number.rs"]
+mod number;
 #[path = "encode_temporal.rs"]
 mod temporal;
+use number::{Dec256W, Float4W, Float8W, U64W, dec, int};
 use temporal::{DateW, IntervalW, time, ts};
 
 /// Appends one non-null value; nullness is decided by [`Column`].
@@ -308,170 +310,6 @@ impl ValueWriter for BoolW<'_> {
             (false, true) => b't',
             (false, false) => b'f',
         });
-        Ok(())
-    }
-}
-
-/// Integers sent as int2/int4/int8 (`width` bytes); unsigned types are widened
-/// to the next signed type by `pg_type`, so the value always fits.
-struct IntW<'a, T: ArrowPrimitiveType> {
-    values: &'a [T::Native],
-    width: u8,
-    binary: bool,
-}
-fn int<'a, T: ArrowPrimitiveType>(
-    arr: &'a PrimitiveArray<T>,
-    width: u8,
-    binary: bool,
-) -> Box<dyn ValueWriter + 'a>
-where
-    T::Native: Into<i64>,
-{
-    Box::new(IntW::<T> {
-        values: arr.values(),
-        width,
-        binary,
-    })
-}
-impl<T: ArrowPrimitiveType> ValueWriter for IntW<'_, T>
-where
-    T::Native: Into<i64>,
-{
-    fn write(&mut self, row: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let v: i64 = get(self.values, row)?.into();
-        if !self.binary {
-            text::write_i64(out, v);
-            return Ok(());
-        }
-        match self.width {
-            2 => out.extend_from_slice(&(v as i16).to_be_bytes()),
-            4 => out.extend_from_slice(&(v as i32).to_be_bytes()),
-            _ => out.extend_from_slice(&v.to_be_bytes()),
-        }
-        Ok(())
-    }
-}
-
-/// u64 goes out as int8, like PostgreSQL's bigint row counters; the rare
-/// value above i64::MAX is an error rather than a silent wrap.
-struct U64W<'a> {
-    arr: &'a PrimitiveArray<UInt64Type>,
-    binary: bool,
-}
-impl ValueWriter for U64W<'_> {
-    fn write(&mut self, row: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let v = get(self.arr.values(), row)?;
-        let signed = i64::try_from(v).map_err(|_| EncodeError::BigintOutOfRange(v))?;
-        if self.binary {
-            out.extend_from_slice(&signed.to_be_bytes());
-        } else {
-            text::write_i64(out, signed);
-        }
-        Ok(())
-    }
-}
-
-struct Float4W<'a, T: ArrowPrimitiveType> {
-    arr: &'a PrimitiveArray<T>,
-    binary: bool,
-}
-impl<T: ArrowPrimitiveType> ValueWriter for Float4W<'_, T>
-where
-    T::Native: Into<f32>,
-{
-    fn write(&mut self, row: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let v: f32 = get(self.arr.values(), row)?.into();
-        if self.binary {
-            out.extend_from_slice(&v.to_bits().to_be_bytes());
-        } else {
-            text::write_f32(out, v);
-        }
-        Ok(())
-    }
-}
-
-struct Float8W<'a> {
-    arr: &'a PrimitiveArray<Float64Type>,
-    binary: bool,
-}
-impl ValueWriter for Float8W<'_> {
-    fn write(&mut self, row: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let v = get(self.arr.values(), row)?;
-        if self.binary {
-            out.extend_from_slice(&v.to_bits().to_be_bytes());
-        } else {
-            text::write_f64(out, v);
-        }
-        Ok(())
-    }
-}
-
-/// Writes `digits × 10^-scale` as numeric text or binary.
-fn write_numeric(out: &mut Vec<u8>, negative: bool, digits: &[u8], scale: i8, binary: bool) {
-    if binary {
-        text::write_numeric_binary(out, negative, digits, scale);
-    } else {
-        text::write_numeric_text(out, negative, digits, scale);
-    }
-}
-
-struct DecW<'a, T: ArrowPrimitiveType> {
-    values: &'a [T::Native],
-    scale: i8,
-    binary: bool,
-    /// Reused digit buffer, so no allocation per value.
-    digits: Vec<u8>,
-}
-fn dec<'a, T: ArrowPrimitiveType>(
-    arr: &'a PrimitiveArray<T>,
-    scale: i8,
-    binary: bool,
-) -> Box<dyn ValueWriter + 'a>
-where
-    T::Native: Into<i128>,
-{
-    Box::new(DecW::<T> {
-        values: arr.values(),
-        scale,
-        binary,
-        digits: Vec::new(),
-    })
-}
-impl<T: ArrowPrimitiveType> ValueWriter for DecW<'_, T>
-where
-    T::Native: Into<i128>,
-{
-    fn write(&mut self, row: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let v: i128 = get(self.values, row)?.into();
-        self.digits.clear();
-        text::write_u128(&mut self.digits, v.unsigned_abs());
-        write_numeric(out, v < 0, &self.digits, self.scale, self.binary);
-        Ok(())
-    }
-}
-
-struct Dec256W<'a> {
-    arr: &'a PrimitiveArray<Decimal256Type>,
-    scale: i8,
-    binary: bool,
-    digits: Vec<u8>,
-}
-impl ValueWriter for Dec256W<'_> {
-    fn write(&mut self, row: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let v = get(self.arr.values(), row)?;
-        self.digits.clear();
-        let negative = v < i256::ZERO;
-        match v.to_i128() {
-            Some(small) => text::write_u128(&mut self.digits, small.unsigned_abs()),
-            // Beyond i128 (rare): use i256's own decimal rendering.
-            None => {
-                let _ = write!(self.digits, "{v}");
-                if negative {
-                    self.digits.remove(0);
-                }
-            }
-        }
-        write_numeric(out, negative, &self.digits, self.scale, self.binary);
         Ok(())
     }
 }
