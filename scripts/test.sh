@@ -234,7 +234,7 @@ run_lints() {
 # Exits non-zero, naming each failed check, once everything has run.
 report_checks() {
     if [ "${#failed_checks[@]}" -gt 0 ]; then
-        die "failed: ${failed_checks[*]}"
+        die "failed: $(printf '%s; ' "${failed_checks[@]}")"
     fi
 }
 
