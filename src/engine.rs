@@ -12,14 +12,13 @@ use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 
 use crate::catalog::sqlite::SqliteStore;
 use crate::catalog::{Catalog, CatalogStore};
-use crate::stream::StreamManager;
-use crate::config::Config;
 use crate::catalog::{DATABASE, SCHEMA};
+use crate::config::Config;
 use crate::error::{QueryError, ServerError};
 use crate::session::SessionVars;
 use crate::sql::Parser;
 use crate::storage::{CommittedStore, PublishGate, Sandbox, Warehouse};
-
+use crate::stream::StreamManager;
 
 pub struct Engine {
     pub config: Config,

@@ -21,7 +21,9 @@ pub enum CatalogError {
     Corrupt { path: String, reason: String },
     #[error("catalog storage failed: {0}")]
     Storage(String),
-    #[error("the catalog file '{0}' was deleted or replaced while weir was running; nothing more is committed until weir restarts")]
+    #[error(
+        "the catalog file '{0}' was deleted or replaced while weir was running; nothing more is committed until weir restarts"
+    )]
     Vanished(String),
     #[error("the catalog '{0}' is in use by another weir process (one server per data directory)")]
     InUse(String),
@@ -56,7 +58,9 @@ impl From<rusqlite::Error> for CatalogError {
 /// for something outside what the server allows.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
-    #[error("access to '{path}' is not allowed: weir reads and writes files only under {roots} (start it with --allow-path DIR to allow another directory)")]
+    #[error(
+        "access to '{path}' is not allowed: weir reads and writes files only under {roots} (start it with --allow-path DIR to allow another directory)"
+    )]
     Path { path: String, roots: String },
     #[error("location '{location}' is not allowed: only local paths and file:// URLs under {roots} can be read or written")]
     Scheme { location: String, roots: String },
@@ -64,7 +68,9 @@ pub enum AccessError {
     Reserved { path: String },
     #[error("location '{location}' cannot be resolved safely: {reason}")]
     Unresolvable { location: String, reason: String },
-    #[error("connecting to '{host}' is not allowed: weir connects only to {allowed} (start it with --allow-host HOST to allow another host)")]
+    #[error(
+        "connecting to '{host}' is not allowed: weir connects only to {allowed} (start it with --allow-host HOST to allow another host)"
+    )]
     Host { host: String, allowed: String },
     #[error("Kafka property '{property}' is not allowed: {reason}")]
     Property { property: String, reason: String },
@@ -94,7 +100,9 @@ pub enum QueryError {
     Catalog(#[from] CatalogError),
     #[error("{0}")]
     Access(#[from] AccessError),
-    #[error("location '{0}' does not exist; create it first, or declare the table's columns and use a relative location to let weir create it under its data directory")]
+    #[error(
+        "location '{0}' does not exist; create it first, or declare the table's columns and use a relative location to let weir create it under its data directory"
+    )]
     MissingLocation(String),
     #[error("location '{path}' cannot be read: {reason}")]
     UnreadableLocation { path: String, reason: String },
@@ -200,8 +208,7 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
         DataFusionError::SchemaError(err, _) => match err.as_ref() {
             SchemaError::FieldNotFound { .. } => "42703",
             SchemaError::AmbiguousReference { .. } => "42702",
-            SchemaError::DuplicateQualifiedField { .. }
-            | SchemaError::DuplicateUnqualifiedField { .. } => "42701",
+            SchemaError::DuplicateQualifiedField { .. } | SchemaError::DuplicateUnqualifiedField { .. } => "42701",
         },
         DataFusionError::Plan(msg) => plan_sqlstate(msg),
         DataFusionError::ResourcesExhausted(_) => "53200",
@@ -251,7 +258,10 @@ fn plan_sqlstate(msg: &str) -> &'static str {
         "42703"
     } else if lower.contains("already exists") {
         "42P07"
-    } else if lower.contains("cannot be cast") || lower.contains("cannot coerce") || lower.contains("type") && lower.contains("mismatch") {
+    } else if lower.contains("cannot be cast")
+        || lower.contains("cannot coerce")
+        || lower.contains("type") && lower.contains("mismatch")
+    {
         "42804"
     } else {
         "42000"
@@ -270,9 +280,17 @@ pub fn datafusion_message(e: &DataFusionError) -> String {
     let mut text = text.split("\n\nbacktrace").next().unwrap_or(&text).trim();
     // Layer prefixes say which DataFusion module failed, not what the user did.
     const PREFIXES: &[&str] = &[
-        "Arrow error: ", "Cast error: ", "Parser error: ", "Error during planning: ", "Execution error: ",
-        "External error: ", "sql parser error: ", "Compute error: ", "Invalid argument error: ",
-        "Invalid or Unsupported Configuration: ", "Object Store error: ",
+        "Arrow error: ",
+        "Cast error: ",
+        "Parser error: ",
+        "Error during planning: ",
+        "Execution error: ",
+        "External error: ",
+        "sql parser error: ",
+        "Compute error: ",
+        "Invalid argument error: ",
+        "Invalid or Unsupported Configuration: ",
+        "Object Store error: ",
     ];
     while let Some(rest) = PREFIXES.iter().find_map(|p| text.strip_prefix(p)) {
         text = rest;

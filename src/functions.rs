@@ -69,9 +69,10 @@ pub fn session_current_setting(vars: crate::session::SessionVars) -> ScalarUDF {
                     Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(lookup(name)?))))
                 }
                 ColumnarValue::Array(a) => {
-                    let names = a.as_any().downcast_ref::<StringArray>().ok_or_else(|| {
-                        datafusion::error::DataFusionError::Plan("current_setting expects text".into())
-                    })?;
+                    let names = a
+                        .as_any()
+                        .downcast_ref::<StringArray>()
+                        .ok_or_else(|| datafusion::error::DataFusionError::Plan("current_setting expects text".into()))?;
                     let values = (0..names.len())
                         .map(|i| if names.is_null(i) { Ok(None) } else { lookup(names.value(i)).map(Some) })
                         .collect::<Result<StringArray>>()?;
@@ -111,12 +112,12 @@ fn to_regtype_udf() -> ScalarUDF {
                     Ok(ColumnarValue::Scalar(ScalarValue::Int32(v.as_deref().and_then(lookup))))
                 }
                 ColumnarValue::Array(a) => {
-                    let names = a.as_any().downcast_ref::<StringArray>().ok_or_else(|| {
-                        datafusion::error::DataFusionError::Internal("to_regtype expects text".into())
-                    })?;
-                    let oids: Int32Array = (0..names.len())
-                        .map(|i| if names.is_null(i) { None } else { lookup(names.value(i)) })
-                        .collect();
+                    let names = a
+                        .as_any()
+                        .downcast_ref::<StringArray>()
+                        .ok_or_else(|| datafusion::error::DataFusionError::Internal("to_regtype expects text".into()))?;
+                    let oids: Int32Array =
+                        (0..names.len()).map(|i| if names.is_null(i) { None } else { lookup(names.value(i)) }).collect();
                     Ok(ColumnarValue::Array(Arc::new(oids)))
                 }
                 other => Err(datafusion::error::DataFusionError::Plan(format!(
@@ -200,11 +201,7 @@ impl ScalarUDFImpl for JsonBuildObject {
             return Err(DataFusionError::Plan("json_build_object needs an even number of arguments".into()));
         }
         let rows = args.number_rows;
-        let arrays = args
-            .args
-            .iter()
-            .map(|a| a.clone().into_array(rows))
-            .collect::<Result<Vec<_>>>()?;
+        let arrays = args.args.iter().map(|a| a.clone().into_array(rows)).collect::<Result<Vec<_>>>()?;
         let mut out = Vec::with_capacity(rows);
         for row in 0..rows {
             let mut object = serde_json::Map::new();
@@ -320,7 +317,8 @@ fn format_row(fmt: &str, args: &[ScalarValue]) -> std::result::Result<String, St
             if chars.next() != Some('$') {
                 return Err("format() field widths are not supported".into());
             }
-            let position: usize = digits.parse().map_err(|_| format!("format() argument position {digits} is out of range"))?;
+            let position: usize =
+                digits.parse().map_err(|_| format!("format() argument position {digits} is out of range"))?;
             next_arg = position.checked_sub(1).ok_or("format() argument positions start at 1")?;
         }
         let kind = chars.next().ok_or("unterminated format() type specifier")?;

@@ -126,9 +126,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let use_color = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_ansi(use_color)
         .with_writer(std::io::stderr)
         .init();
@@ -195,14 +193,15 @@ fn warn_if_exposed(config: &Config) {
     if exposed.is_empty() {
         return;
     }
-    tracing::warn!(
-        "listening on {} without --password: every client that can reach it is trusted",
-        exposed.join(" and ")
-    );
+    tracing::warn!("listening on {} without --password: every client that can reach it is trusted", exposed.join(" and "));
     if running_as_root() {
         tracing::warn!(
             "RUNNING AS ROOT on a non-loopback address without a password: any client on the network can make weir read and write files under {} as root; set --password, listen on 127.0.0.1, or run as an unprivileged user",
-            std::iter::once(&config.data_dir).chain(&config.allowed_paths).map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            std::iter::once(&config.data_dir)
+                .chain(&config.allowed_paths)
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
 }

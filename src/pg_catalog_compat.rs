@@ -91,14 +91,28 @@ const COLUMNS: &str = "SELECT \
 
 /// `information_schema.table_constraints` in PostgreSQL 15's columns.
 const TABLE_CONSTRAINTS: &[&str] = &[
-    "constraint_catalog", "constraint_schema", "constraint_name", "table_catalog", "table_schema", "table_name",
-    "constraint_type", "is_deferrable", "initially_deferred", "enforced", "nulls_distinct",
+    "constraint_catalog",
+    "constraint_schema",
+    "constraint_name",
+    "table_catalog",
+    "table_schema",
+    "table_name",
+    "constraint_type",
+    "is_deferrable",
+    "initially_deferred",
+    "enforced",
+    "nulls_distinct",
 ];
 
 /// `information_schema.key_column_usage` in PostgreSQL 15's columns (the
 /// two positions are integers, the rest names).
 const KEY_COLUMN_USAGE: &[&str] = &[
-    "constraint_catalog", "constraint_schema", "constraint_name", "table_catalog", "table_schema", "table_name",
+    "constraint_catalog",
+    "constraint_schema",
+    "constraint_name",
+    "table_catalog",
+    "table_schema",
+    "table_name",
     "column_name",
 ];
 
@@ -111,9 +125,8 @@ pub async fn register(ctx: &SessionContext) -> Result<(), ServerError> {
 }
 
 async fn register_inner(ctx: &SessionContext) -> Result<()> {
-    let catalog = ctx
-        .catalog(DATABASE)
-        .ok_or_else(|| datafusion::error::DataFusionError::Plan(format!("no catalog {DATABASE}")))?;
+    let catalog =
+        ctx.catalog(DATABASE).ok_or_else(|| datafusion::error::DataFusionError::Plan(format!("no catalog {DATABASE}")))?;
     let pg_catalog = catalog
         .schema("pg_catalog")
         .ok_or_else(|| datafusion::error::DataFusionError::Plan("no schema pg_catalog".into()))?;
@@ -144,10 +157,8 @@ async fn register_inner(ctx: &SessionContext) -> Result<()> {
     // Weir keeps no constraints (no primary, unique or foreign keys), so
     // both are empty; Metabase joins them to find primary keys.
     info_tables.insert("table_constraints".into(), empty(TABLE_CONSTRAINTS, &[])?);
-    info_tables.insert(
-        "key_column_usage".into(),
-        empty(KEY_COLUMN_USAGE, &["ordinal_position", "position_in_unique_constraint"])?,
-    );
+    info_tables
+        .insert("key_column_usage".into(), empty(KEY_COLUMN_USAGE, &["ordinal_position", "position_in_unique_constraint"])?);
     ctx.state_ref().write().config_mut().options_mut().catalog.information_schema = false;
     catalog.register_schema(INFORMATION_SCHEMA, Arc::new(Overlay { base: Arc::new(builtin), tables: info_tables }))?;
     Ok(())
@@ -226,8 +237,7 @@ fn attribute_udf(name: &str, pick: fn((i32, i16, i32)) -> i32) -> ScalarUDF {
         Arc::new(move |args: &[ColumnarValue]| {
             let arrays = ColumnarValue::values_to_arrays(args)?;
             let types = arrays[0].as_string::<i32>();
-            let values: Int32Array =
-                types.iter().map(|t| t.and_then(crate::types::attribute_of).map(pick)).collect();
+            let values: Int32Array = types.iter().map(|t| t.and_then(crate::types::attribute_of).map(pick)).collect();
             Ok(ColumnarValue::Array(Arc::new(values)))
         }),
     )

@@ -199,7 +199,12 @@ fn check_topic(producer: &ThreadedProducer<Tally>, options: &ProduceOptions) -> 
 
 /// Enqueues record number `number` (from 1), waiting for room while
 /// librdkafka's local queue is full.
-fn send(producer: &ThreadedProducer<Tally>, options: &ProduceOptions, value: &[u8], number: u64) -> Result<(), ProduceError> {
+fn send(
+    producer: &ThreadedProducer<Tally>,
+    options: &ProduceOptions,
+    value: &[u8],
+    number: u64,
+) -> Result<(), ProduceError> {
     let mut record = BaseRecord::<[u8], [u8]>::to(&options.topic).payload(value);
     if let Some(partition) = options.partition {
         record = record.partition(partition);
@@ -208,9 +213,7 @@ fn send(producer: &ThreadedProducer<Tally>, options: &ProduceOptions, value: &[u
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned))
-                if Instant::now() < deadline =>
-            {
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) if Instant::now() < deadline => {
                 // The producer's thread drains the queue; give it a moment.
                 record = returned;
                 std::thread::sleep(Duration::from_millis(10));

@@ -13,7 +13,9 @@ pub fn bytes() -> Vec<u8> {
         bytes.clear();
         for _ in 0..2 {
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+            h.write_u128(
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
+            );
             bytes.extend_from_slice(&h.finish().to_le_bytes());
         }
     }

@@ -32,9 +32,8 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Binds `config.listen` and serves until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| ServerError::Listen(config.listen.to_string(), e.to_string()))?;
+    let listener =
+        TcpListener::bind(config.listen).await.map_err(|e| ServerError::Listen(config.listen.to_string(), e.to_string()))?;
     serve(listener, config, shutdown).await
 }
 

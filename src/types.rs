@@ -24,15 +24,11 @@ pub fn pg_type(dt: &DataType) -> Type {
         DataType::UInt64 => Type::INT8,
         DataType::Float16 | DataType::Float32 => Type::FLOAT4,
         DataType::Float64 => Type::FLOAT8,
-        DataType::Decimal32(..)
-        | DataType::Decimal64(..)
-        | DataType::Decimal128(..)
-        | DataType::Decimal256(..) => Type::NUMERIC,
+        DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..) => {
+            Type::NUMERIC
+        }
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT,
-        DataType::Binary
-        | DataType::LargeBinary
-        | DataType::BinaryView
-        | DataType::FixedSizeBinary(_) => Type::BYTEA,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => Type::BYTEA,
         DataType::Date32 | DataType::Date64 => Type::DATE,
         DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
         DataType::Timestamp(_, None) => Type::TIMESTAMP,
@@ -71,11 +67,7 @@ fn array_of(elem: &Type) -> Option<Type> {
 }
 
 fn json_or_text(dt: &DataType) -> Type {
-    if json_compatible(dt) {
-        Type::JSON
-    } else {
-        Type::TEXT
-    }
+    if json_compatible(dt) { Type::JSON } else { Type::TEXT }
 }
 
 /// Whether arrow-json can render every value of `dt` (map keys must be strings).
@@ -84,10 +76,8 @@ fn json_compatible(dt: &DataType) -> bool {
         DataType::Struct(fields) => fields.iter().all(|f| json_compatible(f.data_type())),
         DataType::Map(entries, _) => match entries.data_type() {
             DataType::Struct(kv) if kv.len() == 2 => {
-                matches!(
-                    kv[0].data_type(),
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-                ) && json_compatible(kv[1].data_type())
+                matches!(kv[0].data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+                    && json_compatible(kv[1].data_type())
             }
             _ => false,
         },
@@ -133,10 +123,9 @@ pub fn type_size(t: &Type) -> i16 {
 /// derive the display scale from it.
 pub fn type_modifier(dt: &DataType) -> i32 {
     let (p, s) = match dt {
-        DataType::Decimal32(p, s)
-        | DataType::Decimal64(p, s)
-        | DataType::Decimal128(p, s)
-        | DataType::Decimal256(p, s) => (*p, *s),
+        DataType::Decimal32(p, s) | DataType::Decimal64(p, s) | DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => {
+            (*p, *s)
+        }
         DataType::Dictionary(_, value) => return type_modifier(value),
         _ => return -1,
     };
@@ -196,15 +185,37 @@ fn name_of(t: &Type) -> &'static str {
 /// probe for extension types (psycopg asks for `hstore` at connect); names
 /// not listed resolve to NULL, meaning "no such type".
 const NAMED: &[(&str, Type)] = &[
-    ("bool", Type::BOOL), ("boolean", Type::BOOL), ("bytea", Type::BYTEA), ("int8", Type::INT8),
-    ("bigint", Type::INT8), ("int2", Type::INT2), ("smallint", Type::INT2), ("int4", Type::INT4),
-    ("integer", Type::INT4), ("int", Type::INT4), ("text", Type::TEXT), ("oid", Type::OID), ("json", Type::JSON),
-    ("float4", Type::FLOAT4), ("real", Type::FLOAT4), ("float8", Type::FLOAT8), ("double precision", Type::FLOAT8),
-    ("varchar", Type::VARCHAR), ("character varying", Type::VARCHAR), ("date", Type::DATE), ("time", Type::TIME),
-    ("time without time zone", Type::TIME), ("timestamp", Type::TIMESTAMP),
-    ("timestamp without time zone", Type::TIMESTAMP), ("timestamptz", Type::TIMESTAMPTZ),
-    ("timestamp with time zone", Type::TIMESTAMPTZ), ("interval", Type::INTERVAL), ("numeric", Type::NUMERIC),
-    ("decimal", Type::NUMERIC), ("uuid", Type::UUID), ("jsonb", Type::JSONB),
+    ("bool", Type::BOOL),
+    ("boolean", Type::BOOL),
+    ("bytea", Type::BYTEA),
+    ("int8", Type::INT8),
+    ("bigint", Type::INT8),
+    ("int2", Type::INT2),
+    ("smallint", Type::INT2),
+    ("int4", Type::INT4),
+    ("integer", Type::INT4),
+    ("int", Type::INT4),
+    ("text", Type::TEXT),
+    ("oid", Type::OID),
+    ("json", Type::JSON),
+    ("float4", Type::FLOAT4),
+    ("real", Type::FLOAT4),
+    ("float8", Type::FLOAT8),
+    ("double precision", Type::FLOAT8),
+    ("varchar", Type::VARCHAR),
+    ("character varying", Type::VARCHAR),
+    ("date", Type::DATE),
+    ("time", Type::TIME),
+    ("time without time zone", Type::TIME),
+    ("timestamp", Type::TIMESTAMP),
+    ("timestamp without time zone", Type::TIMESTAMP),
+    ("timestamptz", Type::TIMESTAMPTZ),
+    ("timestamp with time zone", Type::TIMESTAMPTZ),
+    ("interval", Type::INTERVAL),
+    ("numeric", Type::NUMERIC),
+    ("decimal", Type::NUMERIC),
+    ("uuid", Type::UUID),
+    ("jsonb", Type::JSONB),
 ];
 
 /// The OID of a built-in type by any of its names (`int8`, `bigint`,

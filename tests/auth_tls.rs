@@ -4,7 +4,6 @@
 
 mod common;
 
-
 #[test]
 fn password_is_required_and_checked() {
     let dir = tempfile::tempdir().unwrap();
@@ -29,11 +28,8 @@ fn tls_connections_work() {
 
     let args = ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
     let server = common::TestServer::start_with(&dir.path().join("data"), &args);
-    let (ok, stdout, stderr) = common::psql(
-        server.port,
-        &["-c", "\\conninfo", "-c", "select 'over tls' as t"],
-        &[("PGSSLMODE", "require")],
-    );
+    let (ok, stdout, stderr) =
+        common::psql(server.port, &["-c", "\\conninfo", "-c", "select 'over tls' as t"], &[("PGSSLMODE", "require")]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("SSL connection"), "{stdout}");
     assert!(stdout.contains("over tls"), "{stdout}");

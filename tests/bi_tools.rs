@@ -52,7 +52,8 @@ fn parse(file: &str, text: &str) -> Vec<Query> {
         sql.push(line);
         if line.trim_end().ends_with(';') {
             let field = |name: &str| meta.iter().find_map(|m| m.strip_prefix(name)).map(|v| v.trim().to_string());
-            let use_ = field("-- use:").unwrap_or_else(|| panic!("{file}: query without a `-- use:` line: {}", sql.join("\n")));
+            let use_ =
+                field("-- use:").unwrap_or_else(|| panic!("{file}: query without a `-- use:` line: {}", sql.join("\n")));
             let columns = field("-- columns:")
                 .unwrap_or_else(|| panic!("{file}: `{use_}` has no `-- columns:` line"))
                 .split(", ")

@@ -53,11 +53,7 @@ async fn many_clients_get_right_answers_while_one_drops_mid_stream() {
         let streamer = tokio::spawn(stream_and_drop(server.conn_str(), barrier.clone()));
         let mut clients = Vec::new();
         for n in 0..CLIENTS {
-            clients.push(tokio::spawn(query_rounds(
-                server.conn_str(),
-                barrier.clone(),
-                n,
-            )));
+            clients.push(tokio::spawn(query_rounds(server.conn_str(), barrier.clone(), n)));
         }
         let mut failures = Vec::new();
         match streamer.await {
@@ -75,39 +71,19 @@ async fn many_clients_get_right_answers_while_one_drops_mid_stream() {
         failures
     })
     .await;
-    let failures =
-        outcome.unwrap_or_else(|_| panic!("clients still running after {HANG_GUARD:?}: hung"));
-    assert!(
-        failures.is_empty(),
-        "{} of {} clients failed:\n{}",
-        failures.len(),
-        CLIENTS + 1,
-        failures.join("\n")
-    );
+    let failures = outcome.unwrap_or_else(|_| panic!("clients still running after {HANG_GUARD:?}: hung"));
+    assert!(failures.is_empty(), "{} of {} clients failed:\n{}", failures.len(), CLIENTS + 1, failures.join("\n"));
 
     // The server survived the dropped connection and still answers.
-    let (client, _conn) = connect(&server.conn_str())
-        .await
-        .expect("connect after the storm");
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM sales", &[])
-        .await
-        .expect("count after the storm")
-        .get(0);
+    let (client, _conn) = connect(&server.conn_str()).await.expect("connect after the storm");
+    let n: i64 = client.query_one("SELECT count(*) FROM sales", &[]).await.expect("count after the storm").get(0);
     assert_eq!(n, ROWS);
-    let rows = simple_rows(&client, "SELECT 1")
-        .await
-        .expect("SELECT 1 after the storm");
+    let rows = simple_rows(&client, "SELECT 1").await.expect("SELECT 1 after the storm");
     assert_eq!(rows, vec![vec![Some("1".to_string())]]);
 
     // Abandoning a 100M-row result must not have made the server buffer it
     // (the whole result is ~800 MB of raw Arrow alone).
-    assert_bounded_memory(
-        &server,
-        baseline,
-        2 * PEAK_RSS_GROWTH_LIMIT_KB,
-        "33 clients, one dropping a 100M-row stream",
-    );
+    assert_bounded_memory(&server, baseline, 2 * PEAK_RSS_GROWTH_LIMIT_KB, "33 clients, one dropping a 100M-row stream");
 }
 
 /// Rows streamed by the bounded-memory tests.
@@ -124,25 +100,14 @@ async fn ten_million_rows_stream_in_bounded_memory_simple_protocol() {
     let baseline = peak_rss_kb(server.pid());
 
     let outcome = tokio::time::timeout(HANG_GUARD, async {
-        let stream = client
-            .simple_query_raw(BIG_SQL)
-            .await
-            .expect("start simple query");
+        let stream = client.simple_query_raw(BIG_SQL).await.expect("start simple query");
         pin_mut!(stream);
         let (mut rows, mut sum, mut tag) = (0i64, 0i64, None);
         while let Some(msg) = stream.try_next().await.expect("read simple query row") {
             match msg {
                 SimpleQueryMessage::Row(row) => {
-                    let v: i64 = row
-                        .get(0)
-                        .expect("value not null")
-                        .parse()
-                        .expect("value is an integer");
-                    let w: i64 = row
-                        .get(1)
-                        .expect("value * 2 not null")
-                        .parse()
-                        .expect("value * 2 is an integer");
+                    let v: i64 = row.get(0).expect("value not null").parse().expect("value is an integer");
+                    let w: i64 = row.get(1).expect("value * 2 not null").parse().expect("value * 2 is an integer");
                     assert_eq!(w, v * 2, "row {rows}: second column");
                     rows += 1;
                     sum += v;
@@ -156,15 +121,8 @@ async fn ten_million_rows_stream_in_bounded_memory_simple_protocol() {
         assert_eq!(tag, Some(BIG as u64), "CommandComplete row count");
     })
     .await;
-    outcome.unwrap_or_else(|_| {
-        panic!("streaming {BIG} rows did not finish within {HANG_GUARD:?}: hung")
-    });
-    assert_bounded_memory(
-        &server,
-        baseline,
-        PEAK_RSS_GROWTH_LIMIT_KB,
-        "a 10M-row simple-protocol query",
-    );
+    outcome.unwrap_or_else(|_| panic!("streaming {BIG} rows did not finish within {HANG_GUARD:?}: hung"));
+    assert_bounded_memory(&server, baseline, PEAK_RSS_GROWTH_LIMIT_KB, "a 10M-row simple-protocol query");
 }
 
 /// Extended protocol (Parse/Bind/Execute with no row limit), binary rows:
@@ -177,10 +135,7 @@ async fn ten_million_rows_stream_in_bounded_memory_extended_protocol() {
     let baseline = peak_rss_kb(server.pid());
 
     let outcome = tokio::time::timeout(HANG_GUARD, async {
-        let stream = client
-            .query_raw(BIG_SQL, std::iter::empty::<i64>())
-            .await
-            .expect("start extended query");
+        let stream = client.query_raw(BIG_SQL, std::iter::empty::<i64>()).await.expect("start extended query");
         pin_mut!(stream);
         let (mut rows, mut sum) = (0i64, 0i64);
         while let Some(row) = stream.try_next().await.expect("read extended query row") {
@@ -192,22 +147,11 @@ async fn ten_million_rows_stream_in_bounded_memory_extended_protocol() {
         }
         assert_eq!(rows, BIG, "row count");
         assert_eq!(sum, BIG * (BIG - 1) / 2, "sum of values");
-        assert_eq!(
-            stream.rows_affected(),
-            Some(BIG as u64),
-            "CommandComplete row count"
-        );
+        assert_eq!(stream.rows_affected(), Some(BIG as u64), "CommandComplete row count");
     })
     .await;
-    outcome.unwrap_or_else(|_| {
-        panic!("streaming {BIG} rows did not finish within {HANG_GUARD:?}: hung")
-    });
-    assert_bounded_memory(
-        &server,
-        baseline,
-        PEAK_RSS_GROWTH_LIMIT_KB,
-        "a 10M-row extended-protocol query",
-    );
+    outcome.unwrap_or_else(|_| panic!("streaming {BIG} rows did not finish within {HANG_GUARD:?}: hung"));
+    assert_bounded_memory(&server, baseline, PEAK_RSS_GROWTH_LIMIT_KB, "a 10M-row extended-protocol query");
 }
 
 /// Starts the 100M-row query, reads a few rows, waits until all other clients
@@ -235,10 +179,7 @@ async fn stream_and_drop(conn_str: String, barrier: Arc<Barrier>) -> Result<(), 
 }
 
 /// Reads `n` data rows of the 100M-row query.
-async fn read_some(
-    stream: &mut std::pin::Pin<Box<tokio_postgres::SimpleQueryStream>>,
-    n: usize,
-) -> Result<(), String> {
+async fn read_some(stream: &mut std::pin::Pin<Box<tokio_postgres::SimpleQueryStream>>, n: usize) -> Result<(), String> {
     let mut i = 0;
     while i < n {
         let msg = stream
@@ -249,10 +190,8 @@ async fn read_some(
         let SimpleQueryMessage::Row(row) = msg else {
             continue;
         };
-        let v: i64 = row
-            .get(0)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("row {i}: {:?} is not an integer", row.get(0)))?;
+        let v: i64 =
+            row.get(0).and_then(|v| v.parse().ok()).ok_or_else(|| format!("row {i}: {:?} is not an integer", row.get(0)))?;
         if !(0..100_000_000).contains(&v) {
             return Err(format!("row {i}: value {v} is outside range(0, 100000000)"));
         }
@@ -271,21 +210,14 @@ async fn query_rounds(conn_str: String, barrier: Arc<Barrier>, n: usize) -> Resu
     for round in 0..ROUNDS {
         for k in 0..checks.len() {
             let (sql, expected) = &checks[(n + k) % checks.len()];
-            let got = simple_rows(&client, sql)
-                .await
-                .map_err(|e| format!("round {round}: {sql}: {e}"))?;
+            let got = simple_rows(&client, sql).await.map_err(|e| format!("round {round}: {sql}: {e}"))?;
             if !same_rows(&got, expected) {
-                return Err(format!(
-                    "round {round}: {sql}\n  expected {expected:?}\n  got      {got:?}"
-                ));
+                return Err(format!("round {round}: {sql}\n  expected {expected:?}\n  got      {got:?}"));
             }
         }
         // The extended protocol with binary results, too.
         let row = client
-            .query_one(
-                "SELECT count(*), sum(id), min(amount) FROM sales WHERE store = 5",
-                &[],
-            )
+            .query_one("SELECT count(*), sum(id), min(amount) FROM sales WHERE store = 5", &[])
             .await
             .map_err(|e| format!("round {round}: extended query: {e}"))?;
         let (count, sum, min): (i64, i64, f64) = (row.get(0), row.get(1), row.get(2));
@@ -308,38 +240,18 @@ fn known_answers() -> Vec<(String, Vec<Vec<Option<String>>>)> {
     for s in 0..10 {
         let count = ids().filter(|id| id % 10 == s).count();
         let sum: i64 = ids().filter(|id| id % 10 == s).sum();
-        by_store.push(vec![
-            Some(s.to_string()),
-            Some(count.to_string()),
-            Some(sum.to_string()),
-        ]);
+        by_store.push(vec![Some(s.to_string()), Some(count.to_string()), Some(sum.to_string())]);
     }
     vec![
         ("SELECT count(*) FROM sales".into(), one(ROWS.to_string())),
-        (
-            "SELECT sum(id) FROM sales".into(),
-            one(ids().sum::<i64>().to_string()),
-        ),
-        (
-            "SELECT count(*) FROM sales WHERE store = 3".into(),
-            one((ROWS / 10).to_string()),
-        ),
+        ("SELECT sum(id) FROM sales".into(), one(ids().sum::<i64>().to_string())),
+        ("SELECT count(*) FROM sales WHERE store = 3".into(), one((ROWS / 10).to_string())),
         (
             "SELECT max(id) FROM sales WHERE store = 7 AND id < 50000".into(),
-            one(ids()
-                .filter(|id| id % 10 == 7 && *id < 50_000)
-                .max()
-                .unwrap_or_default()
-                .to_string()),
+            one(ids().filter(|id| id % 10 == 7 && *id < 50_000).max().unwrap_or_default().to_string()),
         ),
-        (
-            "SELECT sum(amount) FROM sales WHERE id <= 1000".into(),
-            one(((1..=1000).sum::<i64>() as f64 * 0.25).to_string()),
-        ),
-        (
-            "SELECT store, count(*), sum(id) FROM sales GROUP BY store ORDER BY store".into(),
-            by_store,
-        ),
+        ("SELECT sum(amount) FROM sales WHERE id <= 1000".into(), one(((1..=1000).sum::<i64>() as f64 * 0.25).to_string())),
+        ("SELECT store, count(*), sum(id) FROM sales GROUP BY store ORDER BY store".into(), by_store),
         (
             "SELECT id, store FROM sales WHERE id BETWEEN 41 AND 43 ORDER BY id DESC".into(),
             vec![
@@ -382,30 +294,18 @@ async fn create_sales(server: &TestServer, root: &std::path::Path) {
              TO '{}' STORED AS PARQUET",
             file.display()
         );
-        client
-            .batch_execute(&sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        assert!(
-            file.exists(),
-            "COPY reported success but wrote no {}",
-            file.display()
-        );
+        client.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert!(file.exists(), "COPY reported success but wrote no {}", file.display());
     }
     let sql = format!(
         "CREATE EXTERNAL TABLE sales (id INT, store INT, amount DOUBLE) STORED AS PARQUET LOCATION '{}'",
         dir.display()
     );
-    client
-        .batch_execute(&sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    client.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 async fn connect(conn_str: &str) -> Result<(Client, JoinHandle<()>), String> {
-    let (client, conn) = tokio_postgres::connect(conn_str, NoTls)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+    let (client, conn) = tokio_postgres::connect(conn_str, NoTls).await.map_err(|e| format!("connect: {e}"))?;
     let task = tokio::spawn(async move {
         if let Err(e) = conn.await {
             eprintln!("connection error: {e}");
@@ -415,18 +315,11 @@ async fn connect(conn_str: &str) -> Result<(Client, JoinHandle<()>), String> {
 }
 
 /// Runs one statement over the simple protocol; returns its rows as text.
-async fn simple_rows(
-    client: &Client,
-    sql: &str,
-) -> Result<Vec<Vec<Option<String>>>, tokio_postgres::Error> {
+async fn simple_rows(client: &Client, sql: &str) -> Result<Vec<Vec<Option<String>>>, tokio_postgres::Error> {
     let mut rows = Vec::new();
     for msg in client.simple_query(sql).await? {
         if let SimpleQueryMessage::Row(row) = msg {
-            rows.push(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_string))
-                    .collect(),
-            );
+            rows.push((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect());
         }
     }
     Ok(rows)
@@ -437,12 +330,7 @@ async fn simple_rows(
 fn assert_bounded_memory(server: &TestServer, baseline_kb: u64, growth_limit_kb: u64, what: &str) {
     let peak = peak_rss_kb(server.pid());
     let growth = peak.saturating_sub(baseline_kb);
-    eprintln!(
-        "server peak RSS {} MiB ({} MiB before {what}, +{} MiB)",
-        peak / 1024,
-        baseline_kb / 1024,
-        growth / 1024
-    );
+    eprintln!("server peak RSS {} MiB ({} MiB before {what}, +{} MiB)", peak / 1024, baseline_kb / 1024, growth / 1024);
     assert!(
         growth < growth_limit_kb && peak < PEAK_RSS_LIMIT_KB,
         "server peak RSS grew by {} MiB to {} MiB during {what}; a streaming server stays within +{} MiB \
@@ -456,8 +344,8 @@ fn assert_bounded_memory(server: &TestServer, baseline_kb: u64, growth_limit_kb:
 
 /// The peak resident set size (`VmHWM`) of a process, in kB.
 fn peak_rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))

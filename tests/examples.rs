@@ -136,8 +136,24 @@ fn word_count_script_counts_words_from_a_socket_across_a_restart() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/word_count.sql");
     let port = format!("port={}", lines.port);
     let expected: [&[&str]; 2] = [
-        &[" the     | 2", " twinkle | 2", " a       | 1", " above   | 1", " are     | 1", "    22 |             20", "          4"],
-        &[" the     | 4", " twinkle | 4", " little  | 2", " when    | 2", " you     | 2", "    44 |             35", "          8"],
+        &[
+            " the     | 2",
+            " twinkle | 2",
+            " a       | 1",
+            " above   | 1",
+            " are     | 1",
+            "    22 |             20",
+            "          4",
+        ],
+        &[
+            " the     | 4",
+            " twinkle | 4",
+            " little  | 2",
+            " when    | 2",
+            " you     | 2",
+            "    44 |             35",
+            "          8",
+        ],
     ];
     for (run, expected) in expected.iter().enumerate() {
         let stdout = run_script(dir.path(), script, &[&port], run);

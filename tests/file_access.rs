@@ -18,9 +18,7 @@ use common::TestServer;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 async fn connect(server: &TestServer) -> Client {
-    let (client, conn) = tokio_postgres::connect(&server.conn_str(), NoTls)
-        .await
-        .expect("connect");
+    let (client, conn) = tokio_postgres::connect(&server.conn_str(), NoTls).await.expect("connect");
     tokio::spawn(conn);
     client
 }
@@ -31,11 +29,7 @@ async fn rows(client: &Client, sql: &str) -> Result<Vec<Vec<String>>, tokio_post
     Ok(messages
         .into_iter()
         .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).unwrap_or("NULL").to_string())
-                    .collect(),
-            ),
+            SimpleQueryMessage::Row(row) => Some((0..row.len()).map(|i| row.get(i).unwrap_or("NULL").to_string()).collect()),
             _ => None,
         })
         .collect())
@@ -43,9 +37,7 @@ async fn rows(client: &Client, sql: &str) -> Result<Vec<Vec<String>>, tokio_post
 
 /// The SQLSTATE of a failed statement.
 fn sqlstate(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| d.code().code().to_string())
-        .unwrap_or_else(|| format!("no sqlstate: {e}"))
+    e.as_db_error().map(|d| d.code().code().to_string()).unwrap_or_else(|| format!("no sqlstate: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,129 +71,61 @@ async fn a_reader_polling_during_large_epochs_sees_whole_committed_epochs_only()
     // What the commits recorded, in order: every reader answer must be one
     // of these running totals. Each epoch's progress row commits with its
     // files, before they are published, so every epoch a reader saw is here.
-    let progress = rows(
-        &client,
-        "SELECT output_rows FROM weir.query_progress WHERE query = 'fill' ORDER BY batch_id",
-    )
-    .await
-    .expect("progress");
-    client
-        .batch_execute("DROP SINK fill")
+    let progress = rows(&client, "SELECT output_rows FROM weir.query_progress WHERE query = 'fill' ORDER BY batch_id")
         .await
-        .expect("drop the sink");
+        .expect("progress");
+    client.batch_execute("DROP SINK fill").await.expect("drop the sink");
     let mut totals = vec![0i64];
     for row in &progress {
         let n: i64 = row[0].parse().expect("output_rows");
         totals.push(totals.last().copied().unwrap_or(0) + n);
     }
 
-    assert!(
-        errors.is_empty(),
-        "{} of {} reads failed, first: {}",
-        errors.len(),
-        errors.len() + seen.len(),
-        errors[0]
-    );
-    assert!(
-        progress.len() >= 3,
-        "the sink committed only {} epochs: {progress:?}",
-        progress.len()
-    );
+    assert!(errors.is_empty(), "{} of {} reads failed, first: {}", errors.len(), errors.len() + seen.len(), errors[0]);
+    assert!(progress.len() >= 3, "the sink committed only {} epochs: {progress:?}", progress.len());
     assert!(seen.len() >= 20, "only {} reads in 12s", seen.len());
     let partial: Vec<&i64> = seen.iter().filter(|n| !totals.contains(n)).collect();
-    assert!(
-        partial.is_empty(),
-        "counts that are not whole committed epochs: {partial:?} (epoch totals {totals:?})"
-    );
-    assert!(
-        seen.windows(2).all(|w| w[0] <= w[1]),
-        "counts went down: {seen:?}"
-    );
+    assert!(partial.is_empty(), "counts that are not whole committed epochs: {partial:?} (epoch totals {totals:?})");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "counts went down: {seen:?}");
     let distinct = seen.iter().collect::<std::collections::BTreeSet<_>>().len();
-    assert!(
-        distinct >= 3,
-        "the reader saw only {distinct} different counts while epochs landed: {seen:?}"
-    );
-    eprintln!(
-        "{} reads, {distinct} different counts, {} epochs",
-        seen.len(),
-        progress.len()
-    );
+    assert!(distinct >= 3, "the reader saw only {distinct} different counts while epochs landed: {seen:?}");
+    eprintln!("{} reads, {distinct} different counts, {} epochs", seen.len(), progress.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_path_admits_a_directory_until_a_restart_without_it() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = tmp.path().join("data");
-    let outside = std::fs::canonicalize(tmp.path())
-        .expect("canonical")
-        .join("outside");
+    let outside = std::fs::canonicalize(tmp.path()).expect("canonical").join("outside");
     std::fs::create_dir_all(&outside).expect("outside dir");
-    let copy = format!(
-        "COPY (SELECT 7 AS x) TO '{}/x.parquet' STORED AS PARQUET",
-        outside.display()
-    );
-    let create = format!(
-        "CREATE EXTERNAL TABLE o STORED AS PARQUET LOCATION '{}'",
-        outside.display()
-    );
+    let copy = format!("COPY (SELECT 7 AS x) TO '{}/x.parquet' STORED AS PARQUET", outside.display());
+    let create = format!("CREATE EXTERNAL TABLE o STORED AS PARQUET LOCATION '{}'", outside.display());
 
     let server = TestServer::start_with(&data, &[]);
     let client = connect(&server).await;
-    let refused = client
-        .batch_execute(&copy)
-        .await
-        .expect_err("outside the data dir");
+    let refused = client.batch_execute(&copy).await.expect_err("outside the data dir");
     assert_eq!(sqlstate(&refused), "42501", "{refused:?}");
-    let message = refused
-        .as_db_error()
-        .map(|d| d.message().to_string())
-        .unwrap_or_default();
+    let message = refused.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
     let data_canonical = std::fs::canonicalize(&data).expect("data dir");
-    assert!(
-        message.contains(&format!("'{}'", data_canonical.display())),
-        "the message names the allowed roots: {message}"
-    );
+    assert!(message.contains(&format!("'{}'", data_canonical.display())), "the message names the allowed roots: {message}");
     assert!(!outside.join("x.parquet").exists());
     server.kill();
 
-    let server = TestServer::start_with(
-        &data,
-        &["--allow-path", outside.to_str().expect("utf-8 path")],
-    );
+    let server = TestServer::start_with(&data, &["--allow-path", outside.to_str().expect("utf-8 path")]);
     let client = connect(&server).await;
-    client
-        .batch_execute(&copy)
-        .await
-        .expect("COPY into an allowed directory");
-    client
-        .batch_execute(&create)
-        .await
-        .expect("a table in an allowed directory");
-    assert_eq!(
-        rows(&client, "SELECT x FROM o").await.expect("read it"),
-        vec![vec!["7".to_string()]]
-    );
+    client.batch_execute(&copy).await.expect("COPY into an allowed directory");
+    client.batch_execute(&create).await.expect("a table in an allowed directory");
+    assert_eq!(rows(&client, "SELECT x FROM o").await.expect("read it"), vec![vec!["7".to_string()]]);
     server.kill();
 
     let server = TestServer::start_with(&data, &[]);
     let client = connect(&server).await;
-    let gone = client
-        .batch_execute("SELECT x FROM o")
-        .await
-        .expect_err("no longer allowed");
+    let gone = client.batch_execute("SELECT x FROM o").await.expect_err("no longer allowed");
     assert_eq!(sqlstate(&gone), "42P01", "{gone:?}");
     let tables = rows(&client, "SHOW TABLES").await.expect("show tables");
-    assert_eq!(
-        tables.len(),
-        1,
-        "the definition stays, to be dropped: {tables:?}"
-    );
+    assert_eq!(tables.len(), 1, "the definition stays, to be dropped: {tables:?}");
     client.batch_execute("DROP TABLE o").await.expect("drop it");
-    assert!(
-        outside.join("x.parquet").exists(),
-        "DROP TABLE never deletes files"
-    );
+    assert!(outside.join("x.parquet").exists(), "DROP TABLE never deletes files");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,18 +138,15 @@ async fn a_graceful_stop_during_a_long_copy_leaves_no_staging_file() {
     let client = connect(&server).await;
     let copying = tokio::spawn(async move {
         client
-            .batch_execute("COPY (SELECT v, v * 2 AS w FROM range(0, 500000000) AS r(v)) TO 'out/big.parquet' STORED AS PARQUET")
+            .batch_execute(
+                "COPY (SELECT v, v * 2 AS w FROM range(0, 500000000) AS r(v)) TO 'out/big.parquet' STORED AS PARQUET",
+            )
             .await
     });
     // The directory starts empty: whatever appears is the COPY's staging.
     let staged = |dir: &std::path::Path| -> Vec<String> {
         std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
+            .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default()
     };
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -236,15 +157,8 @@ async fn a_graceful_stop_during_a_long_copy_leaves_no_staging_file() {
     let status = tokio::task::block_in_place(|| server.terminate(Duration::from_secs(60)));
     assert!(status.is_some(), "weir did not stop within 60s of SIGTERM");
     let _ = copying.await;
-    assert_eq!(
-        staged(&out),
-        Vec::<String>::new(),
-        "staging files left after a graceful stop"
-    );
-    assert!(
-        !out.join("big.parquet").exists(),
-        "an interrupted COPY publishes nothing"
-    );
+    assert_eq!(staged(&out), Vec::<String>::new(), "staging files left after a graceful stop");
+    assert!(!out.join("big.parquet").exists(), "an interrupted COPY publishes nothing");
 }
 
 /// While commits fail (here: the catalog file is deleted under the running

@@ -327,9 +327,45 @@ fn mutate(corpus: &[String], scratch: &Path, rng: &mut Rng) -> String {
 }
 
 const TOKENS: &[&str] = &[
-    "SELECT", "FROM", "WHERE", "GROUP BY", "ORDER BY", "LIMIT", "JOIN", "ON", "UNION", "(", ")", ",", "*", "NULL",
-    "CASE WHEN", "THEN", "ELSE", "END", "::", "->>", "OVER ()", "WITH RECURSIVE", "TUMBLE(", "HOP(", "INTERVAL",
-    "DISTINCT", "EXPLAIN", "COPY", "TO", "LATERAL", "unnest(", "array[", "]", "'", "\"", "$1", ";", "--", "/*",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "GROUP BY",
+    "ORDER BY",
+    "LIMIT",
+    "JOIN",
+    "ON",
+    "UNION",
+    "(",
+    ")",
+    ",",
+    "*",
+    "NULL",
+    "CASE WHEN",
+    "THEN",
+    "ELSE",
+    "END",
+    "::",
+    "->>",
+    "OVER ()",
+    "WITH RECURSIVE",
+    "TUMBLE(",
+    "HOP(",
+    "INTERVAL",
+    "DISTINCT",
+    "EXPLAIN",
+    "COPY",
+    "TO",
+    "LATERAL",
+    "unnest(",
+    "array[",
+    "]",
+    "'",
+    "\"",
+    "$1",
+    ";",
+    "--",
+    "/*",
 ];
 
 const LITERALS: &[&str] = &[
@@ -388,7 +424,9 @@ fn corpus() -> Vec<String> {
     }
     statements
         .into_iter()
-        .map(|s| s.replace("$KAFKA", "127.0.0.1:9").replace("$FREE_PORT", "9").replace("$RUN", "fuzz").replace("$DATA_DIR", "."))
+        .map(|s| {
+            s.replace("$KAFKA", "127.0.0.1:9").replace("$FREE_PORT", "9").replace("$RUN", "fuzz").replace("$DATA_DIR", ".")
+        })
         .collect()
 }
 

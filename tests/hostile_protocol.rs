@@ -39,9 +39,7 @@ fn startup_packet(user: &str) -> Vec<u8> {
 impl Raw {
     fn connect(server: &TestServer) -> Raw {
         let stream = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         Raw { stream }
     }
 
@@ -73,10 +71,7 @@ impl Raw {
         let mut header = [0u8; 5];
         match self.stream.read_exact(&mut header) {
             Ok(()) => {}
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
                 panic!("the server neither answered nor closed the connection within 30s")
             }
             Err(_) => return None,
@@ -96,18 +91,12 @@ impl Raw {
                 let fields = error_fields(&body);
                 assert_eq!(field(&fields, b'C'), code, "{what}: {fields:?}");
                 assert_eq!(field(&fields, b'S'), "FATAL", "{what}: {fields:?}");
-                assert!(
-                    self.recv().is_none(),
-                    "{what}: the connection stays open after the FATAL error"
-                );
+                assert!(self.recv().is_none(), "{what}: the connection stays open after the FATAL error");
                 return seen;
             }
             seen.push(tag);
         }
-        panic!(
-            "{what}: the connection closed without an error (messages seen: {:?})",
-            String::from_utf8_lossy(&seen)
-        );
+        panic!("{what}: the connection closed without an error (messages seen: {:?})", String::from_utf8_lossy(&seen));
     }
 }
 
@@ -119,11 +108,7 @@ fn error_fields(body: &[u8]) -> Vec<(u8, String)> {
 }
 
 fn field(fields: &[(u8, String)], key: u8) -> String {
-    fields
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default()
+    fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()).unwrap_or_default()
 }
 
 /// The server still serves a well-behaved client.
@@ -150,11 +135,7 @@ fn a_nul_byte_cannot_smuggle_a_second_message() {
     body.extend(frame(b'Q', b"SELECT 'smuggled'\0"));
     raw.send(&frame(b'Q', &body));
     let before = raw.expect_fatal("08P01", "a Query with a NUL inside");
-    assert!(
-        before.is_empty(),
-        "nothing ran before the error: {:?}",
-        String::from_utf8_lossy(&before)
-    );
+    assert!(before.is_empty(), "nothing ran before the error: {:?}", String::from_utf8_lossy(&before));
     assert_still_serving(&server);
     server.assert_no_panic();
 }
@@ -186,28 +167,15 @@ fn malformed_password_messages_are_refused_without_a_panic() {
     };
     let cases: [(&str, Vec<u8>); 5] = [
         ("a cleartext password", frame(b'p', b"s3cret\0")),
-        (
-            "an MD5 password",
-            frame(b'p', b"md5a3556571e93b0d20722ba62be61e8c2d\0"),
-        ),
+        ("an MD5 password", frame(b'p', b"md5a3556571e93b0d20722ba62be61e8c2d\0")),
         ("a SASLInitialResponse without its length", scram(None, b"")),
-        (
-            "a SASLInitialResponse longer than its frame",
-            scram(Some(1000), b"n,,n=weir,r=abc"),
-        ),
-        (
-            "a SASLInitialResponse with a negative length",
-            scram(Some(-7), b""),
-        ),
+        ("a SASLInitialResponse longer than its frame", scram(Some(1000), b"n,,n=weir,r=abc")),
+        ("a SASLInitialResponse with a negative length", scram(Some(-7), b"")),
     ];
     for (what, message) in cases {
         let mut raw = Raw::started(&server);
         let (tag, body) = raw.recv().expect("an authentication request");
-        assert_eq!(
-            (tag, &body[..4]),
-            (b'R', &10i32.to_be_bytes()[..]),
-            "SASL is asked for"
-        );
+        assert_eq!((tag, &body[..4]), (b'R', &10i32.to_be_bytes()[..]), "SASL is asked for");
         raw.send(&message);
         raw.expect_fatal("08P01", what);
     }
@@ -217,15 +185,8 @@ fn malformed_password_messages_are_refused_without_a_panic() {
     raw.send(&frame(b'Q', b"SELECT 1\0"));
     raw.expect_fatal("08P01", "a Query during authentication");
     server.assert_no_panic();
-    let (ok, out, err) = common::psql(
-        server.port,
-        &["-A", "-t", "-c", "select 42"],
-        &[("PGPASSWORD", "s3cret")],
-    );
-    assert!(
-        ok && out.trim() == "42",
-        "a real login still works: {out}{err}"
-    );
+    let (ok, out, err) = common::psql(server.port, &["-A", "-t", "-c", "select 42"], &[("PGPASSWORD", "s3cret")]);
+    assert!(ok && out.trim() == "42", "a real login still works: {out}{err}");
 }
 
 #[test]
@@ -260,46 +221,19 @@ fn malformed_extended_protocol_messages_are_refused_without_a_panic() {
     let mut negative_formats = b"\0\0".to_vec();
     negative_formats.extend(i16s(&[-1, 0, 0]));
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        (
-            "a Parse announcing 3 parameter types with 1 present",
-            parse(3, 1),
-        ),
+        ("a Parse announcing 3 parameter types with 1 present", parse(3, 1)),
         ("a Parse with a negative count", parse(-1, 0)),
-        (
-            "a Parse with a type list longer than announced",
-            parse(1, 2),
-        ),
-        (
-            "a Bind with a truncated parameter list",
-            bind(&[], &params(2, &[(1, b"7")])),
-        ),
-        (
-            "a Bind whose count exceeds the body",
-            bind(&[], &params(1000, &[])),
-        ),
-        (
-            "a Bind whose value length exceeds the body",
-            bind(&[], &params(1, &[(500, b"7")])),
-        ),
-        (
-            "a Bind with a negative parameter count",
-            bind(&[], &params(-3, &[])),
-        ),
-        (
-            "a Bind with a negative format count",
-            frame(b'B', &negative_formats),
-        ),
-        (
-            "a Bind with parameter length -2",
-            bind(&[], &params(1, &[(-2, b"")])),
-        ),
+        ("a Parse with a type list longer than announced", parse(1, 2)),
+        ("a Bind with a truncated parameter list", bind(&[], &params(2, &[(1, b"7")]))),
+        ("a Bind whose count exceeds the body", bind(&[], &params(1000, &[]))),
+        ("a Bind whose value length exceeds the body", bind(&[], &params(1, &[(500, b"7")]))),
+        ("a Bind with a negative parameter count", bind(&[], &params(-3, &[]))),
+        ("a Bind with a negative format count", frame(b'B', &negative_formats)),
+        ("a Bind with parameter length -2", bind(&[], &params(1, &[(-2, b"")]))),
         ("a Bind with nothing after the names", frame(b'B', b"\0\0")),
         ("an Execute without its row limit", frame(b'E', b"\0")),
         ("a Describe without a target", frame(b'D', b"")),
-        (
-            "a Close of an unknown kind of target",
-            frame(b'C', b"Xname\0"),
-        ),
+        ("a Close of an unknown kind of target", frame(b'C', b"Xname\0")),
         ("a Sync with a body", frame(b'S', b"x")),
         ("an unknown message type", frame(b'F', b"\0\0\0\0")),
         ("a password message after login", frame(b'p', b"s3cret\0")),
@@ -336,19 +270,12 @@ fn execute_row_limits_of_any_size_are_served() {
             }
         }
         let expected: &[u8] = if max_rows == 2 { b"12DDsZ" } else { b"12DDDCZ" };
-        assert_eq!(
-            String::from_utf8_lossy(&tags),
-            String::from_utf8_lossy(expected),
-            "max_rows {max_rows}"
-        );
+        assert_eq!(String::from_utf8_lossy(&tags), String::from_utf8_lossy(expected), "max_rows {max_rows}");
     }
     server.assert_no_panic();
 }
 
-async fn connect(
-    server: &TestServer,
-    password: Option<&str>,
-) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+async fn connect(server: &TestServer, password: Option<&str>) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let conn_str = match password {
         Some(p) => format!("{} password={p}", server.conn_str()),
         None => server.conn_str(),
@@ -365,29 +292,18 @@ async fn connect(
 #[tokio::test(flavor = "multi_thread")]
 async fn sockets_that_never_log_in_cannot_lock_clients_out() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_with(
-        dir.path(),
-        &["--max-connections", "16", "--authentication-timeout", "1"],
-    );
-    let idle: Vec<TcpStream> = (0..256)
-        .map(|_| TcpStream::connect(("127.0.0.1", server.port)).expect("connect an idle socket"))
-        .collect();
+    let server = TestServer::start_with(dir.path(), &["--max-connections", "16", "--authentication-timeout", "1"]);
+    let idle: Vec<TcpStream> =
+        (0..256).map(|_| TcpStream::connect(("127.0.0.1", server.port)).expect("connect an idle socket")).collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let client = connect(&server, None)
-        .await
-        .expect("a client logs in after the idle sockets timed out");
+    let client = connect(&server, None).await.expect("a client logs in after the idle sockets timed out");
     let row = client.query_one("SELECT 7::INT", &[]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 7);
     // The server closed the idle sockets itself (they are still open here).
     for mut socket in idle.into_iter().take(32) {
-        socket
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut byte = [0u8; 1];
-        assert!(
-            matches!(socket.read(&mut byte), Ok(0) | Err(_)),
-            "an idle socket was left open"
-        );
+        assert!(matches!(socket.read(&mut byte), Ok(0) | Err(_)), "an idle socket was left open");
     }
     server.assert_no_panic();
 }
@@ -403,15 +319,9 @@ async fn past_the_limit_a_client_is_refused_at_once_and_cancels_still_work() {
     let _second = connect(&server, None).await.expect("second session");
 
     let started = Instant::now();
-    let Err(err) = connect(&server, None).await else {
-        panic!("a third session got in")
-    };
+    let Err(err) = connect(&server, None).await else { panic!("a third session got in") };
     assert_eq!(err.code().map(|c| c.code()), Some("53300"), "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "refused after {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(2), "refused after {:?}", started.elapsed());
 
     // A full server still takes cancel requests (they are not sessions).
     let token = first.cancel_token();
@@ -423,9 +333,7 @@ async fn past_the_limit_a_client_is_refused_at_once_and_cancels_still_work() {
     });
     let result = tokio::time::timeout(Duration::from_secs(60), first.simple_query(ENDLESS)).await;
     canceller.abort();
-    let err = result
-        .expect("the query was cancelled")
-        .expect_err("an endless query finished");
+    let err = result.expect("the query was cancelled").expect_err("an endless query finished");
     assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
 
     drop(first);
@@ -451,10 +359,7 @@ fn an_idle_session_is_closed_with_57p05() {
     let started = Instant::now();
     raw.expect_fatal("57P05", "an idle session");
     let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
-        "closed after {waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(10), "closed after {waited:?}");
 
     // A session sets its own, shorter timeout; a busy session is not idle.
     let mut raw = Raw::ready(&server);
@@ -467,11 +372,7 @@ fn an_idle_session_is_closed_with_57p05() {
     }
     let started = Instant::now();
     raw.expect_fatal("57P05", "a session idle past its own timeout");
-    assert!(
-        started.elapsed() < Duration::from_millis(900),
-        "closed after {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_millis(900), "closed after {:?}", started.elapsed());
     server.assert_no_panic();
 }
 
@@ -482,40 +383,19 @@ async fn failed_logins_are_answered_ever_slower() {
     let mut took = Vec::new();
     for _ in 0..3 {
         let started = Instant::now();
-        let Err(err) = connect(&server, Some("wrong")).await else {
-            panic!("a wrong password got in")
-        };
+        let Err(err) = connect(&server, Some("wrong")).await else { panic!("a wrong password got in") };
         assert_eq!(err.code().map(|c| c.code()), Some("28P01"), "{err}");
         took.push(started.elapsed());
     }
-    assert!(
-        took[2] >= Duration::from_millis(350),
-        "the third failure was answered after {:?}",
-        took[2]
-    );
-    assert!(
-        took[2] > took[0] + Duration::from_millis(200),
-        "failures did not slow down: {took:?}"
-    );
+    assert!(took[2] >= Duration::from_millis(350), "the third failure was answered after {:?}", took[2]);
+    assert!(took[2] > took[0] + Duration::from_millis(200), "failures did not slow down: {took:?}");
     // The right password gets in without a delay, and starts the count over.
     let started = Instant::now();
-    connect(&server, Some("s3cret"))
-        .await
-        .expect("the right password");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "a good login took {:?}",
-        started.elapsed()
-    );
+    connect(&server, Some("s3cret")).await.expect("the right password");
+    assert!(started.elapsed() < Duration::from_secs(2), "a good login took {:?}", started.elapsed());
     let started = Instant::now();
-    let Err(_) = connect(&server, Some("wrong")).await else {
-        panic!("a wrong password got in")
-    };
-    assert!(
-        started.elapsed() < took[2],
-        "no fresh start after a good login: {:?}",
-        started.elapsed()
-    );
+    let Err(_) = connect(&server, Some("wrong")).await else { panic!("a wrong password got in") };
+    assert!(started.elapsed() < took[2], "no fresh start after a good login: {:?}", started.elapsed());
     server.assert_no_panic();
 }
 
@@ -539,8 +419,7 @@ fn cpu_over(pid: u32, window: Duration) -> f64 {
 fn a_client_that_hangs_up_does_not_leave_its_query_running() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_in(dir.path());
-    let endless =
-        "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) SELECT count(*) FROM t\0";
+    let endless = "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) SELECT count(*) FROM t\0";
     let mut raw = Raw::ready(&server);
     raw.send(&frame(b'Q', endless.as_bytes()));
     // Running: the server burns CPU on it. Judged against itself, not a

@@ -161,10 +161,7 @@ async fn errors_from_corrupt_pages_and_mismatched_columns_name_the_file() {
 
     // A file whose column has another type than the table declares.
     valid_parquet(&client, &server, "typed/good.parquet").await;
-    client
-        .simple_query("COPY (SELECT make_array(1, 2) AS id) TO 'typed/list.parquet' STORED AS PARQUET")
-        .await
-        .unwrap();
+    client.simple_query("COPY (SELECT make_array(1, 2) AS id) TO 'typed/list.parquet' STORED AS PARQUET").await.unwrap();
     client.simple_query("CREATE EXTERNAL TABLE typed (id BIGINT) STORED AS PARQUET LOCATION 'typed'").await.unwrap();
     let err = client.simple_query("SELECT sum(id) FROM typed").await.expect_err("a mismatched column fails");
     let db = err.as_db_error().expect("a SQLSTATE");

@@ -50,15 +50,8 @@ fn pgjdbc_discovers_and_queries_a_parquet_table() {
     let program = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java/WeirJdbcCheck.java");
     let mut cmd = Command::new("java");
     // UTC so that timestamp checks do not depend on the machine's zone.
-    cmd.args(["-Duser.timezone=UTC", "-cp", PGJDBC_JAR])
-        .arg(&program)
-        .arg(server.port.to_string());
-    for var in [
-        "JAVA_TOOL_OPTIONS",
-        "_JAVA_OPTIONS",
-        "JDK_JAVA_OPTIONS",
-        "CLASSPATH",
-    ] {
+    cmd.args(["-Duser.timezone=UTC", "-cp", PGJDBC_JAR]).arg(&program).arg(server.port.to_string());
+    for var in ["JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH"] {
         cmd.env_remove(var);
     }
     let out = common::output_within(cmd, common::CLIENT_LIMIT);

@@ -57,9 +57,8 @@ fn produce_and_read_back_with_assigned_offsets() {
     // tenth goes explicitly to partition 2, the rest where the key hashes.
     let keys: Vec<String> = (0..1000).map(|i| format!("key-{i}")).collect();
     let values: Vec<String> = (0..1000).map(|i| format!("value-{i}")).collect();
-    let records: Vec<(Option<&str>, &[u8], Option<i32>)> = (0..1000)
-        .map(|i| (Some(keys[i].as_str()), values[i].as_bytes(), (i % 10 == 0).then_some(2)))
-        .collect();
+    let records: Vec<(Option<&str>, &[u8], Option<i32>)> =
+        (0..1000).map(|i| (Some(keys[i].as_str()), values[i].as_bytes(), (i % 10 == 0).then_some(2))).collect();
     let first_half = broker.produce(topic, &records[..500]);
     std::thread::sleep(Duration::from_millis(20));
     let split_ms = now_ms();
@@ -251,9 +250,9 @@ fn broker_pause_keeps_data_and_restart_loses_it() {
 /// the key columns; there is nothing left to publish after the commit.
 #[test]
 fn kafka_sink_epoch_is_on_the_broker_once_prepared() {
-    use std::sync::Arc;
     use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
     use weir::sink::{Opening, PreCommit, Roll, SinkError, Target};
 
     let broker = Broker::start();

@@ -24,7 +24,11 @@ fn wait_for(server: &TestServer, statement: &str, want: &str, limit: Duration) {
         if got == want {
             return;
         }
-        assert!(Instant::now() < deadline, "{statement}: still {got:?}, wanted {want:?}\n{}", sql(server, "SELECT * FROM weir.queries"));
+        assert!(
+            Instant::now() < deadline,
+            "{statement}: still {got:?}, wanted {want:?}\n{}",
+            sql(server, "SELECT * FROM weir.queries")
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
 }

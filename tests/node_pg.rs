@@ -50,16 +50,7 @@ fn node_postgres_queries_a_parquet_table() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/pg_check.js");
     let mut cmd = Command::new("node");
     cmd.arg(&script).arg(server.port.to_string());
-    for var in [
-        "PGHOST",
-        "PGPORT",
-        "PGUSER",
-        "PGDATABASE",
-        "PGPASSWORD",
-        "PGOPTIONS",
-        "PGSSLMODE",
-        "NODE_OPTIONS",
-    ] {
+    for var in ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGOPTIONS", "PGSSLMODE", "NODE_OPTIONS"] {
         cmd.env_remove(var);
     }
     // UTC so that timestamp checks do not depend on the machine's zone.

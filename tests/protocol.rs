@@ -127,10 +127,8 @@ async fn an_unsigned_column_is_bigint_on_the_wire_and_in_the_catalog() {
     );
     assert_eq!(columns, vec![vec!["bigint".to_string(), "int8".to_string()]]);
 
-    let err = client
-        .simple_query("SELECT arrow_cast(9223372036854775807, 'UInt64') + arrow_cast(1, 'UInt64')")
-        .await
-        .unwrap_err();
+    let err =
+        client.simple_query("SELECT arrow_cast(9223372036854775807, 'UInt64') + arrow_cast(1, 'UInt64')").await.unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE), "{err}");
 }
 
@@ -197,10 +195,8 @@ async fn a_cancel_request_does_not_stop_a_copy() {
     let server = common::TestServer::start_in(&dir.path().join("data"));
     let client = connect(&server).await;
     let target = dir.path().join("out").join("part-0.parquet");
-    let copy = format!(
-        "COPY (SELECT v, v % 7 AS m FROM range(0, 10000000) AS r(v)) TO '{}' STORED AS PARQUET",
-        target.display()
-    );
+    let copy =
+        format!("COPY (SELECT v, v % 7 AS m FROM range(0, 10000000) AS r(v)) TO '{}' STORED AS PARQUET", target.display());
     let token = client.cancel_token();
     let (result, sent) = tokio::join!(client.simple_query(&copy), async {
         tokio::time::sleep(Duration::from_millis(200)).await;

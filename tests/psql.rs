@@ -36,11 +36,7 @@ fn server_with_trades() -> (tempfile::TempDir, TestServer) {
             file.display()
         ),
     );
-    assert!(
-        file.exists(),
-        "COPY ... TO '{}' reported success but wrote no file",
-        file.display()
-    );
+    assert!(file.exists(), "COPY ... TO '{}' reported success but wrote no file", file.display());
     run_ok(
         &server,
         &format!(
@@ -56,20 +52,14 @@ fn server_with_trades() -> (tempfile::TempDir, TestServer) {
 fn dt_lists_the_table() {
     let (_tmp, server) = server_with_trades();
     let out = run_ok(&server, r"\dt");
-    assert!(
-        has_line_starting(&out, "public|trades|"),
-        "\\dt should list public.trades:\n{out}"
-    );
+    assert!(has_line_starting(&out, "public|trades|"), "\\dt should list public.trades:\n{out}");
 }
 
 #[test]
 fn d_describes_columns_and_types() {
     let (_tmp, server) = server_with_trades();
     let out = run_ok(&server, r"\d trades");
-    assert!(
-        out.contains("trades"),
-        "\\d trades should name the table:\n{out}"
-    );
+    assert!(out.contains("trades"), "\\d trades should name the table:\n{out}");
     assert_columns(&out, r"\d trades");
 }
 
@@ -77,10 +67,7 @@ fn d_describes_columns_and_types() {
 fn d_plus_describes_columns_and_types() {
     let (_tmp, server) = server_with_trades();
     let out = run_ok(&server, r"\d+ trades");
-    assert!(
-        out.contains("trades"),
-        "\\d+ trades should name the table:\n{out}"
-    );
+    assert!(out.contains("trades"), "\\d+ trades should name the table:\n{out}");
     assert_columns(&out, r"\d+ trades");
 }
 
@@ -88,44 +75,26 @@ fn d_plus_describes_columns_and_types() {
 fn l_lists_the_weir_database() {
     let (_tmp, server) = server_with_trades();
     let out = run_ok(&server, r"\l");
-    assert!(
-        has_line_starting(&out, "weir|"),
-        "\\l should list database weir:\n{out}"
-    );
+    assert!(has_line_starting(&out, "weir|"), "\\l should list database weir:\n{out}");
 }
 
 #[test]
 fn dn_lists_the_public_schema() {
     let (_tmp, server) = server_with_trades();
     let out = run_ok(&server, r"\dn");
-    assert!(
-        has_line_starting(&out, "public|"),
-        "\\dn should list schema public:\n{out}"
-    );
+    assert!(has_line_starting(&out, "public|"), "\\dn should list schema public:\n{out}");
 }
 
 #[test]
 fn select_one_and_select_from_table() {
     let (_tmp, server) = server_with_trades();
     let out = run_ok(&server, "select 1");
-    assert!(
-        out.lines().any(|l| l.trim() == "1"),
-        "select 1 should print 1:\n{out}"
-    );
-    assert!(
-        out.contains("(1 row)"),
-        "select 1 should print the row count:\n{out}"
-    );
+    assert!(out.lines().any(|l| l.trim() == "1"), "select 1 should print 1:\n{out}");
+    assert!(out.contains("(1 row)"), "select 1 should print the row count:\n{out}");
 
-    let out = run_ok(
-        &server,
-        "select count(*) AS n, sum(id) AS s from trades where price > 3",
-    );
+    let out = run_ok(&server, "select count(*) AS n, sum(id) AS s from trades where price > 3");
     // price = 1.5 * id, so price > 3 keeps ids 3..=10: 8 rows summing to 52.
-    assert!(
-        has_line_starting(&out, "8|52"),
-        "filtered aggregate over trades:\n{out}"
-    );
+    assert!(has_line_starting(&out, "8|52"), "filtered aggregate over trades:\n{out}");
 }
 
 #[test]
@@ -133,40 +102,20 @@ fn error_exits_1_with_message_on_stderr() {
     let (_tmp, server) = server_with_trades();
     let out = psql(&server, "select * from nope");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "psql should exit 1 on a failed query; stderr:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("ERROR:"),
-        "psql stderr should carry ERROR:, got:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("nope"),
-        "the error should name the missing table, got:\n{stderr}"
-    );
+    assert_eq!(out.status.code(), Some(1), "psql should exit 1 on a failed query; stderr:\n{stderr}");
+    assert!(stderr.contains("ERROR:"), "psql stderr should carry ERROR:, got:\n{stderr}");
+    assert!(stderr.contains("nope"), "the error should name the missing table, got:\n{stderr}");
 
     // The session survives a failed query in a script, as in PostgreSQL.
     let out = run_ok(&server, "select 2");
-    assert!(
-        out.lines().any(|l| l.trim() == "2"),
-        "server still answers after an error:\n{out}"
-    );
+    assert!(out.lines().any(|l| l.trim() == "2"), "server still answers after an error:\n{out}");
 }
 
 /// `id`, `name`, `price` with their PostgreSQL type names, in `-A` layout.
 fn assert_columns(out: &str, what: &str) {
-    for (column, ty) in [
-        ("id", "integer"),
-        ("name", "text"),
-        ("price", "double precision"),
-    ] {
+    for (column, ty) in [("id", "integer"), ("name", "text"), ("price", "double precision")] {
         let prefix = format!("{column}|{ty}|");
-        assert!(
-            has_line_starting(out, &prefix),
-            "{what} should show column `{column}` as `{ty}`:\n{out}"
-        );
+        assert!(has_line_starting(out, &prefix), "{what} should show column `{column}` as `{ty}`:\n{out}");
     }
 }
 
@@ -176,19 +125,10 @@ fn has_line_starting(out: &str, prefix: &str) -> bool {
 
 /// Fails the test with a pointer to the set-up script when psql is missing.
 fn require_psql() {
-    match Command::new("psql")
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-    {
+    match Command::new("psql").arg("--version").stdin(Stdio::null()).output() {
         Ok(out) if out.status.success() => {}
-        Ok(out) => panic!(
-            "`psql --version` failed ({}); run `bash scripts/test.sh`",
-            out.status
-        ),
-        Err(e) => panic!(
-            "psql not found on PATH ({e}); run `bash scripts/test.sh`, which installs postgresql-client"
-        ),
+        Ok(out) => panic!("`psql --version` failed ({}); run `bash scripts/test.sh`", out.status),
+        Err(e) => panic!("psql not found on PATH ({e}); run `bash scripts/test.sh`, which installs postgresql-client"),
     }
 }
 
@@ -197,11 +137,7 @@ fn run_ok(server: &TestServer, command: &str) -> String {
     let out = psql(server, command);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "psql -c {command:?} failed with {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
+    assert!(out.status.success(), "psql -c {command:?} failed with {}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
     stdout
 }
 

@@ -177,8 +177,7 @@ async fn run_unit(unit: &Unit, protocol: Protocol) -> Vec<String> {
         // $SCRATCH is outside the data dir: the server must be told it may
         // read and write there, as a user would with their own directories.
         let allow = ["--allow-path", scratch_str.as_str()];
-        let started =
-            tokio::task::block_in_place(|| std::panic::catch_unwind(|| TestServer::start_with(&data_dir, &allow)));
+        let started = tokio::task::block_in_place(|| std::panic::catch_unwind(|| TestServer::start_with(&data_dir, &allow)));
         let Ok(server) = started else {
             failures.push(format!("{label}: server did not start"));
             return failures;

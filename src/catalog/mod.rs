@@ -124,7 +124,13 @@ impl Catalog {
     /// other: persisted as the DDL that recreates it, listed, queryable,
     /// and built from that definition, so it reads the same before and
     /// after a restart.
-    pub async fn create_owned(&self, state: &SessionState, name: &str, dir: &Path, schema: &Schema) -> Result<(), QueryError> {
+    pub async fn create_owned(
+        &self,
+        state: &SessionState,
+        name: &str,
+        dir: &Path,
+        schema: &Schema,
+    ) -> Result<(), QueryError> {
         if self.get(name)?.is_some() {
             return Ok(());
         }

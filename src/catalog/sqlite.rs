@@ -46,28 +46,27 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE;").map_err(|e| corrupt(e.to_string()))?;
         if let Err(e) = conn.execute_batch("BEGIN EXCLUSIVE; COMMIT;") {
             return Err(match e.sqlite_error_code() {
-                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => CatalogError::InUse(display),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                    CatalogError::InUse(display)
+                }
                 _ => corrupt(e.to_string()),
             });
         }
 
         if exists && std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) > 0 {
             // Read-only checks first: nothing is written to a file we have not recognised.
-            let app_id: i64 = conn
-                .query_row("PRAGMA application_id", [], |r| r.get(0))
-                .map_err(|e| corrupt(e.to_string()))?;
+            let app_id: i64 =
+                conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(|e| corrupt(e.to_string()))?;
             if app_id != APPLICATION_ID {
                 return Err(corrupt(format!("application id {app_id:#x} is not weir's")));
             }
-            let check: String = conn
-                .query_row("PRAGMA quick_check", [], |r| r.get(0))
-                .map_err(|e| corrupt(e.to_string()))?;
+            let check: String =
+                conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(|e| corrupt(e.to_string()))?;
             if check != "ok" {
                 return Err(corrupt(check));
             }
-            let version: i64 = conn
-                .query_row("PRAGMA user_version", [], |r| r.get(0))
-                .map_err(|e| corrupt(e.to_string()))?;
+            let version: i64 =
+                conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| corrupt(e.to_string()))?;
             if version > FORMAT_VERSION {
                 return Err(CatalogError::TooNew { path: display, found: version, supported: FORMAT_VERSION });
             }
@@ -127,9 +126,8 @@ fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
 impl CatalogStore for SqliteStore {
     fn list(&self) -> Result<Vec<RelationDef>, CatalogError> {
         let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT name, kind, definition, location, format, partition_columns FROM relations ORDER BY seq",
-        )?;
+        let mut stmt =
+            conn.prepare("SELECT name, kind, definition, location, format, partition_columns FROM relations ORDER BY seq")?;
         let rows = stmt.query_map([], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, String>(5)?))
         })?;
@@ -137,10 +135,10 @@ impl CatalogStore for SqliteStore {
         for row in rows {
             let (name, kind, definition, location, format, partitions) = row?;
             let corrupt = |reason: String| CatalogError::Corrupt { path: self.path.display().to_string(), reason };
-            let kind = RelationKind::parse(&kind)
-                .ok_or_else(|| corrupt(format!("relation '{name}' has unknown kind '{kind}'")))?;
-            let partition_columns = serde_json::from_str(&partitions)
-                .map_err(|e| corrupt(format!("partition columns of '{name}': {e}")))?;
+            let kind =
+                RelationKind::parse(&kind).ok_or_else(|| corrupt(format!("relation '{name}' has unknown kind '{kind}'")))?;
+            let partition_columns =
+                serde_json::from_str(&partitions).map_err(|e| corrupt(format!("partition columns of '{name}': {e}")))?;
             defs.push(RelationDef { name, kind, definition, location, format, partition_columns });
         }
         Ok(defs)
@@ -148,16 +146,22 @@ impl CatalogStore for SqliteStore {
 
     fn insert(&self, def: &RelationDef) -> Result<(), CatalogError> {
         let conn = self.conn_for_write()?;
-        let taken: Option<i64> = conn
-            .query_row("SELECT 1 FROM relations WHERE name = ?1", [&def.name], |r| r.get(0))
-            .optional()?;
+        let taken: Option<i64> =
+            conn.query_row("SELECT 1 FROM relations WHERE name = ?1", [&def.name], |r| r.get(0)).optional()?;
         if taken.is_some() {
             return Err(CatalogError::DuplicateTable(def.name.clone()));
         }
         conn.execute(
             "INSERT INTO relations (name, kind, definition, location, format, partition_columns)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![def.name, def.kind.as_str(), def.definition, def.location, def.format, json_list(&def.partition_columns)?],
+            params![
+                def.name,
+                def.kind.as_str(),
+                def.definition,
+                def.location,
+                def.format,
+                json_list(&def.partition_columns)?
+            ],
         )?;
         Ok(())
     }
@@ -202,7 +206,13 @@ impl CatalogStore for SqliteStore {
         };
         let mut stmt = conn.prepare(sql)?;
         let rows = stmt.query_map([query], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<String>>(3)?, r.get::<_, Vec<u8>>(4)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Vec<u8>>(4)?,
+            ))
         })?;
         let corrupt = |e: serde_json::Error| CatalogError::Corrupt {
             path: self.path.display().to_string(),
@@ -359,13 +369,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("catalog.sqlite");
         let old = Connection::open(&path).unwrap();
-        old.execute_batch(&format!("{SCHEMA_V1} {SCHEMA_V2} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 2;"))
-            .unwrap();
+        old.execute_batch(&format!(
+            "{SCHEMA_V1} {SCHEMA_V2} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 2;"
+        ))
+        .unwrap();
         let rows = [
-            ("sales", "external_table", "CREATE EXTERNAL TABLE sales (id BIGINT, region VARCHAR, \"Day\" INT) STORED AS PARQUET PARTITIONED BY (region, \"Day\") LOCATION '/data/sales/'", "/data/sales/"),
-            ("plain", "external_table", "CREATE EXTERNAL TABLE plain STORED AS PARQUET LOCATION '/data/plain/'", "/data/plain/"),
-            ("counts", "materialized_view", "CREATE MATERIALIZED VIEW counts AS SELECT count(*) FROM s", "/old/warehouse/counts/"),
-            ("totals", "materialized_view", "CREATE MATERIALIZED VIEW totals AS SELECT sum(x) FROM s", "/old/warehouse/totals/"),
+            (
+                "sales",
+                "external_table",
+                "CREATE EXTERNAL TABLE sales (id BIGINT, region VARCHAR, \"Day\" INT) STORED AS PARQUET PARTITIONED BY (region, \"Day\") LOCATION '/data/sales/'",
+                "/data/sales/",
+            ),
+            (
+                "plain",
+                "external_table",
+                "CREATE EXTERNAL TABLE plain STORED AS PARQUET LOCATION '/data/plain/'",
+                "/data/plain/",
+            ),
+            (
+                "counts",
+                "materialized_view",
+                "CREATE MATERIALIZED VIEW counts AS SELECT count(*) FROM s",
+                "/old/warehouse/counts/",
+            ),
+            (
+                "totals",
+                "materialized_view",
+                "CREATE MATERIALIZED VIEW totals AS SELECT sum(x) FROM s",
+                "/old/warehouse/totals/",
+            ),
             ("s", "stream", "CREATE STREAM s (x INT) WITH (connector = 'generator')", "generator"),
         ];
         for (name, kind, definition, location) in rows {
@@ -380,20 +412,14 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         let partitions: Vec<(String, Vec<String>)> =
             store.list().unwrap().into_iter().map(|d| (d.name, d.partition_columns)).collect();
-        let expected = [
-            ("sales", vec!["region", "Day"]),
-            ("plain", vec![]),
-            ("counts", vec![]),
-            ("totals", vec![]),
-            ("s", vec![]),
-        ];
+        let expected =
+            [("sales", vec!["region", "Day"]), ("plain", vec![]), ("counts", vec![]), ("totals", vec![]), ("s", vec![])];
         let expected: Vec<(String, Vec<String>)> =
             expected.iter().map(|(n, c)| (n.to_string(), c.iter().map(|c| c.to_string()).collect())).collect();
         assert_eq!(partitions, expected);
         assert_eq!(store.warehouse_roots().unwrap(), ["/old/warehouse"]);
         drop(store);
-        let version: i64 =
-            Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let version: i64 = Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, FORMAT_VERSION);
     }
 

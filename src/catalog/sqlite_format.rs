@@ -95,7 +95,9 @@ pub(super) fn migrate(conn: &mut Connection, from: i64) -> Result<(), CatalogErr
                         )?;
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(table = %name, "partition columns not read from the stored DDL: {}", e.message()),
+                    Err(e) => {
+                        tracing::warn!(table = %name, "partition columns not read from the stored DDL: {}", e.message())
+                    }
                 },
                 // A view's directory lies directly under the root it was made in.
                 Some(RelationKind::MaterializedView) => {
@@ -118,4 +120,3 @@ pub(super) fn migrate(conn: &mut Connection, from: i64) -> Result<(), CatalogErr
 pub(super) fn json_list(items: &[String]) -> Result<String, CatalogError> {
     serde_json::to_string(items).map_err(|e| CatalogError::Storage(e.to_string()))
 }
-

@@ -34,29 +34,21 @@ pub fn resolve_location(sandbox: &Sandbox, location: &str, create_missing: bool)
         if !create_missing {
             return Err(QueryError::MissingLocation(resolved.display().to_string()));
         }
-        std::fs::create_dir_all(&resolved).map_err(|e| QueryError::UnreadableLocation {
-            path: resolved.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        std::fs::create_dir_all(&resolved)
+            .map_err(|e| QueryError::UnreadableLocation { path: resolved.display().to_string(), reason: e.to_string() })?;
     }
     // Resolved again now that it exists: what was created is what is read.
-    let canonical = std::fs::canonicalize(&resolved).map_err(|e| QueryError::UnreadableLocation {
-        path: resolved.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let canonical = std::fs::canonicalize(&resolved)
+        .map_err(|e| QueryError::UnreadableLocation { path: resolved.display().to_string(), reason: e.to_string() })?;
     sandbox.check(&canonical)?;
     if canonical.is_dir() {
-        std::fs::read_dir(&canonical).map_err(|e| QueryError::UnreadableLocation {
-            path: canonical.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        std::fs::read_dir(&canonical)
+            .map_err(|e| QueryError::UnreadableLocation { path: canonical.display().to_string(), reason: e.to_string() })?;
         // DataFusion treats a trailing slash as "a directory of files".
         Ok(format!("{}/", canonical.display()))
     } else {
-        std::fs::File::open(&canonical).map_err(|e| QueryError::UnreadableLocation {
-            path: canonical.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        std::fs::File::open(&canonical)
+            .map_err(|e| QueryError::UnreadableLocation { path: canonical.display().to_string(), reason: e.to_string() })?;
         Ok(canonical.display().to_string())
     }
 }
@@ -73,9 +65,11 @@ pub async fn build(state: &SessionState, cmd: CreateExternalTable) -> Result<Arc
     let LogicalPlan::Ddl(DdlStatement::CreateExternalTable(planned)) = plan else {
         return Err(QueryError::Unsupported(format!("plan for CREATE EXTERNAL TABLE {name}")));
     };
-    let factory = state.table_factories().get(planned.file_type.to_uppercase().as_str()).cloned().ok_or_else(|| {
-        QueryError::Unsupported(format!("tables STORED AS {}", planned.file_type.to_uppercase()))
-    })?;
+    let factory = state
+        .table_factories()
+        .get(planned.file_type.to_uppercase().as_str())
+        .cloned()
+        .ok_or_else(|| QueryError::Unsupported(format!("tables STORED AS {}", planned.file_type.to_uppercase())))?;
     match factory.create(state, &planned).await {
         Ok(table) => Ok(table),
         Err(e) => {
@@ -101,7 +95,11 @@ fn parse_definition(definition: &str) -> Result<Option<CreateExternalTable>, Que
 /// Rebuilds a persisted table from its stored definition, if the sandbox
 /// still allows its locations (a server restarted with fewer
 /// `--allow-path`s does not keep serving what it no longer allows).
-pub async fn replay(state: &SessionState, sandbox: &Sandbox, def: &RelationDef) -> Result<Arc<dyn TableProvider>, QueryError> {
+pub async fn replay(
+    state: &SessionState,
+    sandbox: &Sandbox,
+    def: &RelationDef,
+) -> Result<Arc<dyn TableProvider>, QueryError> {
     let Some(cmd) = parse_definition(&def.definition)? else {
         return Err(QueryError::Unsupported(format!("stored definition of '{}'", def.name)));
     };
@@ -157,15 +155,11 @@ pub fn canonical_ddl(cmd: &CreateExternalTable) -> String {
         }
     }
     if !cmd.options.is_empty() {
-        let opts: Vec<String> = cmd
-            .options
-            .iter()
-            .map(|(k, v)| format!("{} {}", Value::SingleQuotedString(k.clone()), v))
-            .collect();
+        let opts: Vec<String> =
+            cmd.options.iter().map(|(k, v)| format!("{} {}", Value::SingleQuotedString(k.clone()), v)).collect();
         let _ = write!(sql, " OPTIONS ({})", opts.join(", "));
     }
-    let locations: Vec<String> =
-        cmd.locations.iter().map(|l| Value::SingleQuotedString(l.clone()).to_string()).collect();
+    let locations: Vec<String> = cmd.locations.iter().map(|l| Value::SingleQuotedString(l.clone()).to_string()).collect();
     if locations.len() == 1 {
         let _ = write!(sql, " LOCATION {}", locations[0]);
     } else {
@@ -198,10 +192,8 @@ pub fn parquet_dir_table(dir: &Path, schema: SchemaRef) -> Result<Arc<dyn TableP
 /// exists): a Parquet external table with `schema`'s columns, stored as the
 /// DDL that recreates it like any user's table.
 pub fn owned_table_def(name: &str, dir: &Path, schema: &Schema) -> Result<RelationDef, QueryError> {
-    let canonical = std::fs::canonicalize(dir).map_err(|e| QueryError::UnreadableLocation {
-        path: dir.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let canonical = std::fs::canonicalize(dir)
+        .map_err(|e| QueryError::UnreadableLocation { path: dir.display().to_string(), reason: e.to_string() })?;
     let location = format!("{}/", canonical.display());
     let quote = |ident: &str| format!("\"{}\"", ident.replace('"', "\"\""));
     let columns: Vec<String> =

@@ -142,11 +142,7 @@ impl AsyncWrite for CoalescingStream {
         self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
     }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         let mut state = self.shared.lock();
         if let Some(e) = state.failure() {
             return Poll::Ready(Err(e));
@@ -301,10 +297,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         let e = failed.expect("writes to a closed peer must fail, not buffer forever");
-        assert!(
-            matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset),
-            "unexpected error: {e}"
-        );
+        assert!(matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset), "unexpected error: {e}");
     }
 
     #[tokio::test]

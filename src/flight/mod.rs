@@ -63,8 +63,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::catalog::{DATABASE, SCHEMA};
 use crate::engine::Engine;
 use crate::error::QueryError;
-use crate::session::SessionVars;
 use crate::handler::{self, Output, query};
+use crate::session::SessionVars;
 use crate::sql::Statement;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -116,7 +116,8 @@ const RESULT_PREFIX: &[u8] = b"\0weir-result:";
 
 impl FlightSql {
     pub fn new(engine: Arc<Engine>) -> FlightSql {
-        let token = engine.config.password.as_ref().map(|_| crate::random::bytes().iter().map(|b| format!("{b:02x}")).collect());
+        let token =
+            engine.config.password.as_ref().map(|_| crate::random::bytes().iter().map(|b| format!("{b:02x}")).collect());
         FlightSql {
             engine,
             token,
@@ -143,8 +144,7 @@ impl FlightSql {
         let Ok(decoded) = base64::engine::general_purpose::STANDARD_NO_PAD.decode(encoded) else { return false };
         let text = String::from_utf8_lossy(&decoded);
         let config = &self.engine.config;
-        text.split_once(':')
-            .is_some_and(|(user, pass)| user == config.user && Some(pass) == config.password.as_deref())
+        text.split_once(':').is_some_and(|(user, pass)| user == config.user && Some(pass) == config.password.as_deref())
     }
 
     fn handle(&self, prefix: &[u8]) -> Vec<u8> {
@@ -235,8 +235,7 @@ impl FlightSqlService for FlightSql {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<BoxStream<HandshakeResponse>>, Status> {
-        let header =
-            request.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         // Credentials come as a Basic header (ADBC, arrow-go) or as a
         // BasicAuth message in the first handshake payload (older clients).
         let mut payload_ok = false;
@@ -336,8 +335,7 @@ impl FlightSqlService for FlightSql {
         self.check_auth(action.metadata())?;
         let (dataset_schema, parameter_schema) = match self.parse_one(&request.query)? {
             Statement::Query(stmt) => {
-                let plan =
-                    query::plan(&self.engine, &SessionVars::new(), stmt).await.map_err(|e| status(&e))?;
+                let plan = query::plan(&self.engine, &SessionVars::new(), stmt).await.map_err(|e| status(&e))?;
                 let params = query::parameter_types(&plan).map_err(|e| status(&e))?;
                 let fields: Vec<Field> = params
                     .iter()
@@ -347,7 +345,9 @@ impl FlightSqlService for FlightSql {
                 (plan.schema().as_arrow().clone(), Schema::new(fields))
             }
             other => (
-                handler::result_schema(&other).map(|s| s.as_ref().clone()).unwrap_or_else(|| affected_rows(0).0.as_ref().clone()),
+                handler::result_schema(&other)
+                    .map(|s| s.as_ref().clone())
+                    .unwrap_or_else(|| affected_rows(0).0.as_ref().clone()),
                 Schema::empty(),
             ),
         };

@@ -79,7 +79,10 @@ pub(super) fn affected_rows(n: usize) -> (SchemaRef, Result<RecordBatch, datafus
 }
 
 /// A one-batch DoGet response (catalog listings).
-pub(super) fn single_batch(schema: SchemaRef, batch: Result<RecordBatch, FlightError>) -> Response<BoxStream<arrow_flight::FlightData>> {
+pub(super) fn single_batch(
+    schema: SchemaRef,
+    batch: Result<RecordBatch, FlightError>,
+) -> Response<BoxStream<arrow_flight::FlightData>> {
     let flight = FlightDataEncoderBuilder::new()
         .with_schema(schema)
         .build(futures::stream::once(async move { batch }))

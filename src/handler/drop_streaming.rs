@@ -10,7 +10,12 @@ use crate::engine::Engine;
 use crate::error::{CatalogError, QueryError};
 use crate::sql::StreamingKind;
 
-pub async fn handle(engine: &Engine, kind: StreamingKind, names: &[ObjectName], if_exists: bool) -> Result<Output, QueryError> {
+pub async fn handle(
+    engine: &Engine,
+    kind: StreamingKind,
+    names: &[ObjectName],
+    if_exists: bool,
+) -> Result<Output, QueryError> {
     let wanted = match kind {
         StreamingKind::Stream => RelationKind::Stream,
         StreamingKind::Sink => RelationKind::Sink,

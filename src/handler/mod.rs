@@ -24,15 +24,21 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
 use crate::engine::Engine;
 use crate::error::QueryError;
-use crate::sql::{Statement, TransactionKind};
 use crate::session::SessionVars;
+use crate::sql::{Statement, TransactionKind};
 
 /// What a statement produced.
 pub enum Output {
     /// Rows, streamed batch by batch to the client.
-    Rows { schema: SchemaRef, stream: SendableRecordBatchStream },
+    Rows {
+        schema: SchemaRef,
+        stream: SendableRecordBatchStream,
+    },
     /// A command tag such as `CREATE EXTERNAL TABLE` or `INSERT 0 5`.
-    Command { tag: String, rows: Option<usize> },
+    Command {
+        tag: String,
+        rows: Option<usize>,
+    },
     Transaction(TransactionKind),
 }
 
@@ -53,7 +59,9 @@ impl Output {
 /// statement's error (see [`unwind`]), not the connection's end.
 pub async fn execute(engine: &Engine, vars: &mut SessionVars, stmt: Statement) -> Result<Output, QueryError> {
     match unwind::catch(dispatch(engine, vars, stmt), unwind::internal).await? {
-        Output::Rows { schema, stream } => Ok(Output::Rows { schema, stream: unwind::guard_stream(stream, unwind::internal) }),
+        Output::Rows { schema, stream } => {
+            Ok(Output::Rows { schema, stream: unwind::guard_stream(stream, unwind::internal) })
+        }
         other => Ok(other),
     }
 }
@@ -77,9 +85,7 @@ async fn dispatch(engine: &Engine, vars: &mut SessionVars, stmt: Statement) -> R
         Statement::CreateContinuousQuery(cq) => create_query::handle(engine, cq).await,
         Statement::ShowStreaming(kind) => show_streaming::handle(engine, kind),
         Statement::ShowCreateStreaming(kind, name) => show_streaming::show_create(engine, kind, &name),
-        Statement::DropStreaming { kind, names, if_exists } => {
-            drop_streaming::handle(engine, kind, &names, if_exists).await
-        }
+        Statement::DropStreaming { kind, names, if_exists } => drop_streaming::handle(engine, kind, &names, if_exists).await,
     }
 }
 

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use datafusion::arrow::array::{Array, UInt64Array};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::dataframe::DataFrame;
 use datafusion::common::{ExprSchema, TableReference};
+use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionState;
 use std::collections::HashMap;
@@ -18,13 +18,13 @@ use datafusion::sql::parser::{ExplainStatement, Statement as DFStatement};
 use futures::StreamExt;
 
 use super::Output;
-use crate::session::{self, SessionVars};
 use crate::catalog::Catalog;
 use crate::catalog::diagnose;
 use crate::catalog::scans::scanned_tables;
 use crate::engine::Engine;
-use crate::sql::{scalar_subqueries, search_path};
 use crate::error::QueryError;
+use crate::session::{self, SessionVars};
+use crate::sql::{scalar_subqueries, search_path};
 
 /// Plans a statement for this session; placeholders (`$1`) stay in the plan.
 pub async fn plan(engine: &Engine, vars: &SessionVars, stmt: DFStatement) -> Result<LogicalPlan, QueryError> {

@@ -44,8 +44,7 @@ pub fn handle(engine: &Engine, kind: StreamingKind) -> Result<Output, QueryError
         }
         StreamingKind::Sink | StreamingKind::MaterializedView => {
             let defs = engine.catalog.list()?;
-            let wanted =
-                if kind == StreamingKind::Sink { RelationKind::Sink } else { RelationKind::MaterializedView };
+            let wanted = if kind == StreamingKind::Sink { RelationKind::Sink } else { RelationKind::MaterializedView };
             engine
                 .streams
                 .queries()

@@ -13,7 +13,9 @@ pub fn schema() -> SchemaRef {
 pub fn handle(engine: &Engine) -> Result<Output, QueryError> {
     let mut defs = engine.catalog.list()?;
     // Tables and views are queryable; streams and sinks have their own SHOW.
-    defs.retain(|d| matches!(d.kind, crate::catalog::RelationKind::ExternalTable | crate::catalog::RelationKind::MaterializedView));
+    defs.retain(|d| {
+        matches!(d.kind, crate::catalog::RelationKind::ExternalTable | crate::catalog::RelationKind::MaterializedView)
+    });
     defs.sort_by(|a, b| a.name.cmp(&b.name));
     let rows = defs.into_iter().map(|d| vec![d.name, d.format, d.location]).collect();
     Ok(Output::batch(text_batch(schema(), rows)?))

@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
-use futures::future::{FutureExt, Shared};
 use futures::Stream;
+use futures::future::{FutureExt, Shared};
 use pgwire::api::ClientInfo;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::error::{PgWireError, PgWireResult};

@@ -20,9 +20,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::TlsAcceptor;
-use pgwire::tokio::server::{
-    MaybeTls, PgWireMessageServerCodec, negotiate_tls, process_error, process_message,
-};
+use pgwire::tokio::server::{MaybeTls, PgWireMessageServerCodec, negotiate_tls, process_error, process_message};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::codec::{Framed, FramedParts};
@@ -59,23 +57,13 @@ pub enum Admission {
 type Connection<S> = Framed<FrameCheck<MaybeTls>, PgWireMessageServerCodec<S>>;
 
 /// Serves one accepted socket until the client leaves or is sent away.
-pub async fn serve(
-    socket: TcpStream,
-    peer: SocketAddr,
-    endpoint: Arc<Endpoint>,
-    admission: Admission,
-) {
+pub async fn serve(socket: TcpStream, peer: SocketAddr, endpoint: Arc<Endpoint>, admission: Admission) {
     if let Err(e) = run(socket, peer, &endpoint, admission).await {
         tracing::debug!(%peer, "connection ended: {e}");
     }
 }
 
-async fn run(
-    socket: TcpStream,
-    peer: SocketAddr,
-    endpoint: &Endpoint,
-    admission: Admission,
-) -> io::Result<()> {
+async fn run(socket: TcpStream, peer: SocketAddr, endpoint: &Endpoint, admission: Admission) -> io::Result<()> {
     let hangup = HangupWatch::new(&socket);
     // One deadline from accept to login, across every round trip of it.
     let deadline = Instant::now() + endpoint.authentication_timeout;
@@ -108,10 +96,7 @@ async fn run(
         let authenticating = logging_in(&conn);
         if !authenticating && canceller.is_none() {
             conn.get_mut().authenticated();
-            session::default_idle_session_timeout(
-                conn.metadata_mut(),
-                endpoint.idle_session_timeout,
-            );
+            session::default_idle_session_timeout(conn.metadata_mut(), endpoint.idle_session_timeout);
             canceller = Some(handlers.cancellers.connection(&conn));
         }
         let next = if authenticating {
@@ -119,16 +104,8 @@ async fn run(
                 Ok(next) => next,
                 Err(_) => {
                     tracing::info!(%peer, "authentication timed out");
-                    if matches!(
-                        conn.state(),
-                        PgWireConnectionState::AuthenticationInProgress
-                    ) {
-                        send_fatal(
-                            &mut conn,
-                            "08P01",
-                            "canceling authentication due to timeout",
-                        )
-                        .await?;
+                    if matches!(conn.state(), PgWireConnectionState::AuthenticationInProgress) {
+                        send_fatal(&mut conn, "08P01", "canceling authentication due to timeout").await?;
                     }
                     return Ok(());
                 }
@@ -138,12 +115,7 @@ async fn run(
                 Ok(next) => next,
                 Err(_) => {
                     tracing::info!(%peer, "idle-session timeout");
-                    return send_fatal(
-                        &mut conn,
-                        "57P05",
-                        "terminating connection due to idle-session timeout",
-                    )
-                    .await;
+                    return send_fatal(&mut conn, "57P05", "terminating connection due to idle-session timeout").await;
                 }
             }
         } else {
@@ -169,10 +141,7 @@ async fn run(
             _ => message.is_extended_query(),
         };
         let is_cancel_request = matches!(message, PgWireFrontendMessage::CancelRequest(_));
-        let ends_exchange = matches!(
-            message,
-            PgWireFrontendMessage::Query(_) | PgWireFrontendMessage::Sync(_)
-        );
+        let ends_exchange = matches!(message, PgWireFrontendMessage::Query(_) | PgWireFrontendMessage::Sync(_));
         let work = process_message(
             message,
             &mut conn,
@@ -183,9 +152,7 @@ async fn run(
             cancel_handler.clone(),
         );
         let result = match (&hangup, &canceller) {
-            (Some(hangup), Some(canceller)) => {
-                cancel_on_hangup(work, hangup, canceller, peer).await
-            }
+            (Some(hangup), Some(canceller)) => cancel_on_hangup(work, hangup, canceller, peer).await,
             _ => work.await,
         };
         let failed = result.is_err();
@@ -216,10 +183,7 @@ async fn run(
 
 /// Puts the frame checks between the socket and pgwire's decoder. The bytes
 /// pgwire read ahead while negotiating TLS go through the checks too.
-fn with_frame_check<S>(
-    negotiated: Framed<MaybeTls, PgWireMessageServerCodec<S>>,
-    sasl: bool,
-) -> Connection<S> {
+fn with_frame_check<S>(negotiated: Framed<MaybeTls, PgWireMessageServerCodec<S>>, sasl: bool) -> Connection<S> {
     let parts = negotiated.into_parts();
     let io = FrameCheck::new(parts.io, &parts.read_buf, sasl);
     let mut checked = FramedParts::new::<PgWireBackendMessage>(io, parts.codec);
@@ -228,10 +192,7 @@ fn with_frame_check<S>(
 }
 
 fn logging_in<S>(conn: &Connection<S>) -> bool {
-    matches!(
-        conn.state(),
-        PgWireConnectionState::AwaitingStartup | PgWireConnectionState::AuthenticationInProgress
-    )
+    matches!(conn.state(), PgWireConnectionState::AwaitingStartup | PgWireConnectionState::AuthenticationInProgress)
 }
 
 /// The session's idle-session timeout, which applies only outside a
@@ -282,7 +243,6 @@ async fn refuse<S>(conn: &mut Connection<S>, peer: SocketAddr, e: PgWireError) -
 /// ends a session.
 async fn send_fatal<S>(conn: &mut Connection<S>, code: &str, message: &str) -> io::Result<()> {
     let info = ErrorInfo::new("FATAL".to_string(), code.to_string(), message.to_string());
-    conn.send(PgWireBackendMessage::ErrorResponse(info.into()))
-        .await?;
+    conn.send(PgWireBackendMessage::ErrorResponse(info.into())).await?;
     conn.close().await
 }

@@ -60,11 +60,7 @@ impl EncodeError {
 
 impl From<EncodeError> for PgWireError {
     fn from(e: EncodeError) -> Self {
-        PgWireError::UserError(Box::new(ErrorInfo::new(
-            "ERROR".into(),
-            e.sqlstate().into(),
-            e.to_string(),
-        )))
+        PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), e.sqlstate().into(), e.to_string())))
     }
 }
 
@@ -74,9 +70,7 @@ fn format_of(format: &Format, idx: usize) -> FieldFormat {
     match format {
         Format::UnifiedText => FieldFormat::Text,
         Format::UnifiedBinary => FieldFormat::Binary,
-        Format::Individual(codes) => codes
-            .get(idx)
-            .map_or(FieldFormat::Text, |c| FieldFormat::from(*c)),
+        Format::Individual(codes) => codes.get(idx).map_or(FieldFormat::Text, |c| FieldFormat::from(*c)),
     }
 }
 
@@ -108,31 +102,22 @@ fn client_name(name: &str) -> String {
 /// The PostgreSQL type of each column is `pg_type` of its Arrow type, so
 /// `fields` should come from [`field_infos`] on the same schema; only their
 /// formats are read here.
-pub fn encode_batch(
-    batch: &RecordBatch,
-    fields: &Arc<Vec<FieldInfo>>,
-) -> PgWireResult<Vec<DataRow>> {
+pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWireResult<Vec<DataRow>> {
     Ok(encode_rows(batch, fields)?)
 }
 
 fn encode_rows(batch: &RecordBatch, fields: &[FieldInfo]) -> Result<Vec<DataRow>, EncodeError> {
     if batch.num_columns() != fields.len() {
-        return Err(EncodeError::FieldCountMismatch {
-            columns: batch.num_columns(),
-            fields: fields.len(),
-        });
+        return Err(EncodeError::FieldCountMismatch { columns: batch.num_columns(), fields: fields.len() });
     }
-    let field_count =
-        i16::try_from(fields.len()).map_err(|_| EncodeError::TooManyColumns(fields.len()))?;
+    let field_count = i16::try_from(fields.len()).map_err(|_| EncodeError::TooManyColumns(fields.len()))?;
     // PostgreSQL's row_to_json keeps null members, so do the same.
     let json = EncoderOptions::default().with_explicit_nulls(true);
     let schema = batch.schema_ref();
     let mut columns = Vec::with_capacity(fields.len());
     for (i, info) in fields.iter().enumerate() {
         let (Some(array), Some(field)) = (batch.columns().get(i), schema.fields().get(i)) else {
-            return Err(EncodeError::Internal(format!(
-                "column {i} missing from batch"
-            )));
+            return Err(EncodeError::Internal(format!("column {i} missing from batch")));
         };
         let binary = info.format() == FieldFormat::Binary;
         columns.push(encode_column::column(array.as_ref(), field, binary, &json)?);

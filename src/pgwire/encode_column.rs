@@ -5,8 +5,8 @@ use std::io::Write as _;
 
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::array::{
-    Array, BinaryViewArray, BooleanArray, FixedSizeBinaryArray, FixedSizeListArray, GenericBinaryArray,
-    GenericListArray, GenericStringArray, OffsetSizeTrait, StringViewArray,
+    Array, BinaryViewArray, BooleanArray, FixedSizeBinaryArray, FixedSizeListArray, GenericBinaryArray, GenericListArray,
+    GenericStringArray, OffsetSizeTrait, StringViewArray,
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::*;
@@ -84,9 +84,7 @@ pub(super) fn column<'a>(
 
 macro_rules! prim {
     ($array:expr, $t:ty) => {
-        $array
-            .as_primitive_opt::<$t>()
-            .ok_or_else(|| downcast_failed($array.data_type()))?
+        $array.as_primitive_opt::<$t>().ok_or_else(|| downcast_failed($array.data_type()))?
     };
 }
 
@@ -100,10 +98,7 @@ fn writer<'a>(
     let fail = || downcast_failed(dt);
     Ok(match dt {
         DataType::Null => Box::new(NullW),
-        DataType::Boolean => Box::new(BoolW {
-            arr: array.as_boolean_opt().ok_or_else(fail)?,
-            binary,
-        }),
+        DataType::Boolean => Box::new(BoolW { arr: array.as_boolean_opt().ok_or_else(fail)?, binary }),
         DataType::Int8 => int::<Int8Type>(prim!(array, Int8Type), 2, binary),
         DataType::Int16 => int::<Int16Type>(prim!(array, Int16Type), 2, binary),
         DataType::Int32 => int::<Int32Type>(prim!(array, Int32Type), 4, binary),
@@ -111,153 +106,80 @@ fn writer<'a>(
         DataType::UInt8 => int::<UInt8Type>(prim!(array, UInt8Type), 2, binary),
         DataType::UInt16 => int::<UInt16Type>(prim!(array, UInt16Type), 4, binary),
         DataType::UInt32 => int::<UInt32Type>(prim!(array, UInt32Type), 8, binary),
-        DataType::UInt64 => Box::new(U64W {
-            arr: prim!(array, UInt64Type),
-            binary,
-        }),
-        DataType::Float16 => Box::new(Float4W {
-            arr: prim!(array, Float16Type),
-            binary,
-        }),
-        DataType::Float32 => Box::new(Float4W {
-            arr: prim!(array, Float32Type),
-            binary,
-        }),
-        DataType::Float64 => Box::new(Float8W {
-            arr: prim!(array, Float64Type),
-            binary,
-        }),
+        DataType::UInt64 => Box::new(U64W { arr: prim!(array, UInt64Type), binary }),
+        DataType::Float16 => Box::new(Float4W { arr: prim!(array, Float16Type), binary }),
+        DataType::Float32 => Box::new(Float4W { arr: prim!(array, Float32Type), binary }),
+        DataType::Float64 => Box::new(Float8W { arr: prim!(array, Float64Type), binary }),
         DataType::Decimal32(_, s) => dec::<Decimal32Type>(prim!(array, Decimal32Type), *s, binary),
         DataType::Decimal64(_, s) => dec::<Decimal64Type>(prim!(array, Decimal64Type), *s, binary),
-        DataType::Decimal128(_, s) => {
-            dec::<Decimal128Type>(prim!(array, Decimal128Type), *s, binary)
+        DataType::Decimal128(_, s) => dec::<Decimal128Type>(prim!(array, Decimal128Type), *s, binary),
+        DataType::Decimal256(_, s) => {
+            Box::new(Dec256W { arr: prim!(array, Decimal256Type), scale: *s, binary, digits: Vec::new() })
         }
-        DataType::Decimal256(_, s) => Box::new(Dec256W {
-            arr: prim!(array, Decimal256Type),
-            scale: *s,
-            binary,
-            digits: Vec::new(),
-        }),
         DataType::Utf8 => Box::new(RawW(array.as_string_opt::<i32>().ok_or_else(fail)?)),
         DataType::LargeUtf8 => Box::new(RawW(array.as_string_opt::<i64>().ok_or_else(fail)?)),
         DataType::Utf8View => Box::new(RawW(array.as_string_view_opt().ok_or_else(fail)?)),
-        DataType::Binary => Box::new(ByteaW {
-            arr: array.as_binary_opt::<i32>().ok_or_else(fail)?,
-            binary,
-        }),
-        DataType::LargeBinary => Box::new(ByteaW {
-            arr: array.as_binary_opt::<i64>().ok_or_else(fail)?,
-            binary,
-        }),
-        DataType::BinaryView => Box::new(ByteaW {
-            arr: array.as_binary_view_opt().ok_or_else(fail)?,
-            binary,
-        }),
-        DataType::FixedSizeBinary(_) => Box::new(ByteaW {
-            arr: array.as_fixed_size_binary_opt().ok_or_else(fail)?,
-            binary,
-        }),
-        DataType::Date32 => Box::new(DateW {
-            arr: prim!(array, Date32Type),
-            per_day: 1,
-            binary,
-        }),
-        DataType::Date64 => Box::new(DateW {
-            arr: prim!(array, Date64Type),
-            per_day: 86_400_000,
-            binary,
-        }),
+        DataType::Binary => Box::new(ByteaW { arr: array.as_binary_opt::<i32>().ok_or_else(fail)?, binary }),
+        DataType::LargeBinary => Box::new(ByteaW { arr: array.as_binary_opt::<i64>().ok_or_else(fail)?, binary }),
+        DataType::BinaryView => Box::new(ByteaW { arr: array.as_binary_view_opt().ok_or_else(fail)?, binary }),
+        DataType::FixedSizeBinary(_) => Box::new(ByteaW { arr: array.as_fixed_size_binary_opt().ok_or_else(fail)?, binary }),
+        DataType::Date32 => Box::new(DateW { arr: prim!(array, Date32Type), per_day: 1, binary }),
+        DataType::Date64 => Box::new(DateW { arr: prim!(array, Date64Type), per_day: 86_400_000, binary }),
         DataType::Time32(TimeUnit::Second) => {
             time::<Time32SecondType>(prim!(array, Time32SecondType), TimeUnit::Second, binary)
         }
-        DataType::Time32(TimeUnit::Millisecond) => time::<Time32MillisecondType>(
-            prim!(array, Time32MillisecondType),
-            TimeUnit::Millisecond,
-            binary,
-        ),
-        DataType::Time64(TimeUnit::Microsecond) => time::<Time64MicrosecondType>(
-            prim!(array, Time64MicrosecondType),
-            TimeUnit::Microsecond,
-            binary,
-        ),
-        DataType::Time64(TimeUnit::Nanosecond) => time::<Time64NanosecondType>(
-            prim!(array, Time64NanosecondType),
-            TimeUnit::Nanosecond,
-            binary,
-        ),
+        DataType::Time32(TimeUnit::Millisecond) => {
+            time::<Time32MillisecondType>(prim!(array, Time32MillisecondType), TimeUnit::Millisecond, binary)
+        }
+        DataType::Time64(TimeUnit::Microsecond) => {
+            time::<Time64MicrosecondType>(prim!(array, Time64MicrosecondType), TimeUnit::Microsecond, binary)
+        }
+        DataType::Time64(TimeUnit::Nanosecond) => {
+            time::<Time64NanosecondType>(prim!(array, Time64NanosecondType), TimeUnit::Nanosecond, binary)
+        }
         DataType::Timestamp(unit, tz) => {
             let tz = tz.is_some();
             match unit {
-                TimeUnit::Second => {
-                    ts::<TimestampSecondType>(prim!(array, TimestampSecondType), *unit, tz, binary)
+                TimeUnit::Second => ts::<TimestampSecondType>(prim!(array, TimestampSecondType), *unit, tz, binary),
+                TimeUnit::Millisecond => {
+                    ts::<TimestampMillisecondType>(prim!(array, TimestampMillisecondType), *unit, tz, binary)
                 }
-                TimeUnit::Millisecond => ts::<TimestampMillisecondType>(
-                    prim!(array, TimestampMillisecondType),
-                    *unit,
-                    tz,
-                    binary,
-                ),
-                TimeUnit::Microsecond => ts::<TimestampMicrosecondType>(
-                    prim!(array, TimestampMicrosecondType),
-                    *unit,
-                    tz,
-                    binary,
-                ),
-                TimeUnit::Nanosecond => ts::<TimestampNanosecondType>(
-                    prim!(array, TimestampNanosecondType),
-                    *unit,
-                    tz,
-                    binary,
-                ),
+                TimeUnit::Microsecond => {
+                    ts::<TimestampMicrosecondType>(prim!(array, TimestampMicrosecondType), *unit, tz, binary)
+                }
+                TimeUnit::Nanosecond => {
+                    ts::<TimestampNanosecondType>(prim!(array, TimestampNanosecondType), *unit, tz, binary)
+                }
             }
         }
-        DataType::Interval(IntervalUnit::YearMonth) => Box::new(IntervalW {
-            arr: prim!(array, IntervalYearMonthType),
-            binary,
-        }),
-        DataType::Interval(IntervalUnit::DayTime) => Box::new(IntervalW {
-            arr: prim!(array, IntervalDayTimeType),
-            binary,
-        }),
-        DataType::Interval(IntervalUnit::MonthDayNano) => Box::new(IntervalW {
-            arr: prim!(array, IntervalMonthDayNanoType),
-            binary,
-        }),
-        DataType::Duration(TimeUnit::Second) => Box::new(IntervalW {
-            arr: prim!(array, DurationSecondType),
-            binary,
-        }),
-        DataType::Duration(TimeUnit::Millisecond) => Box::new(IntervalW {
-            arr: prim!(array, DurationMillisecondType),
-            binary,
-        }),
-        DataType::Duration(TimeUnit::Microsecond) => Box::new(IntervalW {
-            arr: prim!(array, DurationMicrosecondType),
-            binary,
-        }),
-        DataType::Duration(TimeUnit::Nanosecond) => Box::new(IntervalW {
-            arr: prim!(array, DurationNanosecondType),
-            binary,
-        }),
+        DataType::Interval(IntervalUnit::YearMonth) => {
+            Box::new(IntervalW { arr: prim!(array, IntervalYearMonthType), binary })
+        }
+        DataType::Interval(IntervalUnit::DayTime) => Box::new(IntervalW { arr: prim!(array, IntervalDayTimeType), binary }),
+        DataType::Interval(IntervalUnit::MonthDayNano) => {
+            Box::new(IntervalW { arr: prim!(array, IntervalMonthDayNanoType), binary })
+        }
+        DataType::Duration(TimeUnit::Second) => Box::new(IntervalW { arr: prim!(array, DurationSecondType), binary }),
+        DataType::Duration(TimeUnit::Millisecond) => {
+            Box::new(IntervalW { arr: prim!(array, DurationMillisecondType), binary })
+        }
+        DataType::Duration(TimeUnit::Microsecond) => {
+            Box::new(IntervalW { arr: prim!(array, DurationMicrosecondType), binary })
+        }
+        DataType::Duration(TimeUnit::Nanosecond) => {
+            Box::new(IntervalW { arr: prim!(array, DurationNanosecondType), binary })
+        }
         DataType::List(inner) | DataType::LargeList(inner) | DataType::FixedSizeList(inner, _)
             if pg_type(dt) != Type::TEXT =>
         {
             let offsets = match dt {
                 DataType::List(_) => Offsets::Small(array.as_list_opt::<i32>().ok_or_else(fail)?),
-                DataType::LargeList(_) => {
-                    Offsets::Large(array.as_list_opt::<i64>().ok_or_else(fail)?)
-                }
+                DataType::LargeList(_) => Offsets::Large(array.as_list_opt::<i64>().ok_or_else(fail)?),
                 _ => Offsets::Fixed(array.as_fixed_size_list_opt().ok_or_else(fail)?),
             };
             let child = column(offsets.values(), inner, binary, json)?;
             let elem_oid = pg_type(inner.data_type()).oid();
-            Box::new(ListW {
-                offsets,
-                child,
-                elem_oid,
-                binary,
-                scratch: Vec::new(),
-            })
+            Box::new(ListW { offsets, child, elem_oid, binary, scratch: Vec::new() })
         }
         DataType::Dictionary(_, _) => {
             let dict = array.as_any_dictionary_opt().ok_or_else(fail)?;
@@ -267,15 +189,11 @@ fn writer<'a>(
                 Box::new(NullW)
             } else {
                 let keys = dict.normalized_keys();
-                Box::new(DictW {
-                    keys,
-                    inner: column(values.as_ref(), field, binary, json)?,
-                })
+                Box::new(DictW { keys, inner: column(values.as_ref(), field, binary, json)? })
             }
         }
         _ => {
-            let fmt = ArrayFormatter::try_new(array, &FormatOptions::default())
-                .map_err(EncodeError::Arrow)?;
+            let fmt = ArrayFormatter::try_new(array, &FormatOptions::default()).map_err(EncodeError::Arrow)?;
             Box::new(DisplayW(fmt))
         }
     })
@@ -289,10 +207,7 @@ impl ValueWriter for NullW {
 }
 
 fn get<T: Copy>(values: &[T], row: usize) -> Result<T, EncodeError> {
-    values
-        .get(row)
-        .copied()
-        .ok_or(EncodeError::RowOutOfBounds(row))
+    values.get(row).copied().ok_or(EncodeError::RowOutOfBounds(row))
 }
 
 struct BoolW<'a> {

@@ -26,11 +26,7 @@ pub(super) fn int<'a, T: ArrowPrimitiveType>(
 where
     T::Native: Into<i64>,
 {
-    Box::new(IntW::<T> {
-        values: arr.values(),
-        width,
-        binary,
-    })
+    Box::new(IntW::<T> { values: arr.values(), width, binary })
 }
 impl<T: ArrowPrimitiveType> ValueWriter for IntW<'_, T>
 where
@@ -129,12 +125,7 @@ pub(super) fn dec<'a, T: ArrowPrimitiveType>(
 where
     T::Native: Into<i128>,
 {
-    Box::new(DecW::<T> {
-        values: arr.values(),
-        scale,
-        binary,
-        digits: Vec::new(),
-    })
+    Box::new(DecW::<T> { values: arr.values(), scale, binary, digits: Vec::new() })
 }
 impl<T: ArrowPrimitiveType> ValueWriter for DecW<'_, T>
 where

@@ -21,8 +21,7 @@ where
     fn write(&mut self, row: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let days = get(self.arr.values(), row)?.into().div_euclid(self.per_day);
         if self.binary {
-            let pg_days = i32::try_from(days - text::PG_EPOCH_DAYS)
-                .map_err(|_| EncodeError::OutOfRange("date"))?;
+            let pg_days = i32::try_from(days - text::PG_EPOCH_DAYS).map_err(|_| EncodeError::OutOfRange("date"))?;
             out.extend_from_slice(&pg_days.to_be_bytes());
         } else {
             text::write_date(out, days);
@@ -89,12 +88,7 @@ pub(super) fn ts<'a, T: ArrowPrimitiveType>(
 where
     T::Native: Into<i64>,
 {
-    Box::new(TsW {
-        arr,
-        unit,
-        tz,
-        binary,
-    })
+    Box::new(TsW { arr, unit, tz, binary })
 }
 impl<T: ArrowPrimitiveType> ValueWriter for TsW<'_, T>
 where
@@ -102,12 +96,9 @@ where
 {
     fn write(&mut self, row: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let what = if self.tz { "timestamptz" } else { "timestamp" };
-        let usecs = to_micros(get(self.arr.values(), row)?.into(), self.unit)
-            .ok_or(EncodeError::OutOfRange(what))?;
+        let usecs = to_micros(get(self.arr.values(), row)?.into(), self.unit).ok_or(EncodeError::OutOfRange(what))?;
         if self.binary {
-            let pg = usecs
-                .checked_sub(text::PG_EPOCH_USECS)
-                .ok_or(EncodeError::OutOfRange(what))?;
+            let pg = usecs.checked_sub(text::PG_EPOCH_USECS).ok_or(EncodeError::OutOfRange(what))?;
             out.extend_from_slice(&pg.to_be_bytes());
         } else {
             text::write_timestamp(out, usecs, self.tz);
@@ -160,8 +151,7 @@ pub(super) struct IntervalW<'a, T: ArrowPrimitiveType> {
 }
 impl<T: AsInterval> ValueWriter for IntervalW<'_, T> {
     fn write(&mut self, row: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let (months, days, usecs) =
-            T::parts(get(self.arr.values(), row)?).ok_or(EncodeError::OutOfRange("interval"))?;
+        let (months, days, usecs) = T::parts(get(self.arr.values(), row)?).ok_or(EncodeError::OutOfRange("interval"))?;
         if self.binary {
             out.extend_from_slice(&usecs.to_be_bytes());
             out.extend_from_slice(&days.to_be_bytes());

@@ -109,10 +109,7 @@ fn write_float(
         out.extend_from_slice(if negative { b"-Infinity" } else { b"Infinity" });
         return;
     }
-    let mut sb = StackBuf {
-        buf: [0; 64],
-        len: 0,
-    };
+    let mut sb = StackBuf { buf: [0; 64], len: 0 };
     if sb.write_fmt(shortest_exp).is_err() {
         // Unreachable for finite floats (at most ~25 bytes); keep the plain form.
         out.extend_from_slice(b"NaN");
@@ -125,10 +122,7 @@ fn write_float(
     };
     let e_pos = rest.iter().position(|&c| c == b'e').unwrap_or(rest.len());
     let mantissa = &rest[..e_pos];
-    let exp: i32 = std::str::from_utf8(rest.get(e_pos + 1..).unwrap_or(b"0"))
-        .ok()
-        .and_then(|e| e.parse().ok())
-        .unwrap_or(0);
+    let exp: i32 = std::str::from_utf8(rest.get(e_pos + 1..).unwrap_or(b"0")).ok().and_then(|e| e.parse().ok()).unwrap_or(0);
     // Digits without the decimal point; Rust prints `d[.ddd]e<exp>`.
     let mut digits = [0u8; 32];
     let mut n = 0;
@@ -175,25 +169,11 @@ fn write_float(
 }
 
 pub(super) fn write_f64(out: &mut Vec<u8>, v: f64) {
-    write_float(
-        out,
-        v.is_nan(),
-        v.is_infinite(),
-        v.is_sign_negative(),
-        format_args!("{v:e}"),
-        15,
-    );
+    write_float(out, v.is_nan(), v.is_infinite(), v.is_sign_negative(), format_args!("{v:e}"), 15);
 }
 
 pub(super) fn write_f32(out: &mut Vec<u8>, v: f32) {
-    write_float(
-        out,
-        v.is_nan(),
-        v.is_infinite(),
-        v.is_sign_negative(),
-        format_args!("{v:e}"),
-        6,
-    );
+    write_float(out, v.is_nan(), v.is_infinite(), v.is_sign_negative(), format_args!("{v:e}"), 6);
 }
 
 /// Appends an exact decimal `digits × 10^-scale` (digits are ASCII, no sign)
@@ -282,12 +262,7 @@ pub(super) fn write_bytea_hex(out: &mut Vec<u8>, bytes: &[u8]) {
 pub(super) fn write_array_element(out: &mut Vec<u8>, text: &[u8]) {
     let needs_quote = text.is_empty()
         || text.eq_ignore_ascii_case(b"NULL")
-        || text.iter().any(|c| {
-            matches!(
-                c,
-                b'"' | b'\\' | b'{' | b'}' | b',' | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c
-            )
-        });
+        || text.iter().any(|c| matches!(c, b'"' | b'\\' | b'{' | b'}' | b',' | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c));
     if !needs_quote {
         out.extend_from_slice(text);
         return;
@@ -358,9 +333,7 @@ mod tests {
         let words = |negative, digits: &[u8], scale| {
             let mut out = Vec::new();
             write_numeric_binary(&mut out, negative, digits, scale);
-            out.chunks(2)
-                .map(|c| i16::from_be_bytes([c[0], c[1]]))
-                .collect::<Vec<_>>()
+            out.chunks(2).map(|c| i16::from_be_bytes([c[0], c[1]])).collect::<Vec<_>>()
         };
         // 12.30: ndigits 2, weight 0, sign +, dscale 2, digits [12, 3000]
         assert_eq!(words(false, b"1230", 2), vec![2, 0, 0, 2, 12, 3000]);
@@ -368,10 +341,7 @@ mod tests {
         assert_eq!(words(true, b"5", 3), vec![1, -1, 0x4000, 3, 50]);
         assert_eq!(words(false, b"0", 2), vec![0, 0, 0, 2]);
         // 123456789 → [1, 2345, 6789], weight 2
-        assert_eq!(
-            words(false, b"123456789", 0),
-            vec![3, 2, 0, 0, 1, 2345, 6789]
-        );
+        assert_eq!(words(false, b"123456789", 0), vec![3, 2, 0, 0, 1, 2345, 6789]);
         // 1200 stored with scale -2 (12 × 10^2) → [1200]
         assert_eq!(words(false, b"12", -2), vec![1, 0, 0, 0, 1200]);
         // 10000 → [1] weight 1

@@ -93,13 +93,7 @@ pub(in crate::pgwire) fn write_timestamp(out: &mut Vec<u8>, usecs: i64, with_tz:
 
 /// One `N unit(s)` part of an interval in the `postgres` IntervalStyle
 /// (PostgreSQL's `AddPostgresIntPart`).
-fn interval_part(
-    out: &mut Vec<u8>,
-    value: i64,
-    unit: &[u8],
-    is_zero: &mut bool,
-    is_before: &mut bool,
-) {
+fn interval_part(out: &mut Vec<u8>, value: i64, unit: &[u8], is_zero: &mut bool, is_before: &mut bool) {
     if value == 0 {
         return;
     }
@@ -125,20 +119,8 @@ fn interval_part(
 pub(in crate::pgwire) fn write_interval(out: &mut Vec<u8>, months: i32, days: i32, usecs: i64) {
     let mut is_zero = true;
     let mut is_before = false;
-    interval_part(
-        out,
-        i64::from(months / 12),
-        b"year",
-        &mut is_zero,
-        &mut is_before,
-    );
-    interval_part(
-        out,
-        i64::from(months % 12),
-        b"mon",
-        &mut is_zero,
-        &mut is_before,
-    );
+    interval_part(out, i64::from(months / 12), b"year", &mut is_zero, &mut is_before);
+    interval_part(out, i64::from(months % 12), b"mon", &mut is_zero, &mut is_before);
     interval_part(out, i64::from(days), b"day", &mut is_zero, &mut is_before);
     if is_zero || usecs != 0 {
         if !is_zero {
@@ -177,27 +159,15 @@ mod tests {
     fn datetimes_print_like_postgres() {
         let ts = 1_704_164_645_000_000; // 2024-01-02 03:04:05 UTC
         assert_eq!(s(|o| write_timestamp(o, ts, false)), "2024-01-02 03:04:05");
-        assert_eq!(
-            s(|o| write_timestamp(o, ts + 123_456, false)),
-            "2024-01-02 03:04:05.123456"
-        );
-        assert_eq!(
-            s(|o| write_timestamp(o, ts + 120_000, true)),
-            "2024-01-02 03:04:05.12+00"
-        );
-        assert_eq!(
-            s(|o| write_timestamp(o, -1, false)),
-            "1969-12-31 23:59:59.999999"
-        );
+        assert_eq!(s(|o| write_timestamp(o, ts + 123_456, false)), "2024-01-02 03:04:05.123456");
+        assert_eq!(s(|o| write_timestamp(o, ts + 120_000, true)), "2024-01-02 03:04:05.12+00");
+        assert_eq!(s(|o| write_timestamp(o, -1, false)), "1969-12-31 23:59:59.999999");
         assert_eq!(s(|o| write_date(o, 19_724)), "2024-01-02");
         assert_eq!(s(|o| write_date(o, 0)), "1970-01-01");
         assert_eq!(s(|o| write_date(o, -719_528)), "0001-01-01 BC");
         assert_eq!(s(|o| write_date(o, -719_162)), "0001-01-01");
         assert_eq!(s(|o| write_date(o, 2_932_897)), "10000-01-01");
-        assert_eq!(
-            s(|o| write_timestamp(o, -719_528 * USECS_PER_DAY, true)),
-            "0001-01-01 00:00:00+00 BC"
-        );
+        assert_eq!(s(|o| write_timestamp(o, -719_528 * USECS_PER_DAY, true)), "0001-01-01 00:00:00+00 BC");
         assert_eq!(s(|o| write_time(o, 11_045_500_000)), "03:04:05.5");
         assert_eq!(s(|o| write_time(o, 0)), "00:00:00");
     }
@@ -205,26 +175,14 @@ mod tests {
     #[test]
     fn intervals_print_in_postgres_style() {
         let hms = 4 * USECS_PER_HOUR + 5 * USECS_PER_MINUTE + 6 * USECS_PER_SEC;
-        assert_eq!(
-            s(|o| write_interval(o, 14, 3, hms)),
-            "1 year 2 mons 3 days 04:05:06"
-        );
+        assert_eq!(s(|o| write_interval(o, 14, 3, hms)), "1 year 2 mons 3 days 04:05:06");
         assert_eq!(s(|o| write_interval(o, 0, 0, 1_500_000)), "00:00:01.5");
         assert_eq!(s(|o| write_interval(o, 0, -1, 0)), "-1 days");
         assert_eq!(s(|o| write_interval(o, 0, 1, 0)), "1 day");
         assert_eq!(s(|o| write_interval(o, 0, 0, 0)), "00:00:00");
-        assert_eq!(
-            s(|o| write_interval(o, 0, -1, USECS_PER_HOUR)),
-            "-1 days +01:00:00"
-        );
-        assert_eq!(
-            s(|o| write_interval(o, 0, 1, -USECS_PER_SEC)),
-            "1 day -00:00:01"
-        );
+        assert_eq!(s(|o| write_interval(o, 0, -1, USECS_PER_HOUR)), "-1 days +01:00:00");
+        assert_eq!(s(|o| write_interval(o, 0, 1, -USECS_PER_SEC)), "1 day -00:00:01");
         assert_eq!(s(|o| write_interval(o, -13, 0, 0)), "-1 years -1 mons");
-        assert_eq!(
-            s(|o| write_interval(o, 0, 0, 25 * USECS_PER_HOUR)),
-            "25:00:00"
-        );
+        assert_eq!(s(|o| write_interval(o, 0, 0, 25 * USECS_PER_HOUR)), "25:00:00");
     }
 }

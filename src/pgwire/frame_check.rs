@@ -135,16 +135,11 @@ fn refused(e: FrameError) -> io::Error {
 
 /// The frame error behind a failed read, if that is why it failed.
 pub fn violation(e: &io::Error) -> Option<&FrameError> {
-    e.get_ref()
-        .and_then(|inner| inner.downcast_ref::<FrameError>())
+    e.get_ref().and_then(|inner| inner.downcast_ref::<FrameError>())
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for FrameCheck<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
             // Checked bytes first: frames before a bad one are still served.
@@ -195,11 +190,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for FrameCheck<IO> {
 }
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for FrameCheck<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, data)
     }
 
@@ -289,15 +280,8 @@ mod tests {
         wire.extend(&good);
         wire.extend(message(b'Q', b"SELECT 2\0Q\0\0\0\x0dSELECT 3\0"));
         let (got, err) = read_all(&[], &wire, false).await;
-        assert!(
-            matches!(err, Some(FrameError::Malformed { name: "Query", .. })),
-            "{err:?}"
-        );
-        assert_eq!(
-            got.len(),
-            startup().len() + good.len(),
-            "only the frames before the bad one"
-        );
+        assert!(matches!(err, Some(FrameError::Malformed { name: "Query", .. })), "{err:?}");
+        assert_eq!(got.len(), startup().len() + good.len(), "only the frames before the bad one");
     }
 
     #[tokio::test]
@@ -305,16 +289,7 @@ mod tests {
         let mut wire = startup();
         wire.extend(message(b'p', b"secret\0"));
         let (_, err) = read_all(&[], &wire, true).await;
-        assert!(
-            matches!(
-                err,
-                Some(FrameError::Malformed {
-                    name: "SASLInitialResponse",
-                    ..
-                })
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, Some(FrameError::Malformed { name: "SASLInitialResponse", .. })), "{err:?}");
         // In trust mode no password message may come at all.
         let (_, err) = read_all(&[], &wire, false).await;
         assert!(matches!(err, Some(FrameError::UnknownType(_))), "{err:?}");

@@ -50,11 +50,7 @@ pub struct Tag(pub u8);
 
 impl fmt::Display for Tag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_ascii_graphic() {
-            write!(f, "'{}'", self.0 as char)
-        } else {
-            write!(f, "0x{:02x}", self.0)
-        }
+        if self.0.is_ascii_graphic() { write!(f, "'{}'", self.0 as char) } else { write!(f, "0x{:02x}", self.0) }
     }
 }
 
@@ -82,10 +78,7 @@ pub enum FrameError {
     #[error("message type {tag} of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { tag: Tag, len: usize, max: usize },
     #[error("malformed {name} message: {what}")]
-    Malformed {
-        name: &'static str,
-        what: &'static str,
-    },
+    Malformed { name: &'static str, what: &'static str },
 }
 
 /// What a startup-phase frame turned out to be.
@@ -129,25 +122,17 @@ pub fn check_startup(frame: &[u8]) -> Result<StartupKind, FrameError> {
             // name\0value\0 pairs, then one \0 that ends the packet.
             loop {
                 let Some(&first) = body.rest.first() else {
-                    return Err(FrameError::MalformedStartup(
-                        "the parameter list must end with a NUL byte",
-                    ));
+                    return Err(FrameError::MalformedStartup("the parameter list must end with a NUL byte"));
                 };
                 if first == 0 {
                     body.rest = &body.rest[1..];
                     break;
                 }
-                body.cstr().map_err(|_| {
-                    FrameError::MalformedStartup("a parameter name is not NUL-terminated")
-                })?;
-                body.cstr().map_err(|_| {
-                    FrameError::MalformedStartup("a parameter value is not NUL-terminated")
-                })?;
+                body.cstr().map_err(|_| FrameError::MalformedStartup("a parameter name is not NUL-terminated"))?;
+                body.cstr().map_err(|_| FrameError::MalformedStartup("a parameter value is not NUL-terminated"))?;
             }
             if !body.rest.is_empty() {
-                return Err(FrameError::MalformedStartup(
-                    "bytes follow the end of the parameter list",
-                ));
+                return Err(FrameError::MalformedStartup("bytes follow the end of the parameter list"));
             }
             Ok(StartupKind::Startup)
         }
@@ -185,24 +170,13 @@ pub fn check_header(phase: Phase, tag: u8, len: i32) -> Result<Framing, FrameErr
     let total = match usize::try_from(len) {
         Ok(n) if n >= 4 && (max != 4 || n == 4) => n,
         _ => {
-            return Err(FrameError::Length {
-                tag: t,
-                len: len.into(),
-            });
+            return Err(FrameError::Length { tag: t, len: len.into() });
         }
     };
     if total > max {
-        return Err(FrameError::TooLarge {
-            tag: t,
-            len: total,
-            max,
-        });
+        return Err(FrameError::TooLarge { tag: t, len: total, max });
     }
-    Ok(if tag == b'd' {
-        Framing::Stream(total - 4)
-    } else {
-        Framing::Whole(total + 1)
-    })
+    Ok(if tag == b'd' { Framing::Stream(total - 4) } else { Framing::Whole(total + 1) })
 }
 
 /// Checks the body of a typed frame (after its type byte and length).
@@ -235,9 +209,7 @@ pub fn check_body(phase: Phase, tag: u8, body: &[u8]) -> Result<(), FrameError> 
                 -1 => {}
                 n if usize::try_from(n).is_ok_and(|n| n == b.rest.len()) => b.rest = &[],
                 _ => {
-                    return Err(
-                        b.malformed("the data length must be -1 or exactly the bytes that follow")
-                    );
+                    return Err(b.malformed("the data length must be -1 or exactly the bytes that follow"));
                 }
             }
         }
@@ -293,10 +265,7 @@ impl<'a> Body<'a> {
     }
 
     fn malformed(&self, what: &'static str) -> FrameError {
-        FrameError::Malformed {
-            name: self.name,
-            what,
-        }
+        FrameError::Malformed { name: self.name, what }
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
@@ -340,8 +309,7 @@ impl<'a> Body<'a> {
         if self.rest.is_empty() {
             Ok(())
         } else if self.name == "Query" {
-            Err(self
-                .malformed("the query string contains a NUL byte before the end of the message"))
+            Err(self.malformed("the query string contains a NUL byte before the end of the message"))
         } else {
             Err(self.malformed("bytes follow the end of the message"))
         }
@@ -372,36 +340,18 @@ mod tests {
     #[test]
     fn a_query_is_one_string_that_ends_the_message() {
         assert_eq!(session(b'Q', b"SELECT 1\0"), Ok(()));
-        assert!(matches!(
-            session(b'Q', b"SELECT 1\0Q\0\0\0\x05x\0"),
-            Err(FrameError::Malformed { .. })
-        ));
-        assert!(matches!(
-            session(b'Q', b"SELECT 1"),
-            Err(FrameError::Malformed { .. })
-        ));
-        assert!(matches!(
-            session(b'Q', b""),
-            Err(FrameError::Malformed { .. })
-        ));
+        assert!(matches!(session(b'Q', b"SELECT 1\0Q\0\0\0\x05x\0"), Err(FrameError::Malformed { .. })));
+        assert!(matches!(session(b'Q', b"SELECT 1"), Err(FrameError::Malformed { .. })));
+        assert!(matches!(session(b'Q', b""), Err(FrameError::Malformed { .. })));
         for len in [0, 3, -1, i32::MIN] {
-            assert!(
-                matches!(
-                    check_header(Phase::Session, b'Q', len),
-                    Err(FrameError::Length { .. })
-                ),
-                "{len}"
-            );
+            assert!(matches!(check_header(Phase::Session, b'Q', len), Err(FrameError::Length { .. })), "{len}");
         }
     }
 
     #[test]
     fn bind_counts_and_lengths_must_match_the_body() {
         assert_eq!(session(b'B', &bind(&[3, -1, 0])), Ok(()));
-        assert!(matches!(
-            session(b'B', &bind(&[-2])),
-            Err(FrameError::Malformed { .. })
-        ));
+        assert!(matches!(session(b'B', &bind(&[-2])), Err(FrameError::Malformed { .. })));
         let mut short = bind(&[5]);
         short.truncate(short.len() - 4);
         assert!(session(b'B', &short).is_err());
@@ -434,18 +384,9 @@ mod tests {
         assert_eq!(session(b'D', b"Sname\0"), Ok(()));
         assert!(session(b'D', b"Xname\0").is_err());
         assert!(session(b'C', b"").is_err());
-        assert!(matches!(
-            check_header(Phase::Session, b'F', 8),
-            Err(FrameError::UnknownType(_))
-        ));
-        assert!(matches!(
-            check_header(Phase::Session, b'p', 8),
-            Err(FrameError::UnknownType(_))
-        ));
-        assert_eq!(
-            check_header(Phase::Session, b'd', 104),
-            Ok(Framing::Stream(100))
-        );
+        assert!(matches!(check_header(Phase::Session, b'F', 8), Err(FrameError::UnknownType(_))));
+        assert!(matches!(check_header(Phase::Session, b'p', 8), Err(FrameError::UnknownType(_))));
+        assert_eq!(check_header(Phase::Session, b'd', 104), Ok(Framing::Stream(100)));
         assert!(check_header(Phase::Session, b'Q', (MAX_MESSAGE + 1) as i32).is_err());
     }
 
@@ -461,14 +402,8 @@ mod tests {
         assert!(initial(b"secret\0").is_err());
         assert!(initial(b"SCRAM-SHA-256\0\0\0\0\x09abc").is_err());
         assert!(initial(b"SCRAM-SHA-256\0\x7f\xff\xff\xffabc").is_err());
-        assert_eq!(
-            check_body(Phase::SaslContinue, b'p', b"anything\0at all"),
-            Ok(())
-        );
-        assert!(matches!(
-            check_header(Phase::SaslInitial, b'Q', 9),
-            Err(FrameError::ExpectedPassword(_))
-        ));
+        assert_eq!(check_body(Phase::SaslContinue, b'p', b"anything\0at all"), Ok(()));
+        assert!(matches!(check_header(Phase::SaslInitial, b'Q', 9), Err(FrameError::ExpectedPassword(_))));
         assert!(check_header(Phase::SaslInitial, b'p', MAX_AUTH_MESSAGE as i32 + 1).is_err());
     }
 
@@ -480,30 +415,15 @@ mod tests {
             p.extend(params);
             p
         };
-        assert_eq!(
-            check_startup(&packet(196_608, b"user\0weir\0\0")),
-            Ok(StartupKind::Startup)
-        );
-        assert_eq!(
-            check_startup(&packet(196_610, b"\0")),
-            Ok(StartupKind::Startup)
-        );
+        assert_eq!(check_startup(&packet(196_608, b"user\0weir\0\0")), Ok(StartupKind::Startup));
+        assert_eq!(check_startup(&packet(196_610, b"\0")), Ok(StartupKind::Startup));
         assert!(check_startup(&packet(196_608, b"user\0weir\0")).is_err());
         assert!(check_startup(&packet(196_608, b"user\0weir\0\0Q")).is_err());
         assert!(check_startup(&packet(196_608, b"user")).is_err());
-        assert!(matches!(
-            check_startup(&packet(0x0002_0000, b"\0")),
-            Err(FrameError::UnsupportedProtocol { .. })
-        ));
-        assert_eq!(
-            check_startup(&packet(CANCEL_REQUEST_CODE, &[0; 8])),
-            Ok(StartupKind::Cancel)
-        );
+        assert!(matches!(check_startup(&packet(0x0002_0000, b"\0")), Err(FrameError::UnsupportedProtocol { .. })));
+        assert_eq!(check_startup(&packet(CANCEL_REQUEST_CODE, &[0; 8])), Ok(StartupKind::Cancel));
         assert!(check_startup(&packet(CANCEL_REQUEST_CODE, &[0; 2])).is_err());
-        assert_eq!(
-            check_startup(&packet(SSL_REQUEST_CODE, b"")),
-            Err(FrameError::LateNegotiation)
-        );
+        assert_eq!(check_startup(&packet(SSL_REQUEST_CODE, b"")), Err(FrameError::LateNegotiation));
         assert_eq!(startup_length(&[0, 0]), Ok(None));
         assert!(startup_length(&[0, 0, 0, 7]).is_err());
         assert!(startup_length(&[0xff, 0xff, 0xff, 0xff]).is_err());

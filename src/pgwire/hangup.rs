@@ -32,9 +32,7 @@ impl HangupWatch {
             let fd = socket.as_fd().try_clone_to_owned().ok()?;
             let std_stream = std::net::TcpStream::from(fd);
             std_stream.set_nonblocking(true).ok()?;
-            TcpStream::from_std(std_stream)
-                .ok()
-                .map(|watched| HangupWatch { watched })
+            TcpStream::from_std(std_stream).ok().map(|watched| HangupWatch { watched })
         }
         #[cfg(not(unix))]
         {
@@ -51,9 +49,7 @@ impl HangupWatch {
                 // Data from the client, not a hang-up: forget this readiness
                 // (without reading) and wait for the next event.
                 Ok(_) => {
-                    let _ = self.watched.try_io(Interest::READABLE, || {
-                        Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                    });
+                    let _ = self.watched.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
                 }
                 Err(_) => std::future::pending::<()>().await,
             }

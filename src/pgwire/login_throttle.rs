@@ -46,10 +46,7 @@ impl LoginThrottle {
         if failures.len() >= MAX_TRACKED && !failures.contains_key(&addr) {
             failures.retain(|_, (_, last)| now.duration_since(*last) < FORGET_AFTER);
             if failures.len() >= MAX_TRACKED {
-                let oldest = failures
-                    .iter()
-                    .min_by_key(|(_, (_, last))| *last)
-                    .map(|(a, _)| *a);
+                let oldest = failures.iter().min_by_key(|(_, (_, last))| *last).map(|(a, _)| *a);
                 if let Some(oldest) = oldest {
                     failures.remove(&oldest);
                 }
@@ -68,9 +65,7 @@ impl LoginThrottle {
     /// The map holds counters only: a panic elsewhere cannot leave it
     /// half-updated, so a poisoned lock is still usable.
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (u32, Instant)>> {
-        self.failures
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -85,15 +80,9 @@ mod tests {
     fn delays_double_per_address_up_to_the_cap() {
         let throttle = LoginThrottle::default();
         let now = Instant::now();
-        let delays: Vec<u128> = (0..8)
-            .map(|_| throttle.failed_at(A, now).as_millis())
-            .collect();
+        let delays: Vec<u128> = (0..8).map(|_| throttle.failed_at(A, now).as_millis()).collect();
         assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
-        assert_eq!(
-            throttle.failed_at(B, now),
-            FIRST_DELAY,
-            "another address is not slowed"
-        );
+        assert_eq!(throttle.failed_at(B, now), FIRST_DELAY, "another address is not slowed");
     }
 
     #[test]

@@ -52,39 +52,25 @@ pub(super) fn rescale(v: i128, from: i32, to: i32) -> Option<i128> {
         let factor = 10i128.checked_pow(u32::try_from(to - from).ok()?)?;
         return v.checked_mul(factor);
     }
-    let Some(divisor) = u32::try_from(from - to)
-        .ok()
-        .and_then(|d| 10i128.checked_pow(d))
-    else {
+    let Some(divisor) = u32::try_from(from - to).ok().and_then(|d| 10i128.checked_pow(d)) else {
         // Dividing by more than i128 can hold rounds everything to zero.
         return Some(0);
     };
     let q = v / divisor;
     let r = v % divisor;
-    Some(if r.unsigned_abs() * 2 >= divisor.unsigned_abs() {
-        q + v.signum()
-    } else {
-        q
-    })
+    Some(if r.unsigned_abs() * 2 >= divisor.unsigned_abs() { q + v.signum() } else { q })
 }
 
 /// bytea input: `\x` hex (whitespace between pairs allowed) or the escape
 /// format, where `\\` is a backslash and `\ooo` an octal byte.
 pub(super) fn parse_bytea(raw: &[u8]) -> Option<Vec<u8>> {
     if let Some(hex) = raw.strip_prefix(b"\\x") {
-        let digits: Vec<u8> = hex
-            .iter()
-            .copied()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
+        let digits: Vec<u8> = hex.iter().copied().filter(|c| !c.is_ascii_whitespace()).collect();
         if !digits.len().is_multiple_of(2) {
             return None;
         }
         let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-        return digits
-            .chunks(2)
-            .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
-            .collect();
+        return digits.chunks(2).map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?)).collect();
     }
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
@@ -154,15 +140,9 @@ pub(super) fn parse_interval(s: &str) -> Option<(i64, i64, i64)> {
             continue;
         }
         // A number, its unit either attached (`10s`) or the next token.
-        let split = lower
-            .find(|c: char| c.is_ascii_alphabetic())
-            .unwrap_or(lower.len());
+        let split = lower.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(lower.len());
         let n: f64 = lower[..split].parse().ok()?;
-        let unit = if split < lower.len() {
-            lower[split..].to_owned()
-        } else {
-            tokens.next()?.to_ascii_lowercase()
-        };
+        let unit = if split < lower.len() { lower[split..].to_owned() } else { tokens.next()?.to_ascii_lowercase() };
         match unit.as_str() {
             "y" | "yr" | "yrs" | "year" | "years" => {
                 let m = n * 12.0;
@@ -196,11 +176,7 @@ pub(super) fn parse_interval(s: &str) -> Option<(i64, i64, i64)> {
         return None;
     }
     let usecs = usecs.round() as i64;
-    Some(if ago {
-        (-months, -days, -usecs)
-    } else {
-        (months, days, usecs)
-    })
+    Some(if ago { (-months, -days, -usecs) } else { (months, days, usecs) })
 }
 
 /// `[+-]HH:MM[:SS[.ffffff]]` as microseconds.
@@ -224,10 +200,7 @@ fn parse_clock(tok: &str) -> Option<f64> {
 /// `(unscaled, dscale)`; None for NaN/Infinity, malformed input or values
 /// beyond i128.
 pub(super) fn decode_numeric_binary(raw: &[u8]) -> Option<(i128, i32)> {
-    let word = |i: usize| {
-        raw.get(2 * i..2 * i + 2)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]))
-    };
+    let word = |i: usize| raw.get(2 * i..2 * i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
     let ndigits = usize::from(word(0)?);
     let weight = i32::from(word(1)? as i16);
     let sign = word(2)?;
@@ -247,10 +220,7 @@ pub(super) fn decode_numeric_binary(raw: &[u8]) -> Option<(i128, i32)> {
             i128::from(d).checked_mul(10i128.checked_pow(u32::try_from(exp10).ok()?)?)?
         } else {
             // Digits beyond dscale are not sent by PostgreSQL; drop them.
-            i128::from(d)
-                / 10i128
-                    .checked_pow(u32::try_from(-exp10).ok()?)
-                    .unwrap_or(i128::MAX)
+            i128::from(d) / 10i128.checked_pow(u32::try_from(-exp10).ok()?).unwrap_or(i128::MAX)
         };
         v = v.checked_add(term)?;
     }

@@ -73,12 +73,7 @@ impl QueryParser for WeirQueryParser {
             let plan = query::plan(&self.engine, client.metadata(), stmt.clone()).await.map_err(|e| to_pg_error(&e))?;
             let param_types = query::parameter_types(&plan).map_err(|e| to_pg_error(&e))?;
             let schema = Arc::new(plan.schema().as_arrow().clone());
-            return Ok(Some(Prepared {
-                statement,
-                param_types,
-                schema: Some(schema),
-                plan: Some(plan),
-            }));
+            return Ok(Some(Prepared { statement, param_types, schema: Some(schema), plan: Some(plan) }));
         }
         let schema = handler::result_schema(&statement);
         Ok(Some(Prepared { statement, plan: None, param_types: vec![], schema }))

@@ -70,7 +70,9 @@ impl Target {
             Target::Table { dir, .. } | Target::View { dir, versions: None } => {
                 Box::new(ParquetSink::new(dir, opening.query, opening.schema, opening.roll))
             }
-            Target::View { dir, versions: Some(pointer) } => Box::new(versioned::VersionedSink::new(dir, pointer.clone(), opening)),
+            Target::View { dir, versions: Some(pointer) } => {
+                Box::new(versioned::VersionedSink::new(dir, pointer.clone(), opening))
+            }
             Target::Kafka(options) => Box::new(kafka::KafkaSink::new(options, opening.key_columns.to_vec())?),
         })
     }
@@ -224,7 +226,8 @@ mod tests {
         // After a crash: the last commit recorded `first` (plus another
         // table's file, which this sink leaves alone); `second` is a leftover.
         let mut last = first.clone();
-        let elsewhere = crate::catalog::StagedFile { staged: "/elsewhere/.x.pending".into(), visible: "/elsewhere/x.parquet".into() };
+        let elsewhere =
+            crate::catalog::StagedFile { staged: "/elsewhere/.x.pending".into(), visible: "/elsewhere/x.parquet".into() };
         last.absorb(PreCommit { files: vec![elsewhere], bytes: 0, version: None });
         sink.recover(&last).unwrap();
         assert_eq!(files(&dir), published, "{second:?} deleted");
@@ -239,7 +242,8 @@ mod tests {
         let target = Target::View { dir: dir.clone(), versions: Some(pointer.clone()) };
         let sink = open(&target, &warehouse);
         let versions = |dir: &Path| -> Vec<String> {
-            let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            let mut names: Vec<String> =
+                std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
             names.sort();
             names
         };

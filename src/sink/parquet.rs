@@ -81,17 +81,9 @@ impl ParquetSink {
     /// `table_schema` is the target table's schema; output batches are cast
     /// to it by position.
     pub fn new(dir: &Path, query: &str, table_schema: &Schema, roll: Roll) -> ParquetSink {
-        let fields: Vec<Field> = table_schema
-            .fields()
-            .iter()
-            .map(|f| Field::new(f.name(), micros(f.data_type()), true))
-            .collect();
-        ParquetSink {
-            dir: dir.to_path_buf(),
-            query: query.to_string(),
-            file_schema: Arc::new(Schema::new(fields)),
-            roll,
-        }
+        let fields: Vec<Field> =
+            table_schema.fields().iter().map(|f| Field::new(f.name(), micros(f.data_type()), true)).collect();
+        ParquetSink { dir: dir.to_path_buf(), query: query.to_string(), file_schema: Arc::new(Schema::new(fields)), roll }
     }
 
     pub fn file_schema(&self) -> &SchemaRef {
@@ -288,7 +280,11 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, d
         .columns()
         .iter()
         .zip(schema.fields())
-        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { cast_with_options(c, f.data_type(), &options) })
+        .map(
+            |(c, f)| {
+                if c.data_type() == f.data_type() { Ok(c.clone()) } else { cast_with_options(c, f.data_type(), &options) }
+            },
+        )
         .collect::<Result<_, _>>()?;
     RecordBatch::try_new(schema.clone(), columns)
 }
@@ -364,10 +360,8 @@ mod tests {
         others.finish().unwrap();
 
         sink.recover(&committed).unwrap();
-        let names: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-            .collect();
+        let names: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
         assert_eq!(visible_files(dir.path()).len(), 1);
         assert_eq!(names.iter().filter(|n| n.ends_with(".pending")).count(), 1, "q2's staged file stays: {names:?}");
     }

@@ -101,7 +101,12 @@ impl EpochSink for VersionWriter {
 
 /// Deletes the version directories of a view except `keep` and `previous`
 /// (a reader may still be listing the previous one), through the warehouse.
-pub fn remove_versions_except(warehouse: &Warehouse, dir: &Path, keep: Option<&Path>, previous: Option<&Path>) -> std::io::Result<()> {
+pub fn remove_versions_except(
+    warehouse: &Warehouse,
+    dir: &Path,
+    keep: Option<&Path>,
+    previous: Option<&Path>,
+) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

@@ -71,9 +71,9 @@ impl RecordDecoder {
                 .collect();
             let mut results = vec![self.decode_tabular(&records[..size.min(records.len())])];
             for handle in handles {
-                results.push(handle.join().unwrap_or_else(|_| {
-                    Err(ArrowError::ComputeError("a decoding thread panicked".into()))
-                }));
+                results.push(
+                    handle.join().unwrap_or_else(|_| Err(ArrowError::ComputeError("a decoding thread panicked".into()))),
+                );
             }
             results
         });
@@ -415,8 +415,7 @@ mod tests {
         let (batch, bad) = decode(Format::Json, schema(), &refs);
         let expected_bad: Vec<usize> = (0..n).filter(|i| i % 5000 == 4999).collect();
         assert_eq!(bad_indices(&bad), expected_bad);
-        let expected_ids: Vec<Option<i64>> =
-            (0..n).filter(|i| i % 5000 != 4999).map(|i| Some(i as i64)).collect();
+        let expected_ids: Vec<Option<i64>> = (0..n).filter(|i| i % 5000 != 4999).map(|i| Some(i as i64)).collect();
         assert_eq!(ids(&batch), expected_ids);
     }
 
@@ -451,11 +450,11 @@ mod tests {
                 r#"{"id":2, "price": "abc"}"#, // type mismatch: found at flush
                 r#"{"id":3"#,                  // truncated
                 r#"{"id":4}"#,
-                "",                            // empty
-                r#"{"id":6}{"id":66}"#,        // two values
+                "",                     // empty
+                r#"{"id":6}{"id":66}"#, // two values
                 "not json",
                 r#"{"id":8}"#,
-                "5",                           // not an object
+                "5", // not an object
                 r#"{"id":10, "price": 2}"#,
             ],
         );
@@ -480,11 +479,7 @@ mod tests {
 
     #[test]
     fn json_timestamps_from_strings_and_numbers() {
-        let schema = Arc::new(Schema::new(vec![Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Microsecond, None),
-            true,
-        )]));
+        let schema = Arc::new(Schema::new(vec![Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true)]));
         let (batch, bad) = decode(
             Format::Json,
             schema,
@@ -525,11 +520,8 @@ mod tests {
     #[test]
     fn csv_rows_and_bad_rows() {
         let format = Format::Csv { header: false, delimiter: b';' };
-        let (batch, bad) = decode(
-            format,
-            schema(),
-            &["1;a;1.5", "2;b", "x;c;2", "4;\"d;e\";3", "", "5;\"open;1", "6;f;\"\"", "7;g;2.5\r"],
-        );
+        let (batch, bad) =
+            decode(format, schema(), &["1;a;1.5", "2;b", "x;c;2", "4;\"d;e\";3", "", "5;\"open;1", "6;f;\"\"", "7;g;2.5\r"]);
         assert_eq!(bad_indices(&bad), vec![1, 2, 4, 5], "{bad:?}");
         assert_eq!(bad[0].1, "incorrect number of fields, expected 3 got 2");
         assert!(bad[1].1.starts_with("Error while parsing value 'x' as type 'Int64' for column 0. "), "{}", bad[1].1);

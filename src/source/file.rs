@@ -118,7 +118,8 @@ impl FileSource {
     pub fn new(spec: SourceSpec) -> Result<FileSource, SourceError> {
         let stream = spec.stream;
         let fatal = |m: String| SourceError::Fatal(format!("stream '{stream}': {m}"));
-        let path = spec.options.get("path").ok_or_else(|| fatal("connector 'file' needs option 'path' (a directory)".into()))?;
+        let path =
+            spec.options.get("path").ok_or_else(|| fatal("connector 'file' needs option 'path' (a directory)".into()))?;
         let latest_first = match spec.options.get("latest_first") {
             Some(v) => parse_bool("latest_first", v).map_err(&fatal)?,
             None => false,
@@ -302,10 +303,7 @@ impl FileSource {
             let mut eof = false;
             while spans.len() < batch_limit {
                 let start = buf.len();
-                let n = reader
-                    .read_until(b'\n', &mut buf)
-                    .await
-                    .map_err(|e| self.transient("read", &progress.file, e))?;
+                let n = reader.read_until(b'\n', &mut buf).await.map_err(|e| self.transient("read", &progress.file, e))?;
                 if n == 0 {
                     eof = true;
                     break;
@@ -426,4 +424,3 @@ impl Source for FileSource {
         checkpoint
     }
 }
-

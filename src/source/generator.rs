@@ -177,7 +177,13 @@ mod tests {
 
     fn source(rows_per_second: &str) -> GeneratorSource {
         let options = BTreeMap::from([("rows_per_second".to_string(), rows_per_second.to_string())]);
-        let spec = SourceSpec { stream: "g".into(), value_schema: schema(), schema: schema(), format: super::super::Format::Bytes, options };
+        let spec = SourceSpec {
+            stream: "g".into(),
+            value_schema: schema(),
+            schema: schema(),
+            format: super::super::Format::Bytes,
+            options,
+        };
         GeneratorSource::new(spec).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -249,7 +255,13 @@ mod tests {
     fn rows_per_second_must_be_positive() {
         for bad in ["0", "-1", "fast"] {
             let options = BTreeMap::from([("rows_per_second".to_string(), bad.to_string())]);
-            let spec = SourceSpec { stream: "g".into(), value_schema: schema(), schema: schema(), format: super::super::Format::Bytes, options };
+            let spec = SourceSpec {
+                stream: "g".into(),
+                value_schema: schema(),
+                schema: schema(),
+                format: super::super::Format::Bytes,
+                options,
+            };
             assert!(matches!(GeneratorSource::new(spec), Err(SourceError::Fatal(_))));
         }
     }

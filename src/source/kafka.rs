@@ -105,9 +105,8 @@ impl KafkaSource {
             Some("earliest") => Startup::Earliest,
             Some(other) if other.starts_with("timestamp:") => {
                 let text = &other["timestamp:".len()..];
-                let parsed = chrono_like_parse(text).ok_or_else(|| {
-                    SourceError::Fatal(format!("startup_mode 'timestamp:{text}' needs an RFC 3339 time"))
-                })?;
+                let parsed = chrono_like_parse(text)
+                    .ok_or_else(|| SourceError::Fatal(format!("startup_mode 'timestamp:{text}' needs an RFC 3339 time")))?;
                 Startup::Timestamp(parsed)
             }
             Some(other) => {
@@ -294,7 +293,8 @@ impl Source for KafkaSource {
         let mut ranges: Vec<(usize, usize)> = Vec::new();
         let mut meta: Vec<(i32, i64, Option<i64>, Option<String>)> = Vec::new();
         while ranges.len() < max_records {
-            let remaining = if ranges.is_empty() { deadline.saturating_duration_since(Instant::now()) } else { Duration::ZERO };
+            let remaining =
+                if ranges.is_empty() { deadline.saturating_duration_since(Instant::now()) } else { Duration::ZERO };
             let message = match tokio::time::timeout(remaining, consumer.recv()).await {
                 Err(_) => break,
                 Ok(Err(e)) => return Err(SourceError::Transient(format!("reading topic '{}': {e}", self.topic))),
@@ -345,11 +345,7 @@ impl Source for KafkaSource {
                 *flag = true;
             }
             let (p, o, _, _) = &meta[i];
-            bad_records.push(BadRecord {
-                raw: records[i].to_vec(),
-                error,
-                position: format!("partition {p} offset {o}"),
-            });
+            bad_records.push(BadRecord { raw: records[i].to_vec(), error, position: format!("partition {p} offset {o}") });
         }
         let good = meta.iter().zip(&is_bad).filter(|(_, bad)| !**bad).map(|(m, _)| m);
         let (mut partitions, mut offsets, mut times, mut keys) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());

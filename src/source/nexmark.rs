@@ -99,8 +99,7 @@ impl NexmarkSource {
 
         let mut columns = Vec::with_capacity(spec.schema.fields().len());
         for declared in spec.schema.fields() {
-            let Some(field) = table.columns().iter().position(|(name, _)| declared.name().eq_ignore_ascii_case(name))
-            else {
+            let Some(field) = table.columns().iter().position(|(name, _)| declared.name().eq_ignore_ascii_case(name)) else {
                 return Err(fatal(format!(
                     "nexmark table '{}' has no column '{}'; its columns are: {}",
                     table_name(table),
@@ -192,20 +191,22 @@ impl NexmarkSource {
         let size = count.div_ceil(parts).max(1);
         let ranges: Vec<(u64, usize)> =
             (0..count).step_by(size).map(|start| (from + start as u64, size.min(count - start))).collect();
-        let results: Vec<Result<RecordBatch, ArrowError>> = if ranges.len() <= 1 {
-            ranges.iter().map(|&(start, n)| self.build(start, n)).collect()
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = ranges[1..].iter().map(|&(start, n)| scope.spawn(move || self.build(start, n))).collect();
-                let mut results = vec![self.build(ranges[0].0, ranges[0].1)];
-                for handle in handles {
-                    results.push(handle.join().unwrap_or_else(|_| {
-                        Err(ArrowError::ComputeError("a nexmark generator thread panicked".into()))
-                    }));
-                }
-                results
-            })
-        };
+        let results: Vec<Result<RecordBatch, ArrowError>> =
+            if ranges.len() <= 1 {
+                ranges.iter().map(|&(start, n)| self.build(start, n)).collect()
+            } else {
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> =
+                        ranges[1..].iter().map(|&(start, n)| scope.spawn(move || self.build(start, n))).collect();
+                    let mut results = vec![self.build(ranges[0].0, ranges[0].1)];
+                    for handle in handles {
+                        results.push(handle.join().unwrap_or_else(|_| {
+                            Err(ArrowError::ComputeError("a nexmark generator thread panicked".into()))
+                        }));
+                    }
+                    results
+                })
+            };
         results
             .into_iter()
             .collect::<Result<Vec<_>, _>>()
@@ -224,9 +225,7 @@ impl NexmarkSource {
                 Kind::Text => Builder::Text(StringBuilder::with_capacity(count, count * 16)),
             })
             .collect();
-        let generator = EventGenerator::new(self.config.clone())
-            .with_type_filter(self.table.event_type())
-            .with_offset(from);
+        let generator = EventGenerator::new(self.config.clone()).with_type_filter(self.table.event_type()).with_offset(from);
         for event in generator.take(count) {
             for (column, builder) in self.columns.iter().zip(builders.iter_mut()) {
                 builder.push(value(&event, column.field));
@@ -350,7 +349,13 @@ mod tests {
         let mut map: BTreeMap<String, String> = options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         map.insert("table".into(), table.into());
         let schema = schema.unwrap_or_else(|| schema_for("n", &map).unwrap_or_else(|e| panic!("{e}")));
-        SourceSpec { stream: "n".into(), value_schema: schema.clone(), schema, format: super::super::Format::Bytes, options: map }
+        SourceSpec {
+            stream: "n".into(),
+            value_schema: schema.clone(),
+            schema,
+            format: super::super::Format::Bytes,
+            options: map,
+        }
     }
 
     fn source(table: &str, options: &[(&str, &str)]) -> NexmarkSource {
@@ -420,12 +425,16 @@ mod tests {
         let checkpoint = first.checkpoint();
         assert_eq!(checkpoint["next"], 777);
         let mut again = source("bid", &[("events", "20000")]);
-        again.restore(&[serde_json::json!({"next": 1}), checkpoint], Bound::AvailableNow).await.unwrap_or_else(|e| panic!("{e}"));
+        again
+            .restore(&[serde_json::json!({"next": 1}), checkpoint], Bound::AvailableNow)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let (rest, ended) = drain(&mut again, 5000).await;
         assert!(ended);
         let mut batches = chunk.batches;
         batches.push(rest);
-        let replayed = datafusion::arrow::compute::concat_batches(&expected.schema(), &batches).unwrap_or_else(|e| panic!("{e}"));
+        let replayed =
+            datafusion::arrow::compute::concat_batches(&expected.schema(), &batches).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(replayed, expected);
         assert_eq!(expected.num_rows(), 18_400);
     }
@@ -437,8 +446,8 @@ mod tests {
             Field::new("channel", DataType::Utf8View, true),
             Field::new("auction", DataType::Int64, true),
         ]));
-        let mut src = NexmarkSource::new(spec("bid", &[("events", "500")], Some(declared.clone())))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut src =
+            NexmarkSource::new(spec("bid", &[("events", "500")], Some(declared.clone()))).unwrap_or_else(|e| panic!("{e}"));
         src.restore(&[], Bound::AvailableNow).await.unwrap_or_else(|e| panic!("{e}"));
         let (batch, _) = drain(&mut src, 1000).await;
         assert_eq!(batch.schema(), declared);

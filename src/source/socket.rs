@@ -58,7 +58,8 @@ impl SocketSource {
             return Err(fatal("format 'parquet' is for the file connector; a socket sends lines".into()));
         }
         // IPv6 literals need brackets in `host:port`.
-        let address = if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        let address =
+            if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
         Ok(SocketSource {
             decoder: RecordDecoder::new(spec.schema.clone(), spec.format.clone()),
             format: spec.format,
@@ -198,7 +199,8 @@ mod tests {
     const WAIT: Duration = Duration::from_millis(200);
 
     fn source(port: u16, format: Format, schema: SchemaRef) -> SocketSource {
-        let options = BTreeMap::from([("host".to_string(), "127.0.0.1".to_string()), ("port".to_string(), port.to_string())]);
+        let options =
+            BTreeMap::from([("host".to_string(), "127.0.0.1".to_string()), ("port".to_string(), port.to_string())]);
         let spec = SourceSpec { stream: "s".into(), value_schema: schema.clone(), schema, format, options };
         SocketSource::new(spec).unwrap_or_else(|e| panic!("{e}"))
     }

@@ -14,10 +14,16 @@ pub enum Statement {
     ShowTables,
     Describe(ObjectName),
     ShowCreateTable(ObjectName),
-    DropTable { names: Vec<ObjectName>, if_exists: bool },
+    DropTable {
+        names: Vec<ObjectName>,
+        if_exists: bool,
+    },
     /// `SET name = value` (also `SET TIME ZONE`, `SET NAMES`); `value` is
     /// `None` for `SET name TO DEFAULT`.
-    Set { name: String, value: Option<String> },
+    Set {
+        name: String,
+        value: Option<String>,
+    },
     /// `SHOW name`; `all` for `SHOW ALL`.
     Show(String),
     Transaction(TransactionKind),
@@ -31,7 +37,11 @@ pub enum Statement {
     CreateContinuousQuery(super::CreateContinuousQuery),
     ShowStreaming(super::StreamingKind),
     ShowCreateStreaming(super::StreamingKind, ObjectName),
-    DropStreaming { kind: super::StreamingKind, names: Vec<ObjectName>, if_exists: bool },
+    DropStreaming {
+        kind: super::StreamingKind,
+        names: Vec<ObjectName>,
+        if_exists: bool,
+    },
 }
 
 /// Transactions are accepted and have no effect: every statement commits on
@@ -47,9 +57,7 @@ pub fn classify(stmt: SqlStatement) -> Result<Statement, QueryError> {
     Ok(match stmt {
         SqlStatement::ShowTables { .. } => Statement::ShowTables,
         SqlStatement::ExplainTable { table_name, .. } => Statement::Describe(table_name),
-        SqlStatement::ShowCreate { obj_type: ShowCreateObject::Table, obj_name } => {
-            Statement::ShowCreateTable(obj_name)
-        }
+        SqlStatement::ShowCreate { obj_type: ShowCreateObject::Table, obj_name } => Statement::ShowCreateTable(obj_name),
         SqlStatement::ShowCreate { obj_type, .. } => {
             return Err(QueryError::Unsupported(format!("SHOW CREATE {obj_type}")));
         }
@@ -60,9 +68,9 @@ pub fn classify(stmt: SqlStatement) -> Result<Statement, QueryError> {
             return Err(QueryError::Unsupported(format!("DROP {object_type}")));
         }
         SqlStatement::Set(set) => classify_set(set)?,
-        SqlStatement::ShowVariable { variable } => Statement::Show(
-            variable.iter().map(|i| i.value.to_ascii_lowercase()).collect::<Vec<_>>().join(" "),
-        ),
+        SqlStatement::ShowVariable { variable } => {
+            Statement::Show(variable.iter().map(|i| i.value.to_ascii_lowercase()).collect::<Vec<_>>().join(" "))
+        }
         SqlStatement::StartTransaction { .. } => Statement::Transaction(TransactionKind::Begin),
         SqlStatement::Commit { .. } => Statement::Transaction(TransactionKind::Commit),
         SqlStatement::Rollback { savepoint: None, .. } => Statement::Transaction(TransactionKind::Rollback),

@@ -34,10 +34,7 @@ const FRAGMENTS: &[(&str, &str)] = &[
         "CASE WHEN (pg_catalog.pg_attribute.attidentity != $1 ... ELSE NULL END AS identity_options",
         "NULL AS identity_options",
     ),
-    (
-        "CASE WHEN (pg_catalog.pg_attribute.attcollation != $1 ... ELSE NULL END AS collation",
-        "NULL AS collation",
-    ),
+    ("CASE WHEN (pg_catalog.pg_attribute.attcollation != $1 ... ELSE NULL END AS collation", "NULL AS collation"),
     // SQLAlchemy 2 index, primary-key and unique-constraint reflection: the
     // position of each key column, from the set-returning
     // generate_subscripts(), which DataFusion lacks. Next to

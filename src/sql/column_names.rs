@@ -47,9 +47,7 @@ fn postgres_name(expr: &Expr) -> Option<String> {
         Expr::Cast { expr: inner, data_type, .. } => match inner.as_ref() {
             Expr::Identifier(id) => Some(normalize(id)),
             Expr::CompoundIdentifier(ids) => ids.last().map(normalize),
-            other => postgres_name(other)
-                .filter(|n| n != "?column?")
-                .or_else(|| Some(data_type.to_string().to_lowercase())),
+            other => postgres_name(other).filter(|n| n != "?column?").or_else(|| Some(data_type.to_string().to_lowercase())),
         },
         Expr::Nested(inner) => postgres_name(inner),
         Expr::Case { .. } => Some("case".to_string()),

@@ -34,9 +34,8 @@ impl Parser {
     /// Parses every statement of `sql`. Empty statements (`;;`) are skipped.
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, QueryError> {
         let dialect = PostgreSqlDialect {};
-        let tokens = Tokenizer::new(&dialect, sql)
-            .tokenize_with_location()
-            .map_err(|e| QueryError::Syntax(e.to_string()))?;
+        let tokens =
+            Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(|e| QueryError::Syntax(e.to_string()))?;
         let lines = LineIndex::new(sql);
         let mut statements = Vec::new();
         for group in split_statements(tokens) {
@@ -73,10 +72,7 @@ impl Parser {
         }
         if datafusion_extension {
             let dialect = PostgreSqlDialect {};
-            let mut parser = DFParserBuilder::new(tokens)
-                .with_dialect(&dialect)
-                .build()
-                .map_err(syntax)?;
+            let mut parser = DFParserBuilder::new(tokens).with_dialect(&dialect).build().map_err(syntax)?;
             let parsed = parser.parse_statements().map_err(syntax)?;
             return parsed.into_iter().map(|s| classify_df(s, self)).collect();
         }
@@ -166,7 +162,18 @@ fn split_statements(tokens: Vec<TokenWithSpan>) -> Vec<Vec<TokenWithSpan>> {
 fn leading_words(tokens: &[TokenWithSpan], n: usize) -> Vec<String> {
     tokens
         .iter()
-        .filter(|t| !matches!(t.token, Token::Whitespace(Whitespace::Space | Whitespace::Tab | Whitespace::Newline | Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_))))
+        .filter(|t| {
+            !matches!(
+                t.token,
+                Token::Whitespace(
+                    Whitespace::Space
+                        | Whitespace::Tab
+                        | Whitespace::Newline
+                        | Whitespace::SingleLineComment { .. }
+                        | Whitespace::MultiLineComment(_)
+                )
+            )
+        })
         .take(n)
         .map(|t| match &t.token {
             Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
@@ -182,9 +189,8 @@ mod tests {
     #[test]
     fn splits_and_routes_statements() {
         let p = Parser::new();
-        let stmts = p
-            .parse("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/tmp/x;y'; select ';' ; ; SHOW TABLES")
-            .unwrap();
+        let stmts =
+            p.parse("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/tmp/x;y'; select ';' ; ; SHOW TABLES").unwrap();
         assert_eq!(stmts.len(), 3);
         assert!(matches!(stmts[0], Statement::CreateExternalTable(_)));
         assert!(matches!(stmts[1], Statement::Query(_)));

@@ -212,9 +212,8 @@ fn create_stream(p: &mut SqlParser, text: &str) -> Result<CreateStream, ParserEr
         }
         p.expect_token(&Token::RParen)?;
     }
-    let options = parse_with(p)?.ok_or_else(|| {
-        ParserError::ParserError("CREATE STREAM needs WITH (connector = '...', ...)".into())
-    })?;
+    let options = parse_with(p)?
+        .ok_or_else(|| ParserError::ParserError("CREATE STREAM needs WITH (connector = '...', ...)".into()))?;
     Ok(CreateStream { name, columns, watermark, options, if_not_exists, text: text.to_string() })
 }
 
@@ -334,9 +333,7 @@ fn parse_option_list(p: &mut SqlParser) -> Result<Options, ParserError> {
             },
             Expr::Identifier(id) => id.value,
             other => {
-                return Err(ParserError::ParserError(format!(
-                    "option '{key}' needs a literal value, found {other}"
-                )));
+                return Err(ParserError::ParserError(format!("option '{key}' needs a literal value, found {other}")));
             }
         };
         let key = key.to_ascii_lowercase();

@@ -53,13 +53,7 @@ mod tests {
         ] {
             assert!(!is_visible(name), "{name:?} must be hidden");
         }
-        for name in [
-            "part-0.parquet",
-            "day=2026-01-01",
-            "v000003",
-            "q-000001-000-ab12cd34.parquet",
-            "tmp.parquet",
-        ] {
+        for name in ["part-0.parquet", "day=2026-01-01", "v000003", "q-000001-000-ab12cd34.parquet", "tmp.parquet"] {
             assert!(is_visible(name), "{name:?} must be visible");
         }
     }

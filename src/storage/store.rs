@@ -24,8 +24,8 @@ use async_trait::async_trait;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path;
 use datafusion::object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -65,36 +65,17 @@ pub struct CommittedStore {
 }
 
 impl CommittedStore {
-    pub fn new(
-        inner: Arc<LocalFileSystem>,
-        gate: PublishGate,
-        sandbox: &super::Sandbox,
-    ) -> CommittedStore {
-        let roots = sandbox
-            .roots()
-            .iter()
-            .filter_map(|r| Path::from_absolute_path(r).ok())
-            .collect();
-        CommittedStore {
-            inner,
-            gate,
-            roots,
-            roots_list: sandbox.roots_list(),
-        }
+    pub fn new(inner: Arc<LocalFileSystem>, gate: PublishGate, sandbox: &super::Sandbox) -> CommittedStore {
+        let roots = sandbox.roots().iter().filter_map(|r| Path::from_absolute_path(r).ok()).collect();
+        CommittedStore { inner, gate, roots, roots_list: sandbox.roots_list() }
     }
 
     fn check(&self, location: &Path) -> Result<()> {
         if self.roots.iter().any(|root| location.prefix_matches(root)) {
             return Ok(());
         }
-        let message = format!(
-            "weir reads and writes files only under {} (see --allow-path)",
-            self.roots_list
-        );
-        Err(datafusion::object_store::Error::PermissionDenied {
-            path: format!("/{location}"),
-            source: message.into(),
-        })
+        let message = format!("weir reads and writes files only under {} (see --allow-path)", self.roots_list);
+        Err(datafusion::object_store::Error::PermissionDenied { path: format!("/{location}"), source: message.into() })
     }
 }
 
@@ -117,21 +98,12 @@ fn visible(prefix: Option<&Path>, location: &Path) -> bool {
 
 #[async_trait]
 impl ObjectStore for CommittedStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> Result<PutResult> {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
         self.check(location)?;
         self.inner.put_opts(location, payload, opts).await
     }
 
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
         self.check(location)?;
         if !opts.attributes.is_empty() {
             // The local store refuses attributes; let it say so.
@@ -151,10 +123,7 @@ impl ObjectStore for CommittedStore {
         self.inner.get_ranges(location, ranges).await
     }
 
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, Result<Path>>,
-    ) -> BoxStream<'static, Result<Path>> {
+    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
         let roots = self.roots.clone();
         let roots_list = self.roots_list.clone();
         let checked = locations.and_then(move |location| {
@@ -183,13 +152,8 @@ impl ObjectStore for CommittedStore {
             // file of an epoch being published or none of them.
             let _listing = gate.listing().await;
             let all: Vec<Result<ObjectMeta>> = inner.list(prefix.as_ref()).collect().await;
-            let kept: Vec<Result<ObjectMeta>> = all
-                .into_iter()
-                .filter(|m| {
-                    m.as_ref()
-                        .map_or(true, |m| visible(prefix.as_ref(), &m.location))
-                })
-                .collect();
+            let kept: Vec<Result<ObjectMeta>> =
+                all.into_iter().filter(|m| m.as_ref().map_or(true, |m| visible(prefix.as_ref(), &m.location))).collect();
             futures::stream::iter(kept)
         };
         futures::stream::once(listed).flatten().boxed()
@@ -240,21 +204,12 @@ mod tests {
             std::fs::write(table.join(name), b"x").unwrap();
         }
         let sandbox = super::super::Sandbox::new(&data, &data, &[], &[]).unwrap();
-        let store = CommittedStore::new(
-            Arc::new(LocalFileSystem::new()),
-            PublishGate::default(),
-            &sandbox,
-        );
+        let store = CommittedStore::new(Arc::new(LocalFileSystem::new()), PublishGate::default(), &sandbox);
         let prefix = Path::from_absolute_path(std::fs::canonicalize(&table).unwrap()).unwrap();
         let mut names: Vec<String> = store
             .list(Some(&prefix))
             .map_ok(|m| {
-                m.location
-                    .prefix_match(&prefix)
-                    .unwrap()
-                    .map(|p| p.as_ref().to_string())
-                    .collect::<Vec<_>>()
-                    .join("/")
+                m.location.prefix_match(&prefix).unwrap().map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/")
             })
             .try_collect()
             .await
@@ -263,19 +218,11 @@ mod tests {
         assert_eq!(names, ["a.parquet", "day=1/b.parquet"]);
         let listed = store.list_with_delimiter(Some(&prefix)).await.unwrap();
         assert_eq!(listed.objects.len(), 1);
-        assert_eq!(
-            listed.common_prefixes.len(),
-            1,
-            "{:?}",
-            listed.common_prefixes
-        );
+        assert_eq!(listed.common_prefixes.len(), 1, "{:?}", listed.common_prefixes);
 
         let outside = Path::from_absolute_path(std::fs::canonicalize(dir.path()).unwrap()).unwrap();
         let refused: Result<Vec<ObjectMeta>> = store.list(Some(&outside)).try_collect().await;
-        assert!(matches!(
-            refused,
-            Err(datafusion::object_store::Error::PermissionDenied { .. })
-        ));
+        assert!(matches!(refused, Err(datafusion::object_store::Error::PermissionDenied { .. })));
         let everything: Result<Vec<ObjectMeta>> = store.list(None).try_collect().await;
         assert!(matches!(everything, Err(datafusion::object_store::Error::PermissionDenied { .. })));
         let etc = Path::from("etc/passwd");

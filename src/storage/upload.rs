@@ -35,38 +35,20 @@ pub struct StagedUpload {
 }
 
 fn error(e: impl std::fmt::Display) -> Error {
-    Error::Generic {
-        store: STORE,
-        source: e.to_string().into(),
-    }
+    Error::Generic { store: STORE, source: e.to_string().into() }
 }
 
 impl StagedUpload {
     /// Creates the staged file next to `dest` (and `dest`'s directory).
     pub fn start(dest: PathBuf) -> Result<StagedUpload> {
-        let dir = dest
-            .parent()
-            .ok_or_else(|| error(format!("'{}' has no directory", dest.display())))?;
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        std::fs::create_dir_all(dir)
-            .map_err(|e| error(format!("creating '{}': {e}", dir.display())))?;
+        let dir = dest.parent().ok_or_else(|| error(format!("'{}' has no directory", dest.display())))?;
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        std::fs::create_dir_all(dir).map_err(|e| error(format!("creating '{}': {e}", dir.display())))?;
         for n in 1u32.. {
             let staged = dir.join(format!(".{name}.upload-{n}{STAGED_SUFFIX}"));
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&staged)
-            {
+            match OpenOptions::new().write(true).create_new(true).open(&staged) {
                 Ok(file) => {
-                    return Ok(StagedUpload {
-                        staged: Some(staged),
-                        dest,
-                        file: Arc::new(Mutex::new(file)),
-                        offset: 0,
-                    });
+                    return Ok(StagedUpload { staged: Some(staged), dest, file: Arc::new(Mutex::new(file)), offset: 0 });
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(error(format!("creating '{}': {e}", staged.display()))),
@@ -83,29 +65,20 @@ impl MultipartUpload for StagedUpload {
         self.offset += data.content_length() as u64;
         let file = Arc::clone(&self.file);
         tokio::task::spawn_blocking(move || {
-            let mut file = file
-                .lock()
-                .map_err(|_| error("upload file lock poisoned"))?;
+            let mut file = file.lock().map_err(|_| error("upload file lock poisoned"))?;
             file.seek(SeekFrom::Start(offset)).map_err(error)?;
-            data.iter()
-                .try_for_each(|part| file.write_all(part))
-                .map_err(error)
+            data.iter().try_for_each(|part| file.write_all(part)).map_err(error)
         })
         .map(|joined| joined.map_err(error).and_then(|r| r))
         .boxed()
     }
 
     async fn complete(&mut self) -> Result<PutResult> {
-        let staged = self
-            .staged
-            .take()
-            .ok_or_else(|| error("upload already completed or aborted"))?;
+        let staged = self.staged.take().ok_or_else(|| error("upload already completed or aborted"))?;
         let (file, dest) = (Arc::clone(&self.file), self.dest.clone());
         tokio::task::spawn_blocking(move || {
             // Holding the lock: no part is still being written.
-            let _file = file
-                .lock()
-                .map_err(|_| error("upload file lock poisoned"))?;
+            let _file = file.lock().map_err(|_| error("upload file lock poisoned"))?;
             std::fs::rename(&staged, &dest).map_err(|e| {
                 let _ = std::fs::remove_file(&staged);
                 error(format!("publishing '{}': {e}", dest.display()))
@@ -113,10 +86,7 @@ impl MultipartUpload for StagedUpload {
         })
         .await
         .map_err(error)??;
-        Ok(PutResult {
-            e_tag: None,
-            version: None,
-        })
+        Ok(PutResult { e_tag: None, version: None })
     }
 
     async fn abort(&mut self) -> Result<()> {
@@ -141,9 +111,7 @@ impl Drop for StagedUpload {
 /// (`name#<digits>`): garbage once no writer runs.
 fn is_staged_upload(name: &str) -> bool {
     let ours = name.starts_with('.') && name.ends_with(STAGED_SUFFIX) && name.contains(".upload-");
-    let object_store = name
-        .rsplit_once('#')
-        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let object_store = name.rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
     ours || object_store
 }
 
@@ -196,10 +164,7 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(staged.len(), 1);
-        assert!(
-            !crate::storage::is_visible(&staged[0]) && is_staged_upload(&staged[0]),
-            "{staged:?}"
-        );
+        assert!(!crate::storage::is_visible(&staged[0]) && is_staged_upload(&staged[0]), "{staged:?}");
         upload.complete().await.unwrap();
         assert_eq!(std::fs::read_to_string(&dest).unwrap(), "hello world");
 

@@ -30,10 +30,7 @@ impl Warehouse {
     /// Creates the warehouse directory if missing.
     pub fn open(root: &Path) -> std::io::Result<Warehouse> {
         std::fs::create_dir_all(root)?;
-        Ok(Warehouse {
-            root: std::fs::canonicalize(root)?,
-            earlier: Vec::new(),
-        })
+        Ok(Warehouse { root: std::fs::canonicalize(root)?, earlier: Vec::new() })
     }
 
     /// Also owns what lies under `roots`, the warehouses of earlier runs
@@ -73,10 +70,7 @@ impl Warehouse {
         path.extend(parts);
         let inside = resolved(&path).is_some_and(|p| p != self.root && p.starts_with(&self.root));
         if !inside {
-            return Err(AccessError::Path {
-                path: path.display().to_string(),
-                roots: format!("'{}'", self.root.display()),
-            });
+            return Err(AccessError::Path { path: path.display().to_string(), roots: format!("'{}'", self.root.display()) });
         }
         Ok(path)
     }
@@ -93,10 +87,8 @@ impl Warehouse {
     /// Creates a directory the warehouse owns.
     pub fn create_dir(&self, dir: &Path) -> Result<(), AccessError> {
         self.check(dir)?;
-        std::fs::create_dir_all(dir).map_err(|e| AccessError::Unresolvable {
-            location: dir.display().to_string(),
-            reason: e.to_string(),
-        })
+        std::fs::create_dir_all(dir)
+            .map_err(|e| AccessError::Unresolvable { location: dir.display().to_string(), reason: e.to_string() })
     }
 
     /// Deletes a directory and everything in it, if the warehouse owns it;
@@ -106,10 +98,7 @@ impl Warehouse {
         match std::fs::remove_dir_all(dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(AccessError::Unresolvable {
-                location: dir.display().to_string(),
-                reason: e.to_string(),
-            }),
+            Err(e) => Err(AccessError::Unresolvable { location: dir.display().to_string(), reason: e.to_string() }),
         }
     }
 
@@ -138,10 +127,7 @@ fn resolved(path: &Path) -> Option<PathBuf> {
 /// contains `/`, never starts with `.`.
 pub fn component(name: &str) -> Result<String, AccessError> {
     if name.is_empty() {
-        return Err(AccessError::Name {
-            name: name.into(),
-            reason: "it is empty".into(),
-        });
+        return Err(AccessError::Name { name: name.into(), reason: "it is empty".into() });
     }
     let mut out = String::with_capacity(name.len());
     for b in name.bytes() {
@@ -154,10 +140,7 @@ pub fn component(name: &str) -> Result<String, AccessError> {
     if out.len() > MAX_COMPONENT {
         return Err(AccessError::Name {
             name: name.into(),
-            reason: format!(
-                "it is too long for a directory name ({} bytes escaped, at most {MAX_COMPONENT})",
-                out.len()
-            ),
+            reason: format!("it is too long for a directory name ({} bytes escaped, at most {MAX_COMPONENT})", out.len()),
         });
     }
     Ok(out)
@@ -190,10 +173,7 @@ mod tests {
     fn names_become_one_safe_component() {
         assert_eq!(component("sales_15m").unwrap(), "sales_15m");
         assert_eq!(component("Sales-2").unwrap(), "Sales-2");
-        assert_eq!(
-            component("../../escape").unwrap(),
-            "%2E%2E%2F%2E%2E%2Fescape"
-        );
+        assert_eq!(component("../../escape").unwrap(), "%2E%2E%2F%2E%2E%2Fescape");
         assert_eq!(component("/tmp/x").unwrap(), "%2Ftmp%2Fx");
         assert_eq!(component("..").unwrap(), "%2E%2E");
         assert_eq!(component("a%2E").unwrap(), "a%252E");

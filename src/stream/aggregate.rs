@@ -157,9 +157,7 @@ impl Aggregation {
             (None, Some(i), Some(size)) if !is_session => Some((i, size)),
             _ => None,
         };
-        if mode == OutputMode::Append
-            && (!has_watermark || window_end.is_none())
-        {
+        if mode == OutputMode::Append && (!has_watermark || window_end.is_none()) {
             return Err(QueryError::UnsupportedWithHint {
                 what: "output_mode 'append' (the default) for an aggregation without a watermark and a window".into(),
                 hint: "append writes a group's row once, when the watermark passes its window's end: declare WATERMARK FOR <col> AS <col> - INTERVAL '...' on the stream and GROUP BY window_start, window_end of TUMBLE/HOP/SESSION, or use WITH (output_mode = 'complete') or 'update'".into(),
@@ -258,7 +256,8 @@ impl Aggregation {
                         .as_any()
                         .downcast_ref::<TimestampMicrosecondArray>()
                         .ok_or_else(|| internal("window end column"))?;
-                    let is_closed: BooleanArray = ends.iter().map(|e| Some(e.is_some_and(|e| e + size <= watermark))).collect();
+                    let is_closed: BooleanArray =
+                        ends.iter().map(|e| Some(e.is_some_and(|e| e + size <= watermark))).collect();
                     let is_open: BooleanArray = is_closed.iter().map(|c| c.map(|c| !c)).collect();
                     closed.push(filter_record_batch(&batch, &is_closed)?);
                     open.push(filter_record_batch(&batch, &is_open)?);
@@ -345,7 +344,13 @@ pub(super) struct AggregateOperator(pub(super) Aggregation);
 
 #[async_trait::async_trait]
 impl Operator for AggregateOperator {
-    async fn process(&mut self, query: &Instance, input: usize, batches: Vec<RecordBatch>, out: &mut Output) -> Result<(), RunError> {
+    async fn process(
+        &mut self,
+        query: &Instance,
+        input: usize,
+        batches: Vec<RecordBatch>,
+        out: &mut Output,
+    ) -> Result<(), RunError> {
         let watermark = query.inputs[input].watermark().await;
         query.admit(input, watermark, batches, out).await?;
         self.0.absorb().await.map_err(fatal)

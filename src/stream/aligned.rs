@@ -140,7 +140,8 @@ pub fn wanted(plan: &LogicalPlan, streams: &[String], aggregations: usize) -> bo
     let mut window_join = false;
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::Join(j) = node
-            && reads_stream(&j.left) && reads_stream(&j.right)
+            && reads_stream(&j.left)
+            && reads_stream(&j.right)
         {
             window_join |= aggregates(&j.left) || aggregates(&j.right);
         }
@@ -154,7 +155,8 @@ fn aggregated_join_side(plan: &LogicalPlan) -> Option<String> {
     let mut found = None;
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::Join(j) = node
-            && reads_stream(&j.left) && reads_stream(&j.right)
+            && reads_stream(&j.left)
+            && reads_stream(&j.right)
         {
             let side = [&j.left, &j.right].into_iter().find(|side| aggregates(side));
             found = side.and_then(|side| scanned_tables(side).into_iter().next());
@@ -224,8 +226,12 @@ pub fn analyze(plan: &LogicalPlan, streams: &[Arc<StreamDef>]) -> Result<Aligned
             && let Some(ts) = event_time.get(stream.as_str()).filter(|ts| **ts != time.as_str())
         {
             return Err(refuse(
-                format!("windows of stream {stream} over '{time}', which is not its WATERMARK column '{ts}', in a query that combines windows"),
-                format!("a window is evaluated when the watermark passes its end: window over {ts}, or declare WATERMARK FOR {time}"),
+                format!(
+                    "windows of stream {stream} over '{time}', which is not its WATERMARK column '{ts}', in a query that combines windows"
+                ),
+                format!(
+                    "a window is evaluated when the watermark passes its end: window over {ts}, or declare WATERMARK FOR {time}"
+                ),
             ));
         }
     }
@@ -478,7 +484,9 @@ fn origin(plan: &LogicalPlan, index: usize, event_time: &HashMap<&str, &str>) ->
                     "window_end" => Some(Origin::Window(Edge::End)),
                     _ => None,
                 },
-                StreamScan::Rows { stream } => (event_time.get(stream.as_str()) == Some(&name.as_str())).then_some(Origin::EventTime),
+                StreamScan::Rows { stream } => {
+                    (event_time.get(stream.as_str()) == Some(&name.as_str())).then_some(Origin::EventTime)
+                }
             }
         }
         LogicalPlan::SubqueryAlias(a) => origin(&a.input, index, event_time),

@@ -29,7 +29,12 @@ pub(super) struct Committer<'a> {
 impl Committer<'_> {
     /// Commits `epoch`; `since_previous` is the time since the previous
     /// epoch started (for the input rate).
-    pub(super) async fn commit(&self, source: &mut Inputs, mut epoch: Epoch, since_previous: Option<Duration>) -> Result<(), RunError> {
+    pub(super) async fn commit(
+        &self,
+        source: &mut Inputs,
+        mut epoch: Epoch,
+        since_previous: Option<Duration>,
+    ) -> Result<(), RunError> {
         let (spec, query) = (self.spec, self.query);
         query.advance_watermarks().await;
         let (watermark, snapshot) = {
@@ -66,7 +71,14 @@ impl Committer<'_> {
             version: all.version.as_ref().map(|v| v.display().to_string()),
         };
         let progress = super::progress::commit_record(&progress, query.clocks().await).map_err(RunError::Fatal)?;
-        let commit = EpochCommit { query: spec.name.clone(), batch_id, checkpoint, files: all.files, progress, state: snapshot.bytes };
+        let commit = EpochCommit {
+            query: spec.name.clone(),
+            batch_id,
+            checkpoint,
+            files: all.files,
+            progress,
+            state: snapshot.bytes,
+        };
         self.store.commit_epoch(commit).await.map_err(|e| match e {
             CatalogError::EpochConflict { .. } | CatalogError::Internal(_) => RunError::Fatal(e.to_string()),
             other => RunError::Transient(other.to_string()),

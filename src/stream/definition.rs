@@ -23,8 +23,15 @@ const COMMON_STREAM_OPTIONS: &[&str] = &["connector", "format", "on_error", "hea
 /// that a topic with an unused partition still closes its windows.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Options of `CREATE SINK` / `CREATE MATERIALIZED VIEW`.
-pub const QUERY_OPTIONS: &[&str] =
-    &["trigger", "target_file_size", "target_file_rows", "flush_interval", "output_mode", "late_rows", "max_records_per_trigger"];
+pub const QUERY_OPTIONS: &[&str] = &[
+    "trigger",
+    "target_file_size",
+    "target_file_rows",
+    "flush_interval",
+    "output_mode",
+    "late_rows",
+    "max_records_per_trigger",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Connector {
@@ -175,8 +182,8 @@ impl StreamDef {
             Connector::Nexmark => declared_schema(ctx, &ddl.columns).await?,
             _ => match decode::value_schema_for(&format) {
                 Some(fixed) => {
-                    let declared_ok = ddl.columns.is_empty()
-                        || (ddl.columns.len() == 1 && ddl.columns[0].name.value == "value");
+                    let declared_ok =
+                        ddl.columns.is_empty() || (ddl.columns.len() == 1 && ddl.columns[0].name.value == "value");
                     if !declared_ok {
                         return Err(QueryError::InvalidOptionValue {
                             option: "format".into(),
@@ -238,10 +245,7 @@ impl StreamDef {
 /// as casts, so every type DataFusion's SQL knows works). Timestamps become
 /// microseconds: that is what lands in Parquet, and what Spark reads.
 async fn declared_schema(ctx: &SessionContext, columns: &[ColumnDef]) -> Result<SchemaRef, QueryError> {
-    let casts: Vec<String> = columns
-        .iter()
-        .map(|c| format!("CAST(NULL AS {}) AS {}", c.data_type, c.name))
-        .collect();
+    let casts: Vec<String> = columns.iter().map(|c| format!("CAST(NULL AS {}) AS {}", c.data_type, c.name)).collect();
     let plan = ctx.state().create_logical_plan(&format!("SELECT {}", casts.join(", "))).await?;
     let fields: Vec<Field> = plan
         .schema()
@@ -316,9 +320,10 @@ fn parse_query_options(options: &Options, kind: &str) -> Result<QueryOptions, Qu
     };
     let output_mode = match options.get("output_mode") {
         None => None,
-        Some(mode) => Some(super::aggregate::OutputMode::parse(mode).ok_or_else(|| {
-            bad("output_mode", format!("'{mode}'; expected one of: append, complete, update"))
-        })?),
+        Some(mode) => Some(
+            super::aggregate::OutputMode::parse(mode)
+                .ok_or_else(|| bad("output_mode", format!("'{mode}'; expected one of: append, complete, update")))?,
+        ),
     };
     let target_file_rows = match options.get("target_file_rows") {
         None => u64::MAX,
@@ -338,7 +343,10 @@ fn parse_query_options(options: &Options, kind: &str) -> Result<QueryOptions, Qu
         Some(s) => match s.trim().parse::<usize>() {
             Ok(n) if n > 0 && trigger != Trigger::Once => Some(n),
             Ok(n) if n > 0 => {
-                return Err(bad("max_records_per_trigger", "trigger 'once' reads everything in one epoch; use 'available_now' for several".into()));
+                return Err(bad(
+                    "max_records_per_trigger",
+                    "trigger 'once' reads everything in one epoch; use 'available_now' for several".into(),
+                ));
             }
             _ => return Err(bad("max_records_per_trigger", format!("'{s}' is not a positive number of records"))),
         },

@@ -43,10 +43,8 @@ impl Inputs {
             return self.sources[0].restore(committed, bound).await;
         }
         for (i, source) in self.sources.iter_mut().enumerate() {
-            let own: Vec<serde_json::Value> = committed
-                .iter()
-                .filter_map(|c| c.get("inputs").and_then(|inputs| inputs.get(i)).cloned())
-                .collect();
+            let own: Vec<serde_json::Value> =
+                committed.iter().filter_map(|c| c.get("inputs").and_then(|inputs| inputs.get(i)).cloned()).collect();
             source.restore(&own, bound).await?;
         }
         Ok(())
@@ -55,10 +53,8 @@ impl Inputs {
     /// Asks each source that has not ended, starting after the one that
     /// answered last, sharing `wait` between them.
     pub async fn poll(&mut self, max_records: usize, wait: Duration) -> Result<Polled, SourceError> {
-        let live: Vec<usize> = (0..self.sources.len())
-            .map(|k| (self.next + k) % self.sources.len())
-            .filter(|&i| !self.ended[i])
-            .collect();
+        let live: Vec<usize> =
+            (0..self.sources.len()).map(|k| (self.next + k) % self.sources.len()).filter(|&i| !self.ended[i]).collect();
         if live.is_empty() {
             return Ok(Polled::End);
         }

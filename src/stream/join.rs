@@ -44,7 +44,6 @@ use crate::error::QueryError;
 
 type DFResult<T> = datafusion::error::Result<T>;
 
-
 /// Which rows the join keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinKind {
@@ -121,11 +120,8 @@ pub fn analyze(plan: &LogicalPlan, streams: &[Arc<StreamDef>]) -> Result<JoinSha
         return Err(QueryError::Unsupported("a join of unknown streams".into()));
     };
     let (Some((left_ts, _)), Some((right_ts, _))) = (&left_def.watermark, &right_def.watermark) else {
-        let missing: Vec<&str> = [&left_def, &right_def]
-            .iter()
-            .filter(|s| s.watermark.is_none())
-            .map(|s| s.name.as_str())
-            .collect();
+        let missing: Vec<&str> =
+            [&left_def, &right_def].iter().filter(|s| s.watermark.is_none()).map(|s| s.name.as_str()).collect();
         return Err(QueryError::UnsupportedWithHint {
             what: format!("a join of streams {left} and {right} without a watermark on {}", missing.join(" and ")),
             hint: format!(
@@ -143,7 +139,9 @@ pub fn analyze(plan: &LogicalPlan, streams: &[Arc<StreamDef>]) -> Result<JoinSha
             _ => "an upper time bound",
         };
         return Err(QueryError::UnsupportedWithHint {
-            what: format!("a join of streams {left} and {right} without {missing} between {left}.{left_ts} and {right}.{right_ts}"),
+            what: format!(
+                "a join of streams {left} and {right} without {missing} between {left}.{left_ts} and {right}.{right_ts}"
+            ),
             hint: format!(
                 "bound the join in time in its ON condition, e.g. {}: with the watermarks, that is what lets weir forget old rows",
                 example_bound(&left, &right)
@@ -181,7 +179,8 @@ fn time_bound(join: &Join, left_ts: &str, right_ts: &str) -> (Option<i64>, Optio
     // renames: a computed column that happens to be called `ts` (or
     // another table's `ts`) would give a bound that drops pairs.
     let side_of = |c: &Column| -> Option<Side> {
-        let traced = |side: &LogicalPlan, ts: &str| side.schema().index_of_column(c).is_ok_and(|i| is_stream_column(side, i, ts));
+        let traced =
+            |side: &LogicalPlan, ts: &str| side.schema().index_of_column(c).is_ok_and(|i| is_stream_column(side, i, ts));
         if traced(&join.left, left_ts) {
             Some(Side::Left)
         } else if traced(&join.right, right_ts) {
@@ -262,13 +261,15 @@ pub(super) fn time_term<T: Copy>(expr: &Expr, side_of: &dyn Fn(&Column) -> Optio
         Expr::Cast(c) if keeps_micros(c.field.data_type()) => time_term(&c.expr, side_of),
         Expr::TryCast(c) if keeps_micros(c.field.data_type()) => time_term(&c.expr, side_of),
         Expr::Alias(a) => time_term(&a.expr, side_of),
-        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Plus, right }) => match (time_term(left, side_of), literal_micros(right)) {
-            (Some((s, o)), Some(d)) => Some((s, o.checked_add(d)?)),
-            _ => match (literal_micros(left), time_term(right, side_of)) {
-                (Some(d), Some((s, o))) => Some((s, o.checked_add(d)?)),
-                _ => None,
-            },
-        },
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Plus, right }) => {
+            match (time_term(left, side_of), literal_micros(right)) {
+                (Some((s, o)), Some(d)) => Some((s, o.checked_add(d)?)),
+                _ => match (literal_micros(left), time_term(right, side_of)) {
+                    (Some(d), Some((s, o))) => Some((s, o.checked_add(d)?)),
+                    _ => None,
+                },
+            }
+        }
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Minus, right }) => {
             let (s, o) = time_term(left, side_of)?;
             Some((s, o.checked_sub(literal_micros(right)?)?))
@@ -314,11 +315,7 @@ fn is_stream_column(plan: &LogicalPlan, index: usize, ts: &str) -> bool {
         }
         LogicalPlan::Join(j) => {
             let width = j.left.schema().fields().len();
-            if index < width {
-                is_stream_column(&j.left, index, ts)
-            } else {
-                is_stream_column(&j.right, index - width, ts)
-            }
+            if index < width { is_stream_column(&j.left, index, ts) } else { is_stream_column(&j.right, index - width, ts) }
         }
         _ => false,
     }

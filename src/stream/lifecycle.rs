@@ -64,10 +64,10 @@ impl StreamManager {
         self.stop(&def.name).await?;
         // The view's table goes with its definition.
         self.catalog.drop(&def.name).await?;
-        if def.kind == RelationKind::MaterializedView {
-            if let Err(e) = self.warehouse.remove_dir(&recorded_dir(def)) {
-                tracing::warn!(view = %def.name, "view files not removed: {e}");
-            }
+        if def.kind == RelationKind::MaterializedView
+            && let Err(e) = self.warehouse.remove_dir(&recorded_dir(def))
+        {
+            tracing::warn!(view = %def.name, "view files not removed: {e}");
         }
         Ok(())
     }
@@ -94,9 +94,8 @@ impl StreamManager {
                 }
                 (RelationKind::Sink | RelationKind::MaterializedView, Ok(Some(Statement::CreateContinuousQuery(cq)))) => {
                     // An available_now query that finished is not run again.
-                    let finished = statuses
-                        .iter()
-                        .any(|s| s.query == def.name && Status::parse(&s.status) == Some(Status::Finished));
+                    let finished =
+                        statuses.iter().any(|s| s.query == def.name && Status::parse(&s.status) == Some(Status::Finished));
                     self.start_query(&def.name, &cq, Some(&def), finished).await
                 }
                 (_, Err(e)) => Err(e),
@@ -141,10 +140,8 @@ impl StreamManager {
             Connector::Generator | Connector::Nexmark => {}
         }
         // Building the source checks its options without touching the network.
-        runner::open_source(&def).map_err(|e| QueryError::InvalidOptionValue {
-            option: def.connector.name().into(),
-            reason: e.to_string(),
-        })?;
+        runner::open_source(&def)
+            .map_err(|e| QueryError::InvalidOptionValue { option: def.connector.name().into(), reason: e.to_string() })?;
         Ok(def)
     }
 
@@ -225,7 +222,9 @@ impl StreamManager {
                 .clone();
             table = Some(match versions {
                 // update / complete: readers see one committed version at a time.
-                Some(current) => Arc::new(super::versioned::VersionedTable { schema: file_schema, current: current.clone() }),
+                Some(current) => {
+                    Arc::new(super::versioned::VersionedTable { schema: file_schema, current: current.clone() })
+                }
                 None => tables::parquet_dir_table(dir, file_schema)?,
             });
         }

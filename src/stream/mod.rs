@@ -128,7 +128,13 @@ pub struct QueryInfo {
 }
 
 impl StreamManager {
-    pub fn new(shared: SessionContext, catalog: Catalog, sandbox: Sandbox, gate: PublishGate, warehouse: Warehouse) -> StreamManager {
+    pub fn new(
+        shared: SessionContext,
+        catalog: Catalog,
+        sandbox: Sandbox,
+        gate: PublishGate,
+        warehouse: Warehouse,
+    ) -> StreamManager {
         let registry = Arc::new(Mutex::new(Registry::default()));
         let table = queries_table::queries_table(registry.clone());
         if let Some(schema) = shared.catalog(crate::catalog::DATABASE).and_then(|c| c.schema("weir"))
@@ -195,8 +201,7 @@ impl StreamManager {
         let optimized = ctx.state().optimize(&plan)?;
         let read: Vec<Arc<StreamDef>> = {
             let scanned = scanned_tables(&plan);
-            let mut read: Vec<Arc<StreamDef>> =
-                streams.iter().filter(|s| scanned.contains(&s.name)).cloned().collect();
+            let mut read: Vec<Arc<StreamDef>> = streams.iter().filter(|s| scanned.contains(&s.name)).cloned().collect();
             read.dedup_by(|a, b| a.name == b.name);
             read
         };
@@ -242,7 +247,9 @@ impl StreamManager {
             if options.late_rows_table && inputs.len() > 1 {
                 return Err(QueryError::InvalidOptionValue {
                     option: "late_rows".into(),
-                    reason: "a query over two streams has two kinds of late rows; only counting them (the default) is supported".into(),
+                    reason:
+                        "a query over two streams has two kinds of late rows; only counting them (the default) is supported"
+                            .into(),
                 });
             }
             shape.aggregates = false;
@@ -252,7 +259,8 @@ impl StreamManager {
             if options.late_rows_table {
                 return Err(QueryError::InvalidOptionValue {
                     option: "late_rows".into(),
-                    reason: "a stream-stream join has two kinds of late rows; only counting them (the default) is supported".into(),
+                    reason: "a stream-stream join has two kinds of late rows; only counting them (the default) is supported"
+                        .into(),
                 });
             }
             if shape.aggregates && join.as_ref().is_some_and(|j| j.kind == join::JoinKind::LeftOuter) {
@@ -417,22 +425,22 @@ impl StreamManager {
 }
 
 pub(crate) fn infos(registry: &Registry) -> Vec<QueryInfo> {
-        registry
-            .queries
-            .iter()
-            .map(|(name, q)| QueryInfo {
-                name: name.clone(),
-                kind: q.kind,
-                stream: q.spec.streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
-                target: q.target.clone(),
-                trigger: trigger_name(q.spec.options.trigger),
-                state: q.state.lock().map(|s| s.clone()).unwrap_or(QueryState {
-                    status: Status::Failed,
-                    error: Some("state lock poisoned".into()),
-                    last_batch_id: None,
-                }),
-            })
-            .collect()
+    registry
+        .queries
+        .iter()
+        .map(|(name, q)| QueryInfo {
+            name: name.clone(),
+            kind: q.kind,
+            stream: q.spec.streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+            target: q.target.clone(),
+            trigger: trigger_name(q.spec.options.trigger),
+            state: q.state.lock().map(|s| s.clone()).unwrap_or(QueryState {
+                status: Status::Failed,
+                error: Some("state lock poisoned".into()),
+                last_batch_id: None,
+            }),
+        })
+        .collect()
 }
 
 fn kind_name(kind: RelationKind) -> &'static str {

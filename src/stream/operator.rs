@@ -25,7 +25,13 @@ pub(super) trait Operator: Send + Sync {
     /// One chunk of input `input` (0, or 1 for the right stream of two),
     /// as read: rows behind the watermark are the operator's to split off
     /// ([`Instance::admit`]). Rows it can produce now go to `out`.
-    async fn process(&mut self, query: &Instance, input: usize, batches: Vec<RecordBatch>, out: &mut Output) -> Result<(), RunError>;
+    async fn process(
+        &mut self,
+        query: &Instance,
+        input: usize,
+        batches: Vec<RecordBatch>,
+        out: &mut Output,
+    ) -> Result<(), RunError>;
 
     /// The epoch ends and each input's watermark has moved: writes what
     /// that closes (windows, unmatched join rows, a view's new version).

@@ -147,7 +147,10 @@ impl SchemaProvider for OverlaySchema {
 /// SESSION over them. One partition: parallelism comes from decoding and
 /// writing running beside the plan, and from running queries side by side,
 /// not from splitting a chunk.
-pub fn query_context(shared: &SessionContext, streams: HashMap<String, Arc<ChunkTable>>) -> Result<SessionContext, QueryError> {
+pub fn query_context(
+    shared: &SessionContext,
+    streams: HashMap<String, Arc<ChunkTable>>,
+) -> Result<SessionContext, QueryError> {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(DATABASE, SCHEMA)
         .with_create_default_catalog_and_schema(false)
@@ -210,7 +213,9 @@ impl datafusion::sql::sqlparser::ast::VisitorMut for AliasWindowsByStream {
         &mut self,
         factor: &mut datafusion::sql::sqlparser::ast::TableFactor,
     ) -> std::ops::ControlFlow<()> {
-        use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, FunctionArg, FunctionArgExpr, ObjectNamePart, TableAlias, TableFactor};
+        use datafusion::sql::sqlparser::ast::{
+            Expr as SqlExpr, FunctionArg, FunctionArgExpr, ObjectNamePart, TableAlias, TableFactor,
+        };
         if let TableFactor::Table { name, alias: alias @ None, args: Some(args), .. } = factor {
             let is_window = matches!(name.0.as_slice(), [ObjectNamePart::Identifier(f)] if matches!(f.value.as_str(), "tumble" | "hop" | "session"));
             let stream = match args.args.first() {

@@ -75,7 +75,10 @@ impl Instance {
         let aggregation = match plan.aggregates {
             true => {
                 let has_watermark = inputs.iter().all(|i| i.tracker.is_some());
-                Some(Aggregation::new(&plan.ctx, plan.plan.clone(), plan.output_mode, has_watermark, plan.window_size).await?)
+                Some(
+                    Aggregation::new(&plan.ctx, plan.plan.clone(), plan.output_mode, has_watermark, plan.window_size)
+                        .await?,
+                )
             }
             false => None,
         };

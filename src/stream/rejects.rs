@@ -48,10 +48,7 @@ pub(super) async fn handle_bad_records(
         }
         OnError::DeadLetter => {
             let Some(writer) = dead_letters else { return Ok(()) };
-            let now = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_micros() as i64)
-                .unwrap_or(0);
+            let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
             let columns: Vec<ArrayRef> = vec![
                 Arc::new(StringArray::from(vec![query; bad.len()])),
                 Arc::new(bad.iter().map(|b| Some(b.position.as_str())).collect::<StringArray>()),
@@ -65,7 +62,6 @@ pub(super) async fn handle_bad_records(
         }
     }
 }
-
 
 /// Rows older than the watermark cannot change an emitted result: they are
 /// split off and counted (Spark drops them the same way; weir can also keep

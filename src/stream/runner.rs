@@ -65,13 +65,7 @@ pub(super) fn fatal(e: datafusion::error::DataFusionError) -> RunError {
 }
 
 /// Runs `spec` until it finishes, fails, or `stop` turns true.
-pub async fn run(
-    spec: QuerySpec,
-    store: AsyncStore,
-    files: Files,
-    state: SharedState,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn run(spec: QuerySpec, store: AsyncStore, files: Files, state: SharedState, mut stop: watch::Receiver<bool>) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     loop {
         let outcome = attempt(&spec, &store, &files, &state, &mut stop).await;
@@ -221,7 +215,8 @@ fn open_sinks(spec: &QuerySpec, files: &Files, key_columns: &[usize]) -> Result<
         key_columns,
     };
     let output = spec.target.open(&opening).map_err(sink_failure("opening the target"))?;
-    let parquet = |dir: &PathBuf, schema| Box::new(ParquetSink::new(dir, &spec.name, schema, spec.options.roll)) as Box<dyn Sink>;
+    let parquet =
+        |dir: &PathBuf, schema| Box::new(ParquetSink::new(dir, &spec.name, schema, spec.options.roll)) as Box<dyn Sink>;
     let dead_letter_schema = dead_letter_schema();
     let dead_letters = spec
         .streams

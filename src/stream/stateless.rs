@@ -15,7 +15,13 @@ pub(super) struct Stateless;
 
 #[async_trait]
 impl Operator for Stateless {
-    async fn process(&mut self, query: &Instance, input: usize, batches: Vec<RecordBatch>, out: &mut Output) -> Result<(), RunError> {
+    async fn process(
+        &mut self,
+        query: &Instance,
+        input: usize,
+        batches: Vec<RecordBatch>,
+        out: &mut Output,
+    ) -> Result<(), RunError> {
         query.fill(input, batches)?;
         query.execute(&query.plan.plan, out).await
     }

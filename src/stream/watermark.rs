@@ -128,7 +128,11 @@ impl Tracker {
     /// a restart the slowest partition still holds the watermark back
     /// where it would have in an uninterrupted run.
     pub fn clocks(&self) -> serde_json::Value {
-        self.clocks.iter().map(|(p, c)| (p.to_string(), serde_json::Value::from(c.max))).collect::<serde_json::Map<_, _>>().into()
+        self.clocks
+            .iter()
+            .map(|(p, c)| (p.to_string(), serde_json::Value::from(c.max)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
     }
 
     /// Restores [`Tracker::clocks`]; their idle time counts from now.

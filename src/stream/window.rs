@@ -157,7 +157,12 @@ impl WindowTable {
 
     /// The rows of `batch` with their windows: the columns `projection`
     /// picks (all when None), only windows `closing` allows.
-    fn assign(&self, batch: &RecordBatch, projection: Option<&Vec<usize>>, closing: Option<ClosingWindows>) -> DFResult<RecordBatch> {
+    fn assign(
+        &self,
+        batch: &RecordBatch,
+        projection: Option<&Vec<usize>>,
+        closing: Option<ClosingWindows>,
+    ) -> DFResult<RecordBatch> {
         let time = cast(batch.column(self.time_column), &DataType::Timestamp(TimeUnit::Microsecond, None))?;
         let time = time
             .as_any()

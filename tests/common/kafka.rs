@@ -106,9 +106,10 @@ impl Broker {
         let deadline = Instant::now() + REQUEST_LIMIT;
         loop {
             let seen = consumer.fetch_metadata(Some(name), Duration::from_secs(5)).ok().and_then(|m| {
-                m.topics().iter().find(|t| t.name() == name && t.error().is_none()).map(|t| {
-                    t.partitions().iter().filter(|p| p.leader() >= 0 && p.error().is_none()).count()
-                })
+                m.topics()
+                    .iter()
+                    .find(|t| t.name() == name && t.error().is_none())
+                    .map(|t| t.partitions().iter().filter(|p| p.leader() >= 0 && p.error().is_none()).count())
             });
             if seen == Some(partitions as usize) {
                 return;
@@ -174,8 +175,7 @@ impl Broker {
 
     /// Produces one record per value, partitioner's choice, no keys.
     pub fn produce_values(&self, topic: &str, values: &[&str]) -> Vec<(i32, i64)> {
-        let records: Vec<(Option<&str>, &[u8], Option<i32>)> =
-            values.iter().map(|v| (None, v.as_bytes(), None)).collect();
+        let records: Vec<(Option<&str>, &[u8], Option<i32>)> = values.iter().map(|v| (None, v.as_bytes(), None)).collect();
         self.produce(topic, &records)
     }
 
@@ -307,10 +307,7 @@ impl Broker {
 
     fn signal(&self, signal: &str) {
         let child = self.child.as_ref().expect("broker is not running");
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()
-            .expect("run kill");
+        let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("run kill");
         assert!(status.success(), "kill -{signal} {} failed", child.id());
     }
 
@@ -350,9 +347,7 @@ impl Broker {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
-        let child = command
-            .spawn()
-            .map_err(|e| format!("cannot start tansu ({}): {e}", self.binary.display()))?;
+        let child = command.spawn().map_err(|e| format!("cannot start tansu ({}): {e}", self.binary.display()))?;
         let pid = child.id().to_string();
         self.child = Some(child);
         let watchdog = Command::new("sh")
@@ -458,9 +453,8 @@ pub fn tansu_binary() -> PathBuf {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => {
             let home = std::env::var_os("HOME").expect("HOME is not set");
-            let cache = std::env::var_os("WEIR_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| Path::new(&home).join(".cache/weir"));
+            let cache =
+                std::env::var_os("WEIR_CACHE").map(PathBuf::from).unwrap_or_else(|| Path::new(&home).join(".cache/weir"));
             cache.join("tansu/bin/tansu")
         }
     };

@@ -63,14 +63,12 @@ impl TestServer {
                 eprintln!("[weir] {line}");
                 log_lines.lock().unwrap_or_else(|p| p.into_inner()).push(line.clone());
                 if let Some(rest) = line.split("flight sql listening at ").nth(1) {
-                    let port: String = rest.rsplit(':').next().unwrap_or("").chars().take_while(|c| c.is_ascii_digit()).collect();
+                    let port: String =
+                        rest.rsplit(':').next().unwrap_or("").chars().take_while(|c| c.is_ascii_digit()).collect();
                     let _ = flight_tx.send(port.parse::<u16>().unwrap_or(0));
                 }
                 if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr: String = rest
-                        .chars()
-                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                        .collect();
+                    let addr: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
                     let _ = tx.send(addr);
                 }
             }
@@ -226,21 +224,14 @@ pub fn create_items_table(server: &TestServer, dir: &Path) {
     );
     let (ok, stdout, stderr) = psql(server.port, &["-c", &sql], &[]);
     assert!(ok, "COPY through psql failed:\n{stdout}{stderr}");
-    assert!(
-        file.exists(),
-        "COPY reported success but wrote no {}",
-        file.display()
-    );
+    assert!(file.exists(), "COPY reported success but wrote no {}", file.display());
     let ddl = format!(
         "CREATE EXTERNAL TABLE items (id BIGINT, name TEXT, price DOUBLE) \
          STORED AS PARQUET LOCATION '{}'",
         dir.display()
     );
     let (ok, stdout, stderr) = psql(server.port, &["-c", &ddl], &[]);
-    assert!(
-        ok,
-        "CREATE EXTERNAL TABLE through psql failed:\n{stdout}{stderr}"
-    );
+    assert!(ok, "CREATE EXTERNAL TABLE through psql failed:\n{stdout}{stderr}");
 }
 
 /// Asserts that a client check program exited 0 and printed `ok <check>`

@@ -238,8 +238,9 @@ impl Weir {
                 let raw: Option<Raw> = row.try_get(i)?;
                 let text = match raw {
                     None => "NULL".to_owned(),
-                    Some(Raw(bytes)) => pg_text::render(column.type_(), bytes)
-                        .map_err(|why| SltError::decode(i, column.type_(), why))?,
+                    Some(Raw(bytes)) => {
+                        pg_text::render(column.type_(), bytes).map_err(|why| SltError::decode(i, column.type_(), why))?
+                    }
                 };
                 values.push(if text.is_empty() { "(empty)".to_owned() } else { text });
             }

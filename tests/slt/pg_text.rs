@@ -52,14 +52,9 @@ pub fn render(ty: &Type, raw: &[u8]) -> R<String> {
             format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
         }
         Type::JSONB => utf8(raw.get(1..).ok_or("empty jsonb")?)?,
-        Type::TEXT
-        | Type::VARCHAR
-        | Type::BPCHAR
-        | Type::NAME
-        | Type::CHAR
-        | Type::UNKNOWN
-        | Type::JSON
-        | Type::XML => utf8(raw)?,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::CHAR | Type::UNKNOWN | Type::JSON | Type::XML => {
+            utf8(raw)?
+        }
         _ => return Err(format!("no text rendering for type {} (oid {})", ty, ty.oid())),
     })
 }

@@ -11,7 +11,10 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Format {
     Json,
-    Csv { header: bool, delimiter: u8 },
+    Csv {
+        header: bool,
+        delimiter: u8,
+    },
     /// One `value` text column per record (line or message).
     Text,
     /// One `value` bytea column per record.
@@ -87,9 +90,7 @@ fn parse_delimiter(value: &str) -> Result<u8, String> {
     }
     match value.as_bytes() {
         [b] if b.is_ascii() && *b != b'\n' && *b != b'\r' && *b != b'"' => Ok(*b),
-        _ => Err(format!(
-            "option 'delimiter' must be a single ASCII character (not a quote or line break), got '{value}'"
-        )),
+        _ => Err(format!("option 'delimiter' must be a single ASCII character (not a quote or line break), got '{value}'")),
     }
 }
 

@@ -23,7 +23,8 @@ const BATCH_ROWS: usize = 8192;
 /// Opens a Parquet file reading only the stream's columns, from row `offset`.
 /// `Err` is why the whole file cannot become rows of `schema`.
 pub(super) async fn open(file: File, schema: &SchemaRef, offset: u64) -> Result<ParquetRecordBatchStream<File>, String> {
-    let builder = ParquetRecordBatchStreamBuilder::new(file).await.map_err(|e| format!("not a readable parquet file: {e}"))?;
+    let builder =
+        ParquetRecordBatchStreamBuilder::new(file).await.map_err(|e| format!("not a readable parquet file: {e}"))?;
     let file_schema = builder.schema().clone();
     let mut roots = Vec::new();
     for field in schema.fields() {
@@ -31,7 +32,11 @@ pub(super) async fn open(file: File, schema: &SchemaRef, offset: u64) -> Result<
             Some(i) => {
                 let from = file_schema.field(i).data_type();
                 if !can_cast_types(from, field.data_type()) {
-                    return Err(format!("column '{}' is {from} in the file, cannot be read as {}", field.name(), field.data_type()));
+                    return Err(format!(
+                        "column '{}' is {from} in the file, cannot be read as {}",
+                        field.name(),
+                        field.data_type()
+                    ));
                 }
                 roots.push(i);
             }

@@ -148,9 +148,8 @@ async fn bad_lines_csv_header_and_large_files_in_batches() {
     assert_eq!(chunk.bad_records[1].raw, b"{\"id\":3");
 
     let csv = Format::Csv { header: true, delimiter: b',' };
-    let body: String = std::iter::once("id,name\n".to_string())
-        .chain((0..70_000).map(|i| format!("{i},n{i}\r\n")))
-        .collect();
+    let body: String =
+        std::iter::once("id,name\n".to_string()).chain((0..70_000).map(|i| format!("{i},n{i}\r\n"))).collect();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     write(dir.path(), "b.csv", &body, 100);
     let mut src = source(dir.path(), csv, &[]);
@@ -168,10 +167,8 @@ async fn bad_lines_csv_header_and_large_files_in_batches() {
 async fn parquet_files_by_column_name_with_casts_and_bad_files() {
     use datafusion::parquet::arrow::ArrowWriter;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let file_schema = Arc::new(Schema::new(vec![
-        Field::new("extra", DataType::Utf8, true),
-        Field::new("ID", DataType::Int32, false),
-    ]));
+    let file_schema =
+        Arc::new(Schema::new(vec![Field::new("extra", DataType::Utf8, true), Field::new("ID", DataType::Int32, false)]));
     let batch = RecordBatch::try_new(
         file_schema.clone(),
         vec![Arc::new(StringArray::from(vec!["a", "b", "c"])), Arc::new(Int32Array::from(vec![1, 2, 3]))],
@@ -220,7 +217,8 @@ fn bad_options_are_fatal() {
     for options in [[("latest_first", "maybe")], [("max_files_per_trigger", "0")]] {
         let mut map = BTreeMap::from([("path".to_string(), dir.display().to_string())]);
         map.extend(options.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let spec = SourceSpec { stream: "s".into(), value_schema: schema(), schema: schema(), format: Format::Json, options: map };
+        let spec =
+            SourceSpec { stream: "s".into(), value_schema: schema(), schema: schema(), format: Format::Json, options: map };
         assert!(matches!(FileSource::new(spec), Err(SourceError::Fatal(_))));
     }
 }

@@ -124,8 +124,7 @@ pub fn merge_bounds(batch: &RecordBatch, columns: &SessionColumns) -> Result<Opt
     if sorted_starts.as_ref() == &new_starts as &dyn Array && sorted_ends.as_ref() == &new_ends as &dyn Array {
         return Ok(None);
     }
-    let mut out: Vec<ArrayRef> =
-        batch.columns().iter().map(|c| take(c.as_ref(), &order, None)).collect::<Result<_, _>>()?;
+    let mut out: Vec<ArrayRef> = batch.columns().iter().map(|c| take(c.as_ref(), &order, None)).collect::<Result<_, _>>()?;
     out[columns.start] = cast(&new_starts, batch.column(columns.start).data_type())?;
     out[columns.end] = cast(&new_ends, batch.column(columns.end).data_type())?;
     Ok(Some(RecordBatch::try_new(batch.schema(), out)?))
@@ -224,10 +223,7 @@ mod tests {
     fn out_of_order_chunks_and_a_bridging_event() {
         // Chunk 1: a's events at 50 and 0, out of order: two sessions.
         let first = absorb(&[], &[(Some("a"), 50), (Some("a"), 0), (Some("b"), 10)], 30);
-        assert_eq!(
-            first,
-            vec![(Some("a".into()), 0, 30, 1), (Some("a".into()), 50, 80, 1), (Some("b".into()), 10, 40, 1)]
-        );
+        assert_eq!(first, vec![(Some("a".into()), 0, 30, 1), (Some("a".into()), 50, 80, 1), (Some("b".into()), 10, 40, 1)]);
         // Chunk 2: an older event (25) reaches both: one session of three.
         let second = absorb(&owned(&first), &[(Some("a"), 25), (Some("b"), 100)], 30);
         assert_eq!(

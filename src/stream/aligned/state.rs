@@ -143,7 +143,8 @@ impl AlignedState {
         self.frontier = frontier.parse().ok();
         let mut watermarks = Vec::new();
         for (i, kept) in self.inputs.iter_mut().enumerate() {
-            let (rows, watermark) = crate::stream::snapshot::read(&kept.schema, sections.get(i + 1).copied().unwrap_or_default())?;
+            let (rows, watermark) =
+                crate::stream::snapshot::read(&kept.schema, sections.get(i + 1).copied().unwrap_or_default())?;
             kept.rows = rows;
             watermarks.push(watermark);
         }
@@ -157,7 +158,13 @@ pub(in crate::stream) struct AlignedOperator(pub(in crate::stream) AlignedState)
 
 #[async_trait::async_trait]
 impl Operator for AlignedOperator {
-    async fn process(&mut self, query: &Instance, input: usize, batches: Vec<RecordBatch>, out: &mut Output) -> Result<(), RunError> {
+    async fn process(
+        &mut self,
+        query: &Instance,
+        input: usize,
+        batches: Vec<RecordBatch>,
+        out: &mut Output,
+    ) -> Result<(), RunError> {
         // Windows close by the lower watermark of the streams: a row is
         // late only when older than that.
         let watermark = query.watermark().await;
@@ -198,9 +205,9 @@ impl Operator for AlignedOperator {
 mod tests {
     use super::*;
     use crate::stream::aligned::KeptRows;
-    use std::collections::HashMap;
     use datafusion::arrow::array::{Int64Array, TimestampMicrosecondArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use std::collections::HashMap;
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -233,7 +240,10 @@ mod tests {
     }
 
     fn ids(batches: &[RecordBatch]) -> Vec<Option<i64>> {
-        batches.iter().flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().iter().collect::<Vec<_>>()).collect()
+        batches
+            .iter()
+            .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().iter().collect::<Vec<_>>())
+            .collect()
     }
 
     #[test]

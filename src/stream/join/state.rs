@@ -128,7 +128,13 @@ pub(in crate::stream) struct JoinOperator {
 impl Operator for JoinOperator {
     /// The new rows run against everything buffered for the other side,
     /// then are buffered: each pair meets once, when its later row comes.
-    async fn process(&mut self, query: &Instance, input: usize, batches: Vec<RecordBatch>, out: &mut Output) -> Result<(), RunError> {
+    async fn process(
+        &mut self,
+        query: &Instance,
+        input: usize,
+        batches: Vec<RecordBatch>,
+        out: &mut Output,
+    ) -> Result<(), RunError> {
         let watermark = query.inputs[input].watermark().await;
         let batches = query.admit(input, watermark, batches, out).await?;
         query.fill(1 - input, self.state.buffer(1 - input))?;
@@ -195,9 +201,9 @@ impl Operator for JoinOperator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use datafusion::arrow::array::{Int64Array, TimestampMicrosecondArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use std::sync::Arc;
 
     fn shape(kind: JoinKind, lower: i64, upper: i64) -> JoinShape {
         JoinShape { kind, streams: ["a".into(), "b".into()], lower, upper }
@@ -210,17 +216,19 @@ mod tests {
         ]));
         RecordBatch::try_new(
             schema,
-            vec![
-                Arc::new(Int64Array::from(times.to_vec())),
-                Arc::new(TimestampMicrosecondArray::from(times.to_vec())),
-            ],
+            vec![Arc::new(Int64Array::from(times.to_vec())), Arc::new(TimestampMicrosecondArray::from(times.to_vec()))],
         )
         .unwrap()
     }
 
     fn state(kind: JoinKind, lower: i64, upper: i64) -> JoinState {
         let schema = batch(&[]).schema();
-        JoinState { shape: shape(kind, lower, upper), time_columns: [1, 1], schemas: [schema.clone(), schema], buffers: [Vec::new(), Vec::new()] }
+        JoinState {
+            shape: shape(kind, lower, upper),
+            time_columns: [1, 1],
+            schemas: [schema.clone(), schema],
+            buffers: [Vec::new(), Vec::new()],
+        }
     }
 
     fn ids(batches: &[RecordBatch]) -> Vec<i64> {
