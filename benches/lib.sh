@@ -67,8 +67,10 @@ start_weir() {
     local flight=(--no-flight) ports
     if [ "${1:-}" = --flight ]; then flight=(--flight-listen 127.0.0.1:0); fi
     say "starting weir (data dir $tmp/data)"
+    # The benchmark's own temporary dir (its generated input files sit
+    # beside the data dir) is allowed; nothing else beyond the data dir.
     NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$weir" serve --listen 127.0.0.1:0 "${flight[@]}" \
-        --data-dir "$tmp/data" 2>"$tmp/server.log" &
+        --data-dir "$tmp/data" --allow-path "$tmp" 2>"$tmp/server.log" &
     server_pid=$!
     stop_pids+=("$server_pid")
     # The server logs "weir flight sql listening at ADDR" (when it serves
