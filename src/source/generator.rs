@@ -175,16 +175,18 @@ mod tests {
     use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
     use std::collections::BTreeMap;
 
-    fn source(rows_per_second: &str) -> GeneratorSource {
-        let options = BTreeMap::from([("rows_per_second".to_string(), rows_per_second.to_string())]);
-        let spec = SourceSpec {
+    fn spec(rows_per_second: &str) -> SourceSpec {
+        SourceSpec {
             stream: "g".into(),
             value_schema: schema(),
             schema: schema(),
             format: super::super::Format::Bytes,
-            options,
-        };
-        GeneratorSource::new(spec).unwrap_or_else(|e| panic!("{e}"))
+            options: BTreeMap::from([("rows_per_second".to_string(), rows_per_second.to_string())]),
+        }
+    }
+
+    fn source(rows_per_second: &str) -> GeneratorSource {
+        GeneratorSource::new(spec(rows_per_second)).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// (value, timestamp) pairs of polls until `End` or `Idle`.
@@ -254,15 +256,7 @@ mod tests {
     #[test]
     fn rows_per_second_must_be_positive() {
         for bad in ["0", "-1", "fast"] {
-            let options = BTreeMap::from([("rows_per_second".to_string(), bad.to_string())]);
-            let spec = SourceSpec {
-                stream: "g".into(),
-                value_schema: schema(),
-                schema: schema(),
-                format: super::super::Format::Bytes,
-                options,
-            };
-            assert!(matches!(GeneratorSource::new(spec), Err(SourceError::Fatal(_))));
+            assert!(matches!(GeneratorSource::new(spec(bad)), Err(SourceError::Fatal(_))));
         }
     }
 }

@@ -102,7 +102,9 @@ impl Warehouse {
         }
     }
 
-    fn check(&self, dir: &Path) -> Result<(), AccessError> {
+    /// Refuses `dir` unless the warehouse owns it (under one of its roots,
+    /// not a symlink): what it may create, write and delete.
+    pub fn check(&self, dir: &Path) -> Result<(), AccessError> {
         // A symlink is deleted as a link by remove_dir_all, but creating
         // through one would land outside: refuse it either way.
         let is_link = std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink());

@@ -260,13 +260,7 @@ impl StreamManager {
     /// recorded path anywhere else is refused, never written or deleted).
     fn owned_recorded_dir(&self, def: &RelationDef) -> Result<PathBuf, QueryError> {
         let dir = recorded_dir(def);
-        if !self.warehouse.owns(&dir) {
-            return Err(crate::error::AccessError::Path {
-                path: def.location.clone(),
-                roots: self.warehouse.roots().map(|r| format!("'{}'", r.display())).collect::<Vec<_>>().join(", "),
-            }
-            .into());
-        }
+        self.warehouse.check(&dir)?;
         Ok(dir)
     }
 
