@@ -150,7 +150,7 @@ fn main() -> ExitCode {
     let served = std::thread::Builder::new()
         .name("weir-server".into())
         .stack_size(weir::sql::limits::STACK_BYTES)
-        .spawn(move || runtime.block_on(weir::server::run(config, shutdown_signal())).map_err(|e| e.to_string()))
+        .spawn(move || runtime.block_on(weir::server::run(config, Box::pin(shutdown_signal()))).map_err(|e| e.to_string()))
         .map_err(|e| format!("cannot start the server thread: {e}"))
         .and_then(|thread| thread.join().unwrap_or_else(|_| Err("the server thread failed".into())));
     match served {

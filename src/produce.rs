@@ -99,7 +99,12 @@ impl ProducerContext for Tally {
 
 /// Sends every non-blank line of `input` as one record and waits until the
 /// broker has acknowledged all of them. Returns how many were delivered.
-pub fn run(options: &ProduceOptions, input: impl BufRead) -> Result<u64, ProduceError> {
+pub fn run(options: &ProduceOptions, mut input: impl BufRead) -> Result<u64, ProduceError> {
+    // Not generic below here: the producer is compiled once, in this crate.
+    run_lines(options, &mut input)
+}
+
+fn run_lines(options: &ProduceOptions, input: &mut dyn BufRead) -> Result<u64, ProduceError> {
     let timeout_ms = options.timeout.as_millis().clamp(1, i32::MAX as u128).to_string();
     let producer: ThreadedProducer<Tally> = ClientConfig::new()
         .set("bootstrap.servers", &options.bootstrap_servers)
