@@ -21,6 +21,10 @@ pub struct Config {
     /// PEM certificate and key; when both are set, clients may use TLS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Refuse clients that do not negotiate TLS (PostgreSQL's `hostssl`);
+    /// needs `tls_cert` and `tls_key`. Off by default: TLS is offered, not
+    /// required.
+    pub tls_required: bool,
     /// Sessions beyond this are refused at once with 53300 ("sorry, too
     /// many clients already"): a bound on memory, not a policy.
     pub max_connections: usize,
@@ -55,6 +59,7 @@ impl Default for Config {
             password: None,
             tls_cert: None,
             tls_key: None,
+            tls_required: false,
             max_connections: 256,
             authentication_timeout: Duration::from_secs(10),
             idle_session_timeout: None,

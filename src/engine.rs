@@ -118,6 +118,14 @@ impl Engine {
         if !vars.is_empty() {
             use datafusion::execution::FunctionRegistry;
             state.register_udf(Arc::new(crate::functions::session_current_setting(vars.clone())))?;
+            if let Some(user) = crate::session::user(vars) {
+                for udf in crate::functions::session_user(user) {
+                    state.register_udf(Arc::new(udf))?;
+                }
+            }
+            if let Some(pid) = crate::session::backend_pid(vars) {
+                state.register_udf(Arc::new(crate::functions::session_backend_pid(pid)))?;
+            }
             if let Some(schema) = self.first_schema_on_path(vars) {
                 state.register_udf(Arc::new(crate::functions::session_current_schema(schema)))?;
             }

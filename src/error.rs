@@ -62,7 +62,9 @@ pub enum AccessError {
         "access to '{path}' is not allowed: weir reads and writes files only under {roots} (start it with --allow-path DIR to allow another directory)"
     )]
     Path { path: String, roots: String },
-    #[error("location '{location}' is not allowed: only local paths and file:// URLs under {roots} can be read or written")]
+    #[error(
+        "location '{location}' is not supported: weir reads and writes local paths and file:// URLs (under {roots}); object storage URLs are not supported yet"
+    )]
     Scheme { location: String, roots: String },
     #[error("'{path}' holds weir's catalog and cannot be a location; use a file or directory inside the data directory")]
     Reserved { path: String },
@@ -82,6 +84,9 @@ impl AccessError {
     pub fn sqlstate(&self) -> &'static str {
         match self {
             AccessError::Name { .. } => "42602",
+            // A scheme weir cannot read yet is a missing feature, not a
+            // denied permission.
+            AccessError::Scheme { .. } => "0A000",
             _ => "42501",
         }
     }
@@ -122,6 +127,10 @@ pub enum QueryError {
     WrongObjectType(String),
     #[error("{0}")]
     DatatypeMismatch(String),
+    /// The object is in the wrong state for the statement (resuming a
+    /// finished query): PostgreSQL's object_not_in_prerequisite_state.
+    #[error("{0}")]
+    WrongState(String),
     /// Arithmetic on intervals, timestamps or dates left their range.
     #[error("{0}")]
     DatetimeOverflow(String),
@@ -166,6 +175,7 @@ impl QueryError {
             QueryError::DependentObjects(_) => "2BP01",
             QueryError::WrongObjectType(_) => "42809",
             QueryError::DatatypeMismatch(_) => "42804",
+            QueryError::WrongState(_) => "55000",
             QueryError::TooComplex(_) => "54001",
             QueryError::DatetimeOverflow(_) => "22008",
             QueryError::Internal(_) => "XX000",

@@ -32,6 +32,7 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(current_setting_udf());
     ctx.register_udf(ScalarUDF::from(JsonBuildObject { signature: Signature::variadic_any(Volatility::Immutable) }));
     ctx.register_udf(ScalarUDF::from(Format { signature: Signature::variadic_any(Volatility::Stable) }));
+    ctx.register_udf(pg_size_pretty_udf());
     ctx.register_udf(create_udf(
         "pg_collation_is_visible",
         vec![DataType::Int32],
@@ -94,6 +95,82 @@ pub fn session_current_schema(schema: String) -> ScalarUDF {
         Volatility::Stable,
         Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(schema.clone()))))),
     )
+}
+
+/// `current_user`, `session_user`, `user` and `current_role` for a session
+/// logged in as `user` (weir has no roles to switch to: all four agree).
+pub fn session_user(user: &str) -> Vec<ScalarUDF> {
+    ["current_user", "session_user", "user", "current_role"]
+        .into_iter()
+        .map(|name| {
+            let user = user.to_string();
+            create_udf(
+                name,
+                vec![],
+                DataType::Utf8,
+                Volatility::Stable,
+                Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(user.clone()))))),
+            )
+        })
+        .collect()
+}
+
+/// `pg_backend_pid()`: the process id this connection got at start-up, the
+/// one its cancel requests carry.
+pub fn session_backend_pid(pid: i32) -> ScalarUDF {
+    create_udf(
+        "pg_backend_pid",
+        vec![],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Int32(Some(pid))))),
+    )
+}
+
+/// `pg_size_pretty(bigint)`: a byte count in bytes, kB, MB, GB, TB or PB,
+/// rounded as PostgreSQL rounds it (psql's `\l+` and `\dt+` show sizes so).
+fn pg_size_pretty_udf() -> ScalarUDF {
+    create_udf(
+        "pg_size_pretty",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args| {
+            use datafusion::arrow::array::{Array, Int64Array, StringArray};
+            match &args[0] {
+                ColumnarValue::Scalar(ScalarValue::Int64(v)) => {
+                    Ok(ColumnarValue::Scalar(ScalarValue::Utf8(v.map(size_pretty))))
+                }
+                ColumnarValue::Array(a) => {
+                    let sizes = a.as_any().downcast_ref::<Int64Array>().ok_or_else(|| {
+                        datafusion::error::DataFusionError::Internal("pg_size_pretty expects bigint".into())
+                    })?;
+                    let text: StringArray = sizes.iter().map(|v| v.map(size_pretty)).collect();
+                    Ok(ColumnarValue::Array(Arc::new(text)))
+                }
+                _ => Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None))),
+            }
+        }),
+    )
+}
+
+/// PostgreSQL's `pg_size_pretty`: bytes below 10 kB; then, counting in
+/// halves of a unit, the first unit whose count of halves is below 20479,
+/// rounded half away from zero (PB past that).
+fn size_pretty(size: i64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if size.unsigned_abs() < 10 * 1024 {
+        return format!("{size} bytes");
+    }
+    let mut halves = size / 512;
+    for (i, unit) in UNITS.iter().enumerate() {
+        if halves.unsigned_abs() < 20 * 1024 - 1 || i == UNITS.len() - 1 {
+            let rounded = (halves + if halves < 0 { -1 } else { 1 }) / 2;
+            return format!("{rounded} {unit}");
+        }
+        halves /= 1024;
+    }
+    unreachable!("the last unit always answers")
 }
 
 /// `to_regtype(name)`: the OID of a built-in type (`crate::types`), NULL
@@ -385,5 +462,26 @@ mod tests {
         assert!(format_row("%s %s", &args[..1]).is_err());
         assert!(format_row("%I", &args[2..]).is_err());
         assert!(format_row("%x", &args).is_err());
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn size_pretty_matches_postgres() {
+        // Values as PostgreSQL 15 prints them.
+        for (bytes, text) in [
+            (0, "0 bytes"),
+            (10239, "10239 bytes"),
+            (10240, "10 kB"),
+            (10485247, "10239 kB"),
+            (10485248, "10 MB"),
+            (20971520, "20 MB"),
+            (1_000_000_000, "954 MB"),
+            (-10240, "-10 kB"),
+            (i64::MAX, "8192 PB"),
+        ] {
+            assert_eq!(super::size_pretty(bytes), text, "{bytes}");
+        }
     }
 }

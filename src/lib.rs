@@ -19,7 +19,8 @@
 //!   (search_path, `datafusion.*` overrides, the idle-session timeout).
 //! * `engine`: the shared DataFusion context, parser and configuration.
 //! * `stream`: continuous queries: their one owner (`StreamManager`:
-//!   create, persist, start, drop, restore at start-up), stream
+//!   create, persist, start, drop, restore at start-up; pause, resume and
+//!   alter options without losing progress), stream
 //!   definitions, a query planned once and run behind one operator trait
 //!   (stateless, incremental aggregation, stream-stream join,
 //!   window-aligned), the epoch loop, the commit protocol, windows,

@@ -46,6 +46,9 @@ struct ServeArgs {
     /// PEM private key for TLS (with --tls-cert).
     #[arg(long, env = "WEIR_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// Refuse clients that do not use TLS (like `hostssl` in pg_hba.conf); needs --tls-cert and --tls-key.
+    #[arg(long, env = "WEIR_TLS_REQUIRED")]
+    tls_required: bool,
     /// Address of the Arrow Flight SQL endpoint.
     #[arg(long, env = "WEIR_FLIGHT_LISTEN", default_value = "127.0.0.1:50051")]
     flight_listen: SocketAddr,
@@ -85,6 +88,7 @@ impl From<ServeArgs> for Config {
             password: a.password,
             tls_cert: a.tls_cert,
             tls_key: a.tls_key,
+            tls_required: a.tls_required,
             max_connections: a.max_connections,
             authentication_timeout: Duration::from_secs(a.authentication_timeout),
             idle_session_timeout: (a.idle_session_timeout > 0).then(|| Duration::from_secs(a.idle_session_timeout)),

@@ -54,6 +54,7 @@ pub fn run(config: Config, shutdown: Shutdown) -> Pin<Box<dyn Future<Output = Re
 /// nothing but itself, and dropping its task cancels its query.
 async fn serve(listener: TcpListener, config: Config, mut shutdown: Shutdown) -> Result<(), ServerError> {
     let tls = load_tls(&config)?;
+    let tls_required = config.tls_required;
     let max_connections = config.max_connections;
     let authentication_timeout = config.authentication_timeout;
     let idle_session_timeout = config.idle_session_timeout;
@@ -76,6 +77,7 @@ async fn serve(listener: TcpListener, config: Config, mut shutdown: Shutdown) ->
     let endpoint = Arc::new(Endpoint {
         handlers: Arc::new(Handlers::new(engine.clone())),
         tls,
+        tls_required,
         sasl,
         authentication_timeout,
         idle_session_timeout,
@@ -185,6 +187,9 @@ fn flight_tls(config: &Config) -> Result<Option<tonic::transport::ServerTlsConfi
 fn load_tls(config: &Config) -> Result<Option<TlsAcceptor>, ServerError> {
     let (cert, key) = match (&config.tls_cert, &config.tls_key) {
         (Some(c), Some(k)) => (c, k),
+        (None, None) if config.tls_required => {
+            return Err(ServerError::Tls("--tls-required needs --tls-cert and --tls-key".into()));
+        }
         (None, None) => return Ok(None),
         _ => return Err(ServerError::Tls("both --tls-cert and --tls-key are needed".into())),
     };

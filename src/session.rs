@@ -43,7 +43,7 @@ const SETTINGS: &[(&str, &str, &str)] = &[
     ("server_version", PG_VERSION, "Shows the PostgreSQL version weir is compatible with."),
     ("server_version_num", "160006", "Shows the PostgreSQL version as an integer."),
     ("standard_conforming_strings", "on", "Causes '...' strings to treat backslashes literally."),
-    ("statement_timeout", "0", "Accepted for compatibility; not enforced yet."),
+    ("statement_timeout", "0", "Sets the maximum allowed duration of any read (SELECT, EXPLAIN); 0 turns this off."),
     ("TimeZone", "UTC", "Time zone for displaying time stamps (weir always renders timestamptz in UTC)."),
     ("transaction_isolation", "read committed", "Shows the current transaction's isolation level."),
     ("transaction_read_only", "off", "Shows whether the current transaction is read-only."),
@@ -60,7 +60,7 @@ fn canonical_name(name: &str) -> Option<&'static str> {
     SETTINGS.iter().map(|(n, _, _)| *n).find(|n| n.eq_ignore_ascii_case(lower))
 }
 
-/// `SET name = value` (`None`: `SET name TO DEFAULT`): checks the name and,
+/// `SET name = value` (`None`: `SET name TO DEFAULT`, or `RESET name`): checks the name and,
 /// where the engine reads it, the value, then records it for this session.
 pub fn set(vars: &mut SessionVars, name: &str, value: Option<String>) -> Result<(), QueryError> {
     let lower = name.to_ascii_lowercase();
@@ -79,7 +79,7 @@ pub fn set(vars: &mut SessionVars, name: &str, value: Option<String>) -> Result<
     } else {
         return Err(QueryError::UnknownParameter(name.to_string()));
     };
-    if let (IDLE_SESSION_TIMEOUT, Some(v)) = (key.as_str(), &value) {
+    if let (IDLE_SESSION_TIMEOUT | STATEMENT_TIMEOUT, Some(v)) = (key.as_str(), &value) {
         parse_duration_ms(v).ok_or_else(|| QueryError::InvalidParameterValue {
             name: name.to_string(),
             reason: format!("\"{v}\" is not a duration (a number of milliseconds, or with a unit: ms, s, min, h, d)"),
@@ -90,6 +90,12 @@ pub fn set(vars: &mut SessionVars, name: &str, value: Option<String>) -> Result<
         None => vars.remove(&format!("{SET_PREFIX}{key}")),
     };
     Ok(())
+}
+
+/// `RESET ALL`: every `SET` of this session is undone; settings go back to
+/// what the client sent at start-up, else the server default.
+pub fn reset_all(vars: &mut SessionVars) {
+    vars.retain(|k, _| !k.starts_with(SET_PREFIX));
 }
 
 /// The name a setting is shown under (`SHOW`'s column), as PostgreSQL
@@ -129,6 +135,29 @@ pub fn setting(vars: &SessionVars, name: &str) -> Option<String> {
 }
 
 const IDLE_SESSION_TIMEOUT: &str = "idle_session_timeout";
+const STATEMENT_TIMEOUT: &str = "statement_timeout";
+
+/// How long a read may run before it is cancelled with 57014
+/// (PostgreSQL's `statement_timeout`); `None` when off.
+pub fn statement_timeout(vars: &SessionVars) -> Option<std::time::Duration> {
+    let ms = parse_duration_ms(&lookup(vars, STATEMENT_TIMEOUT)?)?;
+    (ms > 0.0).then(|| std::time::Duration::from_secs_f64(ms / 1000.0))
+}
+
+/// Key of the connection's process id (BackendKeyData) among the vars. The
+/// connection writes it once logged in, over anything a client sent under
+/// that name at start-up; `SET` refuses names with a `:`.
+pub const BACKEND_PID: &str = "weir:backend_pid";
+
+/// The connection's process id, as `pg_backend_pid()` returns it.
+pub fn backend_pid(vars: &SessionVars) -> Option<i32> {
+    vars.get(BACKEND_PID)?.parse().ok()
+}
+
+/// The user the session logged in as.
+pub fn user(vars: &SessionVars) -> Option<&str> {
+    vars.get("user").map(String::as_str)
+}
 
 /// How long the session may sit idle between queries before the server
 /// closes it (PostgreSQL's `idle_session_timeout`); `None` when off. The

@@ -287,3 +287,60 @@ mod tests {
         assert_eq!(oid_by_name("hstore"), None);
     }
 }
+
+/// Whether a value of type `from` may be stored in a column of type `to`
+/// without an explicit cast: PostgreSQL's assignment casts. Numbers go into
+/// any number type (a value out of range is an error when it is written),
+/// anything goes into text, dates and timestamps into each other. Text
+/// does not go into a number, a date or a boolean: a sink whose SELECT list
+/// is out of order would otherwise be accepted and fail on its first row.
+pub fn assignable(from: &DataType, to: &DataType) -> bool {
+    use datafusion::arrow::datatypes::DataType::*;
+    let text = |t: &DataType| matches!(t, Utf8 | LargeUtf8 | Utf8View);
+    let temporal = |t: &DataType| matches!(t, Date32 | Date64 | Timestamp(_, _));
+    if from == to || matches!(from, Null) || text(to) {
+        return true;
+    }
+    if text(from) || matches!(from, Boolean) || matches!(to, Boolean) {
+        return false;
+    }
+    if from.is_numeric() || to.is_numeric() {
+        return from.is_numeric() && to.is_numeric();
+    }
+    if temporal(from) || temporal(to) {
+        return temporal(from) && temporal(to);
+    }
+    datafusion::arrow::compute::can_cast_types(from, to)
+}
+
+#[cfg(test)]
+mod assignment_tests {
+    use super::assignable;
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+
+    #[test]
+    fn assignment_casts_follow_postgres() {
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
+        for (from, to) in [
+            (DataType::Int32, DataType::Int64),
+            (DataType::Int64, DataType::Int32),
+            (DataType::Float64, DataType::Int64),
+            (DataType::Int64, DataType::Utf8),
+            (ts.clone(), DataType::Utf8),
+            (DataType::Date32, ts.clone()),
+            (DataType::Null, DataType::Int64),
+        ] {
+            assert!(assignable(&from, &to), "{from} -> {to}");
+        }
+        for (from, to) in [
+            (DataType::Utf8, DataType::Int64),
+            (DataType::Utf8View, DataType::Int32),
+            (DataType::Utf8, ts.clone()),
+            (DataType::Boolean, DataType::Int64),
+            (DataType::Int64, DataType::Boolean),
+            (ts, DataType::Int64),
+        ] {
+            assert!(!assignable(&from, &to), "{from} -> {to}");
+        }
+    }
+}

@@ -32,5 +32,5 @@ fn adbc_flight_sql_client_works() {
     ];
     let out = common::run_python_checks("flight.py", &args, std::time::Duration::from_secs(300));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("flight sql checks: 8 ok, 0 failing"), "{stdout}");
+    assert!(stdout.contains("flight sql checks: 9 ok, 0 failing"), "{stdout}");
 }

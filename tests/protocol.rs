@@ -212,3 +212,95 @@ async fn a_cancel_request_does_not_stop_a_copy() {
     let n = client.simple_query("SELECT count(*) FROM out").await.unwrap();
     assert_eq!(rows(&n), vec![vec!["10000000".to_string()]]);
 }
+
+/// `SET statement_timeout` ends a read that runs past it with 57014 and
+/// PostgreSQL's message, over both protocols; the connection goes on, and
+/// `RESET` turns the timeout off again.
+#[tokio::test]
+async fn statement_timeout_cancels_a_long_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::TestServer::start_in(dir.path());
+    let client = connect(&server).await;
+    client.simple_query("SET statement_timeout = '300ms'").await.unwrap();
+    for extended in [false, true] {
+        let query = async {
+            if extended { client.query(ENDLESS, &[]).await.map(drop) } else { client.simple_query(ENDLESS).await.map(drop) }
+        };
+        let result = tokio::time::timeout(Duration::from_secs(120), query).await;
+        let err = result.expect("statement_timeout did not end the query").expect_err("an endless query finished");
+        assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "extended={extended}: {err}");
+        let message = err.as_db_error().map(|e| e.message().to_string()).unwrap_or_default();
+        assert_eq!(message, "canceling statement due to statement timeout", "extended={extended}");
+        let after = client.simple_query("SELECT 41 + 1").await.expect("the connection outlives the timeout");
+        assert_eq!(rows(&after), vec![vec!["42".to_string()]]);
+    }
+    let bad = client.simple_query("SET statement_timeout = 'soon'").await.unwrap_err();
+    assert_eq!(bad.code(), Some(&SqlState::INVALID_PARAMETER_VALUE), "{bad}");
+    let reset = client.simple_query("RESET statement_timeout").await.unwrap();
+    assert!(matches!(reset.last(), Some(SimpleQueryMessage::CommandComplete(_))));
+    assert_eq!(rows(&client.simple_query("SHOW statement_timeout").await.unwrap()), vec![vec!["0".to_string()]]);
+}
+
+/// `RESET name` and `RESET ALL` undo a session's SETs, back to the
+/// start-up value or the server default.
+#[tokio::test]
+async fn reset_undoes_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::TestServer::start_in(dir.path());
+    let client = connect(&server).await;
+    let show = |name: &'static str| {
+        let client = &client;
+        async move { rows(&client.simple_query(&format!("SHOW {name}")).await.unwrap()).remove(0).remove(0) }
+    };
+    client.simple_query("SET lock_timeout = '5s'; SET search_path = other, public; SET app.mode = 'x'").await.unwrap();
+    client.simple_query("RESET search_path").await.unwrap();
+    assert_eq!(show("search_path").await, "public");
+    assert_eq!(show("lock_timeout").await, "5s");
+    client.simple_query("RESET ALL").await.unwrap();
+    assert_eq!(show("lock_timeout").await, "0");
+    let unknown = client.simple_query("RESET no_such_setting").await.unwrap_err();
+    assert_eq!(unknown.code(), Some(&SqlState::UNDEFINED_OBJECT), "{unknown}");
+}
+
+/// `current_user` and its kin name the user the session logged in as,
+/// headed by their own names; `pg_backend_pid()` is the connection's own
+/// process id (the one its cancel key carries), different per connection.
+#[tokio::test]
+async fn session_identity_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::TestServer::start_in(dir.path());
+    let client = connect(&server).await;
+    let messages = client.simple_query("SELECT current_user, session_user, current_user = 'weir' AS same").await.unwrap();
+    let Some(SimpleQueryMessage::RowDescription(columns)) = messages.first() else { panic!("{messages:?}") };
+    let names: Vec<&str> = columns.iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["current_user", "session_user", "same"]);
+    assert_eq!(rows(&messages), vec![vec!["weir".to_string(), "weir".to_string(), "t".to_string()]]);
+    let extended = client.query_one("SELECT current_user", &[]).await.unwrap();
+    assert_eq!(extended.get::<_, String>(0), "weir");
+
+    // The same id over both protocols; another connection has its own.
+    let simple = rows(&client.simple_query("SELECT pg_backend_pid()").await.unwrap()).remove(0).remove(0);
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    assert_eq!(simple, pid.to_string());
+    let other = connect(&server).await;
+    let other_pid: i32 = other.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    assert_ne!(pid, other_pid, "two connections share process id {pid}");
+}
+
+/// Unaliased expressions are headed as PostgreSQL heads them also when
+/// they reach the result through a subquery, a CTE or a UNION.
+#[tokio::test]
+async fn columns_are_named_like_postgres_through_subqueries() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::TestServer::start_in(dir.path());
+    let client = connect(&server).await;
+    for sql in [
+        "SELECT * FROM (SELECT count(DISTINCT v.x) FROM (VALUES (1), (2)) AS v(x)) s",
+        "SELECT count(DISTINCT v.x) FROM (VALUES (1), (2)) AS v(x) UNION ALL SELECT 7",
+        "WITH c AS (SELECT count(DISTINCT v.x) FROM (VALUES (1), (2)) AS v(x)) SELECT * FROM c",
+    ] {
+        let messages = client.simple_query(sql).await.unwrap();
+        let Some(SimpleQueryMessage::RowDescription(columns)) = messages.first() else { panic!("{messages:?}") };
+        assert_eq!(columns[0].name(), "count", "{sql}");
+    }
+}

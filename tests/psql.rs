@@ -177,3 +177,76 @@ fn psql(server: &TestServer, command: &str) -> Output {
     cmd.args(["-A", "-c", command]);
     common::output_within(cmd, PSQL_LIMIT)
 }
+
+/// `IF NOT EXISTS` that finds the name taken, and `IF EXISTS` that finds
+/// nothing, succeed with PostgreSQL's NOTICE saying what was skipped, for
+/// every kind of relation; without the clause, the same statement fails.
+#[test]
+fn if_not_exists_and_if_exists_say_what_they_skipped() {
+    let (_tmp, server) = server_with_trades();
+    let cases = [
+        (
+            "CREATE EXTERNAL TABLE IF NOT EXISTS trades (id INT) STORED AS PARQUET LOCATION 'elsewhere'",
+            "NOTICE:  relation \"trades\" already exists, skipping",
+        ),
+        (
+            "CREATE STREAM IF NOT EXISTS trades WITH (connector = 'generator')",
+            "NOTICE:  relation \"trades\" already exists, skipping",
+        ),
+        (
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS trades AS SELECT 1",
+            "NOTICE:  relation \"trades\" already exists, skipping",
+        ),
+        ("DROP TABLE IF EXISTS nope", "NOTICE:  table \"nope\" does not exist, skipping"),
+        ("DROP STREAM IF EXISTS nope, gone", "NOTICE:  stream \"gone\" does not exist, skipping"),
+        ("DROP SINK IF EXISTS nope", "NOTICE:  sink \"nope\" does not exist, skipping"),
+        ("DROP MATERIALIZED VIEW IF EXISTS nope", "NOTICE:  materialized view \"nope\" does not exist, skipping"),
+    ];
+    for (sql, notice) in cases {
+        let out = psql(&server, sql);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{sql}: {stderr}");
+        assert!(stderr.lines().any(|l| l == notice), "{sql}: expected {notice:?} on stderr, got:\n{stderr}");
+    }
+    let out = psql(&server, "CREATE STREAM trades WITH (connector = 'generator')");
+    assert_eq!(out.status.code(), Some(1), "CREATE STREAM over an existing table must fail");
+    // A statement that did its work says nothing.
+    let out = psql(&server, "DROP TABLE IF EXISTS trades");
+    assert!(out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("NOTICE"), "{out:?}");
+}
+
+/// EXPLAIN of a continuous query, before creating it and while it runs: the
+/// stream operator and its state, the watermark, and DataFusion's plan per
+/// chunk. EXPLAIN CREATE checks like CREATE and creates nothing.
+#[test]
+fn explain_shows_how_a_continuous_query_runs() {
+    require_psql();
+    let tmp = tempfile::tempdir().expect("create temp dir");
+    let server = TestServer::start_in(&tmp.path().join("data"));
+    run_ok(
+        &server,
+        r#"CREATE STREAM ticks (WATERMARK FOR "timestamp" AS "timestamp" - INTERVAL '1 second') WITH (connector = 'generator', rows_per_second = 10)"#,
+    );
+    let windowed = r#"CREATE MATERIALIZED VIEW per_second AS SELECT window_start, count(*) AS n FROM TUMBLE(ticks, "timestamp", INTERVAL '1 second') GROUP BY window_start"#;
+    let plan = run_ok(&server, &format!("EXPLAIN {windowed}"));
+    for expected in [
+        "operator: incremental aggregation: partial aggregates kept per group across epochs, per 1 s window",
+        "output mode: append",
+        "stream ticks (generator): watermark on timestamp: ",
+        "plan per chunk (DataFusion):",
+        "Aggregate:",
+    ] {
+        assert!(plan.contains(expected), "EXPLAIN should say {expected:?}:\n{plan}");
+    }
+    let stateless = run_ok(&server, "EXPLAIN CREATE MATERIALIZED VIEW evens AS SELECT value FROM ticks WHERE value % 2 = 0");
+    assert!(stateless.contains("operator: stateless"), "{stateless}");
+    // Nothing was created; the same checks as CREATE apply.
+    assert!(run_ok(&server, "SELECT count(*) FROM weir.queries").lines().any(|l| l.trim() == "0"));
+    let missing = psql(&server, "EXPLAIN CREATE SINK s INTO nowhere AS SELECT value FROM ticks");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nowhere"), "{missing:?}");
+
+    run_ok(&server, windowed);
+    let running = run_ok(&server, "EXPLAIN MATERIALIZED VIEW per_second");
+    assert!(running.contains("Continuous query per_second") && running.contains("status: "), "{running}");
+    assert!(running.contains("incremental aggregation"), "{running}");
+}

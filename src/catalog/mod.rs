@@ -112,6 +112,20 @@ impl Catalog {
             .await
     }
 
+    /// Replaces a relation's stored definition (`ALTER SINK ... SET`), in
+    /// the store and then in memory.
+    pub async fn redefine(&self, name: &str, definition: &str) -> Result<(), CatalogError> {
+        let (name, definition, schema) = (name.to_string(), definition.to_string(), self.schema.clone());
+        self.store
+            .run(move |store| {
+                if !store.redefine(&name, &definition)? {
+                    return Err(CatalogError::UnknownTable(name));
+                }
+                schema.redefine(&name, &definition)
+            })
+            .await
+    }
+
     /// Makes the table of a relation already persisted queryable (restore,
     /// a view restarted from its definition).
     pub fn attach(&self, name: &str, table: Arc<dyn TableProvider>) -> Result<(), CatalogError> {

@@ -117,13 +117,24 @@ impl CatalogSchema {
         Ok(())
     }
 
-    /// Makes the table of a persisted relation queryable (at restore).
+    /// Makes the table of a persisted relation queryable (at restore), or
+    /// swaps it for a new one (a view restarted after ALTER ... SET, whose
+    /// runner publishes versions through a new handle).
     pub(super) fn attach(&self, name: &str, table: Arc<dyn TableProvider>) -> Result<(), CatalogError> {
         let mut state = self.write()?;
-        if state.tables.contains_key(name) {
-            return Err(CatalogError::DuplicateTable(name.to_string()));
+        if !state.defs.iter().any(|d| d.name == name) {
+            return Err(CatalogError::UnknownTable(name.to_string()));
         }
         state.tables.insert(name.to_string(), table);
+        Ok(())
+    }
+
+    /// Records a relation's new definition, which the store has just saved.
+    pub(super) fn redefine(&self, name: &str, definition: &str) -> Result<(), CatalogError> {
+        let mut state = self.write()?;
+        let def =
+            state.defs.iter_mut().find(|d| d.name == name).ok_or_else(|| CatalogError::UnknownTable(name.to_string()))?;
+        def.definition = definition.to_string();
         Ok(())
     }
 }

@@ -166,6 +166,11 @@ impl CatalogStore for SqliteStore {
         Ok(())
     }
 
+    fn redefine(&self, name: &str, definition: &str) -> Result<bool, CatalogError> {
+        let conn = self.conn_for_write()?;
+        Ok(conn.execute("UPDATE relations SET definition = ?2 WHERE name = ?1", params![name, definition])? > 0)
+    }
+
     fn remove(&self, name: &str) -> Result<bool, CatalogError> {
         let mut conn = self.conn_for_write()?;
         let tx = conn.transaction()?;

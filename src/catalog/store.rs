@@ -99,6 +99,8 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
     fn list(&self) -> Result<Vec<RelationDef>, CatalogError>;
     /// Adds a relation; `DuplicateTable` when the name is taken.
     fn insert(&self, def: &RelationDef) -> Result<(), CatalogError>;
+    /// Replaces a relation's definition; false when there is none.
+    fn redefine(&self, name: &str, definition: &str) -> Result<bool, CatalogError>;
     /// Removes a relation by name; false when there was none. A continuous
     /// query's commit log and status go with it.
     fn remove(&self, name: &str) -> Result<bool, CatalogError>;

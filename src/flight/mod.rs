@@ -174,7 +174,10 @@ impl FlightSql {
                 }
                 Ok(Some(Arc::new(plan.schema().as_arrow().clone())))
             }
-            _ => Ok(None),
+            // SHOW, DESCRIBE, SHOW CREATE: their rows' schema, known without
+            // running them (announcing the row count of a command instead
+            // made ADBC refuse the rows: "inconsistent schema").
+            other => Ok(handler::result_schema(&other)),
         }
     }
 

@@ -17,7 +17,7 @@ pub async fn handle(engine: &Engine, cq: CreateContinuousQuery) -> Result<Output
     let name = table_key(&cq.name)?;
     if engine.catalog.get(&name)?.is_some() || engine.context().table_exist(name.as_str())? {
         if cq.if_not_exists {
-            return Ok(Output::command(tag));
+            return Ok(Output::exists_skipping(tag, &name));
         }
         return Err(CatalogError::DuplicateTable(name).into());
     }

@@ -12,7 +12,7 @@ pub async fn handle(engine: &Engine, ddl: CreateStream) -> Result<Output, QueryE
     let name = table_key(&ddl.name)?;
     if engine.catalog.get(&name)?.is_some() || engine.context().table_exist(name.as_str())? {
         if ddl.if_not_exists {
-            return Ok(Output::command("CREATE STREAM"));
+            return Ok(Output::exists_skipping("CREATE STREAM", &name));
         }
         return Err(CatalogError::DuplicateTable(name).into());
     }

@@ -15,7 +15,7 @@ pub async fn handle(engine: &Engine, mut cmd: CreateExternalTable) -> Result<Out
     }
     if engine.catalog.get(&name)?.is_some() {
         if cmd.if_not_exists {
-            return Ok(Output::command("CREATE EXTERNAL TABLE"));
+            return Ok(Output::exists_skipping("CREATE EXTERNAL TABLE", &name));
         }
         if !cmd.or_replace {
             return Err(CatalogError::DuplicateTable(name).into());

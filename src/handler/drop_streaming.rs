@@ -22,6 +22,7 @@ pub async fn handle(
         StreamingKind::MaterializedView => RelationKind::MaterializedView,
     };
     let mut defs = Vec::new();
+    let mut missing = Vec::new();
     for name in names {
         let key = table_key(name)?;
         match engine.catalog.get(&key)? {
@@ -33,7 +34,7 @@ pub async fn handle(
                     kind.sql_name().to_lowercase()
                 )));
             }
-            None if if_exists => {}
+            None if if_exists => missing.push(key),
             None => return Err(CatalogError::UnknownRelation { kind: kind.sql_name().to_lowercase(), name: key }.into()),
         }
     }
@@ -43,5 +44,5 @@ pub async fn handle(
             _ => engine.streams.drop_query(&def).await?,
         }
     }
-    Ok(Output::command(&format!("DROP {}", kind.sql_name())))
+    Ok(Output::missing_skipping(&format!("DROP {}", kind.sql_name()), &kind.sql_name().to_lowercase(), &missing))
 }

@@ -10,10 +10,14 @@ use crate::error::{CatalogError, QueryError};
 pub async fn handle(engine: &Engine, names: &[ObjectName], if_exists: bool) -> Result<Output, QueryError> {
     // Check all names first so that a missing one drops nothing.
     let mut keys = Vec::with_capacity(names.len());
+    let mut missing = Vec::new();
     for name in names {
         let key = table_key(name)?;
         match engine.catalog.get(&key)? {
-            None if if_exists => continue,
+            None if if_exists => {
+                missing.push(key);
+                continue;
+            }
             None => return Err(CatalogError::UnknownTable(key).into()),
             Some(def) if def.kind != crate::catalog::RelationKind::ExternalTable => {
                 let kind = def.kind.as_str().replace('_', " ");
@@ -34,7 +38,7 @@ pub async fn handle(engine: &Engine, names: &[ObjectName], if_exists: bool) -> R
     for key in keys {
         drop_one(engine, &key).await?;
     }
-    Ok(Output::command("DROP TABLE"))
+    Ok(Output::missing_skipping("DROP TABLE", "table", &missing))
 }
 
 /// Removes one table's definition and its live table, in one catalog call.

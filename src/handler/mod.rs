@@ -2,12 +2,14 @@
 //! Each handler returns an [`Output`]; the pgwire layer turns it into
 //! protocol messages.
 
+pub mod alter_streaming;
 pub mod create_query;
 pub mod create_stream;
 pub mod create_table;
 pub mod describe;
 pub mod drop_streaming;
 pub mod drop_table;
+pub mod explain_streaming;
 pub mod query;
 pub mod session;
 pub mod show_create;
@@ -34,17 +36,44 @@ pub enum Output {
         schema: SchemaRef,
         stream: SendableRecordBatchStream,
     },
-    /// A command tag such as `CREATE EXTERNAL TABLE` or `INSERT 0 5`.
+    /// A command tag such as `CREATE EXTERNAL TABLE` or `INSERT 0 5`, with
+    /// notices for the client where the statement skipped work (`IF NOT
+    /// EXISTS`, `IF EXISTS`), as PostgreSQL sends them.
     Command {
         tag: String,
         rows: Option<usize>,
+        notices: Vec<Notice>,
     },
     Transaction(TransactionKind),
 }
 
+/// A NOTICE: its SQLSTATE and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub code: &'static str,
+    pub message: String,
+}
+
 impl Output {
     fn command(tag: &str) -> Output {
-        Output::Command { tag: tag.to_string(), rows: None }
+        Output::Command { tag: tag.to_string(), rows: None, notices: Vec::new() }
+    }
+
+    /// `CREATE ... IF NOT EXISTS` that found `name` taken: PostgreSQL's
+    /// notice (42P07), and the command's tag.
+    fn exists_skipping(tag: &str, name: &str) -> Output {
+        let notice = Notice { code: "42P07", message: format!("relation \"{name}\" already exists, skipping") };
+        Output::Command { tag: tag.to_string(), rows: None, notices: vec![notice] }
+    }
+
+    /// `DROP ... IF EXISTS` that found some names missing: PostgreSQL's
+    /// notice (00000) for each, naming the kind of object, and the tag.
+    fn missing_skipping(tag: &str, kind: &str, missing: &[String]) -> Output {
+        let notices = missing
+            .iter()
+            .map(|name| Notice { code: "00000", message: format!("{kind} \"{name}\" does not exist, skipping") })
+            .collect();
+        Output::Command { tag: tag.to_string(), rows: None, notices }
     }
 
     /// Rows already in memory (catalog listings, SHOW results).
@@ -73,7 +102,8 @@ async fn dispatch(engine: &Engine, vars: &mut SessionVars, stmt: Statement) -> R
         Statement::Describe(name) => describe::handle(engine, &name).await,
         Statement::ShowCreateTable(name) => show_create::handle(engine, &name),
         Statement::DropTable { names, if_exists } => drop_table::handle(engine, &names, if_exists).await,
-        Statement::Set { name, value } => session::set(vars, &name, value),
+        Statement::Set { name, value, tag } => session::set(vars, &name, value, tag),
+        Statement::ResetAll => session::reset_all(vars),
         Statement::Show(name) => session::show(vars, &name),
         Statement::Transaction(kind) => Ok(Output::Transaction(kind)),
         Statement::NoOp(tag) => Ok(Output::command(tag)),
@@ -86,6 +116,9 @@ async fn dispatch(engine: &Engine, vars: &mut SessionVars, stmt: Statement) -> R
         Statement::ShowStreaming(kind) => show_streaming::handle(engine, kind),
         Statement::ShowCreateStreaming(kind, name) => show_streaming::show_create(engine, kind, &name),
         Statement::DropStreaming { kind, names, if_exists } => drop_streaming::handle(engine, kind, &names, if_exists).await,
+        Statement::AlterStreaming { kind, name, action } => alter_streaming::handle(engine, kind, &name, action).await,
+        Statement::ExplainContinuousQuery(cq) => explain_streaming::explain_create(engine, &cq).await,
+        Statement::ExplainStreaming(kind, name) => explain_streaming::explain_existing(engine, kind, &name),
     }
 }
 
@@ -99,11 +132,36 @@ pub fn result_schema(stmt: &Statement) -> Option<SchemaRef> {
         Statement::Show(name) => Some(session::show_schema(name)),
         Statement::ShowStreaming(kind) => Some(show_streaming::schema(*kind)),
         Statement::ShowCreateStreaming(..) => Some(show_streaming::show_create_schema()),
+        Statement::ExplainContinuousQuery(_) | Statement::ExplainStreaming(..) => Some(explain_streaming::schema()),
         _ => None,
     }
 }
 
 pub use crate::sql::table_key;
+
+/// The catalog entry of the sink or materialized view `name`: 42P01 when
+/// there is none, 42809 when `name` is another kind of relation.
+fn continuous_query_def(
+    engine: &Engine,
+    kind: crate::sql::StreamingKind,
+    name: &datafusion::sql::sqlparser::ast::ObjectName,
+) -> Result<crate::catalog::RelationDef, QueryError> {
+    use crate::catalog::RelationKind;
+    let wanted = match kind {
+        crate::sql::StreamingKind::MaterializedView => RelationKind::MaterializedView,
+        _ => RelationKind::Sink,
+    };
+    let key = table_key(name)?;
+    match engine.catalog.get(&key)? {
+        Some(def) if def.kind == wanted => Ok(def),
+        Some(def) => Err(QueryError::WrongObjectType(format!(
+            "'{key}' is a {}, not a {}",
+            def.kind.as_str().replace('_', " "),
+            kind.sql_name().to_lowercase()
+        ))),
+        None => Err(crate::error::CatalogError::UnknownRelation { kind: kind.sql_name().to_lowercase(), name: key }.into()),
+    }
+}
 
 pub(crate) fn text_schema(columns: &[&str]) -> SchemaRef {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};

@@ -158,7 +158,7 @@ async fn run_unguarded(engine: &Engine, vars: &SessionVars, plan: LogicalPlan) -
             .iter()
             .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>().map(|a| a.iter().flatten().sum::<u64>()))
             .sum::<u64>();
-        return Ok(Output::Command { tag: tag.to_string(), rows: Some(rows as usize) });
+        return Ok(Output::Command { tag: tag.to_string(), rows: Some(rows as usize), notices: Vec::new() });
     }
     let stream = df.execute_stream().await.map_err(|e| diagnose(engine, &scanned, temporal, e))?;
     let schema = stream.schema();

@@ -1,4 +1,4 @@
-//! `SET` and `SHOW`: the statements over the session's variables, which
+//! `SET`, `RESET` and `SHOW`: the statements over the session's variables, which
 //! `crate::session` keeps.
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -7,9 +7,14 @@ use super::{Output, text_batch, text_schema};
 use crate::error::QueryError;
 use crate::session::{self, SessionVars};
 
-pub fn set(vars: &mut SessionVars, name: &str, value: Option<String>) -> Result<Output, QueryError> {
+pub fn set(vars: &mut SessionVars, name: &str, value: Option<String>, tag: &str) -> Result<Output, QueryError> {
     session::set(vars, name, value)?;
-    Ok(Output::command("SET"))
+    Ok(Output::command(tag))
+}
+
+pub fn reset_all(vars: &mut SessionVars) -> Result<Output, QueryError> {
+    session::reset_all(vars);
+    Ok(Output::command("RESET"))
 }
 
 /// Column name of `SHOW name`'s single column, as PostgreSQL names it.

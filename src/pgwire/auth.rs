@@ -11,7 +11,7 @@ use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
 use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler};
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 const SCRAM_ITERATIONS: usize = 4096;
@@ -52,7 +52,20 @@ impl StartupHandler for Startup {
     {
         match self {
             Startup::Trust(h) => h.on_startup(client, message).await,
-            Startup::Scram(h) => h.on_startup(client, message).await,
+            Startup::Scram(h) => h.on_startup(client, message).await.map_err(|e| match e {
+                // pgwire names the user from SCRAM's client-first message,
+                // where libpq and most drivers leave it empty (the user is
+                // the start-up packet's): name the one the client logged in as.
+                PgWireError::InvalidPassword(_) => {
+                    let user = client.metadata().get("user").cloned().unwrap_or_default();
+                    PgWireError::UserError(Box::new(ErrorInfo::new(
+                        "FATAL".to_string(),
+                        "28P01".to_string(),
+                        format!("password authentication failed for user \"{user}\""),
+                    )))
+                }
+                other => other,
+            }),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Cancel requests: psql's Ctrl-C, JDBC's `Statement.cancel()`,
-//! `pg_cancel_backend` from a driver's cancel token.
+//! `pg_cancel_backend` from a driver's cancel token, and the session's
+//! `statement_timeout`.
 //!
 //! A client cancels by opening a second connection that carries only the
 //! process id and secret key it got at start-up (BackendKeyData). Those find
@@ -26,7 +27,7 @@ use futures::Stream;
 use futures::future::{FutureExt, Shared};
 use pgwire::api::ClientInfo;
 use pgwire::api::cancel::CancelHandler;
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
 use tokio::sync::oneshot;
 
@@ -95,7 +96,8 @@ impl Cancellers {
         if canceller.hung_up.load(Ordering::SeqCst) {
             canceller.hang_up();
         }
-        CancelSignal { rx: Some(rx.shared()) }
+        let deadline = crate::session::statement_timeout(client.metadata()).map(|t| tokio::time::Instant::now() + t);
+        CancelSignal { rx: Some(rx.shared()), deadline, timer: None }
     }
 
     /// `client`'s canceller, registered under its (process id, secret key)
@@ -130,19 +132,45 @@ impl CancelHandler for Cancellers {
     }
 }
 
-/// Fires when what it was made for is cancelled; never fires once the
-/// connection's next query has begun. Clones fire together.
-#[derive(Clone)]
+/// Fires when what it was made for is cancelled, by a cancel request, a
+/// hang-up or the session's `statement_timeout`; a cancel request never
+/// reaches it once the connection's next query has begun. Clones fire
+/// together.
 pub struct CancelSignal {
     rx: Option<Shared<oneshot::Receiver<()>>>,
+    /// When `statement_timeout` runs out, counted from the query's start.
+    deadline: Option<tokio::time::Instant>,
+    /// The timer for `deadline`, armed on first poll (a clone arms its own).
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Clone for CancelSignal {
+    fn clone(&self) -> Self {
+        CancelSignal { rx: self.rx.clone(), deadline: self.deadline, timer: None }
+    }
+}
+
+/// PostgreSQL's error when `statement_timeout` ends a statement.
+fn statement_timeout_error() -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        "57014".to_string(),
+        "canceling statement due to statement timeout".to_string(),
+    )))
 }
 
 impl CancelSignal {
-    /// Ready once cancelled (and from then on).
-    fn poll_cancelled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Ready with the error to report once cancelled (and from then on).
+    fn poll_cancelled(&mut self, cx: &mut Context<'_>) -> Poll<PgWireError> {
+        if let Some(deadline) = self.deadline {
+            let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(statement_timeout_error());
+            }
+        }
         let Some(rx) = self.rx.as_mut() else { return Poll::Pending };
         match Pin::new(rx).poll(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(()),
+            Poll::Ready(Ok(())) => Poll::Ready(PgWireError::QueryCanceled),
             // The sender was replaced or dropped: this statement can no
             // longer be cancelled.
             Poll::Ready(Err(_)) => {
@@ -160,7 +188,7 @@ impl CancelSignal {
             if let Poll::Ready(out) = work.as_mut().poll(cx) {
                 return Poll::Ready(Ok(out));
             }
-            self.poll_cancelled(cx).map(|()| Err(PgWireError::QueryCanceled))
+            self.poll_cancelled(cx).map(Err)
         })
         .await
     }
@@ -191,10 +219,10 @@ where
         if self.done {
             return Poll::Ready(None);
         }
-        if self.signal.poll_cancelled(cx).is_ready() {
+        if let Poll::Ready(error) = self.signal.poll_cancelled(cx) {
             // Dropping the rows' stream stops the query's work.
             self.done = true;
-            return Poll::Ready(Some(Err(PgWireError::QueryCanceled)));
+            return Poll::Ready(Some(Err(error)));
         }
         Pin::new(&mut self.rows).poll_next(cx)
     }
@@ -209,7 +237,7 @@ mod tests {
         let canceller = Arc::new(Canceller::default());
         let (tx, rx) = oneshot::channel();
         *lock(&canceller.current) = Some(tx);
-        (canceller, CancelSignal { rx: Some(rx.shared()) })
+        (canceller, CancelSignal { rx: Some(rx.shared()), deadline: None, timer: None })
     }
 
     #[tokio::test]
@@ -269,7 +297,7 @@ mod tests {
         let (tx, rx) = oneshot::channel();
         *lock(&canceller.current) = Some(tx);
         canceller.hang_up();
-        let mut later = CancelSignal { rx: Some(rx.shared()) };
+        let mut later = CancelSignal { rx: Some(rx.shared()), deadline: None, timer: None };
         assert!(matches!(later.race(std::future::pending::<()>()).await, Err(PgWireError::QueryCanceled)));
     }
 

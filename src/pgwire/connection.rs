@@ -36,6 +36,8 @@ use crate::session;
 pub struct Endpoint {
     pub handlers: Arc<Handlers>,
     pub tls: Option<TlsAcceptor>,
+    /// Refuse a startup packet that did not come over TLS (28000).
+    pub tls_required: bool,
     /// Whether clients log in with SCRAM (a password is configured).
     pub sasl: bool,
     pub authentication_timeout: Duration,
@@ -78,6 +80,7 @@ async fn run(socket: TcpStream, peer: SocketAddr, endpoint: &Endpoint, admission
     let Some(negotiated) = negotiated else {
         return Ok(());
     };
+    let encrypted = matches!(negotiated.get_ref(), MaybeTls::Tls(_));
     let mut conn = with_frame_check(negotiated, endpoint.sasl);
 
     let handlers = &endpoint.handlers;
@@ -97,6 +100,8 @@ async fn run(socket: TcpStream, peer: SocketAddr, endpoint: &Endpoint, admission
         if !authenticating && canceller.is_none() {
             conn.get_mut().authenticated();
             session::default_idle_session_timeout(conn.metadata_mut(), endpoint.idle_session_timeout);
+            let pid = conn.pid_and_secret_key().0;
+            conn.metadata_mut().insert(session::BACKEND_PID.to_string(), pid.to_string());
             canceller = Some(handlers.cancellers.connection(&conn));
         }
         let next = if authenticating {
@@ -130,6 +135,17 @@ async fn run(socket: TcpStream, peer: SocketAddr, endpoint: &Endpoint, admission
             // The client is leaving; some (asyncpg) wait for the server to
             // close first.
             PgWireFrontendMessage::Terminate(_) => return Ok(()),
+            // As PostgreSQL's `hostssl`: only the login needs TLS; a cancel
+            // request carries no session and is served either way.
+            PgWireFrontendMessage::Startup(startup) if endpoint.tls_required && !encrypted => {
+                let user = startup.parameters.get("user").map(String::as_str).unwrap_or_default();
+                tracing::info!(%peer, user, "refused: no TLS");
+                let message = format!(
+                    "connection without TLS refused for host \"{}\", user \"{user}\": this server requires TLS (sslmode=require)",
+                    peer.ip()
+                );
+                return send_fatal(&mut conn, "28000", &message).await;
+            }
             PgWireFrontendMessage::Startup(_) if admission == Admission::TooManyClients => {
                 tracing::info!(%peer, "refused: too many clients");
                 return send_fatal(&mut conn, "53300", "sorry, too many clients already").await;

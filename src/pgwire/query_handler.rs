@@ -95,7 +95,10 @@ impl QueryParser for WeirQueryParser {
 impl SimpleQueryHandler for WeirHandler {
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
-        C: ClientInfo + Unpin + Send + Sync,
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let statements = self.engine.parser.parse(query).map_err(|e| to_pg_error(&e))?;
         let mut responses = Vec::with_capacity(statements.len());
@@ -112,7 +115,13 @@ impl SimpleQueryHandler for WeirHandler {
                 None => Ok(work.await),
             };
             match result {
-                Ok(Ok(output)) => responses.push(to_response(output, &Format::UnifiedText, signal)),
+                Ok(Ok(output)) => {
+                    // Sent now, ahead of the responses pgwire writes once
+                    // every statement has run: right for the usual single
+                    // statement, early for a later one of several.
+                    send_notices(client, notices_of(&output)).await?;
+                    responses.push(to_response(output, &Format::UnifiedText, signal))
+                }
                 // Like PostgreSQL: earlier results stand, later statements do not run.
                 Ok(Err(e)) => {
                     responses.push(Response::Error(Box::new(error_info(&e))));
@@ -211,10 +220,34 @@ impl ExtendedQueryHandler for WeirHandler {
             None => (handler::execute(&self.engine, client.metadata_mut(), prepared.statement.clone()).await, None),
         };
         match result {
-            Ok(output) => Ok(to_response(output, &portal.result_column_format, signal)),
+            Ok(output) => {
+                send_notices(client, notices_of(&output)).await?;
+                Ok(to_response(output, &portal.result_column_format, signal))
+            }
             Err(e) => Err(to_pg_error(&e)),
         }
     }
+}
+
+/// The notices a statement left (`IF NOT EXISTS` that skipped).
+fn notices_of(output: &Output) -> Vec<handler::Notice> {
+    match output {
+        Output::Command { notices, .. } => notices.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// Feeds `notices` to the client, ahead of the statement's command tag.
+async fn send_notices<C>(client: &mut C, notices: Vec<handler::Notice>) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for notice in notices {
+        let info = ErrorInfo::new("NOTICE".to_string(), notice.code.to_string(), notice.message);
+        client.feed(PgWireBackendMessage::NoticeResponse(info.into())).await?;
+    }
+    Ok(())
 }
 
 /// Most rows one Execute returns from a portal; a larger limit is served in
@@ -280,7 +313,7 @@ fn to_response(output: Output, format: &Format, signal: Option<CancelSignal>) ->
                 None => Response::Query(QueryResponse::new(fields, rows)),
             }
         }
-        Output::Command { tag, rows } => {
+        Output::Command { tag, rows, .. } => {
             let mut t = Tag::new(&tag);
             if tag == "INSERT" {
                 t = t.with_oid(0);

@@ -3,7 +3,8 @@
 
 use datafusion::sql::parser::{CreateExternalTable, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{
-    Expr, ObjectName, ObjectType, Set, ShowCreateObject, Statement as SqlStatement, Value, ValueWithSpan,
+    Expr, ObjectName, ObjectType, Reset, ResetStatement, Set, ShowCreateObject, Statement as SqlStatement, Value,
+    ValueWithSpan,
 };
 
 use crate::error::QueryError;
@@ -23,7 +24,11 @@ pub enum Statement {
     Set {
         name: String,
         value: Option<String>,
+        /// `SET` or `RESET`: the command tag.
+        tag: &'static str,
     },
+    /// `RESET ALL`. (`RESET name` is `Set` with no value.)
+    ResetAll,
     /// `SHOW name`; `all` for `SHOW ALL`.
     Show(String),
     Transaction(TransactionKind),
@@ -41,6 +46,16 @@ pub enum Statement {
         kind: super::StreamingKind,
         names: Vec<ObjectName>,
         if_exists: bool,
+    },
+    /// `EXPLAIN CREATE SINK | MATERIALIZED VIEW ...`: planned, not created.
+    ExplainContinuousQuery(super::CreateContinuousQuery),
+    /// `EXPLAIN SINK | MATERIALIZED VIEW name`: the plan it runs.
+    ExplainStreaming(super::StreamingKind, ObjectName),
+    /// `ALTER SINK | MATERIALIZED VIEW name PAUSE | RESUME | SET (...)`.
+    AlterStreaming {
+        kind: super::StreamingKind,
+        name: ObjectName,
+        action: super::AlterAction,
     },
 }
 
@@ -68,6 +83,10 @@ pub fn classify(stmt: SqlStatement) -> Result<Statement, QueryError> {
             return Err(QueryError::Unsupported(format!("DROP {object_type}")));
         }
         SqlStatement::Set(set) => classify_set(set)?,
+        SqlStatement::Reset(ResetStatement { reset: Reset::ALL }) => Statement::ResetAll,
+        SqlStatement::Reset(ResetStatement { reset: Reset::ConfigurationParameter(name) }) => {
+            Statement::Set { name: name.to_string().trim_matches('"').to_string(), value: None, tag: "RESET" }
+        }
         SqlStatement::ShowVariable { variable } => {
             Statement::Show(variable.iter().map(|i| i.value.to_ascii_lowercase()).collect::<Vec<_>>().join(" "))
         }
@@ -115,13 +134,15 @@ fn classify_set(set: Set) -> Result<Statement, QueryError> {
                 [Expr::Identifier(id)] if id.value.eq_ignore_ascii_case("default") => None,
                 _ => Some(values.iter().map(expr_text).collect::<Vec<_>>().join(", ")),
             };
-            Statement::Set { name, value }
+            Statement::Set { name, value, tag: "SET" }
         }
-        Set::SetTimeZone { value, .. } => Statement::Set { name: "TimeZone".into(), value: Some(expr_text(&value)) },
+        Set::SetTimeZone { value, .. } => {
+            Statement::Set { name: "TimeZone".into(), value: Some(expr_text(&value)), tag: "SET" }
+        }
         Set::SetNames { charset_name, .. } => {
-            Statement::Set { name: "client_encoding".into(), value: Some(charset_name.to_string()) }
+            Statement::Set { name: "client_encoding".into(), value: Some(charset_name.to_string()), tag: "SET" }
         }
-        Set::SetNamesDefault {} => Statement::Set { name: "client_encoding".into(), value: None },
+        Set::SetNamesDefault {} => Statement::Set { name: "client_encoding".into(), value: None, tag: "SET" },
         // SET TRANSACTION / SET SESSION CHARACTERISTICS / SET ROLE...: no-ops,
         // like the transactions they qualify.
         _ => Statement::NoOp("SET"),

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use datafusion::sql::sqlparser::ast::{Expr, Ident, Query, SelectItem, SetExpr, Statement};
+use datafusion::sql::sqlparser::ast::{Expr, Ident, Query, Select, SelectItem, SetExpr, Statement, TableFactor};
 
 pub fn name_like_postgres(stmt: &mut Statement) {
     if let Statement::Query(query) = stmt {
@@ -13,8 +13,52 @@ pub fn name_like_postgres(stmt: &mut Statement) {
     }
 }
 
+/// Names the columns of `query`'s result and of every query whose result
+/// becomes rows of it: CTEs, subqueries in FROM, each branch of a UNION
+/// (the first one's names head the result, as in PostgreSQL).
 fn name_query(query: &mut Query) {
-    let SetExpr::Select(select) = query.body.as_mut() else { return };
+    if let Some(with) = query.with.as_mut() {
+        for cte in &mut with.cte_tables {
+            name_query(&mut cte.query);
+        }
+    }
+    name_body(query.body.as_mut());
+}
+
+fn name_body(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => {
+            for table in &mut select.from {
+                name_derived(&mut table.relation);
+                for join in &mut table.joins {
+                    name_derived(&mut join.relation);
+                }
+            }
+            name_select(select);
+        }
+        SetExpr::Query(query) => name_query(query),
+        SetExpr::SetOperation { left, right, .. } => {
+            name_body(left);
+            name_body(right);
+        }
+        _ => {}
+    }
+}
+
+fn name_derived(relation: &mut TableFactor) {
+    match relation {
+        TableFactor::Derived { subquery, .. } => name_query(subquery),
+        TableFactor::NestedJoin { table_with_joins, .. } => {
+            name_derived(&mut table_with_joins.relation);
+            for join in &mut table_with_joins.joins {
+                name_derived(&mut join.relation);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn name_select(select: &mut Select) {
     // DataFusion rejects duplicate output names, which PostgreSQL allows
     // (`select 1, 2`); a name already taken is left to DataFusion.
     let mut taken: HashSet<String> = select.projection.iter().filter_map(explicit_name).collect();
@@ -80,5 +124,21 @@ mod tests {
         assert_eq!(rewritten("SELECT a::TEXT FROM t"), r#"SELECT a::TEXT AS "a" FROM t"#);
         assert_eq!(rewritten("SELECT 1, 2"), r#"SELECT 1 AS "?column?", 2"#);
         assert_eq!(rewritten("SELECT sum(x) AS s, max(x) FROM t"), r#"SELECT sum(x) AS s, max(x) AS "max" FROM t"#);
+    }
+
+    #[test]
+    fn subqueries_ctes_and_unions_are_named_too() {
+        assert_eq!(
+            rewritten("SELECT * FROM (SELECT count(DISTINCT t.id) FROM t) s"),
+            r#"SELECT * FROM (SELECT count(DISTINCT t.id) AS "count" FROM t) s"#
+        );
+        assert_eq!(
+            rewritten("SELECT count(DISTINCT t.id) FROM t UNION ALL SELECT 1"),
+            r#"SELECT count(DISTINCT t.id) AS "count" FROM t UNION ALL SELECT 1 AS "?column?""#
+        );
+        assert_eq!(
+            rewritten("WITH c AS (SELECT max(x) FROM t) SELECT * FROM c"),
+            r#"WITH c AS (SELECT max(x) AS "max" FROM t) SELECT * FROM c"#
+        );
     }
 }

@@ -12,7 +12,7 @@ pub mod streaming;
 
 pub use classify::{Statement, TransactionKind};
 pub use parser::Parser;
-pub use streaming::{CreateContinuousQuery, CreateStream, Options, SinkTarget, StreamingKind};
+pub use streaming::{AlterAction, CreateContinuousQuery, CreateStream, Options, SinkTarget, StreamingKind};
 
 /// The catalog key of a table name: the last identifier, normalised like
 /// DataFusion does (unquoted → lower case). Only `weir.public` is valid as

@@ -63,7 +63,6 @@ impl Parser {
                 | ["CREATE", "OR", "REPLACE", "EXTERNAL"]
                 | ["COPY", ..]
                 | ["EXPLAIN", "COPY", ..]
-                | ["RESET", ..]
         );
         if words.first() == Some(&"COPY")
             && tokens.iter().any(|t| matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && (w.value.eq_ignore_ascii_case("stdout") || w.value.eq_ignore_ascii_case("stdin"))))
@@ -78,9 +77,31 @@ impl Parser {
         }
         let rewritten = self.client_compat.rewrite(&tokens);
         let text = rewritten.as_deref().unwrap_or(text);
+        let named = mentions_current_user(&tokens).then(|| named_before_rewrites(text)).flatten();
+        let text = named.as_deref().unwrap_or(text);
         let parsed = self.compat.parse(text).map_err(|e| QueryError::Syntax(strip_parser_prefix(e.to_string())))?;
         parsed.into_iter().map(classify).collect()
     }
+}
+
+/// Whether the statement says `current_user`, which datafusion-pg-catalog's
+/// rewrites turn into `session_user` before weir names the columns.
+fn mentions_current_user(tokens: &[TokenWithSpan]) -> bool {
+    tokens.iter().any(
+        |t| matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("current_user")),
+    )
+}
+
+/// The statement with its result columns named as PostgreSQL names them,
+/// fixed before the rewrites can rename what they are named after
+/// (`SELECT current_user` is headed `current_user`); `None` if it does not
+/// parse here (the usual path then reports the error).
+fn named_before_rewrites(text: &str) -> Option<String> {
+    let mut statements = datafusion::sql::sqlparser::parser::Parser::parse_sql(&PostgreSqlDialect {}, text).ok()?;
+    for statement in &mut statements {
+        super::column_names::name_like_postgres(statement);
+    }
+    Some(statements.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
 }
 
 fn classify_df(stmt: DFStatement, parser: &Parser) -> Result<Statement, QueryError> {

@@ -7,6 +7,9 @@
 //! SHOW STREAMS | SINKS | MATERIALIZED VIEWS
 //! SHOW CREATE STREAM | SINK | MATERIALIZED VIEW name
 //! DROP STREAM | SINK | MATERIALIZED VIEW [IF EXISTS] name, ...
+//! ALTER SINK | MATERIALIZED VIEW name PAUSE | RESUME | SET (k = v, ...)
+//! EXPLAIN CREATE SINK | MATERIALIZED VIEW ...
+//! EXPLAIN SINK | MATERIALIZED VIEW name
 //! ```
 //!
 //! Column definitions, expressions and queries are parsed by sqlparser's own
@@ -77,6 +80,46 @@ pub struct CreateContinuousQuery {
     pub text: String,
 }
 
+/// What `ALTER SINK | MATERIALIZED VIEW name ...` does to a running query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlterAction {
+    /// Stops the query after its last committed epoch; it stays stopped
+    /// across restarts until RESUME.
+    Pause,
+    /// Runs a paused (or failed) query again from its last commit.
+    Resume,
+    /// Changes options that do not change what the query computes.
+    Set(Options),
+}
+
+impl CreateContinuousQuery {
+    /// The statement as weir stores it, with `options` as its options: the
+    /// definition an `ALTER ... SET` records.
+    pub fn render(&self, options: &Options) -> String {
+        let head = match &self.target {
+            SinkTarget::Table(table) => format!("CREATE SINK {} INTO {table}", self.name),
+            SinkTarget::Kafka(kafka) => format!("CREATE SINK {} INTO KAFKA ({})", self.name, render_options(kafka)),
+            SinkTarget::OwnTable => format!("CREATE MATERIALIZED VIEW {}", self.name),
+        };
+        match options.is_empty() {
+            true => format!("{head} AS {}", self.query),
+            false => format!("{head} AS {} WITH ({})", self.query, render_options(options)),
+        }
+    }
+}
+
+/// `key = 'value', ...`, as `parse_option_list` reads it back.
+fn render_options(options: &Options) -> String {
+    let key = |k: &str| {
+        let plain = k.split('.').all(|part| {
+            part.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        });
+        if plain { k.to_string() } else { format!("'{}'", k.replace('\'', "''")) }
+    };
+    options.iter().map(|(k, v)| format!("{} = '{}'", key(k), v.replace('\'', "''"))).collect::<Vec<_>>().join(", ")
+}
+
 /// Recognises the statements above from their leading words; `None` means
 /// "not a streaming statement".
 pub fn parse(words: &[&str], tokens: &[TokenWithSpan], text: &str) -> Option<Result<super::Statement, QueryError>> {
@@ -119,6 +162,60 @@ pub fn parse(words: &[&str], tokens: &[TokenWithSpan], text: &str) -> Option<Res
                 Ok(())
             })
             .map(|()| S::ShowStreaming(k))
+        }
+        ["EXPLAIN", "CREATE", rest @ ..] => {
+            let k = kind(rest)?;
+            if k == StreamingKind::Stream {
+                return Some(Err(QueryError::Unsupported("EXPLAIN CREATE STREAM".into())));
+            }
+            // The same statement without the leading EXPLAIN.
+            let first = tokens.iter().position(|t| !matches!(t.token, Token::Whitespace(_)))?;
+            let rest = &tokens[first + 1..];
+            let (head, trailing) = split_trailing_with(rest);
+            let trailing = match trailing.map(|t| run(&t, parse_with)).transpose() {
+                Ok(t) => t.flatten(),
+                Err(e) => return Some(Err(e)),
+            };
+            run(&head, |p| create_query(p, k, text, trailing)).map(S::ExplainContinuousQuery)
+        }
+        ["EXPLAIN", rest @ ..] => {
+            let k = kind(rest)?;
+            if k == StreamingKind::Stream {
+                return Some(Err(QueryError::Unsupported(
+                    "EXPLAIN STREAM (DESCRIBE shows a stream's columns, SHOW CREATE STREAM its definition)".into(),
+                )));
+            }
+            run(tokens, |p| {
+                p.expect_keyword(Keyword::EXPLAIN)?;
+                skip_kind(p, k)?;
+                p.parse_object_name(false)
+            })
+            .map(|name| S::ExplainStreaming(k, name))
+        }
+        ["ALTER", rest @ ..] => {
+            let k = kind(rest)?;
+            if k == StreamingKind::Stream {
+                return Some(Err(QueryError::Unsupported("ALTER STREAM (drop and create the stream again)".into())));
+            }
+            run(tokens, |p| {
+                p.expect_keyword(Keyword::ALTER)?;
+                skip_kind(p, k)?;
+                let name = p.parse_object_name(false)?;
+                let action = if peek_word(p, "PAUSE") {
+                    p.next_token();
+                    AlterAction::Pause
+                } else if peek_word(p, "RESUME") {
+                    p.next_token();
+                    AlterAction::Resume
+                } else if p.parse_keyword(Keyword::SET) {
+                    AlterAction::Set(parse_option_list(p)?)
+                } else {
+                    let found = p.peek_token().token;
+                    return Err(ParserError::ParserError(format!("expected PAUSE, RESUME or SET (...), found {found}")));
+                };
+                Ok((name, action))
+            })
+            .map(|(name, action)| S::AlterStreaming { kind: k, name, action })
         }
         ["DROP", rest @ ..] => {
             let k = kind(rest)?;

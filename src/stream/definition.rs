@@ -166,14 +166,29 @@ impl StreamDef {
         };
 
         let value_schema = match connector {
+            // Spark's rate source: fixed columns, which may be declared
+            // (as written out by SHOW CREATE, or to be explicit) or left out;
+            // a WATERMARK FOR "timestamp" needs no columns beside it.
             Connector::Generator => {
+                let fixed = crate::source::generator::schema();
                 if !ddl.columns.is_empty() {
-                    return Err(QueryError::InvalidOptionValue {
-                        option: "connector".into(),
-                        reason: "a generator stream has the fixed columns (timestamp, value); declare none".into(),
-                    });
+                    let declared = declared_schema(ctx, &ddl.columns).await?;
+                    let same = declared.fields().len() == fixed.fields().len()
+                        && declared
+                            .fields()
+                            .iter()
+                            .zip(fixed.fields())
+                            .all(|(d, f)| d.name() == f.name() && d.data_type() == f.data_type());
+                    if !same {
+                        return Err(QueryError::InvalidOptionValue {
+                            option: "connector".into(),
+                            reason: "a generator stream has the fixed columns (\"timestamp\" TIMESTAMP, value BIGINT): declare those or none \
+                                     (an event time needs no columns: CREATE STREAM s (WATERMARK FOR \"timestamp\" AS \"timestamp\" - INTERVAL '1 second') WITH (connector = 'generator'))"
+                                .into(),
+                        });
+                    }
                 }
-                crate::source::generator::schema()
+                fixed
             }
             // Declared columns pick Nexmark fields by name (checked when the
             // source is built); none declared means all of the table's.

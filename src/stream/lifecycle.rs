@@ -15,6 +15,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::Schema;
 
 use super::definition::{Connector, OnError};
+use super::progress::Dormant;
 use super::{QueryOptions, Status, StreamDef, StreamManager, runner};
 use crate::catalog::{QueryStatusRow, RelationDef, RelationKind, tables};
 use crate::error::{CatalogError, QueryError};
@@ -45,7 +46,7 @@ impl StreamManager {
     /// `CREATE SINK` / `CREATE MATERIALIZED VIEW`: plans the query, records
     /// it and starts it.
     pub async fn create_query(&self, name: &str, cq: &CreateContinuousQuery) -> Result<(), QueryError> {
-        self.start_query(name, cq, None, false).await
+        self.start_query(name, cq, None, None).await
     }
 
     /// `DROP STREAM`: refused while a continuous query reads the stream.
@@ -93,10 +94,15 @@ impl StreamManager {
                     }
                 }
                 (RelationKind::Sink | RelationKind::MaterializedView, Ok(Some(Statement::CreateContinuousQuery(cq)))) => {
-                    // An available_now query that finished is not run again.
-                    let finished =
-                        statuses.iter().any(|s| s.query == def.name && Status::parse(&s.status) == Some(Status::Finished));
-                    self.start_query(&def.name, &cq, Some(&def), finished).await
+                    // An available_now query that finished is not run again,
+                    // nor is a paused one; each shows its last committed
+                    // batch, as before the restart.
+                    let status = statuses.iter().find(|s| s.query == def.name).and_then(|s| Status::parse(&s.status));
+                    let dormant = match status {
+                        Some(status @ (Status::Finished | Status::Paused)) => Some(self.dormant(&def.name, status).await?),
+                        _ => None,
+                    };
+                    self.start_query(&def.name, &cq, Some(&def), dormant).await
                 }
                 (_, Err(e)) => Err(e),
                 _ => Err(QueryError::Unsupported(format!("stored definition of '{}'", def.name))),
@@ -147,14 +153,63 @@ impl StreamManager {
 
     /// Plans, (unless restoring) records, and starts a continuous query. At
     /// restore `restored` is the catalog's definition, which is not
-    /// recorded again, and `finished` says the catalog saw it finish.
-    async fn start_query(
+    /// recorded again, and `dormant` registers it without running it
+    /// (finished before the restart, or paused).
+    pub(super) async fn start_query(
         &self,
         name: &str,
         cq: &CreateContinuousQuery,
         restored: Option<&RelationDef>,
-        finished: bool,
+        dormant: Option<Dormant>,
     ) -> Result<(), QueryError> {
+        let Planned { kind, target, location, spec } = self.plan_query(name, cq, restored).await?;
+        let late_table = format!("{name}_late");
+        if spec.late_dir.is_some() {
+            // `<query>_late`: rows that arrived after the watermark passed them.
+            self.create_owned_table(&late_table, &spec.stream().spec.schema).await?;
+        }
+        // A view's own table: queryable by the view's name.
+        let mut table: Option<Arc<dyn datafusion::catalog::TableProvider>> = None;
+        if let Target::View { dir, versions } = &spec.target {
+            self.warehouse.create_dir(dir)?;
+            let file_schema = crate::sink::ParquetSink::new(dir, name, &spec.target_schema, crate::sink::Roll::default())
+                .file_schema()
+                .clone();
+            table = Some(match versions {
+                // update / complete: readers see one committed version at a time.
+                Some(current) => {
+                    Arc::new(super::versioned::VersionedTable { schema: file_schema, current: current.clone() })
+                }
+                None => tables::parquet_dir_table(dir, file_schema)?,
+            });
+        }
+        match (restored, table) {
+            (None, table) => {
+                let record = RelationDef {
+                    name: name.to_string(),
+                    kind,
+                    definition: cq.text.clone(),
+                    location,
+                    format: "PARQUET".into(),
+                    partition_columns: Vec::new(),
+                };
+                self.catalog.create(record, table).await?;
+            }
+            (Some(_), Some(table)) => self.catalog.attach(name, table)?,
+            (Some(_), None) => {}
+        }
+        self.start(kind, target, spec, dormant)
+    }
+
+    /// Checks and plans a continuous query without side effects: where its
+    /// rows go and the spec a runner runs. CREATE, restore, ALTER and
+    /// EXPLAIN all plan through here.
+    pub(super) async fn plan_query(
+        &self,
+        name: &str,
+        cq: &CreateContinuousQuery,
+        restored: Option<&RelationDef>,
+    ) -> Result<Planned, QueryError> {
         let options = QueryOptions::parse(cq)?;
         // What SHOW lists as the target, where the catalog says the output
         // lands, and the typed target the sink is opened from.
@@ -205,45 +260,10 @@ impl StreamManager {
                 (RelationKind::MaterializedView, name.to_string(), location, Target::View { dir, versions: None })
             }
         };
-        let late_table = format!("{name}_late");
-        let late_dir = self.owned_dir(&late_table)?;
+        let late_dir = self.owned_dir(&format!("{name}_late"))?;
         let error_dirs = |stream: &StreamDef| self.owned_dir(&format!("{}_errors", stream.name)).ok();
         let spec = self.prepare(name, &cq.query, options, sink_target, error_dirs, Some(late_dir)).await?;
-        if spec.late_dir.is_some() {
-            // `<query>_late`: rows that arrived after the watermark passed them.
-            self.create_owned_table(&late_table, &spec.stream().spec.schema).await?;
-        }
-        // A view's own table: queryable by the view's name.
-        let mut table: Option<Arc<dyn datafusion::catalog::TableProvider>> = None;
-        if let Target::View { dir, versions } = &spec.target {
-            self.warehouse.create_dir(dir)?;
-            let file_schema = crate::sink::ParquetSink::new(dir, name, &spec.target_schema, crate::sink::Roll::default())
-                .file_schema()
-                .clone();
-            table = Some(match versions {
-                // update / complete: readers see one committed version at a time.
-                Some(current) => {
-                    Arc::new(super::versioned::VersionedTable { schema: file_schema, current: current.clone() })
-                }
-                None => tables::parquet_dir_table(dir, file_schema)?,
-            });
-        }
-        match (restored, table) {
-            (None, table) => {
-                let record = RelationDef {
-                    name: name.to_string(),
-                    kind,
-                    definition: cq.text.clone(),
-                    location,
-                    format: "PARQUET".into(),
-                    partition_columns: Vec::new(),
-                };
-                self.catalog.create(record, table).await?;
-            }
-            (Some(_), Some(table)) => self.catalog.attach(name, table)?,
-            (Some(_), None) => {}
-        }
-        self.start(kind, target, spec, finished)
+        Ok(Planned { kind, target, location, spec })
     }
 
     /// The directory of the weir-owned table `name`: where the catalog
@@ -275,6 +295,15 @@ impl StreamManager {
         self.warehouse.create_dir(&dir)?;
         self.catalog.create_owned(&self.shared.state(), name, &dir, schema).await
     }
+}
+
+/// A continuous query checked and planned: what SHOW lists as its target,
+/// where the catalog says its output lands, and what the runner runs.
+pub(super) struct Planned {
+    pub kind: RelationKind,
+    pub target: String,
+    pub location: String,
+    pub spec: super::QuerySpec,
 }
 
 /// The directory a catalog entry recorded (locations of directories end

@@ -4,6 +4,10 @@
 //! * `lifecycle`: the one owner of a stream's and a query's life: create,
 //!   persist, start, drop and restore, with the directories the catalog
 //!   recorded.
+//! * `operate`: PAUSE, RESUME and SET on a running query, keeping its
+//!   progress.
+//! * `explain`: EXPLAIN of a continuous query: operator, state, watermarks,
+//!   the plan per chunk.
 //! * `definition`: CREATE STREAM / SINK / MATERIALIZED VIEW checked into typed values.
 //! * `planning`: a query planned once by DataFusion over chunk tables (the
 //!   current micro-batch of each stream), its shape checked.
@@ -36,9 +40,11 @@ pub mod aligned;
 mod commit;
 pub mod definition;
 mod epoch;
+pub mod explain;
 pub mod inputs;
 pub mod join;
 pub mod lifecycle;
+pub mod operate;
 mod operator;
 pub mod planning;
 pub mod progress;
@@ -59,7 +65,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use datafusion::arrow::compute::can_cast_types;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::prelude::SessionContext;
 use tokio::sync::watch;
@@ -216,9 +221,10 @@ impl StreamManager {
         let (inputs, join) = match read.as_slice() {
             [one] => (vec![one.clone()], None),
             [] => {
-                return Err(QueryError::Unsupported(format!(
-                    "continuous query '{name}' reads no stream (a continuous query reads exactly one stream; to copy tables use INSERT INTO ... SELECT)"
-                )));
+                return Err(QueryError::UnsupportedWithHint {
+                    what: format!("a continuous query ('{name}') that reads no stream"),
+                    hint: "a continuous query reads one stream, or two (joined with a time bound, or combined window by window); to copy tables use INSERT INTO ... SELECT".into(),
+                });
             }
             [a, b] if aligned.is_some() => (vec![a.clone(), b.clone()], None),
             [_, _] => {
@@ -230,9 +236,10 @@ impl StreamManager {
                 }
             }
             _ => {
-                return Err(QueryError::Unsupported(format!(
-                    "continuous query '{name}' reads more than two streams (a continuous query joins at most two)"
-                )));
+                return Err(QueryError::UnsupportedWithHint {
+                    what: format!("a continuous query ('{name}') over more than two streams"),
+                    hint: "a continuous query reads one stream, or two (joined with a time bound, or combined window by window)".into(),
+                });
             }
         };
         let stream = inputs[0].clone();
@@ -296,7 +303,7 @@ impl StreamManager {
         if shape.session_gap.is_some() && matches!(target, Target::Kafka(_)) && output_mode != OutputMode::Append {
             // Merging sessions changes a group's key; a topic keeps the old one.
             return Err(QueryError::UnsupportedWithHint {
-                what: format!("SESSION windows in a Kafka sink with output_mode '{}'", output_mode.name()),
+                what: format!("a SESSION window in a Kafka sink with output_mode '{}'", output_mode.name()),
                 hint: "sessions that merge change their window bounds, which are part of the record key, and the old record would stay in the topic: use output_mode 'append' (each session written once, when it closes)".into(),
             });
         }
@@ -369,14 +376,29 @@ impl StreamManager {
         })
     }
 
-    /// Starts (or, for a finished query after a restart, only records) a
+    /// Starts (or, for a finished or paused query, only registers) a
     /// continuous query.
-    pub fn start(&self, kind: RelationKind, target: String, spec: QuerySpec, finished: bool) -> Result<(), QueryError> {
+    pub fn start(
+        &self,
+        kind: RelationKind,
+        target: String,
+        spec: QuerySpec,
+        dormant: Option<progress::Dormant>,
+    ) -> Result<(), QueryError> {
         let state = progress::new_state();
         let (stop, stop_rx) = watch::channel(false);
-        let task = if finished {
+        let task = if let Some(dormant) = dormant {
             if let Ok(mut s) = state.lock() {
-                s.status = Status::Finished;
+                s.status = dormant.status;
+                s.last_batch_id = dormant.last_batch_id;
+            }
+            // No runner recovers the view's current version: point readers
+            // at the committed one here.
+            if let (crate::sink::Target::View { versions: Some(pointer), .. }, Some(version)) =
+                (&spec.target, dormant.version)
+                && let Ok(mut current) = pointer.write()
+            {
+                *current = Some(version);
             }
             None
         } else {
@@ -461,8 +483,10 @@ pub fn trigger_name(trigger: Trigger) -> String {
     }
 }
 
-/// A sink's output must fit its table: same number of columns, each
-/// castable to the table's type.
+/// A sink's output must fit its table: same number of columns, matched by
+/// position, each assignable to the table's type as PostgreSQL's INSERT
+/// would allow (`types::assignable`), so a mismatch is refused here rather
+/// than failing every epoch at run time.
 fn check_compatible(output: &Schema, target: &Schema) -> Result<(), QueryError> {
     if output.fields().len() != target.fields().len() {
         return Err(QueryError::DatatypeMismatch(format!(
@@ -473,13 +497,14 @@ fn check_compatible(output: &Schema, target: &Schema) -> Result<(), QueryError> 
         )));
     }
     for (o, t) in output.fields().iter().zip(target.fields()) {
-        if !can_cast_types(o.data_type(), t.data_type()) {
+        if !crate::types::assignable(o.data_type(), t.data_type()) {
             return Err(QueryError::DatatypeMismatch(format!(
-                "column {} of the query is {} but the table's column '{}' is {}",
-                o.name(),
-                crate::types::sql_type_name(o.data_type()),
+                "the table's column '{}' is {} but the query's column in that position, '{}', is {} \
+                 (columns match by position: reorder the SELECT list, or CAST the value)",
                 t.name(),
-                crate::types::sql_type_name(t.data_type())
+                crate::types::sql_type_name(t.data_type()),
+                o.name(),
+                crate::types::sql_type_name(o.data_type())
             )));
         }
     }

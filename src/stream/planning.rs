@@ -307,14 +307,14 @@ pub fn check_shape(plan: &LogicalPlan) -> Result<Shape, QueryError> {
                 aggregates += 1;
                 None
             }
-            LogicalPlan::Window(_) => Some("window functions (OVER)"),
+            LogicalPlan::Window(_) => Some("a window function (OVER)"),
             LogicalPlan::Sort(_) => Some("ORDER BY"),
             LogicalPlan::Limit(_) => Some("LIMIT / OFFSET"),
             // Each chunk runs the plan again: rows that come from tables
             // alone (a UNION branch, the kept side of an outer join) would
             // be written again for every chunk.
             LogicalPlan::Union(u) if !u.inputs.iter().all(|i| reads_stream(i)) => {
-                Some("UNION of a stream with rows of tables or VALUES")
+                Some("a UNION of a stream with rows of tables or VALUES")
             }
             LogicalPlan::Join(j) => {
                 use datafusion::logical_expr::JoinType::*;

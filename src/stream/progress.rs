@@ -23,6 +23,9 @@ pub enum Status {
     Failed,
     /// A `once` / `available_now` query that processed everything.
     Finished,
+    /// Paused by `ALTER ... PAUSE` after its last committed epoch; stays so
+    /// across restarts until `ALTER ... RESUME`.
+    Paused,
     Stopped,
 }
 
@@ -34,6 +37,7 @@ impl Status {
             Status::Retrying => "retrying",
             Status::Failed => "failed",
             Status::Finished => "finished",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -45,6 +49,7 @@ impl Status {
             "retrying" => Status::Retrying,
             "failed" => Status::Failed,
             "finished" => Status::Finished,
+            "paused" => Status::Paused,
             "stopped" => Status::Stopped,
             _ => return None,
         })
@@ -61,6 +66,17 @@ pub struct QueryState {
 }
 
 pub type SharedState = Arc<Mutex<QueryState>>;
+
+/// A query registered without running it: finished (an available_now query
+/// that ended before a restart) or paused. It shows its last committed
+/// batch, as it did while it ran.
+pub struct Dormant {
+    pub status: Status,
+    pub last_batch_id: Option<i64>,
+    /// The committed version of an update / complete view, which readers
+    /// keep seeing while no runner publishes one.
+    pub version: Option<std::path::PathBuf>,
+}
 
 pub fn new_state() -> SharedState {
     Arc::new(Mutex::new(QueryState { status: Status::Starting, error: None, last_batch_id: None }))

@@ -64,11 +64,28 @@ pub(super) fn fatal(e: datafusion::error::DataFusionError) -> RunError {
     RunError::Fatal(QueryError::from(e).message())
 }
 
+/// How many attempts in a row may fail with the same error, without an
+/// epoch committed in between, before the query is marked failed: with the
+/// backoff below that is about two and a half minutes of retrying, enough
+/// to ride out a broker restart, and a fault that stays (a full disk, a
+/// dropped topic) ends in `failed` with its reason instead of `retrying`
+/// forever.
+pub const MAX_SAME_FAILURES: u32 = 10;
+
 /// Runs `spec` until it finishes, fails, or `stop` turns true.
 pub async fn run(spec: QuerySpec, store: AsyncStore, files: Files, state: SharedState, mut stop: watch::Receiver<bool>) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let mut same_failures = 0;
+    let mut last_failure: Option<String> = None;
     loop {
+        let committed_before = last_batch_id(&state);
         let outcome = attempt(&spec, &store, &files, &state, &mut stop).await;
+        if last_batch_id(&state) != committed_before {
+            // Progress since the last failure: this is a new run of bad luck.
+            backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+            same_failures = 0;
+            last_failure = None;
+        }
         let (status, error) = match outcome {
             Ok(Ended::Stopped) => {
                 set(&state, Status::Stopped, None);
@@ -76,6 +93,9 @@ pub async fn run(spec: QuerySpec, store: AsyncStore, files: Files, state: Shared
             }
             Ok(Ended::Finished) => (Status::Finished, None),
             Err(RunError::Fatal(msg)) => (Status::Failed, Some(msg)),
+            Err(RunError::Transient(msg)) if gives_up(&mut same_failures, &mut last_failure, &msg) => {
+                (Status::Failed, Some(format!("gave up after {MAX_SAME_FAILURES} attempts in a row failed with: {msg}")))
+            }
             Err(RunError::Transient(msg)) => {
                 tracing::warn!(query = %spec.name, "retrying: {msg}");
                 set(&state, Status::Retrying, Some(msg));
@@ -99,6 +119,22 @@ pub async fn run(spec: QuerySpec, store: AsyncStore, files: Files, state: Shared
         }
         return;
     }
+}
+
+/// Counts a transient failure; true once [`MAX_SAME_FAILURES`] in a row
+/// have had the same message.
+fn gives_up(same_failures: &mut u32, last_failure: &mut Option<String>, msg: &str) -> bool {
+    if last_failure.as_deref() == Some(msg) {
+        *same_failures += 1;
+    } else {
+        *same_failures = 1;
+        *last_failure = Some(msg.to_string());
+    }
+    *same_failures >= MAX_SAME_FAILURES
+}
+
+fn last_batch_id(state: &SharedState) -> Option<i64> {
+    state.lock().ok().and_then(|s| s.last_batch_id)
 }
 
 fn set(state: &SharedState, status: Status, error: Option<String>) {
@@ -229,4 +265,24 @@ fn open_sinks(spec: &QuerySpec, files: &Files, key_columns: &[usize]) -> Result<
         .collect();
     let late = spec.late_dir.as_ref().map(|dir| parquet(dir, &spec.stream().spec.schema));
     Ok(Sinks { output, dead_letters, late })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same transient error gives up after the bound; a different one
+    /// in between starts the count again.
+    #[test]
+    fn retries_are_bounded_per_repeated_error() {
+        let (mut count, mut last) = (0, None);
+        for _ in 1..MAX_SAME_FAILURES {
+            assert!(!gives_up(&mut count, &mut last, "disk full"));
+        }
+        assert!(!gives_up(&mut count, &mut last, "broker down"));
+        for _ in 1..MAX_SAME_FAILURES {
+            assert!(!gives_up(&mut count, &mut last, "disk full"));
+        }
+        assert!(gives_up(&mut count, &mut last, "disk full"));
+    }
 }

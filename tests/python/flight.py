@@ -42,6 +42,32 @@ def check_ddl_and_table_through_flight():
         assert t.to_pylist() == [{"name": "item-7", "names": ["item-7"]}], t.to_pylist()
 
 
+def check_show_and_describe_through_flight():
+    # The schema a statement announces is the schema of its rows: ADBC
+    # refuses rows that do not match ("inconsistent schema").
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE EXTERNAL TABLE shown (id BIGINT, name TEXT) STORED AS PARQUET LOCATION 'shown'")
+        cur.fetch_arrow_table()
+        cur.execute("SHOW TABLES")
+        names = [r["name"] for r in cur.fetch_arrow_table().to_pylist()]
+        assert "shown" in names, names
+        cur.execute("DESCRIBE shown")
+        columns = [(r["column_name"], r["data_type"]) for r in cur.fetch_arrow_table().to_pylist()]
+        assert columns[:2] == [("id", "bigint"), ("name", "text")], columns
+        cur.execute("SHOW CREATE TABLE shown")
+        assert "CREATE EXTERNAL TABLE" in str(cur.fetch_arrow_table().to_pylist()), "SHOW CREATE TABLE"
+        for statement in ["SHOW STREAMS", "SHOW SINKS", "SHOW MATERIALIZED VIEWS", "SHOW search_path"]:
+            cur.execute(statement)
+            cur.fetch_arrow_table()
+        # Prepared first, as BI tools and the ADBC driver's own prepare do:
+        # the prepared statement announces its schema before it runs.
+        for statement, column in [("SHOW TABLES", "name"), ("DESCRIBE shown", "column_name")]:
+            cur.adbc_prepare(statement)
+            cur.execute(statement)
+            rows = cur.fetch_arrow_table().to_pylist()
+            assert rows and column in rows[0], (statement, rows)
+
+
 def check_million_rows_as_arrow():
     with connect() as conn, conn.cursor() as cur:
         cur.execute("SELECT v, v * 2 AS w FROM range(0, 1000000) AS r(v)")
@@ -140,6 +166,7 @@ def check_tls_endpoint():
 
 
 CHECKS = [
+    check_show_and_describe_through_flight,
     check_tls_endpoint,
     check_ddl_and_table_through_flight,
     check_million_rows_as_arrow,
