@@ -7,7 +7,8 @@
 #   bash sql/produce_ads.sh [BOOTSTRAP]        default 127.0.0.1:9092
 set -euo pipefail
 bootstrap="${1:-127.0.0.1:9092}"
-weir="${WEIR_BIN:-$(command -v weir || echo "${CARGO_TARGET_DIR:-target}/debug/weir")}"
+. "$(dirname "${BASH_SOURCE[0]}")/weir_binary.sh"
+weir="$(weir_binary)"
 produce() { "$weir" produce --bootstrap-servers "$bootstrap" --topic "$1"; }
 
 # Orders from customers 1-3, and one from customer 9, who is not in the

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The game's web API, reduced to its log: N JSON events on Kafka topic
 # `events`, mixed event types with different schemas, and the odd malformed
-# line (scenario 1). Needs a broker and `weir` (cargo build, or on PATH).
+# line (scenario 1). Every record goes to partition 0, as with the other
+# producers, so a run reads them in the order written. Needs a broker and
+# `weir` (cargo build --release, or on PATH).
 #
 #   bash sql/produce_game_events.sh [N] [BOOTSTRAP] [TOPIC]
 #   defaults: 30 events, 127.0.0.1:9092, events
@@ -9,7 +11,8 @@ set -euo pipefail
 n="${1:-30}"
 bootstrap="${2:-127.0.0.1:9092}"
 topic="${3:-events}"
-weir="${WEIR_BIN:-$(command -v weir || echo "${CARGO_TARGET_DIR:-target}/debug/weir")}"
+. "$(dirname "${BASH_SOURCE[0]}")/weir_binary.sh"
+weir="$(weir_binary)"
 
 hosts=(user1.comcast.com user2.att.com user3.verizon.net)
 for ((i = 0; i < n; i++)); do
@@ -23,4 +26,4 @@ for ((i = 0; i < n; i++)); do
     if ((i % 10 == 9)); then
         echo 'GET /purchase_sword HTTP/1.1 (not JSON: an old client)'
     fi
-done | "$weir" produce --bootstrap-servers "$bootstrap" --topic "$topic"
+done | "$weir" produce --bootstrap-servers "$bootstrap" --topic "$topic" --partition 0

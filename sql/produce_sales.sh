@@ -3,7 +3,7 @@
 # JSON records {store, counter, amount, ts} on Kafka topic `sales`, from 5,000
 # counters (store = (counter - 1) % 10 + 1, so 500 counters per store), two
 # sales a second. Deterministic: the same part always writes the same sales.
-# Needs a broker and `weir` (cargo build, or on PATH).
+# Needs a broker and `weir` (cargo build --release, or on PATH).
 #
 #   bash sql/produce_sales.sh [PART] [BOOTSTRAP] [TOPIC]
 #   defaults: part 1, 127.0.0.1:9092, sales
@@ -25,7 +25,8 @@ set -euo pipefail
 part="${1:-1}"
 bootstrap="${2:-127.0.0.1:9092}"
 topic="${3:-sales}"
-weir="${WEIR_BIN:-$(command -v weir || echo "${CARGO_TARGET_DIR:-target}/debug/weir")}"
+. "$(dirname "${BASH_SOURCE[0]}")/weir_binary.sh"
+weir="$(weir_binary)"
 
 # Sale i: counter i % 5000 + 1, at 10:00:00 + i/2 seconds, 1.00 to 99.99.
 sale() {

@@ -5,7 +5,7 @@
 # in mixed case with punctuation around them; #weir starts trending at 10:10.
 # Every seventh tweet arrives 50 seconds late (a phone that was offline),
 # within the 1-minute watermark, so it still counts. Deterministic: the same
-# tweets every run. Needs a broker and `weir` (cargo build, or on PATH).
+# tweets every run. Needs a broker and `weir` (cargo build --release, or on PATH).
 #
 #   bash sql/produce_tweets.sh [BOOTSTRAP] [TOPIC]
 #   defaults: 127.0.0.1:9092, tweets
@@ -17,7 +17,8 @@
 set -euo pipefail
 bootstrap="${1:-127.0.0.1:9092}"
 topic="${2:-tweets}"
-weir="${WEIR_BIN:-$(command -v weir || echo "${CARGO_TARGET_DIR:-target}/debug/weir")}"
+. "$(dirname "${BASH_SOURCE[0]}")/weir_binary.sh"
+weir="$(weir_binary)"
 
 texts=("Reading about #Streaming today." "#SQL is all you need!" "Who runs #kafka on a laptop?" "Rewriting it in #Rust, again.")
 authors=(ana ben chen dara eli)

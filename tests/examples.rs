@@ -306,3 +306,29 @@ fn nexmark_script_matches_the_batch_answers() {
     }
     assert_eq!(answers[0], answers[1], "the same rows after the restart");
 }
+
+/// Without WEIR_BIN or `weir` on PATH, the producer scripts run the build the
+/// README's first command made (`cargo build --release`), else a debug build;
+/// with neither they say how to get one.
+#[test]
+fn producers_find_the_release_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let find = |target: &std::path::Path| {
+        let mut cmd = std::process::Command::new("bash");
+        cmd.args(["-c", &format!(". {}/sql/weir_binary.sh && weir_binary", env!("CARGO_MANIFEST_DIR"))])
+            .env_remove("WEIR_BIN")
+            .env("PATH", "/usr/bin:/bin")
+            .env("CARGO_TARGET_DIR", target);
+        common::output_within(cmd, common::CLIENT_LIMIT)
+    };
+    let missing = find(tmp.path());
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cargo build --release"), "{missing:?}");
+    for build in ["debug", "release"] {
+        let dir = tmp.path().join(build);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(env!("CARGO_BIN_EXE_weir"), dir.join("weir")).unwrap();
+    }
+    let found = find(tmp.path());
+    assert_eq!(String::from_utf8_lossy(&found.stdout).trim(), tmp.path().join("release/weir").display().to_string());
+}
