@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use datafusion::config::ConfigOptions;
 
-use crate::catalog::PG_VERSION;
+use crate::catalog::{PG_VERSION, PG_VERSION_NUM};
 use crate::error::QueryError;
 
 /// Per-connection variables: startup parameters plus `SET` values.
@@ -41,7 +41,7 @@ const SETTINGS: &[(&str, &str, &str)] = &[
     ("search_path", "public", "Sets the schema search order for names that are not schema-qualified."),
     ("server_encoding", "UTF8", "Shows the server (database) character set encoding."),
     ("server_version", PG_VERSION, "Shows the PostgreSQL version weir is compatible with."),
-    ("server_version_num", "160006", "Shows the PostgreSQL version as an integer."),
+    ("server_version_num", PG_VERSION_NUM, "Shows the PostgreSQL version as an integer."),
     ("standard_conforming_strings", "on", "Causes '...' strings to treat backslashes literally."),
     ("statement_timeout", "0", "Sets the maximum allowed duration of any read (SELECT, EXPLAIN); 0 turns this off."),
     ("TimeZone", "UTC", "Time zone for displaying time stamps (weir always renders timestamptz in UTC)."),

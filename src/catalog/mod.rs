@@ -39,8 +39,12 @@ pub const DATABASE: &str = "weir";
 /// The one schema user tables live in.
 pub const SCHEMA: &str = "public";
 /// What `version()` and `server_version` report: PostgreSQL-shaped so that
-/// drivers (SQLAlchemy, JDBC) parse it, and honest about what answers.
-pub const PG_VERSION: &str = "16.6";
+/// drivers (SQLAlchemy, JDBC) parse it, and the major version whose
+/// catalog columns `pg_catalog_compat` emulates (15), so that clients ask
+/// for the columns weir has and psql 15 does not warn about a newer server.
+pub const PG_VERSION: &str = "15.18";
+/// [`PG_VERSION`] as `server_version_num` spells it.
+pub const PG_VERSION_NUM: &str = "150018";
 
 pub use async_store::AsyncStore;
 pub use schema::CatalogSchema;

@@ -17,7 +17,8 @@ const FRAGMENTS: &[(&str, &str)] = &[
         "pg_catalog.array_to_string(c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x), ', ')",
         "''",
     ),
-    // psql 16 and later `\l` against a 16.x server (weir reports 16.6):
+    // psql 16 and later `\l` against a 16.x server (weir reported 16.6
+    // before it reported 15.x; kept for clients that ask regardless):
     // the ICU rules column, new in PostgreSQL 16, which weir's pg_database
     // leaves out to keep PostgreSQL 15's columns for `SELECT *` readers
     // (DBeaver). Weir has no ICU collations: no rules.
