@@ -88,13 +88,7 @@ pub fn session_current_setting(vars: crate::session::SessionVars) -> ScalarUDF {
 /// `current_schema()` as one session sees it: the first schema on its
 /// `search_path` that exists (`public` by default), as PostgreSQL answers.
 pub fn session_current_schema(schema: String) -> ScalarUDF {
-    create_udf(
-        "current_schema",
-        vec![],
-        DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(schema.clone()))))),
-    )
+    constant_udf("current_schema", ScalarValue::Utf8(Some(schema)))
 }
 
 /// `current_user`, `session_user`, `user` and `current_role` for a session
@@ -102,28 +96,24 @@ pub fn session_current_schema(schema: String) -> ScalarUDF {
 pub fn session_user(user: &str) -> Vec<ScalarUDF> {
     ["current_user", "session_user", "user", "current_role"]
         .into_iter()
-        .map(|name| {
-            let user = user.to_string();
-            create_udf(
-                name,
-                vec![],
-                DataType::Utf8,
-                Volatility::Stable,
-                Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(user.clone()))))),
-            )
-        })
+        .map(|name| constant_udf(name, ScalarValue::Utf8(Some(user.to_string()))))
         .collect()
 }
 
 /// `pg_backend_pid()`: the process id this connection got at start-up, the
 /// one its cancel requests carry.
 pub fn session_backend_pid(pid: i32) -> ScalarUDF {
+    constant_udf("pg_backend_pid", ScalarValue::Int32(Some(pid)))
+}
+
+/// A function without arguments that answers `value` for one session.
+fn constant_udf(name: &str, value: ScalarValue) -> ScalarUDF {
     create_udf(
-        "pg_backend_pid",
+        name,
         vec![],
-        DataType::Int32,
+        value.data_type(),
         Volatility::Stable,
-        Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Int32(Some(pid))))),
+        Arc::new(move |_| Ok(ColumnarValue::Scalar(value.clone()))),
     )
 }
 
@@ -162,15 +152,13 @@ fn size_pretty(size: i64) -> String {
     if size.unsigned_abs() < 10 * 1024 {
         return format!("{size} bytes");
     }
-    let mut halves = size / 512;
-    for (i, unit) in UNITS.iter().enumerate() {
-        if halves.unsigned_abs() < 20 * 1024 - 1 || i == UNITS.len() - 1 {
-            let rounded = (halves + if halves < 0 { -1 } else { 1 }) / 2;
-            return format!("{rounded} {unit}");
-        }
+    let (mut halves, mut unit) = (size / 512, 0);
+    while halves.unsigned_abs() >= 20 * 1024 - 1 && unit < UNITS.len() - 1 {
         halves /= 1024;
+        unit += 1;
     }
-    unreachable!("the last unit always answers")
+    let rounded = (halves + if halves < 0 { -1 } else { 1 }) / 2;
+    format!("{rounded} {}", UNITS[unit])
 }
 
 /// `to_regtype(name)`: the OID of a built-in type (`crate::types`), NULL
