@@ -20,22 +20,22 @@ COPY (SELECT * FROM (VALUES ('user1.comcast.com', 'gold'), ('user2.att.com', 'si
   TO 'examples/hosts/hosts.parquet' STORED AS PARQUET;
 
 \echo '== declaring tables (the catalog remembers them across restarts)'
-CREATE EXTERNAL TABLE IF NOT EXISTS events
+CREATE EXTERNAL TABLE IF NOT EXISTS past_events
   STORED AS PARQUET PARTITIONED BY (day) LOCATION 'examples/events';
 CREATE EXTERNAL TABLE IF NOT EXISTS hosts ("Host" TEXT, tier TEXT)
   STORED AS PARQUET LOCATION 'examples/hosts';
 
 SHOW TABLES;
-DESCRIBE events;
+DESCRIBE past_events;
 
 \echo '== sword purchases per host'
 SELECT "Host", count(*) AS swords, sum(price) AS spent
-FROM events WHERE event_type = 'purchase_sword'
+FROM past_events WHERE event_type = 'purchase_sword'
 GROUP BY "Host" ORDER BY swords DESC, "Host";
 
 \echo '== joined with a dimension table, ranked per day'
 SELECT day, e."Host", h.tier, price,
        rank() OVER (PARTITION BY day ORDER BY price DESC) AS rank_in_day
-FROM events e LEFT JOIN hosts h ON e."Host" = h."Host"
+FROM past_events e LEFT JOIN hosts h ON e."Host" = h."Host"
 WHERE price IS NOT NULL
 ORDER BY day, rank_in_day;

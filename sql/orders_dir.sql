@@ -7,12 +7,12 @@
 -- place: a half-written file would be read half).
 
 \echo '== the stream: every JSON file that appears in incoming/orders'
-CREATE STREAM IF NOT EXISTS orders (order_id BIGINT, customer TEXT, status TEXT, amount DOUBLE, ts TIMESTAMP)
+CREATE STREAM IF NOT EXISTS order_files (order_id BIGINT, customer TEXT, status TEXT, amount DOUBLE, ts TIMESTAMP)
   WITH (connector = 'file', path = 'incoming/orders', format = 'json');
 
 \echo '== completed orders, landed as Parquet by a continuous query'
 CREATE MATERIALIZED VIEW IF NOT EXISTS completed_orders AS
-  SELECT order_id, customer, amount, ts FROM orders WHERE status = 'completed';
+  SELECT order_id, customer, amount, ts FROM order_files WHERE status = 'completed';
 
 \echo '== two files of orders arrive (COPY TO writes each file whole, then renames it)'
 COPY (SELECT * FROM (VALUES

@@ -93,7 +93,7 @@ impl Engine {
             .map_err(|e| ServerError::Engine(e.to_string()))?;
         datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
             .map_err(|e| ServerError::Engine(e.to_string()))?;
-        crate::pg_catalog_compat::register(&ctx).await?;
+        crate::pg_catalog_compat::register(&ctx, &catalog, &config.user).await?;
         crate::functions::register(&ctx);
         register_system_schema(&ctx, store.clone())?;
 
@@ -119,6 +119,7 @@ impl Engine {
             use datafusion::execution::FunctionRegistry;
             state.register_udf(Arc::new(crate::functions::session_current_setting(vars.clone())))?;
             if let Some(user) = crate::session::user(vars) {
+                state.config_mut().set_extension(Arc::new(crate::pg_catalog_compat::SessionUser(user.to_string())));
                 for udf in crate::functions::session_user(user) {
                     state.register_udf(Arc::new(udf))?;
                 }

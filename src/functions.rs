@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{
@@ -25,7 +26,17 @@ pub fn register(ctx: &SessionContext) {
     // No serial columns either (SQLAlchemy's reflection asks), and no
     // indexes: an index definition is NULL, as PostgreSQL answers for an
     // OID that is no index.
-    for name in ["col_description", "obj_description", "shobj_description", "pg_get_serial_sequence", "pg_get_indexdef"] {
+    // Nor user-defined functions: psql's `\df` lists the functions outside
+    // pg_catalog (there are none), and needs their signatures' text to plan.
+    for name in [
+        "col_description",
+        "obj_description",
+        "shobj_description",
+        "pg_get_serial_sequence",
+        "pg_get_indexdef",
+        "pg_get_function_result",
+        "pg_get_function_arguments",
+    ] {
         ctx.register_udf(ScalarUDF::from(NullText::new(name)));
     }
     ctx.register_udf(to_regtype_udf());
@@ -33,13 +44,18 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(JsonBuildObject { signature: Signature::variadic_any(Volatility::Immutable) }));
     ctx.register_udf(ScalarUDF::from(Format { signature: Signature::variadic_any(Volatility::Stable) }));
     ctx.register_udf(pg_size_pretty_udf());
-    ctx.register_udf(create_udf(
-        "pg_collation_is_visible",
-        vec![DataType::Int32],
-        DataType::Boolean,
-        Volatility::Stable,
-        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))),
-    ));
+    ctx.register_udf(encoding_to_char_udf());
+    // Weir has one schema of user objects, always on the path: no object
+    // is hidden behind another of the same name (psql's `\df`, `\dT`).
+    for name in ["pg_collation_is_visible", "pg_function_is_visible", "pg_type_is_visible"] {
+        ctx.register_udf(create_udf(
+            name,
+            vec![DataType::Int32],
+            DataType::Boolean,
+            Volatility::Stable,
+            Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))),
+        ));
+    }
 }
 
 /// `current_setting(name)`: the server's default for a setting (Grafana reads
@@ -94,10 +110,32 @@ pub fn session_current_schema(schema: String) -> ScalarUDF {
 /// `current_user`, `session_user`, `user` and `current_role` for a session
 /// logged in as `user` (weir has no roles to switch to: all four agree).
 pub fn session_user(user: &str) -> Vec<ScalarUDF> {
-    ["current_user", "session_user", "user", "current_role"]
+    let mut udfs: Vec<ScalarUDF> = ["current_user", "session_user", "user", "current_role"]
         .into_iter()
         .map(|name| constant_udf(name, ScalarValue::Utf8(Some(user.to_string()))))
-        .collect()
+        .collect();
+    udfs.push(userbyid_udf(user));
+    udfs
+}
+
+/// `pg_get_userbyid(oid)`: the session's user for every owner OID. Weir
+/// has no ownership: whoever is connected may use every object, so psql's
+/// Owner columns (`\dt`, `\l`, `\dn`) name the connected user, as they
+/// would for objects the user created in PostgreSQL.
+fn userbyid_udf(user: &str) -> ScalarUDF {
+    let user = ScalarValue::Utf8(Some(user.to_string()));
+    create_udf(
+        "pg_get_userbyid",
+        vec![DataType::Int32],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            Ok(match &args[0] {
+                ColumnarValue::Scalar(_) => ColumnarValue::Scalar(user.clone()),
+                ColumnarValue::Array(owners) => ColumnarValue::Array(user.to_array_of_size(owners.len())?),
+            })
+        }),
+    )
 }
 
 /// `pg_backend_pid()`: the process id this connection got at start-up, the
@@ -114,6 +152,31 @@ fn constant_udf(name: &str, value: ScalarValue) -> ScalarUDF {
         value.data_type(),
         Volatility::Stable,
         Arc::new(move |_| Ok(ColumnarValue::Scalar(value.clone()))),
+    )
+}
+
+/// `pg_encoding_to_char(int)`: PostgreSQL's encoding names (`\l` shows
+/// `UTF8`, as PostgreSQL does; weir's databases are UTF-8). Other codes
+/// give '', as PostgreSQL answers for a code it does not know.
+fn encoding_to_char_udf() -> ScalarUDF {
+    create_udf(
+        "pg_encoding_to_char",
+        vec![DataType::Int32],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let name = |code: Option<i32>| match code {
+                Some(0) => Some("SQL_ASCII"),
+                Some(6) => Some("UTF8"),
+                Some(_) => Some(""),
+                None => None,
+            };
+            let codes = ColumnarValue::values_to_arrays(args)?;
+            let codes = datafusion::arrow::compute::cast(&codes[0], &DataType::Int32)?;
+            let codes = codes.as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+            let names: datafusion::arrow::array::StringArray = codes.iter().map(name).collect();
+            Ok(ColumnarValue::Array(Arc::new(names)))
+        }),
     )
 }
 

@@ -19,8 +19,8 @@
 //!   (search_path, `datafusion.*` overrides, the idle-session timeout).
 //! * `engine`: the shared DataFusion context, parser and configuration.
 //! * `stream`: continuous queries: their one owner (`StreamManager`:
-//!   create, persist, start, drop, restore at start-up; pause, resume and
-//!   alter options without losing progress), stream
+//!   create, persist, start, drop, restore at start-up; pause, resume,
+//!   alter options and replace the query without losing progress), stream
 //!   definitions, a query planned once and run behind one operator trait
 //!   (stateless, incremental aggregation, stream-stream join,
 //!   window-aligned), the epoch loop, the commit protocol, windows,
@@ -29,7 +29,8 @@
 //!   benchmark events) decoding records straight to Arrow.
 //! * `sink`: where results land, typed by `sink::Target`: a two-phase sink
 //!   trait (write, prepare, commit after the catalog transaction, abort)
-//!   implemented by Parquet tables, rewritten views and Kafka topics.
+//!   implemented by Parquet tables (Hive-partitioned ones too), rewritten
+//!   views and Kafka topics.
 //! * `catalog`: the metastore (SQLite today, behind a sync trait that async
 //!   code calls off the workers) and DataFusion's `public` schema built
 //!   from it: one call creates or drops a relation in both.
@@ -42,7 +43,9 @@
 //! * `types`: the one Arrow → PostgreSQL type table the wire, `DESCRIBE`
 //!   and `pg_catalog` share.
 //! * `pg_catalog_compat`: PostgreSQL 15's columns for the catalog tables BI
-//!   tools read whole, and the `information_schema` tables they join.
+//!   tools read whole, and the `information_schema` tables they join;
+//!   weir's relations as psql describes them (a stream is a foreign table,
+//!   sizes, definitions) and the session's role.
 //! * `produce`: `weir produce`, stdin lines to a Kafka topic (demos, tests).
 //! * `config`: the typed configuration, built by `main` and passed down.
 //! * `random`: salts, secrets and unique names from the OS random source.

@@ -296,6 +296,14 @@ mod tests {
 /// is out of order would otherwise be accepted and fail on its first row.
 pub fn assignable(from: &DataType, to: &DataType) -> bool {
     use datafusion::arrow::datatypes::DataType::*;
+    // A dictionary is an encoding of its values' type (DataFusion reads a
+    // Hive partition column as one): assign by the values' type.
+    if let Dictionary(_, values) = from {
+        return assignable(values, to);
+    }
+    if let Dictionary(_, values) = to {
+        return assignable(from, values);
+    }
     let text = |t: &DataType| matches!(t, Utf8 | LargeUtf8 | Utf8View);
     let temporal = |t: &DataType| matches!(t, Date32 | Date64 | Timestamp(_, _));
     if from == to || matches!(from, Null) || text(to) {
@@ -321,7 +329,10 @@ mod assignment_tests {
     #[test]
     fn assignment_casts_follow_postgres() {
         let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
+        let dictionary = DataType::Dictionary(Box::new(DataType::UInt16), Box::new(DataType::Utf8));
         for (from, to) in [
+            (DataType::Utf8, dictionary.clone()),
+            (DataType::Date32, dictionary),
             (DataType::Int32, DataType::Int64),
             (DataType::Int64, DataType::Int32),
             (DataType::Float64, DataType::Int64),

@@ -263,12 +263,10 @@ fn kafka_sink_epoch_is_on_the_broker_once_prepared() {
         vec![Arc::new(StringArray::from(vec!["a", "b", "c"])), Arc::new(Int64Array::from(vec![1, 2, 3]))],
     )
     .expect("batch");
-    let root = tempfile::tempdir().expect("tempdir");
-    let warehouse = weir::storage::Warehouse::open(root.path()).expect("warehouse");
     let options = |topic: &str| -> weir::sql::Options {
         [("bootstrap_servers".to_string(), broker.bootstrap()), ("topic".to_string(), topic.to_string())].into()
     };
-    let opening = Opening { query: "q", schema: &schema, roll: Roll::default(), warehouse: &warehouse, key_columns: &[0] };
+    let opening = Opening { query: "q", schema: &schema, roll: Roll::default(), key_columns: &[0] };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let sink = Target::Kafka(options("sink_out")).open(&opening).expect("kafka sink");

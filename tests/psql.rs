@@ -250,3 +250,40 @@ fn explain_shows_how_a_continuous_query_runs() {
     assert!(running.contains("Continuous query per_second") && running.contains("status: "), "{running}");
     assert!(running.contains("incremental aggregation"), "{running}");
 }
+
+/// psql's describe commands over every kind of weir relation: a stream is a
+/// foreign table (`\dE`, `\d` names its connector as the server), a
+/// materialized view is one (`\dm`, `\d+` shows its definition), sizes are
+/// the committed bytes (`\dt+`, `\l+`), owners and `\du` show the connected
+/// user, and `\df`, `\dn+`, `\dT` work.
+#[test]
+fn meta_commands_describe_every_kind_of_relation() {
+    let (_tmp, server) = server_with_trades();
+    run_ok(&server, "CREATE STREAM ticks WITH (connector = 'generator', rows_per_second = 10)");
+    run_ok(&server, "CREATE MATERIALIZED VIEW evens AS SELECT value FROM ticks WHERE value % 2 = 0");
+    let expect_line = |command: &str, prefix: &str| {
+        let out = run_ok(&server, command);
+        assert!(has_line_starting(&out, prefix), "{command} should print a line starting {prefix:?}:\n{out}");
+        out
+    };
+    let tables = expect_line(r"\dt+", "public|trades|table|weir|permanent|");
+    let trades = tables.lines().find(|l| l.starts_with("public|trades|")).unwrap();
+    assert!(trades.contains(" bytes|") || trades.contains(" kB|"), "trades holds a Parquet file: {trades}");
+    assert!(!has_line_starting(&tables, "public|evens|"), "a materialized view is not a table:\n{tables}");
+    expect_line(r"\dm", "public|evens|materialized view|weir");
+    expect_line(r"\dE", "public|ticks|foreign table|weir");
+    let views = run_ok(&server, r"\dv");
+    assert!(!views.contains("ticks"), "a stream is not a view:\n{views}");
+    let stream = run_ok(&server, r"\d+ ticks");
+    assert!(stream.contains("Foreign table \"public.ticks\""), "{stream}");
+    assert!(stream.contains("Server: generator"), "\\d of a stream names its connector:\n{stream}");
+    assert!(stream.contains("rows_per_second '10'"), "and its options:\n{stream}");
+    let view = run_ok(&server, r"\d+ evens");
+    assert!(view.contains("Materialized view \"public.evens\""), "{view}");
+    assert!(view.contains("View definition:") && view.contains("WHERE value % 2 = 0"), "{view}");
+    expect_line(r"\l+", "weir|weir|UTF8|");
+    expect_line(r"\du", "weir|Superuser");
+    expect_line(r"\dn+", "public|weir|");
+    run_ok(&server, r"\df");
+    run_ok(&server, r"\dT");
+}

@@ -116,13 +116,14 @@ impl Catalog {
             .await
     }
 
-    /// Replaces a relation's stored definition (`ALTER SINK ... SET`), in
-    /// the store and then in memory.
-    pub async fn redefine(&self, name: &str, definition: &str) -> Result<(), CatalogError> {
+    /// Replaces a relation's stored definition (`ALTER SINK ... SET`,
+    /// `CREATE OR REPLACE`), in the store and then in memory; with
+    /// `discard_state`, the query's kept state goes in the same transaction.
+    pub async fn redefine(&self, name: &str, definition: &str, discard_state: bool) -> Result<(), CatalogError> {
         let (name, definition, schema) = (name.to_string(), definition.to_string(), self.schema.clone());
         self.store
             .run(move |store| {
-                if !store.redefine(&name, &definition)? {
+                if !store.redefine(&name, &definition, discard_state)? {
                     return Err(CatalogError::UnknownTable(name));
                 }
                 schema.redefine(&name, &definition)

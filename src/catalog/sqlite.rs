@@ -166,9 +166,15 @@ impl CatalogStore for SqliteStore {
         Ok(())
     }
 
-    fn redefine(&self, name: &str, definition: &str) -> Result<bool, CatalogError> {
-        let conn = self.conn_for_write()?;
-        Ok(conn.execute("UPDATE relations SET definition = ?2 WHERE name = ?1", params![name, definition])? > 0)
+    fn redefine(&self, name: &str, definition: &str, discard_state: bool) -> Result<bool, CatalogError> {
+        let mut conn = self.conn_for_write()?;
+        let tx = conn.transaction()?;
+        let found = tx.execute("UPDATE relations SET definition = ?2 WHERE name = ?1", params![name, definition])? > 0;
+        if found && discard_state {
+            tx.execute("UPDATE epochs SET state = x'' WHERE query = ?1", [name])?;
+        }
+        tx.commit()?;
+        Ok(found)
     }
 
     fn remove(&self, name: &str) -> Result<bool, CatalogError> {

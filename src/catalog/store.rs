@@ -99,8 +99,10 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
     fn list(&self) -> Result<Vec<RelationDef>, CatalogError>;
     /// Adds a relation; `DuplicateTable` when the name is taken.
     fn insert(&self, def: &RelationDef) -> Result<(), CatalogError>;
-    /// Replaces a relation's definition; false when there is none.
-    fn redefine(&self, name: &str, definition: &str) -> Result<bool, CatalogError>;
+    /// Replaces a relation's definition; false when there is none. With
+    /// `discard_state`, in the same transaction, the operator state its
+    /// committed epochs kept goes (their checkpoints stay).
+    fn redefine(&self, name: &str, definition: &str, discard_state: bool) -> Result<bool, CatalogError>;
     /// Removes a relation by name; false when there was none. A continuous
     /// query's commit log and status go with it.
     fn remove(&self, name: &str) -> Result<bool, CatalogError>;

@@ -1,5 +1,6 @@
 //! PostgreSQL 15's columns for the catalog tables BI tools read whole, and
-//! the `information_schema` tables they join.
+//! the `information_schema` tables they join; weir's own relations as psql
+//! describes them (`relations`), and the session's role (`roles`).
 //!
 //! BI tools read catalogs with `SELECT x.*` and by column name, so a column
 //! too many, too few or of the wrong type breaks them (DBeaver's navigator,
@@ -21,8 +22,14 @@ use datafusion::error::Result;
 use datafusion::logical_expr::{ColumnarValue, EmptyRelation, LogicalPlan, ScalarUDF, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 
-use crate::catalog::DATABASE;
+use crate::catalog::{Catalog, DATABASE};
 use crate::error::ServerError;
+
+mod relations;
+mod roles;
+
+pub use relations::Relations;
+pub use roles::SessionUser;
 
 /// `pg_database` as in PostgreSQL 15: no `datlastsysoid` (gone in 15) or
 /// `daticurules` (new in 16), and `datcollversion`; weir records no
@@ -33,17 +40,27 @@ const PG_DATABASE: &str = "SELECT oid, datname, datdba, encoding, \
     daticulocale, CAST(NULL AS TEXT) AS datcollversion, datacl \
     FROM pg_catalog.pg_database";
 
-/// `pg_namespace` as in PostgreSQL 15: no `options` column.
-const PG_NAMESPACE: &str = "SELECT oid, nspname, nspowner, nspacl FROM pg_catalog.pg_namespace";
+/// `pg_namespace` as in PostgreSQL 15: no `options` column; no privileges
+/// (`nspacl` NULL, an array as psql's `\dn+` expects).
+const PG_NAMESPACE: &str = "SELECT oid, nspname, nspowner, CAST(NULL AS TEXT[]) AS nspacl FROM pg_catalog.pg_namespace";
 
 /// `pg_class` as in PostgreSQL 15, with `relacl` and `reloptions`: weir
-/// keeps neither privileges nor storage options, so both are NULL.
-const PG_CLASS: &str = "SELECT oid, relname, relnamespace, reltype, reloftype, relowner, relam, relfilenode, \
-    reltablespace, relpages, reltuples, relallvisible, reltoastrelid, relhasindex, relisshared, relpersistence, \
-    relkind, relnatts, relchecks, relhasrules, relhastriggers, relhassubclass, relrowsecurity, \
-    relforcerowsecurity, relispopulated, relreplident, relispartition, relrewrite, relfrozenxid, relminmxid, \
-    CAST(NULL AS TEXT[]) AS relacl, CAST(NULL AS TEXT[]) AS reloptions, relpartbound \
-    FROM pg_catalog.pg_class";
+/// keeps neither privileges nor storage options, so both are NULL. The kind
+/// of weir's relations is weir's (`relations::Relations::kind`).
+const PG_CLASS: &str = "SELECT c.oid, c.relname, c.relnamespace, c.reltype, c.reloftype, c.relowner, c.relam, \
+    c.relfilenode, c.reltablespace, c.relpages, c.reltuples, c.relallvisible, c.reltoastrelid, c.relhasindex, \
+    c.relisshared, c.relpersistence, weir_relkind(n.nspname, c.relname, c.relkind) AS relkind, c.relnatts, \
+    c.relchecks, c.relhasrules, c.relhastriggers, c.relhassubclass, c.relrowsecurity, c.relforcerowsecurity, \
+    c.relispopulated, c.relreplident, c.relispartition, c.relrewrite, c.relfrozenxid, c.relminmxid, \
+    CAST(NULL AS TEXT[]) AS relacl, CAST(NULL AS TEXT[]) AS reloptions, c.relpartbound \
+    FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace";
+
+/// `pg_foreign_table`: a row per stream, its connector as the server and its
+/// options (secrets left out) as `key 'value'`, which psql's `\d` prints.
+const PG_FOREIGN_TABLE: &str = "SELECT c.oid AS ftrelid, weir_stream_server(n.nspname, c.relname) AS ftserver, \
+    weir_stream_options(n.nspname, c.relname) AS ftoptions \
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+    WHERE weir_relkind(n.nspname, c.relname, c.relkind) = 'f'";
 
 /// `information_schema.columns` as PostgreSQL 15 defines it: a view over
 /// `pg_attribute`, so names and types agree with what psql and JDBC see
@@ -120,11 +137,22 @@ const KEY_COLUMN_USAGE: &[&str] = &[
 /// a schema of the catalog in place of DataFusion's built-in one (whose
 /// session flag it turns off). Call right after
 /// `datafusion_pg_catalog::setup_pg_catalog`.
-pub async fn register(ctx: &SessionContext) -> Result<(), ServerError> {
-    register_inner(ctx).await.map_err(|e| ServerError::Engine(format!("pg_catalog compatibility: {e}")))
+pub async fn register(ctx: &SessionContext, catalog: &Catalog, server_user: &str) -> Result<(), ServerError> {
+    register_inner(ctx, catalog, server_user)
+        .await
+        .map_err(|e| ServerError::Engine(format!("pg_catalog compatibility: {e}")))
 }
 
-async fn register_inner(ctx: &SessionContext) -> Result<()> {
+async fn register_inner(ctx: &SessionContext, weir_catalog: &Catalog, server_user: &str) -> Result<()> {
+    let relations = Relations::new(weir_catalog.clone());
+    // What psql's size and definition columns become (`sql::client_compat`).
+    for udf in [
+        relations::relation_size_udf(&relations),
+        relations::viewdef_udf(&relations),
+        relations::database_size_udf(&relations),
+    ] {
+        ctx.register_udf(udf);
+    }
     let catalog =
         ctx.catalog(DATABASE).ok_or_else(|| datafusion::error::DataFusionError::Plan(format!("no catalog {DATABASE}")))?;
     let pg_catalog = catalog
@@ -133,9 +161,32 @@ async fn register_inner(ctx: &SessionContext) -> Result<()> {
 
     // Planned against datafusion-pg-catalog's tables, before the overlay
     // that replaces them is registered.
+    // The functions the views read are registered only while they are
+    // planned (their plans keep them), not for users.
     let mut pg_tables: HashMap<String, Arc<dyn TableProvider>> = HashMap::new();
-    for (name, sql) in [("pg_database", PG_DATABASE), ("pg_namespace", PG_NAMESPACE), ("pg_class", PG_CLASS)] {
+    let view_udfs = [
+        relations::relkind_udf(&relations),
+        relations::stream_server_udf(&relations),
+        relations::stream_options_udf(&relations),
+    ];
+    for udf in &view_udfs {
+        ctx.register_udf(udf.clone());
+    }
+    for (name, sql) in [
+        ("pg_database", PG_DATABASE),
+        ("pg_namespace", PG_NAMESPACE),
+        ("pg_class", PG_CLASS),
+        ("pg_foreign_table", PG_FOREIGN_TABLE),
+    ] {
         pg_tables.insert(name.into(), view(ctx, sql).await?);
+    }
+    for udf in &view_udfs {
+        ctx.deregister_udf(udf.name());
+    }
+    pg_tables.insert("pg_foreign_server".into(), foreign_servers()?);
+    if let Some(shipped) = pg_catalog.table("pg_roles").await? {
+        let roles = roles::Roles { schema: shipped.schema(), server_user: server_user.to_string() };
+        pg_tables.insert("pg_roles".into(), Arc::new(roles));
     }
     for name in ["pg_constraint", "pg_index"] {
         pg_tables.insert(name.into(), without_rows_with_arrays(pg_catalog.as_ref(), name).await?);
@@ -272,6 +323,37 @@ async fn without_rows_with_arrays(pg_catalog: &dyn SchemaProvider, table: &str) 
         })
         .collect();
     Ok(Arc::new(MemTable::try_new(Arc::new(Schema::new(fields)), vec![vec![]])?))
+}
+
+/// `pg_foreign_server`: one row per connector (the server a stream names).
+fn foreign_servers() -> Result<Arc<dyn TableProvider>> {
+    use datafusion::arrow::array::{ArrayRef, Int32Array, ListArray, StringArray};
+    let text_list = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("oid", DataType::Int32, false),
+        Field::new("srvname", DataType::Utf8, false),
+        Field::new("srvowner", DataType::Int32, false),
+        Field::new("srvfdw", DataType::Int32, false),
+        Field::new("srvtype", DataType::Utf8, true),
+        Field::new("srvversion", DataType::Utf8, true),
+        Field::new("srvacl", text_list.clone(), true),
+        Field::new("srvoptions", text_list, true),
+    ]));
+    let n = relations::CONNECTORS.len();
+    let oids: Int32Array = (0..n as i32).map(|i| relations::FIRST_SERVER_OID + i).collect();
+    let no_lists = || -> ArrayRef { Arc::new(ListArray::new_null(Arc::new(Field::new("item", DataType::Utf8, true)), n)) };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(oids),
+        Arc::new(StringArray::from(relations::CONNECTORS.to_vec())),
+        Arc::new(Int32Array::from(vec![roles::ROLE_OID; n])),
+        Arc::new(Int32Array::from(vec![0; n])),
+        Arc::new(StringArray::from(vec![None::<&str>; n])),
+        Arc::new(StringArray::from(vec![None::<&str>; n])),
+        no_lists(),
+        no_lists(),
+    ];
+    let batch = datafusion::arrow::array::RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }
 
 /// An empty view (information_schema's tables are views in PostgreSQL) of

@@ -15,38 +15,37 @@
 //!
 //! * `parquet`: a Parquet table directory (sink tables, materialized views
 //!   appended to, dead-letter and late-row tables).
+//! * `partitioned`: a Hive-partitioned table, `col=value/` directories.
 //! * `versioned`: a materialized view rewritten each epoch, one version
 //!   directory per epoch.
 //! * `kafka`: JSON records on a topic (at least once).
 
 pub mod kafka;
 pub mod parquet;
+pub mod partitioned;
 pub mod versioned;
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 
 use crate::catalog::StagedFile;
-use crate::storage::Warehouse;
 pub use parquet::{EpochWriter, ParquetSink, Roll, publish};
-
-/// The directory of the view version readers see, shared between the
-/// view's table provider and the sink that moves it after each commit.
-pub type VersionPointer = Arc<RwLock<Option<PathBuf>>>;
+pub use versioned::{VersionHold, Versions};
 
 /// Where a continuous query's rows go.
 #[derive(Debug, Clone)]
 pub enum Target {
-    /// An external Parquet table a sink appends to.
-    Table { dir: PathBuf, schema: SchemaRef },
+    /// An external Parquet table a sink appends to; with partition
+    /// columns, into their `col=value/` directories.
+    Table { dir: PathBuf, schema: SchemaRef, partition_columns: Vec<String> },
     /// A materialized view's own table. `versions` is set (by
     /// `StreamManager::prepare`) when the query rewrites its whole result
     /// each epoch (output modes update and complete).
-    View { dir: PathBuf, versions: Option<VersionPointer> },
+    View { dir: PathBuf, versions: Option<Arc<Versions>> },
     /// `INTO KAFKA (...)`: a topic, with the options as written.
     Kafka(crate::sql::Options),
 }
@@ -57,8 +56,6 @@ pub struct Opening<'a> {
     /// The schema rows are written in (a table's own, or the query's).
     pub schema: &'a SchemaRef,
     pub roll: Roll,
-    /// Old view versions are deleted through it, never directly.
-    pub warehouse: &'a Warehouse,
     /// Output columns that key records (an aggregation's groups, in update
     /// and complete mode); only keyed targets use them.
     pub key_columns: &'a [usize],
@@ -67,11 +64,14 @@ pub struct Opening<'a> {
 impl Target {
     pub fn open(&self, opening: &Opening<'_>) -> Result<Box<dyn Sink>, SinkError> {
         Ok(match self {
+            Target::Table { dir, partition_columns, .. } if !partition_columns.is_empty() => Box::new(
+                partitioned::PartitionedSink::new(dir, opening.query, opening.schema, partition_columns, opening.roll)?,
+            ),
             Target::Table { dir, .. } | Target::View { dir, versions: None } => {
                 Box::new(ParquetSink::new(dir, opening.query, opening.schema, opening.roll))
             }
-            Target::View { dir, versions: Some(pointer) } => {
-                Box::new(versioned::VersionedSink::new(dir, pointer.clone(), opening))
+            Target::View { versions: Some(versions), .. } => {
+                Box::new(versioned::VersionedSink::new(versions.clone(), opening))
             }
             Target::Kafka(options) => Box::new(kafka::KafkaSink::new(options, opening.key_columns.to_vec())?),
         })
@@ -150,6 +150,7 @@ pub trait EpochSink: Send {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::Warehouse;
     use datafusion::arrow::array::Int64Array;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use std::path::Path;
@@ -184,9 +185,9 @@ mod tests {
         files(dir).into_iter().filter(|f| f.ends_with(".parquet")).collect()
     }
 
-    fn open(target: &Target, warehouse: &Warehouse) -> Box<dyn Sink> {
+    fn open(target: &Target) -> Box<dyn Sink> {
         let schema = schema();
-        let opening = Opening { query: "q", schema: &schema, roll: Roll::default(), warehouse, key_columns: &[] };
+        let opening = Opening { query: "q", schema: &schema, roll: Roll::default(), key_columns: &[] };
         target.open(&opening).unwrap()
     }
 
@@ -201,7 +202,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let warehouse = Warehouse::open(root.path()).unwrap();
         let dir = warehouse.table_dir("t").unwrap();
-        let sink = open(&Target::Table { dir: dir.clone(), schema: schema() }, &warehouse);
+        let sink = open(&Target::Table { dir: dir.clone(), schema: schema(), partition_columns: Vec::new() });
         let mut epoch = sink.begin(0);
         epoch.write(&batch(&[1, 2])).await.unwrap();
         epoch.abort();
@@ -213,7 +214,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let warehouse = Warehouse::open(root.path()).unwrap();
         let dir = warehouse.table_dir("t").unwrap();
-        let sink = open(&Target::Table { dir: dir.clone(), schema: schema() }, &warehouse);
+        let sink = open(&Target::Table { dir: dir.clone(), schema: schema(), partition_columns: Vec::new() });
         let first = epoch(sink.as_ref(), 0, &[1]).await;
         assert_eq!(first.files.len(), 1);
         assert!(first.bytes > 0);
@@ -234,14 +235,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_rewritten_view_shows_one_committed_version() {
+    async fn a_rewritten_view_keeps_one_version_on_disk_unless_a_reader_holds_an_older_one() {
         let root = tempfile::tempdir().unwrap();
         let warehouse = Warehouse::open(root.path()).unwrap();
         let dir = warehouse.table_dir("v").unwrap();
-        let pointer: VersionPointer = Arc::new(RwLock::new(None));
-        let target = Target::View { dir: dir.clone(), versions: Some(pointer.clone()) };
-        let sink = open(&target, &warehouse);
-        let versions = |dir: &Path| -> Vec<String> {
+        let versions = Versions::new(&dir, &warehouse);
+        let target = Target::View { dir: dir.clone(), versions: Some(versions.clone()) };
+        let sink = open(&target);
+        let on_disk = |dir: &Path| -> Vec<String> {
             let mut names: Vec<String> =
                 std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
             names.sort();
@@ -249,25 +250,36 @@ mod tests {
         };
         let v0 = epoch(sink.as_ref(), 0, &[1]).await;
         assert_eq!(v0.version.as_deref(), Some(dir.join("v000000").as_path()));
-        assert_eq!(*pointer.read().unwrap(), None, "nothing is shown before the commit");
+        assert_eq!(versions.current(), None, "nothing is shown before the commit");
+        assert!(versions.hold().is_none());
         sink.commit(&v0).unwrap();
-        assert_eq!(*pointer.read().unwrap(), v0.version);
+        assert_eq!(versions.current(), v0.version);
         let v1 = epoch(sink.as_ref(), 1, &[]).await;
         assert!(v1.files.is_empty());
         sink.commit(&v1).unwrap();
-        assert_eq!(*pointer.read().unwrap(), v1.version, "an empty result is an empty version");
+        assert_eq!(versions.current(), v1.version, "an empty result is an empty version");
         assert_eq!(visible(&dir.join("v000001")), Vec::<String>::new());
+        // A plain reader of the directory finds one version, not two.
+        assert_eq!(on_disk(&dir), vec!["v000001"]);
         let v2 = epoch(sink.as_ref(), 2, &[3]).await;
         sink.commit(&v2).unwrap();
-        // The previous version stays for readers still listing it; older ones go.
-        assert_eq!(versions(&dir), vec!["v000001", "v000002"]);
+        assert_eq!(on_disk(&dir), vec!["v000002"]);
+        // A query reading v2 keeps it past the next commit, until it is done.
+        let reading = versions.hold().unwrap();
+        assert_eq!(reading.dir(), dir.join("v000002"));
+        let v3 = epoch(sink.as_ref(), 3, &[5]).await;
+        sink.commit(&v3).unwrap();
+        assert_eq!(on_disk(&dir), vec!["v000002", "v000003"]);
+        assert_eq!(visible(&dir.join("v000002")).len(), 1, "the held version is whole");
+        drop(reading);
+        assert_eq!(on_disk(&dir), vec!["v000003"]);
         // A version prepared but never committed, then a restart.
-        let _lost = epoch(sink.as_ref(), 3, &[4]).await;
-        let pointer: VersionPointer = Arc::new(RwLock::new(None));
-        let restarted = open(&Target::View { dir: dir.clone(), versions: Some(pointer.clone()) }, &warehouse);
-        restarted.recover(&v2).unwrap();
-        assert_eq!(versions(&dir), vec!["v000002"]);
-        assert_eq!(visible(&dir.join("v000002")).len(), 1);
-        assert_eq!(*pointer.read().unwrap(), v2.version, "readers see the last committed version again");
+        let _lost = epoch(sink.as_ref(), 4, &[4]).await;
+        let versions = Versions::new(&dir, &warehouse);
+        let restarted = open(&Target::View { dir: dir.clone(), versions: Some(versions.clone()) });
+        restarted.recover(&v3).unwrap();
+        assert_eq!(on_disk(&dir), vec!["v000003"]);
+        assert_eq!(visible(&dir.join("v000003")).len(), 1);
+        assert_eq!(versions.current(), v3.version, "readers see the last committed version again");
     }
 }

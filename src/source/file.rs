@@ -38,7 +38,9 @@ use tokio::fs::File;
 use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
 
 use super::decode::parse_bool;
-use super::{BadRecord, Bound, Chunk, Format, Poll, RecordDecoder, Source, SourceError, SourceSpec};
+use super::{
+    BadRecord, Bound, Chunk, DATA_LOSS_HINT, Format, OnDataLoss, Poll, RecordDecoder, Source, SourceError, SourceSpec,
+};
 
 /// Options of `connector = 'file'` besides the common ones.
 pub const OPTIONS: &[&str] = &["path", "latest_first", "max_files_per_trigger"];
@@ -80,6 +82,9 @@ pub struct FileSource {
     resume: Option<Progress>,
     /// Non-UTF-8 names already warned about (they cannot be checkpointed).
     warned: HashSet<OsString>,
+    on_loss: OnDataLoss,
+    /// Files found gone and skipped, not yet reported.
+    lost: Vec<String>,
 }
 
 /// How far into one file the source has delivered.
@@ -115,7 +120,7 @@ enum Reader {
 }
 
 impl FileSource {
-    pub fn new(spec: SourceSpec) -> Result<FileSource, SourceError> {
+    pub fn new(spec: SourceSpec, on_loss: OnDataLoss) -> Result<FileSource, SourceError> {
         let stream = spec.stream;
         let fatal = |m: String| SourceError::Fatal(format!("stream '{stream}': {m}"));
         let path =
@@ -153,6 +158,8 @@ impl FileSource {
             current: None,
             resume: None,
             warned: HashSet::new(),
+            on_loss,
+            lost: Vec::new(),
             stream,
         })
     }
@@ -236,7 +243,21 @@ impl FileSource {
         let mut file = match File::open(self.dir.join(&progress.file)).await {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::warn!(stream = %self.stream, file = %progress.file, "file vanished before it was read; skipped");
+                // Line formats count lines; Parquet counts rows in `offset`.
+                let records_read = if progress.line > 0 { progress.line } else { progress.offset };
+                let what = if records_read > 0 {
+                    format!("file '{}' vanished after {records_read} of its records were read", progress.file)
+                } else {
+                    format!("file '{}' vanished before it was read", progress.file)
+                };
+                if self.on_loss == OnDataLoss::Fail {
+                    return Err(SourceError::Fatal(format!(
+                        "stream '{}': input lost: {what}. {DATA_LOSS_HINT}",
+                        self.stream
+                    )));
+                }
+                tracing::warn!(stream = %self.stream, "{what}; skipped (fail_on_data_loss = false)");
+                self.lost.push(what);
                 self.finish(progress.file);
                 return Ok(None);
             }
@@ -405,6 +426,10 @@ impl Source for FileSource {
             }
             self.read_current(max_records - chunk.input_records, &mut chunk).await?;
         }
+    }
+
+    fn take_data_loss(&mut self) -> Option<String> {
+        (!self.lost.is_empty()).then(|| std::mem::take(&mut self.lost).join("; "))
     }
 
     /// Each checkpoint lists only the files its epoch finished, so

@@ -16,7 +16,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{BadRecord, Bound, Chunk, Poll, RecordDecoder, Source, SourceError, SourceSpec};
+use super::{BadRecord, Bound, Chunk, DATA_LOSS_HINT, OnDataLoss, Poll, RecordDecoder, Source, SourceError, SourceSpec};
 
 /// Connector options; `properties.*` pass through to librdkafka.
 pub const OPTIONS: &[&str] = &["bootstrap_servers", "topic", "startup_mode", "properties."];
@@ -78,6 +78,9 @@ pub struct KafkaSource {
     high_watermarks: BTreeMap<i32, i64>,
     lag_checked: Option<Instant>,
     decoder: RecordDecoder,
+    on_loss: OnDataLoss,
+    /// Loss found and skipped, not yet reported.
+    lost: Vec<String>,
 }
 
 /// Kafka's rule for topic names: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or
@@ -95,7 +98,7 @@ pub fn check_topic(topic: &str) -> Result<(), String> {
 }
 
 impl KafkaSource {
-    pub fn new(spec: SourceSpec) -> Result<KafkaSource, SourceError> {
+    pub fn new(spec: SourceSpec, on_loss: OnDataLoss) -> Result<KafkaSource, SourceError> {
         let option = |k: &str| spec.options.get(k).cloned();
         let bootstrap = option("bootstrap_servers").unwrap_or_else(|| "127.0.0.1:9092".into());
         let topic = option("topic").ok_or_else(|| SourceError::Fatal("a kafka stream needs topic = '...'".into()))?;
@@ -128,6 +131,8 @@ impl KafkaSource {
             high_watermarks: BTreeMap::new(),
             lag_checked: None,
             decoder,
+            on_loss,
+            lost: Vec::new(),
         })
     }
 
@@ -139,6 +144,10 @@ impl KafkaSource {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
+            // An assigned offset that no longer exists (retention, a
+            // recreated topic) is an error, not a silent jump: the retry's
+            // `restore` then finds the loss and applies `fail_on_data_loss`.
+            .set("auto.offset.reset", "error")
             .set("socket.timeout.ms", "10000");
         for (key, value) in &self.spec.options {
             if let Some(property) = key.strip_prefix("properties.") {
@@ -254,9 +263,28 @@ impl Source for KafkaSource {
         }
         self.positions.clear();
         let mut highs = BTreeMap::new();
+        let mut lost: Vec<String> = saved
+            .iter()
+            .filter(|(p, _)| !partitions.contains(p))
+            .map(|(p, o)| format!("partition {p} is gone (the query had read it up to offset {o})"))
+            .collect();
         for (p, (low, high)) in watermarks {
             let start = match saved.get(&p) {
-                Some(o) => *o,
+                Some(&o) if o > high => {
+                    lost.push(format!(
+                        "partition {p} ends at offset {high}, before the committed offset {o} (the topic was recreated, \
+                         or the broker lost records); the query goes on from offset {low}"
+                    ));
+                    low
+                }
+                Some(&o) if o < low => {
+                    lost.push(format!(
+                        "partition {p}: offsets {o} to {} were deleted (retention) before they were read",
+                        low - 1
+                    ));
+                    low
+                }
+                Some(&o) => o,
                 None => match self.startup {
                     Startup::Earliest => low,
                     Startup::Latest => high,
@@ -265,6 +293,14 @@ impl Source for KafkaSource {
             };
             self.positions.insert(p, start.max(low));
             highs.insert(p, high);
+        }
+        if !lost.is_empty() {
+            let what = format!("input lost on topic '{}': {}", self.topic, lost.join("; "));
+            if self.on_loss == OnDataLoss::Fail {
+                return Err(SourceError::Fatal(format!("{what}. {DATA_LOSS_HINT}")));
+            }
+            tracing::warn!(stream = %self.spec.stream, "{what}; going on (fail_on_data_loss = false)");
+            self.lost.push(what);
         }
         self.high_watermarks = highs.clone();
         self.end = (bound == Bound::AvailableNow).then_some(highs);
@@ -369,6 +405,10 @@ impl Source for KafkaSource {
         let offsets: serde_json::Map<String, serde_json::Value> =
             self.positions.iter().map(|(p, o)| (p.to_string(), serde_json::Value::from(*o))).collect();
         serde_json::json!({ "topic": self.topic, "offsets": offsets })
+    }
+
+    fn take_data_loss(&mut self) -> Option<String> {
+        (!self.lost.is_empty()).then(|| std::mem::take(&mut self.lost).join("; "))
     }
 
     fn partitions(&self) -> Vec<i32> {

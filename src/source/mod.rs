@@ -62,6 +62,25 @@ pub enum SourceError {
     Fatal(String),
 }
 
+/// What a source does when input it has not read yet is gone: Kafka
+/// records deleted by retention, or replaced when the topic was recreated
+/// (committed offsets past the partition's end); files removed before they
+/// were read. As Spark's `failOnDataLoss`, the query's option
+/// `fail_on_data_loss` (default true).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnDataLoss {
+    /// Fail the query, naming what was lost.
+    #[default]
+    Fail,
+    /// Go on with what is still there, and report the gap
+    /// ([`Source::take_data_loss`]) for `weir.query_progress`.
+    Continue,
+}
+
+/// How to fix a query that failed on lost input, for the error message.
+pub const DATA_LOSS_HINT: &str = "the query stops rather than skip input; to go on from what is still there and \
+     record the gap in weir.query_progress, ALTER the sink or materialized view SET (fail_on_data_loss = false)";
+
 /// How a source should behave for the query's trigger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bound {
@@ -114,6 +133,12 @@ pub trait Source: Send {
     /// Empty for unpartitioned sources.
     fn partitions(&self) -> Vec<i32> {
         Vec::new()
+    }
+
+    /// Input found lost since the last call and skipped (with
+    /// [`OnDataLoss::Continue`]): what the next epoch records.
+    fn take_data_loss(&mut self) -> Option<String> {
+        None
     }
 }
 

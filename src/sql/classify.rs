@@ -88,7 +88,12 @@ pub fn classify(stmt: SqlStatement) -> Result<Statement, QueryError> {
             Statement::Set { name: name.to_string().trim_matches('"').to_string(), value: None, tag: "RESET" }
         }
         SqlStatement::ShowVariable { variable } => {
-            Statement::Show(variable.iter().map(|i| i.value.to_ascii_lowercase()).collect::<Vec<_>>().join(" "))
+            let words: Vec<String> = variable.iter().map(|i| i.value.to_ascii_lowercase()).collect();
+            // The parser splits `datafusion.execution.batch_size` at its dots
+            // as it splits `TIME ZONE` at its space; DataFusion's settings are
+            // the dotted ones (as `SET` takes them).
+            let separator = if words.first().is_some_and(|w| w == "datafusion") { "." } else { " " };
+            Statement::Show(words.join(separator))
         }
         SqlStatement::StartTransaction { .. } => Statement::Transaction(TransactionKind::Begin),
         SqlStatement::Commit { .. } => Statement::Transaction(TransactionKind::Commit),

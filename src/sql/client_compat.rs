@@ -1,7 +1,9 @@
 //! Rewrites of fragments that client tools put in their catalog queries and
 //! that DataFusion cannot plan, matched token by token (whitespace and case
 //! of the client's text do not matter; a `$n` placeholder in a pattern
-//! matches any one token; `...` matches any tokens up to what follows it).
+//! matches any one token, and `$n` in the replacement stands for the token
+//! the pattern's n-th placeholder matched; `...` matches any tokens up to
+//! what follows it).
 //! Complements the rewrite table of datafusion-pg-catalog, which targets
 //! other client versions.
 
@@ -10,6 +12,31 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 /// (fragment a client sends, what weir plans instead, which client).
 const FRAGMENTS: &[(&str, &str)] = &[
+    // psql 15 `\dt+`: a table's size by OID. OIDs are datafusion-pg-catalog's,
+    // names are weir's: the query's own namespace and class rows name it.
+    ("pg_catalog.pg_table_size(c.oid)", "weir_relation_size(n.nspname, c.relname)"),
+    // psql 15 `\du`: the roles a role belongs to, through `ARRAY(subquery)`,
+    // which DataFusion cannot plan. Weir's one role belongs to none.
+    (
+        "ARRAY(SELECT b.rolname FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles b ON (m.roleid = b.oid) WHERE m.member = r.oid) as memberof",
+        "CAST(NULL AS TEXT[]) as memberof",
+    ),
+    // psql 15 `\d` of a foreign table (a stream): per-column FDW options
+    // through `ARRAY(subquery)`, which DataFusion cannot plan. Weir's
+    // columns have none.
+    ("CASE WHEN attfdwoptions IS NULL THEN '' ELSE ... END AS attfdwoptions", "'' AS attfdwoptions"),
+    // ... and the table's options as `key 'value'` from its option list;
+    // weir's `pg_foreign_table.ftoptions` already holds them so.
+    (
+        "pg_catalog.array_to_string(ARRAY(SELECT pg_catalog.quote_ident(option_name) || ' ' || pg_catalog.quote_literal(option_value) FROM pg_catalog.pg_options_to_table(ftoptions)), ', ')",
+        "pg_catalog.array_to_string(ftoptions, ', ')",
+    ),
+    // psql 15 `\d+` of a (materialized) view: its definition by OID, looked
+    // up by name through pg_class.
+    (
+        "pg_catalog.pg_get_viewdef($1::pg_catalog.oid, true)",
+        "(SELECT weir_viewdef(n.nspname, c.relname) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = CAST($1 AS INT))",
+    ),
     // psql 15 `\d+`: table storage options including TOAST options, built
     // with `array(subquery)`, which DataFusion cannot plan. Weir tables have
     // neither, so the answer is the empty option list.
@@ -104,10 +131,13 @@ impl ClientCompat {
         for (from, to) in &self.fragments {
             let mut i = 0;
             while i < out.len() {
-                match match_at(&out[i..], from) {
+                let mut captured = Vec::new();
+                match match_at(&out[i..], from, &mut captured) {
                     Some(len) => {
-                        out.splice(i..i + len, to.iter().cloned());
-                        i += to.len();
+                        let replacement: Vec<Token> = to.iter().map(|t| substitute(t, &captured)).collect();
+                        let n = replacement.len();
+                        out.splice(i..i + len, replacement);
+                        i += n;
                         changed = true;
                     }
                     None => i += 1,
@@ -118,25 +148,55 @@ impl ClientCompat {
     }
 }
 
-/// The length of the match of `pattern` at the start of `input`, if any.
-fn match_at(input: &[Token], pattern: &[Token]) -> Option<usize> {
+/// A replacement token, or the token the `$n` placeholder captured.
+fn substitute(token: &Token, captured: &[Token]) -> Token {
+    match token {
+        Token::Placeholder(p) => p
+            .strip_prefix('$')
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| captured.get(n.checked_sub(1)?))
+            .cloned()
+            .unwrap_or_else(|| token.clone()),
+        other => other.clone(),
+    }
+}
+
+/// The length of the match of `pattern` at the start of `input`, if any;
+/// the tokens its placeholders matched are pushed onto `captured`.
+fn match_at(input: &[Token], pattern: &[Token], captured: &mut Vec<Token>) -> Option<usize> {
     if pattern.is_empty() {
         return None;
     }
     let (mut i, mut p) = (0, 0);
+    let before = captured.len();
     while p < pattern.len() {
         if is_ellipsis(&pattern[p..]) {
             // Lazy: skip input until the token after `...` matches there.
             let rest = &pattern[p + 3..];
-            let skipped = (i..=input.len()).find_map(|j| match_at(&input[j..], rest).map(|len| j + len))?;
-            return Some(skipped);
+            let skipped = (i..=input.len()).find_map(|j| {
+                let mut rest_captured = Vec::new();
+                let len = match_at(&input[j..], rest, &mut rest_captured)?;
+                captured.extend(rest_captured);
+                Some(j + len)
+            });
+            if skipped.is_none() {
+                captured.truncate(before);
+            }
+            return skipped;
         }
-        let token = input.get(i)?;
+        let Some(token) = input.get(i) else {
+            captured.truncate(before);
+            return None;
+        };
         let ok = match &pattern[p] {
-            Token::Placeholder(_) => true,
+            Token::Placeholder(_) => {
+                captured.push(token.clone());
+                true
+            }
             expected => same(token, expected),
         };
         if !ok {
+            captured.truncate(before);
             return None;
         }
         i += 1;
@@ -197,6 +257,14 @@ mod tests {
             text.contains("unnest ( generate_series ( 0 , CAST ( cardinality ( pg_catalog . pg_index . indkey ) AS BIGINT ) - 1 ) ) AS ord"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_placeholder_carries_its_token_into_the_replacement() {
+        let sql = "SELECT pg_catalog.pg_get_viewdef('16390'::pg_catalog.oid, true);";
+        let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location().unwrap();
+        let text = ClientCompat::default().rewrite(&tokens).unwrap();
+        assert!(text.contains("WHERE c . oid = CAST ( '16390' AS INT ) )"), "{text}");
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl Parser {
 
     /// `text` is the statement exactly as the client wrote it.
     fn parse_one(&self, tokens: Vec<TokenWithSpan>, text: &str) -> Result<Vec<Statement>, QueryError> {
-        let words = leading_words(&tokens, 4);
+        let words = leading_words(&tokens, 5);
         let words: Vec<&str> = words.iter().map(String::as_str).collect();
         if let Some(streaming) = super::streaming::parse(&words, &tokens, text) {
             return streaming.map(|s| vec![s]);
@@ -60,7 +60,7 @@ impl Parser {
             words.as_slice(),
             ["CREATE", "EXTERNAL", ..]
                 | ["CREATE", "UNBOUNDED", "EXTERNAL", ..]
-                | ["CREATE", "OR", "REPLACE", "EXTERNAL"]
+                | ["CREATE", "OR", "REPLACE", "EXTERNAL", ..]
                 | ["COPY", ..]
                 | ["EXPLAIN", "COPY", ..]
         );

@@ -77,6 +77,9 @@ pub struct CreateContinuousQuery {
     pub query: Box<Query>,
     pub options: Options,
     pub if_not_exists: bool,
+    /// `CREATE OR REPLACE`: an existing query of the name is replaced,
+    /// keeping its progress where the new query allows.
+    pub or_replace: bool,
     pub text: String,
 }
 
@@ -131,6 +134,22 @@ pub fn parse(words: &[&str], tokens: &[TokenWithSpan], text: &str) -> Option<Res
         _ => None,
     };
     let statement = match words {
+        ["CREATE", "OR", "REPLACE", rest @ ..] => match kind(rest)? {
+            StreamingKind::Stream => {
+                return Some(Err(QueryError::UnsupportedWithHint {
+                    what: "CREATE OR REPLACE STREAM".into(),
+                    hint: "drop the stream and create it again (queries reading it must be dropped first)".into(),
+                }));
+            }
+            kind @ (StreamingKind::Sink | StreamingKind::MaterializedView) => {
+                let (head, trailing) = split_trailing_with(tokens);
+                let trailing = match trailing.map(|t| run(&t, parse_with)).transpose() {
+                    Ok(t) => t.flatten(),
+                    Err(e) => return Some(Err(e)),
+                };
+                run(&head, |p| create_query(p, kind, text, trailing)).map(S::CreateContinuousQuery)
+            }
+        },
         ["CREATE", rest @ ..] => match kind(rest)? {
             StreamingKind::Stream => run(tokens, |p| create_stream(p, text)).map(|s| S::CreateStream(Box::new(s))),
             kind @ (StreamingKind::Sink | StreamingKind::MaterializedView) => {
@@ -359,8 +378,12 @@ fn create_query(
     trailing: Option<Options>,
 ) -> Result<CreateContinuousQuery, ParserError> {
     p.expect_keyword(Keyword::CREATE)?;
+    let or_replace = p.parse_keywords(&[Keyword::OR, Keyword::REPLACE]);
     skip_kind(p, kind)?;
     let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    if or_replace && if_not_exists {
+        return Err(ParserError::ParserError("OR REPLACE and IF NOT EXISTS cannot be used together".into()));
+    }
     let name = p.parse_object_name(false)?;
     let target = match kind {
         StreamingKind::Sink => {
@@ -385,7 +408,7 @@ fn create_query(
             }
         }
     }
-    Ok(CreateContinuousQuery { name, target, query, options, if_not_exists, text: text.to_string() })
+    Ok(CreateContinuousQuery { name, target, query, options, if_not_exists, or_replace, text: text.to_string() })
 }
 
 /// `WITH (key = value, ...)`. Keys may be dotted (`properties.security.protocol`)

@@ -8,7 +8,7 @@
 
 /// Suffixes of files still being written by some tool (weir's staged epoch
 /// files end in `.pending`; downloads and editors use the others).
-const UNFINISHED_SUFFIXES: &[&str] = &[".pending", ".tmp", ".partial", ".crdownload"];
+pub const UNFINISHED_SUFFIXES: &[&str] = &[".pending", ".tmp", ".partial", ".crdownload"];
 
 /// Whether a file or directory named `name` is visible to readers.
 ///

@@ -132,7 +132,7 @@ impl Aggregation {
         let state = SessionStateBuilder::new_from_existing(ctx.state()).with_physical_optimizer_rules(vec![]).build();
         let physical = state.create_physical_plan(&plan).await?;
         let partial = find_partial(&physical)
-            .ok_or_else(|| QueryError::Unsupported("this aggregation in a continuous query".into()))?;
+            .ok_or_else(|| QueryError::Unsupported("an aggregate without partial state (one DataFusion cannot split into partial and final steps) in a continuous query".into()))?;
         let partial_schema = partial.schema();
         let group_names: Vec<String> = as_aggregate(&partial)
             .map(|a| a.group_expr().expr().iter().map(|(_, name)| name.clone()).collect())

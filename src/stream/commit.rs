@@ -68,6 +68,7 @@ impl Committer<'_> {
             late_rows: late_rows as i64,
             state_rows: snapshot.size.map(|(rows, _)| rows as i64),
             state_bytes: snapshot.size.map(|(_, bytes)| bytes as i64),
+            data_loss: source.take_data_loss(),
             version: all.version.as_ref().map(|v| v.display().to_string()),
         };
         let progress = super::progress::commit_record(&progress, query.clocks().await).map_err(RunError::Fatal)?;

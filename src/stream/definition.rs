@@ -31,6 +31,7 @@ pub const QUERY_OPTIONS: &[&str] = &[
     "output_mode",
     "late_rows",
     "max_records_per_trigger",
+    "fail_on_data_loss",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,6 +304,9 @@ pub struct QueryOptions {
     /// An epoch ends once it has read this many records (Spark's
     /// maxOffsetsPerTrigger); not with trigger 'once'.
     pub max_records_per_trigger: Option<usize>,
+    /// `fail_on_data_loss` (default true): whether input found gone before
+    /// it was read fails the query or is skipped and recorded.
+    pub on_data_loss: crate::source::OnDataLoss,
 }
 
 impl QueryOptions {
@@ -366,7 +370,16 @@ fn parse_query_options(options: &Options, kind: &str) -> Result<QueryOptions, Qu
             _ => return Err(bad("max_records_per_trigger", format!("'{s}' is not a positive number of records"))),
         },
     };
-    Ok(QueryOptions { trigger, roll, flush_interval, output_mode, late_rows_table, max_records_per_trigger })
+    let on_data_loss = match options.get("fail_on_data_loss") {
+        None => crate::source::OnDataLoss::Fail,
+        Some(v) => {
+            match crate::source::decode::parse_bool("fail_on_data_loss", v).map_err(|r| bad("fail_on_data_loss", r))? {
+                true => crate::source::OnDataLoss::Fail,
+                false => crate::source::OnDataLoss::Continue,
+            }
+        }
+    };
+    Ok(QueryOptions { trigger, roll, flush_interval, output_mode, late_rows_table, max_records_per_trigger, on_data_loss })
 }
 
 /// `'10 seconds'`, `'500 ms'`, `'1 minute'`, `'2h'`.
@@ -429,6 +442,6 @@ mod tests {
         options.insert("trigerr".into(), "once".into());
         let err = parse_query_options(&options, "CREATE SINK").unwrap_err();
         assert_eq!(err.sqlstate(), "22023");
-        assert!(err.to_string().contains("flush_interval, late_rows, max_records_per_trigger, output_mode, target_file_rows, target_file_size, trigger"), "{err}");
+        assert!(err.to_string().contains("fail_on_data_loss, flush_interval, late_rows, max_records_per_trigger, output_mode, target_file_rows, target_file_size, trigger"), "{err}");
     }
 }

@@ -75,6 +75,11 @@ fn describe(spec: &QuerySpec) -> Vec<String> {
         spec.options.flush_interval.as_millis()
     ));
     let target = match &spec.target {
+        Target::Table { dir, partition_columns, .. } if !partition_columns.is_empty() => format!(
+            "appends Parquet files to the table in {}, in its partitions' directories ({}=.../)",
+            dir.display(),
+            partition_columns.join("=.../")
+        ),
         Target::Table { dir, .. } => format!("appends Parquet files to the table in {}", dir.display()),
         Target::View { dir, versions: None } => format!("appends Parquet files to the view's table in {}", dir.display()),
         Target::View { dir, versions: Some(_) } => {

@@ -86,6 +86,12 @@ impl Inputs {
         (!known.is_empty()).then(|| known.iter().sum())
     }
 
+    /// Input the sources found lost and skipped since the last call.
+    pub fn take_data_loss(&mut self) -> Option<String> {
+        let lost: Vec<String> = self.sources.iter_mut().filter_map(|s| s.take_data_loss()).collect();
+        (!lost.is_empty()).then(|| lost.join("; "))
+    }
+
     /// The partitions input `index` reads (see [`Source::partitions`]).
     pub fn partitions(&self, index: usize) -> Vec<i32> {
         self.sources.get(index).map(|s| s.partitions()).unwrap_or_default()

@@ -65,10 +65,12 @@ impl StreamManager {
         self.stop(&def.name).await?;
         // The view's table goes with its definition.
         self.catalog.drop(&def.name).await?;
-        if def.kind == RelationKind::MaterializedView
-            && let Err(e) = self.warehouse.remove_dir(&recorded_dir(def))
-        {
-            tracing::warn!(view = %def.name, "view files not removed: {e}");
+        if def.kind == RelationKind::MaterializedView {
+            let dir = recorded_dir(def);
+            self.registry()?.view_versions.remove(&dir);
+            if let Err(e) = self.warehouse.remove_dir(&dir) {
+                tracing::warn!(view = %def.name, "view files not removed: {e}");
+            }
         }
         Ok(())
     }
@@ -146,7 +148,7 @@ impl StreamManager {
             Connector::Generator | Connector::Nexmark => {}
         }
         // Building the source checks its options without touching the network.
-        runner::open_source(&def)
+        runner::open_source(&def, crate::source::OnDataLoss::default())
             .map_err(|e| QueryError::InvalidOptionValue { option: def.connector.name().into(), reason: e.to_string() })?;
         Ok(def)
     }
@@ -177,8 +179,8 @@ impl StreamManager {
                 .clone();
             table = Some(match versions {
                 // update / complete: readers see one committed version at a time.
-                Some(current) => {
-                    Arc::new(super::versioned::VersionedTable { schema: file_schema, current: current.clone() })
+                Some(versions) => {
+                    Arc::new(super::versioned::VersionedTable { schema: file_schema, versions: versions.clone() })
                 }
                 None => tables::parquet_dir_table(dir, file_schema)?,
             });
@@ -239,9 +241,6 @@ impl StreamManager {
                         def.format
                     )));
                 }
-                if !def.partition_columns.is_empty() {
-                    return Err(QueryError::Unsupported(format!("a sink into the partitioned table '{key}'")));
-                }
                 if def.location.contains("://") || !def.location.ends_with('/') {
                     return Err(QueryError::Unsupported(format!(
                         "a sink into '{key}', whose location {} is not a local directory",
@@ -249,7 +248,15 @@ impl StreamManager {
                     )));
                 }
                 let schema = self.shared.table_provider(key.as_str()).await?.schema();
-                (RelationKind::Sink, key, def.location.clone(), Target::Table { dir: recorded_dir(&def), schema })
+                if let Some(hidden) = def.partition_columns.iter().find(|c| c.starts_with(['_', '.'])) {
+                    return Err(QueryError::Unsupported(format!(
+                        "a sink into '{key}', whose partition column '{hidden}' starts with '{}' (every reader skips such directories)",
+                        &hidden[..1]
+                    )));
+                }
+                let target =
+                    Target::Table { dir: recorded_dir(&def), schema, partition_columns: def.partition_columns.clone() };
+                (RelationKind::Sink, key, def.location.clone(), target)
             }
             SinkTarget::OwnTable => {
                 let dir = match restored {

@@ -6,6 +6,8 @@
 //!   recorded.
 //! * `operate`: PAUSE, RESUME and SET on a running query, keeping its
 //!   progress.
+//! * `replace`: CREATE OR REPLACE of a continuous query: offsets kept for
+//!   the same streams, state kept when its shape is unchanged.
 //! * `explain`: EXPLAIN of a continuous query: operator, state, watermarks,
 //!   the plan per chunk.
 //! * `definition`: CREATE STREAM / SINK / MATERIALIZED VIEW checked into typed values.
@@ -51,6 +53,7 @@ pub mod progress;
 pub mod queries_table;
 pub mod ready_query;
 pub mod rejects;
+pub mod replace;
 pub mod runner;
 pub mod snapshot;
 pub mod spec;
@@ -95,6 +98,10 @@ pub struct QueryEntry {
 pub(crate) struct Registry {
     streams: BTreeMap<String, Arc<StreamDef>>,
     queries: BTreeMap<String, QueryEntry>,
+    /// The versions of each rewritten view's directory: one per directory,
+    /// shared by every plan of the view, so that a query re-planned by
+    /// ALTER or CREATE OR REPLACE sees which versions readers still hold.
+    view_versions: BTreeMap<std::path::PathBuf, Arc<crate::sink::Versions>>,
 }
 
 /// Owns every stream definition and continuous query of the server, and
@@ -108,7 +115,8 @@ pub struct StreamManager {
     sandbox: Sandbox,
     /// Runners publish epochs under it, so listings see whole epochs.
     gate: PublishGate,
-    /// Runners delete old view versions through it, never directly.
+    /// Builds and deletes every path under the warehouse (old view
+    /// versions included, through `sink::Versions`).
     warehouse: Warehouse,
     /// Guards the maps only; never held across an await. Shared with the
     /// `weir.queries` table.
@@ -148,6 +156,16 @@ impl StreamManager {
             tracing::warn!("weir.queries not registered: {e}");
         }
         StreamManager { shared, store: catalog.store().clone(), catalog, sandbox, gate, warehouse, registry }
+    }
+
+    /// The one [`crate::sink::Versions`] of the rewritten view in `dir`.
+    fn versions_of(&self, dir: &std::path::Path) -> Result<Arc<crate::sink::Versions>, QueryError> {
+        let mut registry = self.registry()?;
+        let versions = registry
+            .view_versions
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| crate::sink::Versions::new(dir, &self.warehouse));
+        Ok(versions.clone())
     }
 
     fn registry(&self) -> Result<MutexGuard<'_, Registry>, QueryError> {
@@ -358,11 +376,11 @@ impl StreamManager {
                 ))
             }
         };
-        if let Target::View { versions, .. } = &mut target
+        if let Target::View { dir, versions } = &mut target
             && shape.aggregates
             && output_mode != OutputMode::Append
         {
-            *versions = Some(Arc::new(std::sync::RwLock::new(None)));
+            *versions = Some(self.versions_of(dir)?);
         }
         Ok(QuerySpec {
             name: name.to_string(),
@@ -394,15 +412,15 @@ impl StreamManager {
             }
             // No runner recovers the view's current version: point readers
             // at the committed one here.
-            if let (crate::sink::Target::View { versions: Some(pointer), .. }, Some(version)) =
+            if let (crate::sink::Target::View { versions: Some(versions), .. }, Some(version)) =
                 (&spec.target, dormant.version)
-                && let Ok(mut current) = pointer.write()
+                && let Err(e) = versions.publish(Some(version))
             {
-                *current = Some(version);
+                tracing::warn!(query = %spec.name, "old view versions not removed: {e}");
             }
             None
         } else {
-            let files = runner::Files { gate: self.gate.clone(), warehouse: self.warehouse.clone() };
+            let files = runner::Files { gate: self.gate.clone() };
             let runner = runner::run(spec.clone(), self.store.clone(), files, state.clone(), stop_rx);
             Some(tokio::spawn(runner))
         };

@@ -16,7 +16,7 @@ use crate::sql::{CreateContinuousQuery, Options};
 /// Options `ALTER ... SET` may change: how often the query commits and how
 /// it cuts its files, not what it computes.
 pub const ALTERABLE: &[&str] =
-    &["trigger", "flush_interval", "max_records_per_trigger", "target_file_size", "target_file_rows"];
+    &["trigger", "flush_interval", "max_records_per_trigger", "target_file_size", "target_file_rows", "fail_on_data_loss"];
 
 /// What an ALTER did, for the client's notice.
 #[derive(Debug, PartialEq, Eq)]
@@ -92,7 +92,7 @@ impl StreamManager {
         super::QueryOptions::parse(&altered)?;
         let status = self.status_of(&def.name)?;
         self.stop(&def.name).await?;
-        self.catalog.redefine(&def.name, &altered.text).await?;
+        self.catalog.redefine(&def.name, &altered.text, false).await?;
         let mut redefined = def.clone();
         redefined.definition = altered.text.clone();
         let dormant = match status {
@@ -132,7 +132,7 @@ impl StreamManager {
         })
     }
 
-    async fn save_status(&self, name: &str, status: Status) -> Result<(), QueryError> {
+    pub(super) async fn save_status(&self, name: &str, status: Status) -> Result<(), QueryError> {
         let row = QueryStatusRow { query: name.to_string(), status: status.as_str().into(), error: None };
         Ok(self.store.set_status(row).await?)
     }

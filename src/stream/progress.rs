@@ -113,6 +113,9 @@ pub struct Progress {
     /// Groups held in state after this epoch, and their memory.
     pub state_rows: Option<i64>,
     pub state_bytes: Option<i64>,
+    /// Input found gone before it was read and skipped in this epoch
+    /// (`fail_on_data_loss = false`): which partitions' offsets or files.
+    pub data_loss: Option<String>,
     /// The view version this epoch wrote (update/complete); not a column,
     /// recovery reads it to know which version readers should see.
     pub version: Option<String>,
@@ -155,6 +158,7 @@ pub fn progress_schema() -> SchemaRef {
         Field::new("late_rows", DataType::Int64, true),
         Field::new("state_rows", DataType::Int64, true),
         Field::new("state_bytes", DataType::Int64, true),
+        Field::new("data_loss", DataType::Utf8, true),
     ]))
 }
 

@@ -26,7 +26,7 @@ pub use super::spec::QuerySpec;
 use crate::catalog::{AsyncStore, QueryStatusRow};
 use crate::error::QueryError;
 use crate::sink::{Opening, ParquetSink, PreCommit, Sink};
-use crate::source::{Backoff, Bound, Source, SourceError};
+use crate::source::{Backoff, Bound, OnDataLoss, Source, SourceError};
 
 /// The storage a runner shares with the rest of the server.
 #[derive(Clone)]
@@ -34,8 +34,6 @@ pub struct Files {
     /// Epochs are published under it, so a listing sees all of an epoch's
     /// files or none.
     pub gate: crate::storage::PublishGate,
-    /// The only way old view versions are deleted.
-    pub warehouse: crate::storage::Warehouse,
 }
 
 /// How an attempt ended without error.
@@ -144,12 +142,13 @@ fn set(state: &SharedState, status: Status, error: Option<String>) {
     }
 }
 
-/// Opens the connector a stream declares.
-pub fn open_source(stream: &StreamDef) -> Result<Box<dyn Source>, SourceError> {
+/// Opens the connector a stream declares; `on_loss` is the query's
+/// `fail_on_data_loss`.
+pub fn open_source(stream: &StreamDef, on_loss: OnDataLoss) -> Result<Box<dyn Source>, SourceError> {
     let spec = stream.spec.clone();
     Ok(match stream.connector {
-        Connector::Kafka => Box::new(crate::source::kafka::KafkaSource::new(spec)?),
-        Connector::File => Box::new(crate::source::file::FileSource::new(spec)?),
+        Connector::Kafka => Box::new(crate::source::kafka::KafkaSource::new(spec, on_loss)?),
+        Connector::File => Box::new(crate::source::file::FileSource::new(spec, on_loss)?),
         Connector::Socket => Box::new(crate::source::socket::SocketSource::new(spec)?),
         Connector::Generator => Box::new(crate::source::generator::GeneratorSource::new(spec)?),
         Connector::Nexmark => Box::new(crate::source::nexmark::NexmarkSource::new(spec)?),
@@ -165,16 +164,16 @@ async fn attempt(
 ) -> Result<Ended, RunError> {
     let instance = Arc::new(Instance::new(&spec.plan).await.map_err(|e| RunError::Fatal(e.message()))?);
     let shared_spec = Arc::new(spec.clone());
-    let sinks = open_sinks(spec, files, &instance.key_columns)?;
+    let sinks = open_sinks(spec, &instance.key_columns)?;
     let mut sources = Vec::new();
     for stream in &spec.streams {
         // 'once' is one epoch of everything, whatever the per-epoch file limit.
         sources.push(if spec.options.trigger == Trigger::Once {
             let mut stream = stream.as_ref().clone();
             stream.spec.options.remove("max_files_per_trigger");
-            open_source(&stream)?
+            open_source(&stream, spec.options.on_data_loss)?
         } else {
-            open_source(stream)?
+            open_source(stream, spec.options.on_data_loss)?
         });
     }
     let mut source = Inputs::new(sources);
@@ -242,14 +241,8 @@ async fn attempt(
 
 /// The query's target, and per input its stream's dead-letter table and
 /// the `<query>_late` table, when they exist: all behind the sink trait.
-fn open_sinks(spec: &QuerySpec, files: &Files, key_columns: &[usize]) -> Result<Sinks, RunError> {
-    let opening = Opening {
-        query: &spec.name,
-        schema: &spec.target_schema,
-        roll: spec.options.roll,
-        warehouse: &files.warehouse,
-        key_columns,
-    };
+fn open_sinks(spec: &QuerySpec, key_columns: &[usize]) -> Result<Sinks, RunError> {
+    let opening = Opening { query: &spec.name, schema: &spec.target_schema, roll: spec.options.roll, key_columns };
     let output = spec.target.open(&opening).map_err(sink_failure("opening the target"))?;
     let parquet =
         |dir: &PathBuf, schema| Box::new(ParquetSink::new(dir, &spec.name, schema, spec.options.roll)) as Box<dyn Sink>;

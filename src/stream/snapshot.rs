@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::compute::concat_batches;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -44,6 +44,27 @@ pub fn read(schema: &SchemaRef, bytes: &[u8]) -> DFResult<(Vec<RecordBatch>, Opt
         rows.push(RecordBatch::try_new(schema.clone(), batch?.columns().to_vec())?);
     }
     Ok((rows, watermark))
+}
+
+/// The shape of a committed state: per section, its columns' names and
+/// types (no sections for no state). A query can take over another's state
+/// only when both have the same shape.
+pub fn shape(bytes: &[u8]) -> DFResult<Vec<Vec<(String, DataType)>>> {
+    let sections: Vec<&[u8]> = match unpack(bytes) {
+        Some(sections) => sections,
+        None if bytes.is_empty() => Vec::new(),
+        None => vec![bytes],
+    };
+    sections
+        .into_iter()
+        .map(|section| {
+            if section.is_empty() {
+                return Ok(Vec::new());
+            }
+            let reader = StreamReader::try_new(std::io::Cursor::new(section), None)?;
+            Ok(reader.schema().fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect())
+        })
+        .collect()
 }
 
 /// Several snapshots in one commit.

@@ -123,6 +123,27 @@ impl Broker {
         }
     }
 
+    /// Deletes `name` and waits until the broker's metadata no longer lists it.
+    pub fn delete_topic(&self, name: &str) {
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create().expect("create admin client");
+        let options = AdminOptions::new().operation_timeout(Some(REQUEST_LIMIT));
+        let results = futures::executor::block_on(admin.delete_topics(&[name], &options))
+            .unwrap_or_else(|e| panic!("delete topic '{name}': {e}{}", self.log_tail_note()));
+        for result in results {
+            if let Err((topic, code)) = result {
+                panic!("delete topic '{topic}': {code}{}", self.log_tail_note());
+            }
+        }
+        let consumer: BaseConsumer = self.client_config().create().expect("create metadata client");
+        let deadline = Instant::now() + REQUEST_LIMIT;
+        while consumer.fetch_metadata(Some(name), Duration::from_secs(5)).ok().is_some_and(|m| {
+            m.topics().iter().any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
+        }) {
+            assert!(Instant::now() < deadline, "topic '{name}' still listed after deletion{}", self.log_tail_note());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Produces `records` (key, value, partition; `None` lets the
     /// partitioner pick) and waits until the broker acknowledged every one.
     /// Returns the (partition, offset) each record was written at, in order.

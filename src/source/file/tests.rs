@@ -17,7 +17,7 @@ fn source(dir: &std::path::Path, format: Format, options: &[(&str, &str)]) -> Fi
     let mut map = BTreeMap::from([("path".to_string(), dir.display().to_string())]);
     map.extend(options.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let spec = SourceSpec { stream: "s".into(), value_schema: schema(), schema: schema(), format, options: map };
-    FileSource::new(spec).unwrap_or_else(|e| panic!("{e}"))
+    FileSource::new(spec, OnDataLoss::Continue).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Writes a file with the given modification time (seconds after the epoch).
@@ -219,6 +219,48 @@ fn bad_options_are_fatal() {
         map.extend(options.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let spec =
             SourceSpec { stream: "s".into(), value_schema: schema(), schema: schema(), format: Format::Json, options: map };
-        assert!(matches!(FileSource::new(spec), Err(SourceError::Fatal(_))));
+        assert!(matches!(FileSource::new(spec, OnDataLoss::Fail), Err(SourceError::Fatal(_))));
     }
+}
+
+/// A file a committed epoch left part-way is gone at the restart: by
+/// default the query fails, naming the file and how far it was read; with
+/// `fail_on_data_loss = false` it is skipped and reported once.
+#[tokio::test]
+async fn a_file_gone_before_it_was_read_whole_fails_unless_told_to_go_on() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    write(dir.path(), "a.json", &json_lines(0..3), 100);
+    write(dir.path(), "b.json", &json_lines(3..10), 200);
+    let mut src = source(dir.path(), Format::Json, &[]);
+    src.restore(&[], Bound::Unbounded).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ids(&mut src, 5).await, vec![0, 1, 2, 3, 4]);
+    let committed = src.checkpoint();
+    assert_eq!(committed["current"]["file"], "b.json");
+    std::fs::remove_file(dir.path().join("b.json")).unwrap_or_else(|e| panic!("{e}"));
+
+    let spec = |dir: &std::path::Path| SourceSpec {
+        stream: "s".into(),
+        value_schema: schema(),
+        schema: schema(),
+        format: Format::Json,
+        options: BTreeMap::from([("path".to_string(), dir.display().to_string())]),
+    };
+    let mut failing = FileSource::new(spec(dir.path()), OnDataLoss::Fail).unwrap_or_else(|e| panic!("{e}"));
+    failing.restore(std::slice::from_ref(&committed), Bound::Unbounded).await.unwrap_or_else(|e| panic!("{e}"));
+    match failing.poll(100, WAIT).await {
+        Err(SourceError::Fatal(message)) => {
+            assert!(message.contains("file 'b.json' vanished after 2 of its records were read"), "{message}");
+            assert!(message.contains("fail_on_data_loss = false"), "{message}");
+        }
+        other => panic!("expected a fatal error, got {other:?}"),
+    }
+
+    let mut going_on = FileSource::new(spec(dir.path()), OnDataLoss::Continue).unwrap_or_else(|e| panic!("{e}"));
+    going_on.restore(&[committed], Bound::Unbounded).await.unwrap_or_else(|e| panic!("{e}"));
+    write(dir.path(), "c.json", &json_lines(10..11), 300);
+    assert_eq!(ids(&mut going_on, 100).await, vec![10]);
+    let loss = going_on.take_data_loss().unwrap_or_default();
+    assert!(loss.contains("file 'b.json' vanished after 2 of its records were read"), "{loss}");
+    assert_eq!(going_on.take_data_loss(), None, "reported once");
+    assert_eq!(going_on.checkpoint()["files"], serde_json::json!(["b.json", "c.json"]));
 }
