@@ -39,6 +39,8 @@
 //!   directories and hosts, the warehouse (the only code that builds paths
 //!   from object names and deletes directories), and the object store the
 //!   engine reads and writes through.
+//! * `views`: logical views (`CREATE VIEW`): kept in the catalog, planned
+//!   where used, expanded into continuous queries; what reads what.
 //! * `functions`: PostgreSQL functions clients expect (version(), descriptions).
 //! * `types`: the one Arrow → PostgreSQL type table the wire, `DESCRIBE`
 //!   and `pg_catalog` share.
@@ -70,3 +72,4 @@ pub mod sql;
 pub mod storage;
 pub mod stream;
 pub mod types;
+pub mod views;

@@ -272,8 +272,11 @@ fn meta_commands_describe_every_kind_of_relation() {
     assert!(!has_line_starting(&tables, "public|evens|"), "a materialized view is not a table:\n{tables}");
     expect_line(r"\dm", "public|evens|materialized view|weir");
     expect_line(r"\dE", "public|ticks|foreign table|weir");
-    let views = run_ok(&server, r"\dv");
+    run_ok(&server, "CREATE VIEW cheap AS SELECT id, name FROM trades WHERE price < 5");
+    let views = expect_line(r"\dv", "public|cheap|view|weir");
     assert!(!views.contains("ticks"), "a stream is not a view:\n{views}");
+    let view = run_ok(&server, r"\d+ cheap");
+    assert!(view.contains("View \"public.cheap\"") && view.contains("WHERE price < 5"), "{view}");
     let stream = run_ok(&server, r"\d+ ticks");
     assert!(stream.contains("Foreign table \"public.ticks\""), "{stream}");
     assert!(stream.contains("Server: generator"), "\\d of a stream names its connector:\n{stream}");

@@ -13,7 +13,7 @@ use crate::error::CatalogError;
 pub(super) const APPLICATION_ID: i64 = 0x5745_4952;
 /// Bumped whenever the tables below change shape. A file with a larger
 /// number was written by a newer weir and is refused, never migrated down.
-pub(super) const FORMAT_VERSION: i64 = 3;
+pub(super) const FORMAT_VERSION: i64 = 4;
 
 /// Version 1: relation definitions.
 pub(super) const SCHEMA_V1: &str = "
@@ -54,6 +54,10 @@ CREATE TABLE warehouse_roots (
     seq  INTEGER PRIMARY KEY AUTOINCREMENT,
     root TEXT NOT NULL UNIQUE
 );";
+
+// Version 4: relations of kind `view` (logical views). The tables keep their
+// shape; the version keeps an older weir, which would not know the kind,
+// from opening the file.
 
 /// Lays out a new, empty catalog file at the current version.
 pub(super) fn create(conn: &Connection) -> Result<(), CatalogError> {

@@ -15,6 +15,9 @@ pub enum RelationKind {
     Sink,
     /// A continuous query that owns its table (`CREATE MATERIALIZED VIEW`).
     MaterializedView,
+    /// A named query over tables, streams or other views (`CREATE VIEW`),
+    /// planned where it is used.
+    View,
 }
 
 impl RelationKind {
@@ -24,6 +27,7 @@ impl RelationKind {
             RelationKind::Stream => "stream",
             RelationKind::Sink => "sink",
             RelationKind::MaterializedView => "materialized_view",
+            RelationKind::View => "view",
         }
     }
 
@@ -33,6 +37,7 @@ impl RelationKind {
             "stream" => Some(RelationKind::Stream),
             "sink" => Some(RelationKind::Sink),
             "materialized_view" => Some(RelationKind::MaterializedView),
+            "view" => Some(RelationKind::View),
             _ => None,
         }
     }

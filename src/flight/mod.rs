@@ -92,6 +92,10 @@ pub struct FlightSql {
     /// Results of statements that ran at GetFlightInfo (DDL, SET, SHOW),
     /// waiting for the DoGet that fetches them, at most [`RESULT_TTL`].
     finished: Expiring<Vec<u8>, (SchemaRef, Vec<RecordBatch>)>,
+    /// Queries planned at GetFlightInfo, run by the DoGet of their ticket
+    /// (planned once, not again from the SQL), at most [`RESULT_TTL`]; a
+    /// ticket may be fetched more than once meanwhile.
+    planned: Expiring<Vec<u8>, LogicalPlan>,
     next_handle: AtomicU64,
 }
 
@@ -113,6 +117,8 @@ pub const PREPARED_CAP: usize = 10_000;
 /// Ticket handles of stored results start with this, so they never collide
 /// with a ticket that carries SQL text.
 const RESULT_PREFIX: &[u8] = b"\0weir-result:";
+/// ... and handles of planned queries with this.
+const PLAN_PREFIX: &[u8] = b"\0weir-plan:";
 
 impl FlightSql {
     pub fn new(engine: Arc<Engine>) -> FlightSql {
@@ -123,6 +129,7 @@ impl FlightSql {
             token,
             prepared: Expiring::new(PREPARED_TTL, PREPARED_CAP),
             finished: Expiring::new(RESULT_TTL, RESULT_CAP),
+            planned: Expiring::new(RESULT_TTL, RESULT_CAP),
             next_handle: AtomicU64::new(1),
         }
     }
@@ -164,7 +171,7 @@ impl FlightSql {
     }
 
     /// The result schema of a query, without running it.
-    async fn query_schema(&self, sql: &str) -> Result<Option<SchemaRef>, Status> {
+    async fn query_schema(&self, sql: &str) -> Result<Option<(SchemaRef, Option<LogicalPlan>)>, Status> {
         match self.parse_one(sql)? {
             Statement::Query(stmt) => {
                 let plan = query::plan(&self.engine, &SessionVars::new(), stmt).await.map_err(|e| status(&e))?;
@@ -172,12 +179,12 @@ impl FlightSql {
                 if matches!(plan, LogicalPlan::Copy(_) | LogicalPlan::Dml(_)) {
                     return Ok(None);
                 }
-                Ok(Some(Arc::new(plan.schema().as_arrow().clone())))
+                Ok(Some((Arc::new(plan.schema().as_arrow().clone()), Some(plan))))
             }
             // SHOW, DESCRIBE, SHOW CREATE: their rows' schema, known without
             // running them (announcing the row count of a command instead
             // made ADBC refuse the rows: "inconsistent schema").
-            other => Ok(handler::result_schema(&other)),
+            other => Ok(handler::result_schema(&other).map(|schema| (schema, None))),
         }
     }
 
@@ -274,8 +281,17 @@ impl FlightSqlService for FlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         self.check_auth(request.metadata())?;
         let descriptor = request.into_inner();
-        if let Some(schema) = self.query_schema(&cmd.query).await? {
-            let ticket = TicketStatementQuery { statement_handle: cmd.query.into_bytes().into() };
+        if let Some((schema, plan)) = self.query_schema(&cmd.query).await? {
+            let handle = match plan {
+                // Planned once: DoGet runs this plan.
+                Some(plan) => {
+                    let handle = self.handle(PLAN_PREFIX);
+                    self.planned.insert(handle.clone(), plan);
+                    handle
+                }
+                None => cmd.query.into_bytes(),
+            };
+            let ticket = TicketStatementQuery { statement_handle: handle.into() };
             return Ok(Response::new(self.flight_info(&schema, ticket.as_any().encode_to_vec(), descriptor)?));
         }
         // DDL and session statements take effect now, whether or not the
@@ -309,6 +325,11 @@ impl FlightSqlService for FlightSql {
                 .build(futures::stream::iter(batches.into_iter().map(Ok)))
                 .map_err(Status::from);
             return Ok(Response::new(Box::pin(flight)));
+        }
+        if handle.starts_with(PLAN_PREFIX) {
+            let plan = self.planned.get(&handle).ok_or_else(|| Status::not_found("query ticket expired unfetched"))?;
+            let output = query::run(&self.engine, &SessionVars::new(), plan).await.map_err(|e| status(&e))?;
+            return Ok(stream_output(output));
         }
         let sql = String::from_utf8(handle).map_err(|_| Status::invalid_argument("ticket is not SQL text"))?;
         Ok(stream_output(self.run(&sql, vec![]).await?))
@@ -398,7 +419,7 @@ impl FlightSqlService for FlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         self.check_auth(request.metadata())?;
         let sql = self.prepared_query(&cmd.prepared_statement_handle)?.sql;
-        let schema = self.query_schema(&sql).await?.unwrap_or_else(|| affected_rows(0).0);
+        let schema = self.query_schema(&sql).await?.map(|(schema, _)| schema).unwrap_or_else(|| affected_rows(0).0);
         let info = self.flight_info(&schema, cmd.as_any().encode_to_vec(), request.into_inner())?;
         Ok(Response::new(info))
     }
@@ -484,13 +505,21 @@ impl FlightSqlService for FlightSql {
         let mut builder = query.into_builder();
         let defs = self.engine.catalog.list().map_err(|e| status(&e.into()))?;
         for def in defs {
+            // The kinds psql sees too: a stream is a foreign table; a sink
+            // is a query, not a relation.
+            let table_type = match def.kind {
+                crate::catalog::RelationKind::View => "VIEW",
+                crate::catalog::RelationKind::Stream => "FOREIGN TABLE",
+                crate::catalog::RelationKind::Sink => continue,
+                crate::catalog::RelationKind::ExternalTable | crate::catalog::RelationKind::MaterializedView => "TABLE",
+            };
             // A table whose files are gone is listed without columns.
             let table_schema = match self.engine.context().table_provider(def.name.as_str()).await {
                 Ok(provider) => provider.schema(),
                 Err(_) => Arc::new(Schema::empty()),
             };
             builder
-                .append(DATABASE, SCHEMA, &def.name, "TABLE", &table_schema)
+                .append(DATABASE, SCHEMA, &def.name, table_type, &table_schema)
                 .map_err(|e| Status::internal(e.to_string()))?;
         }
         Ok(single_batch(builder.schema(), builder.build()))

@@ -15,6 +15,7 @@ pub async fn handle(
     kind: StreamingKind,
     names: &[ObjectName],
     if_exists: bool,
+    cascade: bool,
 ) -> Result<Output, QueryError> {
     let wanted = match kind {
         StreamingKind::Stream => RelationKind::Stream,
@@ -38,7 +39,14 @@ pub async fn handle(
             None => return Err(CatalogError::UnknownRelation { kind: kind.sql_name().to_lowercase(), name: key }.into()),
         }
     }
+    if !cascade {
+        for def in &defs {
+            // Refused before anything is dropped.
+            crate::views::drop_dependents(&engine.catalog, &kind.sql_name().to_lowercase(), &def.name, false).await?;
+        }
+    }
     for def in defs {
+        crate::views::drop_dependents(&engine.catalog, &kind.sql_name().to_lowercase(), &def.name, cascade).await?;
         match wanted {
             RelationKind::Stream => engine.streams.drop_stream(&def.name).await?,
             _ => engine.streams.drop_query(&def).await?,

@@ -7,7 +7,7 @@ use super::{Output, table_key};
 use crate::engine::Engine;
 use crate::error::{CatalogError, QueryError};
 
-pub async fn handle(engine: &Engine, names: &[ObjectName], if_exists: bool) -> Result<Output, QueryError> {
+pub async fn handle(engine: &Engine, names: &[ObjectName], if_exists: bool, cascade: bool) -> Result<Output, QueryError> {
     // Check all names first so that a missing one drops nothing.
     let mut keys = Vec::with_capacity(names.len());
     let mut missing = Vec::new();
@@ -35,7 +35,14 @@ pub async fn handle(engine: &Engine, names: &[ObjectName], if_exists: bool) -> R
         }
         keys.push(key);
     }
+    if !cascade {
+        for key in &keys {
+            // Refused before anything is dropped.
+            crate::views::drop_dependents(&engine.catalog, "table", key, false).await?;
+        }
+    }
     for key in keys {
+        crate::views::drop_dependents(&engine.catalog, "table", &key, cascade).await?;
         drop_one(engine, &key).await?;
     }
     Ok(Output::missing_skipping("DROP TABLE", "table", &missing))

@@ -16,6 +16,7 @@ pub mod show_create;
 pub mod show_streaming;
 pub mod show_tables;
 pub mod unwind;
+pub mod views;
 
 use std::sync::Arc;
 
@@ -101,7 +102,9 @@ async fn dispatch(engine: &Engine, vars: &mut SessionVars, stmt: Statement) -> R
         Statement::ShowTables => show_tables::handle(engine),
         Statement::Describe(name) => describe::handle(engine, &name).await,
         Statement::ShowCreateTable(name) => show_create::handle(engine, &name),
-        Statement::DropTable { names, if_exists } => drop_table::handle(engine, &names, if_exists).await,
+        Statement::DropTable { names, if_exists, cascade } => drop_table::handle(engine, &names, if_exists, cascade).await,
+        Statement::CreateView(view) => views::create(engine, *view).await,
+        Statement::DropView { names, if_exists, cascade } => views::drop(engine, &names, if_exists, cascade).await,
         Statement::Set { name, value, tag } => session::set(vars, &name, value, tag),
         Statement::ResetAll => session::reset_all(vars),
         Statement::Show(name) => session::show(vars, &name),
@@ -115,7 +118,9 @@ async fn dispatch(engine: &Engine, vars: &mut SessionVars, stmt: Statement) -> R
         Statement::CreateContinuousQuery(cq) => create_query::handle(engine, cq).await,
         Statement::ShowStreaming(kind) => show_streaming::handle(engine, kind),
         Statement::ShowCreateStreaming(kind, name) => show_streaming::show_create(engine, kind, &name),
-        Statement::DropStreaming { kind, names, if_exists } => drop_streaming::handle(engine, kind, &names, if_exists).await,
+        Statement::DropStreaming { kind, names, if_exists, cascade } => {
+            drop_streaming::handle(engine, kind, &names, if_exists, cascade).await
+        }
         Statement::AlterStreaming { kind, name, action } => alter_streaming::handle(engine, kind, &name, action).await,
         Statement::ExplainContinuousQuery(cq) => explain_streaming::explain_create(engine, &cq).await,
         Statement::ExplainStreaming(kind, name) => explain_streaming::explain_existing(engine, kind, &name),

@@ -1,4 +1,5 @@
-//! `SHOW TABLES`: the tables the catalog knows, with format and location.
+//! `SHOW TABLES`: the tables the catalog knows, with format and location;
+//! logical views too (format `VIEW`, no location), as Hive lists them.
 
 use datafusion::arrow::datatypes::SchemaRef;
 
@@ -14,7 +15,8 @@ pub fn handle(engine: &Engine) -> Result<Output, QueryError> {
     let mut defs = engine.catalog.list()?;
     // Tables and views are queryable; streams and sinks have their own SHOW.
     defs.retain(|d| {
-        matches!(d.kind, crate::catalog::RelationKind::ExternalTable | crate::catalog::RelationKind::MaterializedView)
+        use crate::catalog::RelationKind::*;
+        matches!(d.kind, ExternalTable | MaterializedView | View)
     });
     defs.sort_by(|a, b| a.name.cmp(&b.name));
     let rows = defs.into_iter().map(|d| vec![d.name, d.format, d.location]).collect();

@@ -55,6 +55,13 @@ const PG_CLASS: &str = "SELECT c.oid, c.relname, c.relnamespace, c.reltype, c.re
     CAST(NULL AS TEXT[]) AS relacl, CAST(NULL AS TEXT[]) AS reloptions, c.relpartbound \
     FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace";
 
+/// `information_schema.views` in PostgreSQL 15's columns (DataFusion's has
+/// `definition`; BI tools read `view_definition`). Weir's views take no
+/// INSERT, UPDATE or DELETE and have no CHECK OPTION.
+const VIEWS: &str = "SELECT table_catalog, table_schema, table_name, definition AS view_definition, \
+    'NONE' AS check_option, 'NO' AS is_updatable, 'NO' AS is_insertable_into, 'NO' AS is_trigger_updatable, \
+    'NO' AS is_trigger_deletable, 'NO' AS is_trigger_insertable_into FROM information_schema.views";
+
 /// `pg_foreign_table`: a row per stream, its connector as the server and its
 /// options (secrets left out) as `key 'value'`, which psql's `\d` prints.
 const PG_FOREIGN_TABLE: &str = "SELECT c.oid AS ftrelid, weir_stream_server(n.nspname, c.relname) AS ftserver, \
@@ -205,6 +212,7 @@ async fn register_inner(ctx: &SessionContext, weir_catalog: &Catalog, server_use
         .with_table_functions(state.table_functions().clone());
     let mut info_tables: HashMap<String, Arc<dyn TableProvider>> = HashMap::new();
     info_tables.insert("columns".into(), view(ctx, COLUMNS).await?);
+    info_tables.insert("views".into(), view(ctx, VIEWS).await?);
     // Weir keeps no constraints (no primary, unique or foreign keys), so
     // both are empty; Metabase joins them to find primary keys.
     info_tables.insert("table_constraints".into(), empty(TABLE_CONSTRAINTS, &[])?);

@@ -48,6 +48,7 @@ impl Relations {
         Some(match self.def(schema, name)?.kind {
             RelationKind::Stream => "f",
             RelationKind::MaterializedView => "m",
+            RelationKind::View => "v",
             RelationKind::ExternalTable | RelationKind::Sink => "r",
         })
     }
@@ -61,7 +62,7 @@ impl Relations {
                 let location = def.location.strip_prefix("file://").unwrap_or(&def.location);
                 Some(committed_bytes(Path::new(location)))
             }
-            RelationKind::Stream | RelationKind::Sink => None,
+            RelationKind::Stream | RelationKind::Sink | RelationKind::View => None,
         }
     }
 

@@ -18,6 +18,8 @@ pub enum Statement {
     DropTable {
         names: Vec<ObjectName>,
         if_exists: bool,
+        /// Drops the views that read them too.
+        cascade: bool,
     },
     /// `SET name = value` (also `SET TIME ZONE`, `SET NAMES`); `value` is
     /// `None` for `SET name TO DEFAULT`.
@@ -46,6 +48,16 @@ pub enum Statement {
         kind: super::StreamingKind,
         names: Vec<ObjectName>,
         if_exists: bool,
+        /// Drops the views that read them too.
+        cascade: bool,
+    },
+    /// `CREATE [OR REPLACE] VIEW name [(columns)] AS SELECT ...`.
+    CreateView(Box<datafusion::sql::sqlparser::ast::CreateView>),
+    /// `DROP VIEW [IF EXISTS] name, ... [CASCADE]`.
+    DropView {
+        names: Vec<ObjectName>,
+        if_exists: bool,
+        cascade: bool,
     },
     /// `EXPLAIN CREATE SINK | MATERIALIZED VIEW ...`: planned, not created.
     ExplainContinuousQuery(super::CreateContinuousQuery),
@@ -76,8 +88,11 @@ pub fn classify(stmt: SqlStatement) -> Result<Statement, QueryError> {
         SqlStatement::ShowCreate { obj_type, .. } => {
             return Err(QueryError::Unsupported(format!("SHOW CREATE {obj_type}")));
         }
-        SqlStatement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => {
-            Statement::DropTable { names, if_exists }
+        SqlStatement::Drop { object_type: ObjectType::Table, if_exists, names, cascade, .. } => {
+            Statement::DropTable { names, if_exists, cascade }
+        }
+        SqlStatement::Drop { object_type: ObjectType::View, if_exists, names, cascade, .. } => {
+            Statement::DropView { names, if_exists, cascade }
         }
         SqlStatement::Drop { object_type, .. } => {
             return Err(QueryError::Unsupported(format!("DROP {object_type}")));
@@ -116,7 +131,10 @@ pub fn classify(stmt: SqlStatement) -> Result<Statement, QueryError> {
                     .into(),
             ));
         }
-        SqlStatement::CreateView(_) => return Err(QueryError::Unsupported("CREATE VIEW".into())),
+        SqlStatement::CreateView(view) if view.temporary => {
+            return Err(QueryError::Unsupported("CREATE TEMPORARY VIEW (views are kept in the catalog)".into()));
+        }
+        SqlStatement::CreateView(view) => Statement::CreateView(Box::new(view)),
         SqlStatement::CreateSchema { .. } => return Err(QueryError::Unsupported("CREATE SCHEMA".into())),
         SqlStatement::CreateDatabase { .. } => return Err(QueryError::Unsupported("CREATE DATABASE".into())),
         SqlStatement::CreateIndex(_) => return Err(QueryError::Unsupported("CREATE INDEX".into())),

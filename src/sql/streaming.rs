@@ -243,9 +243,13 @@ pub fn parse(words: &[&str], tokens: &[TokenWithSpan], text: &str) -> Option<Res
                 skip_kind(p, k)?;
                 let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
                 let names = p.parse_comma_separated(|p| p.parse_object_name(false))?;
-                Ok((names, if_exists))
+                let cascade = p.parse_keyword(Keyword::CASCADE);
+                if !cascade {
+                    let _ = p.parse_keyword(Keyword::RESTRICT);
+                }
+                Ok((names, if_exists, cascade))
             })
-            .map(|(names, if_exists)| S::DropStreaming { kind: k, names, if_exists })
+            .map(|(names, if_exists, cascade)| S::DropStreaming { kind: k, names, if_exists, cascade })
         }
         _ => return None,
     };
@@ -540,7 +544,9 @@ mod tests {
         let stmts = p.parse("SHOW SINKS; SHOW MATERIALIZED VIEWS; DROP STREAM IF EXISTS a, b; SHOW CREATE SINK s").unwrap();
         assert!(matches!(stmts[0], Statement::ShowStreaming(super::StreamingKind::Sink)));
         assert!(matches!(stmts[1], Statement::ShowStreaming(super::StreamingKind::MaterializedView)));
-        assert!(matches!(&stmts[2], Statement::DropStreaming { names, if_exists: true, .. } if names.len() == 2));
+        assert!(
+            matches!(&stmts[2], Statement::DropStreaming { names, if_exists: true, cascade: false, .. } if names.len() == 2)
+        );
         assert!(matches!(stmts[3], Statement::ShowCreateStreaming(super::StreamingKind::Sink, _)));
     }
 

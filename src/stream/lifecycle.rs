@@ -85,6 +85,13 @@ impl StreamManager {
             if def.kind == RelationKind::ExternalTable {
                 continue;
             }
+            if def.kind == RelationKind::View {
+                // In creation order, after what it reads; one that cannot
+                // be planned is kept and says why when it is used.
+                let view = crate::views::LogicalView::restore(&self.shared.state(), &def.name, &def.definition).await;
+                self.catalog.attach(&def.name, Arc::new(view))?;
+                continue;
+            }
             let result = match (def.kind, parser.parse(&def.definition).map(|mut v| v.pop())) {
                 (RelationKind::Stream, Ok(Some(Statement::CreateStream(ddl)))) => {
                     match self.define_stream(&def.name, &ddl).await {

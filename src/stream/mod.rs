@@ -220,7 +220,9 @@ impl StreamManager {
             streams.iter().map(|s| (s.name.clone(), ChunkTable::new(s.spec.schema.clone()))).collect();
         let chunk_tables = slots.iter().map(|(name, (table, _))| (name.clone(), table.clone())).collect();
         let ctx: SessionContext = query_context(&self.shared, chunk_tables)?;
-        let plan = plan_query(&ctx, query).await?;
+        // A view over a stream reads the stream: its query goes in its place.
+        let query = crate::views::expand(query, &self.catalog)?;
+        let plan = plan_query(&ctx, &query).await?;
         let optimized = ctx.state().optimize(&plan)?;
         let read: Vec<Arc<StreamDef>> = {
             let scanned = scanned_tables(&plan);
@@ -486,6 +488,7 @@ pub(crate) fn infos(registry: &Registry) -> Vec<QueryInfo> {
 fn kind_name(kind: RelationKind) -> &'static str {
     match kind {
         RelationKind::MaterializedView => "materialized view",
+        RelationKind::View => "view",
         RelationKind::Sink => "sink",
         RelationKind::Stream => "stream",
         RelationKind::ExternalTable => "table",

@@ -104,8 +104,12 @@ def check_prepared_statement_with_parameters():
 
 
 def check_get_objects_lists_tables_and_columns():
-    with connect() as conn:
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE OR REPLACE VIEW cheap_items AS SELECT id, name FROM items WHERE price < 10")
+        cur.fetch_arrow_table()
         objects = conn.adbc_get_objects().read_all().to_pylist()
+        # Views by type, as GetTables answers it.
+        views = conn.adbc_get_objects(table_types_filter=["VIEW"]).read_all().to_pylist()
     catalogs = {c["catalog_name"]: c for c in objects}
     assert "weir" in catalogs, list(catalogs)
     schemas = {s["db_schema_name"]: s for s in catalogs["weir"]["catalog_db_schemas"]}
@@ -114,6 +118,15 @@ def check_get_objects_lists_tables_and_columns():
     assert "items" in tables, list(tables)
     columns = [c["column_name"] for c in tables["items"]["table_columns"]]
     assert columns == ["id", "price", "name"], columns
+    assert tables["cheap_items"]["table_type"] == "VIEW", tables["cheap_items"]
+    assert tables["items"]["table_type"] == "TABLE", tables["items"]
+    view_names = [
+        t["table_name"]
+        for c in views
+        for s in c["catalog_db_schemas"] or []
+        for t in s["db_schema_tables"] or []
+    ]
+    assert view_names == ["cheap_items"], view_names
 
 
 def check_error_carries_sqlstate():
