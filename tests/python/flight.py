@@ -136,6 +136,14 @@ def check_error_carries_sqlstate():
             cur.fetch_arrow_table()
         except Exception as e:  # the driver raises a DB-API error subclass
             assert "42P01" in str(e), str(e)
+            # The SQLSTATE on its own too, which the driver passes on as
+            # error details (it sets no e.sqlstate from anything a server
+            # sends): the status's metadata, and its details (a
+            # google.rpc.ErrorInfo whose reason is the SQLSTATE).
+            details = [(k.decode() if isinstance(k, bytes) else k, v) for k, v in (getattr(e, "details", None) or [])]
+            assert ("x-sqlstate", b"42P01") in details, details
+            infos = [v for k, v in details if k == "grpc-status-details-bin"]
+            assert any(b"google.rpc.ErrorInfo" in v and b"42P01" in v and b"weir.sqlstate" in v for v in infos), details
         else:
             raise AssertionError("query over a missing table succeeded")
         cur.execute("SELECT 1 AS one")
