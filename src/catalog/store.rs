@@ -31,6 +31,13 @@ impl RelationKind {
         }
     }
 
+    /// The kind in words with its article, for messages: "an external table".
+    pub fn described(&self) -> String {
+        let words = self.as_str().replace('_', " ");
+        let article = if words.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+        format!("{article} {words}")
+    }
+
     pub fn parse(s: &str) -> Option<RelationKind> {
         match s {
             "external_table" => Some(RelationKind::ExternalTable),

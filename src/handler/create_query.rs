@@ -27,8 +27,8 @@ pub async fn handle(engine: &Engine, cq: CreateContinuousQuery) -> Result<Output
     {
         if def.kind != kind {
             return Err(QueryError::WrongObjectType(format!(
-                "\"{name}\" is a {}, not a {}",
-                def.kind.as_str().replace('_', " "),
+                "\"{name}\" is {}, not a {}",
+                def.kind.described(),
                 kind.as_str().replace('_', " ")
             )));
         }

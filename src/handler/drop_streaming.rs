@@ -30,8 +30,8 @@ pub async fn handle(
             Some(def) if def.kind == wanted => defs.push(def),
             Some(def) => {
                 return Err(QueryError::WrongObjectType(format!(
-                    "'{key}' is a {}, not a {}",
-                    def.kind.as_str().replace('_', " "),
+                    "'{key}' is {}, not a {}",
+                    def.kind.described(),
                     kind.sql_name().to_lowercase()
                 )));
             }

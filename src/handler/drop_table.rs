@@ -22,7 +22,8 @@ pub async fn handle(engine: &Engine, names: &[ObjectName], if_exists: bool, casc
             Some(def) if def.kind != crate::catalog::RelationKind::ExternalTable => {
                 let kind = def.kind.as_str().replace('_', " ");
                 return Err(QueryError::WrongObjectType(format!(
-                    "'{key}' is a {kind}, not a table; use DROP {}",
+                    "'{key}' is {}, not a table; use DROP {}",
+                    def.kind.described(),
                     kind.to_uppercase()
                 )));
             }

@@ -160,8 +160,8 @@ fn continuous_query_def(
     match engine.catalog.get(&key)? {
         Some(def) if def.kind == wanted => Ok(def),
         Some(def) => Err(QueryError::WrongObjectType(format!(
-            "'{key}' is a {}, not a {}",
-            def.kind.as_str().replace('_', " "),
+            "'{key}' is {}, not a {}",
+            def.kind.described(),
             kind.sql_name().to_lowercase()
         ))),
         None => Err(crate::error::CatalogError::UnknownRelation { kind: kind.sql_name().to_lowercase(), name: key }.into()),

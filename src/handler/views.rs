@@ -18,10 +18,7 @@ pub async fn create(engine: &Engine, view: CreateView) -> Result<Output, QueryEr
     let replacing = match &existing {
         Some(def) if view.or_replace && def.kind == RelationKind::View => true,
         Some(def) if view.or_replace => {
-            return Err(QueryError::WrongObjectType(format!(
-                "\"{name}\" is a {}, not a view",
-                def.kind.as_str().replace('_', " ")
-            )));
+            return Err(QueryError::WrongObjectType(format!("\"{name}\" is {}, not a view", def.kind.described())));
         }
         Some(_) if view.if_not_exists => return Ok(Output::exists_skipping("CREATE VIEW", &name)),
         Some(_) => return Err(CatalogError::DuplicateTable(name).into()),
@@ -63,7 +60,8 @@ pub async fn drop(engine: &Engine, names: &[ObjectName], if_exists: bool, cascad
             Some(def) => {
                 let kind = def.kind.as_str().replace('_', " ");
                 return Err(QueryError::WrongObjectType(format!(
-                    "'{key}' is a {kind}, not a view; use DROP {}",
+                    "'{key}' is {}, not a view; use DROP {}",
+                    def.kind.described(),
                     if def.kind == RelationKind::ExternalTable { "TABLE".to_string() } else { kind.to_uppercase() }
                 )));
             }

@@ -238,8 +238,8 @@ impl StreamManager {
                 let def = self.catalog.get(&key)?.ok_or_else(|| CatalogError::UnknownTable(key.clone()))?;
                 if def.kind != RelationKind::ExternalTable {
                     return Err(QueryError::Unsupported(format!(
-                        "a sink into '{key}', which is a {} (sinks append to external tables)",
-                        def.kind.as_str().replace('_', " ")
+                        "a sink into '{key}', which is {} (sinks append to external tables)",
+                        def.kind.described()
                     )));
                 }
                 if !def.format.eq_ignore_ascii_case("parquet") {
