@@ -134,36 +134,22 @@ pub fn parse(words: &[&str], tokens: &[TokenWithSpan], text: &str) -> Option<Res
         _ => None,
     };
     let statement = match words {
-        ["CREATE", "OR", "REPLACE", rest @ ..] => match kind(rest)? {
-            StreamingKind::Stream => {
-                return Some(Err(QueryError::UnsupportedWithHint {
-                    what: "CREATE OR REPLACE STREAM".into(),
-                    hint: "drop the stream and create it again (queries reading it must be dropped first)".into(),
-                }));
+        ["CREATE", rest @ ..] => {
+            let (or_replace, rest) = match rest {
+                ["OR", "REPLACE", rest @ ..] => (true, rest),
+                rest => (false, rest),
+            };
+            match kind(rest)? {
+                StreamingKind::Stream if or_replace => {
+                    return Some(Err(QueryError::UnsupportedWithHint {
+                        what: "CREATE OR REPLACE STREAM".into(),
+                        hint: "drop the stream and create it again (queries reading it must be dropped first)".into(),
+                    }));
+                }
+                StreamingKind::Stream => run(tokens, |p| create_stream(p, text)).map(|s| S::CreateStream(Box::new(s))),
+                kind => continuous_query(tokens, kind, text).map(S::CreateContinuousQuery),
             }
-            kind @ (StreamingKind::Sink | StreamingKind::MaterializedView) => {
-                let (head, trailing) = split_trailing_with(tokens);
-                let trailing = match trailing.map(|t| run(&t, parse_with)).transpose() {
-                    Ok(t) => t.flatten(),
-                    Err(e) => return Some(Err(e)),
-                };
-                run(&head, |p| create_query(p, kind, text, trailing)).map(S::CreateContinuousQuery)
-            }
-        },
-        ["CREATE", rest @ ..] => match kind(rest)? {
-            StreamingKind::Stream => run(tokens, |p| create_stream(p, text)).map(|s| S::CreateStream(Box::new(s))),
-            kind @ (StreamingKind::Sink | StreamingKind::MaterializedView) => {
-                // A trailing `WITH (...)` would otherwise parse as table
-                // hints of the query's last FROM item (`FROM t WITH (NOLOCK)`)
-                // and vanish: split it off first.
-                let (head, trailing) = split_trailing_with(tokens);
-                let trailing = match trailing.map(|t| run(&t, parse_with)).transpose() {
-                    Ok(t) => t.flatten(),
-                    Err(e) => return Some(Err(e)),
-                };
-                run(&head, |p| create_query(p, kind, text, trailing)).map(S::CreateContinuousQuery)
-            }
-        },
+        }
         ["SHOW", "CREATE", rest @ ..] => {
             let k = kind(rest)?;
             run(tokens, |p| {
@@ -189,13 +175,7 @@ pub fn parse(words: &[&str], tokens: &[TokenWithSpan], text: &str) -> Option<Res
             }
             // The same statement without the leading EXPLAIN.
             let first = tokens.iter().position(|t| !matches!(t.token, Token::Whitespace(_)))?;
-            let rest = &tokens[first + 1..];
-            let (head, trailing) = split_trailing_with(rest);
-            let trailing = match trailing.map(|t| run(&t, parse_with)).transpose() {
-                Ok(t) => t.flatten(),
-                Err(e) => return Some(Err(e)),
-            };
-            run(&head, |p| create_query(p, k, text, trailing)).map(S::ExplainContinuousQuery)
+            continuous_query(&tokens[first + 1..], k, text).map(S::ExplainContinuousQuery)
         }
         ["EXPLAIN", rest @ ..] => {
             let k = kind(rest)?;
@@ -339,6 +319,16 @@ fn create_stream(p: &mut SqlParser, text: &str) -> Result<CreateStream, ParserEr
 
 /// Splits `... WITH ( ... )` off the end of a statement, when the statement
 /// ends with such a top-level group.
+/// `CREATE [OR REPLACE] SINK | MATERIALIZED VIEW ...` from `tokens`. A
+/// trailing `WITH (...)` would otherwise parse as table hints of the
+/// query's last FROM item (`FROM t WITH (NOLOCK)`) and vanish: it is split
+/// off first.
+fn continuous_query(tokens: &[TokenWithSpan], kind: StreamingKind, text: &str) -> Result<CreateContinuousQuery, QueryError> {
+    let (head, trailing) = split_trailing_with(tokens);
+    let trailing = trailing.map(|t| run(&t, parse_with)).transpose()?.flatten();
+    run(&head, |p| create_query(p, kind, text, trailing))
+}
+
 fn split_trailing_with(tokens: &[TokenWithSpan]) -> (Vec<TokenWithSpan>, Option<Vec<TokenWithSpan>>) {
     let significant: Vec<usize> = tokens
         .iter()
