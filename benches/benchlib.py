@@ -1,4 +1,4 @@
-"""What the benchmark drivers (benches/export.py, ingest.py, nexmark.py) share:
+"""What the benchmark drivers (benches/export.py, ingest.py, nexmark.py, tpch.py) share:
 the machine's facts, a pgwire connection to weir, and process CPU time and
 peak memory from /proc. They import it as `benchlib` (Python puts the
 script's own directory, benches/, on sys.path).

@@ -1,4 +1,5 @@
-# Shared by the benchmark drivers (benches/export.sh, ingest.sh, nexmark.sh),
+# Shared by the benchmark drivers (benches/export.sh, ingest.sh, nexmark.sh,
+# statement.sh, tpch.sh),
 # which source it after `set -euo pipefail`; it is not run on its own. It cds
 # to the repository root and exports WEIR_CACHE (default ~/.cache/weir).
 
@@ -62,15 +63,25 @@ make_tmp() {
 # Starts `weir serve` over $tmp/data on ephemeral ports, its log in
 # $tmp/server.log, and waits for it to listen; sets server_pid and pg_port.
 # With --flight it serves Flight SQL too and sets flight_port; without, it
-# runs with --no-flight.
+# runs with --no-flight. `--allow-path DIR` (repeatable) allows DIR as well
+# as $tmp, for input kept under $WEIR_CACHE between runs.
 start_weir() {
-    local flight=(--no-flight) ports
-    if [ "${1:-}" = --flight ]; then flight=(--flight-listen 127.0.0.1:0); fi
+    local flight=(--no-flight) allow=(--allow-path "$tmp") with_flight=0 ports
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --flight) flight=(--flight-listen 127.0.0.1:0); with_flight=1 ;;
+            --allow-path) [ $# -ge 2 ] || die "start_weir: --allow-path needs a directory"
+                allow+=(--allow-path "$2"); shift ;;
+            *) die "start_weir: unknown argument $1" ;;
+        esac
+        shift
+    done
     say "starting weir (data dir $tmp/data)"
     # The benchmark's own temporary dir (its generated input files sit
-    # beside the data dir) is allowed; nothing else beyond the data dir.
+    # beside the data dir) is allowed, and whatever the caller named;
+    # nothing else beyond the data dir.
     NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$weir" serve --listen 127.0.0.1:0 "${flight[@]}" \
-        --data-dir "$tmp/data" --allow-path "$tmp" 2>"$tmp/server.log" &
+        --data-dir "$tmp/data" "${allow[@]}" 2>"$tmp/server.log" &
     server_pid=$!
     stop_pids+=("$server_pid")
     # The server logs "weir flight sql listening at ADDR" (when it serves
@@ -84,7 +95,7 @@ start_weir() {
     done
     [ -n "$pg_port" ] || { cat "$tmp/server.log" >&2; die "could not read the pgwire port"; }
     ports="pgwire port $pg_port"
-    if [ "${1:-}" = --flight ]; then
+    if [ "$with_flight" = 1 ]; then
         flight_port="$(sed -n 's/.*weir flight sql listening at [0-9.]*:\([0-9]*\).*/\1/p' "$tmp/server.log" | head -n 1)"
         [ -n "$flight_port" ] || { cat "$tmp/server.log" >&2; die "could not read the flight sql port"; }
         ports+=", flight sql port $flight_port"
