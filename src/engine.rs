@@ -86,6 +86,11 @@ impl Engine {
         let file_url = datafusion::execution::object_store::ObjectStoreUrl::local_filesystem();
         runtime.register_object_store(file_url.as_ref(), Arc::new(files));
         let ctx = SessionContext::new_with_config_rt(session_config, runtime);
+        // `STORED AS DELTA`: tables with a Delta log (see `crate::delta`).
+        ctx.state_ref()
+            .write()
+            .table_factories_mut()
+            .insert("DELTA".to_string(), Arc::new(crate::delta::provider::TableFactory));
         // The catalog is the `public` schema: what it holds is what plans see.
         ctx.catalog(DATABASE)
             .ok_or_else(|| ServerError::Engine("no default catalog".into()))?

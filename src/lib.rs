@@ -29,8 +29,8 @@
 //!   benchmark events) decoding records straight to Arrow.
 //! * `sink`: where results land, typed by `sink::Target`: a two-phase sink
 //!   trait (write, prepare, commit after the catalog transaction, abort)
-//!   implemented by Parquet tables (Hive-partitioned ones too), rewritten
-//!   views and Kafka topics.
+//!   implemented by Parquet tables (Hive-partitioned ones too), Delta
+//!   tables, rewritten views and Kafka topics.
 //! * `catalog`: the metastore (SQLite today, behind a sync trait that async
 //!   code calls off the workers) and DataFusion's `public` schema built
 //!   from it: one call creates or drops a relation in both.
@@ -39,6 +39,9 @@
 //!   directories and hosts, the warehouse (the only code that builds paths
 //!   from object names and deletes directories), and the object store the
 //!   engine reads and writes through.
+//! * `delta`: Delta Lake tables (the `deltalake` crate): reading a
+//!   snapshot per query, creating, and committing an epoch to the log with
+//!   the query's transaction id, which recovery reads back.
 //! * `views`: logical views (`CREATE VIEW`): kept in the catalog, planned
 //!   where used, expanded into continuous queries; what reads what.
 //! * `functions`: PostgreSQL functions clients expect (version(), descriptions).
@@ -55,6 +58,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod delta;
 pub mod engine;
 pub mod error;
 pub mod flight;

@@ -126,14 +126,19 @@ impl From<ProduceArgs> for weir::produce::ProduceOptions {
     }
 }
 
+/// `RUST_LOG` (default `info`), with the Delta kernel's per-scan and
+/// per-snapshot events at `warn` unless `RUST_LOG` names it: at `info` it
+/// logs several lines for every query of a Delta table.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let quiet = if spec.contains("buoyant_kernel") { String::new() } else { ",buoyant_kernel=warn".into() };
+    tracing_subscriber::EnvFilter::try_new(format!("{spec}{quiet}")).unwrap_or_else(|_| "info".into())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let use_color = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_ansi(use_color)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(log_filter()).with_ansi(use_color).with_writer(std::io::stderr).init();
 
     let args = match cli.command {
         Command::Serve(args) => args,

@@ -290,8 +290,8 @@ fn kafka_sink_epoch_is_on_the_broker_once_prepared() {
                 (r#"{"k":"c"}"#.to_string(), r#"{"k":"c","n":3}"#.to_string()),
             ]
         );
-        sink.commit(&prepared).expect("commit");
-        sink.recover(&prepared).expect("recover");
+        sink.commit(&prepared).await.expect("commit");
+        sink.recover(&prepared).await.expect("recover");
         // Nothing more arrives (`read` checks that nothing follows).
         consumer.seek("sink_out", 0, Offset::Beginning, Duration::from_secs(10)).expect("seek");
         assert_eq!(read(&consumer, 3).len(), 3, "commit and recovery send nothing again");

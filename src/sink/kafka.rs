@@ -142,16 +142,17 @@ struct KafkaEpoch {
     out: Arc<KafkaOut>,
 }
 
+#[async_trait]
 impl Sink for KafkaSink {
     fn begin(&self, _batch_id: i64) -> Box<dyn EpochSink> {
         Box::new(KafkaEpoch { out: self.out.clone() })
     }
 
-    fn commit(&self, _pre_commit: &PreCommit) -> Result<(), SinkError> {
+    async fn commit(&self, _pre_commit: &PreCommit) -> Result<(), SinkError> {
         Ok(())
     }
 
-    fn recover(&self, _last: &PreCommit) -> Result<(), SinkError> {
+    async fn recover(&self, _last: &PreCommit) -> Result<(), SinkError> {
         Ok(())
     }
 }

@@ -18,8 +18,10 @@
 //! * `partitioned`: a Hive-partitioned table, `col=value/` directories.
 //! * `versioned`: a materialized view rewritten each epoch, one version
 //!   directory per epoch.
+//! * `delta`: a Delta Lake table, one log commit per epoch.
 //! * `kafka`: JSON records on a topic (at least once).
 
+pub mod delta;
 pub mod kafka;
 pub mod parquet;
 pub mod partitioned;
@@ -46,6 +48,8 @@ pub enum Target {
     /// `StreamManager::prepare`) when the query rewrites its whole result
     /// each epoch (output modes update and complete).
     View { dir: PathBuf, versions: Option<Arc<Versions>> },
+    /// A Delta Lake table a sink appends to, one log commit per epoch.
+    Delta { dir: PathBuf, schema: SchemaRef },
     /// `INTO KAFKA (...)`: a topic, with the options as written.
     Kafka(crate::sql::Options),
 }
@@ -73,6 +77,7 @@ impl Target {
             Target::View { versions: Some(versions), .. } => {
                 Box::new(versioned::VersionedSink::new(versions.clone(), opening))
             }
+            Target::Delta { dir, .. } => Box::new(delta::DeltaSink::new(dir, opening.query, opening.schema, opening.roll)),
             Target::Kafka(options) => Box::new(kafka::KafkaSink::new(options, opening.key_columns.to_vec())?),
         })
     }
@@ -87,6 +92,9 @@ pub struct PreCommit {
     pub bytes: u64,
     /// A rewritten view's new version directory.
     pub version: Option<PathBuf>,
+    /// The epoch: a Delta commit carries it as the query's transaction
+    /// version, which is how recovery knows whether that commit happened.
+    pub batch_id: Option<i64>,
 }
 
 impl PreCommit {
@@ -95,6 +103,7 @@ impl PreCommit {
         self.files.extend(other.files);
         self.bytes += other.bytes;
         self.version = self.version.take().or(other.version);
+        self.batch_id = self.batch_id.or(other.batch_id);
     }
 }
 
@@ -125,16 +134,17 @@ impl From<std::io::Error> for SinkError {
 }
 
 /// One target of one query, across epochs.
+#[async_trait]
 pub trait Sink: Send + Sync {
     /// Opens epoch `batch_id`.
     fn begin(&self, batch_id: i64) -> Box<dyn EpochSink>;
     /// Publishes a pre-commit the catalog has recorded. Idempotent:
     /// recovery may publish the same one again after a crash.
-    fn commit(&self, pre_commit: &PreCommit) -> Result<(), SinkError>;
+    async fn commit(&self, pre_commit: &PreCommit) -> Result<(), SinkError>;
     /// Before the first epoch of a run: publishes what the last commit
     /// recorded (`last`, every sink's files together; a sink takes its
     /// own) and deletes what was staged after it.
-    fn recover(&self, last: &PreCommit) -> Result<(), SinkError>;
+    async fn recover(&self, last: &PreCommit) -> Result<(), SinkError>;
 }
 
 /// One epoch's writes to one sink.
@@ -221,7 +231,7 @@ mod tests {
         assert!(visible(&dir).is_empty(), "prepared is not visible: {:?}", files(&dir));
         // A second epoch is prepared but its catalog commit never happens.
         let second = epoch(sink.as_ref(), 1, &[2]).await;
-        sink.commit(&first).unwrap();
+        sink.commit(&first).await.unwrap();
         let published: Vec<String> = first.files.iter().map(|f| f.visible.rsplit('/').next().unwrap().to_string()).collect();
         assert_eq!(visible(&dir), published);
         // After a crash: the last commit recorded `first` (plus another
@@ -229,8 +239,8 @@ mod tests {
         let mut last = first.clone();
         let elsewhere =
             crate::catalog::StagedFile { staged: "/elsewhere/.x.pending".into(), visible: "/elsewhere/x.parquet".into() };
-        last.absorb(PreCommit { files: vec![elsewhere], bytes: 0, version: None });
-        sink.recover(&last).unwrap();
+        last.absorb(PreCommit { files: vec![elsewhere], ..PreCommit::default() });
+        sink.recover(&last).await.unwrap();
         assert_eq!(files(&dir), published, "{second:?} deleted");
     }
 
@@ -252,23 +262,23 @@ mod tests {
         assert_eq!(v0.version.as_deref(), Some(dir.join("v000000").as_path()));
         assert_eq!(versions.current(), None, "nothing is shown before the commit");
         assert!(versions.hold().is_none());
-        sink.commit(&v0).unwrap();
+        sink.commit(&v0).await.unwrap();
         assert_eq!(versions.current(), v0.version);
         let v1 = epoch(sink.as_ref(), 1, &[]).await;
         assert!(v1.files.is_empty());
-        sink.commit(&v1).unwrap();
+        sink.commit(&v1).await.unwrap();
         assert_eq!(versions.current(), v1.version, "an empty result is an empty version");
         assert_eq!(visible(&dir.join("v000001")), Vec::<String>::new());
         // A plain reader of the directory finds one version, not two.
         assert_eq!(on_disk(&dir), vec!["v000001"]);
         let v2 = epoch(sink.as_ref(), 2, &[3]).await;
-        sink.commit(&v2).unwrap();
+        sink.commit(&v2).await.unwrap();
         assert_eq!(on_disk(&dir), vec!["v000002"]);
         // A query reading v2 keeps it past the next commit, until it is done.
         let reading = versions.hold().unwrap();
         assert_eq!(reading.dir(), dir.join("v000002"));
         let v3 = epoch(sink.as_ref(), 3, &[5]).await;
-        sink.commit(&v3).unwrap();
+        sink.commit(&v3).await.unwrap();
         assert_eq!(on_disk(&dir), vec!["v000002", "v000003"]);
         assert_eq!(visible(&dir.join("v000002")).len(), 1, "the held version is whole");
         drop(reading);
@@ -277,7 +287,7 @@ mod tests {
         let _lost = epoch(sink.as_ref(), 4, &[4]).await;
         let versions = Versions::new(&dir, &warehouse);
         let restarted = open(&Target::View { dir: dir.clone(), versions: Some(versions.clone()) });
-        restarted.recover(&v3).unwrap();
+        restarted.recover(&v3).await.unwrap();
         assert_eq!(on_disk(&dir), vec!["v000003"]);
         assert_eq!(visible(&dir.join("v000003")).len(), 1);
         assert_eq!(versions.current(), v3.version, "readers see the last committed version again");

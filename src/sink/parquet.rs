@@ -20,6 +20,8 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 
+use async_trait::async_trait;
+
 use super::{EpochSink, PreCommit, Sink, SinkError};
 use crate::catalog::StagedFile;
 
@@ -227,16 +229,17 @@ impl EpochWriter {
     }
 }
 
+#[async_trait]
 impl Sink for ParquetSink {
     fn begin(&self, batch_id: i64) -> Box<dyn EpochSink> {
         Box::new(ParquetSink::begin(self, batch_id))
     }
 
-    fn commit(&self, pre_commit: &PreCommit) -> Result<(), SinkError> {
+    async fn commit(&self, pre_commit: &PreCommit) -> Result<(), SinkError> {
         Ok(publish(&pre_commit.files)?)
     }
 
-    fn recover(&self, last: &PreCommit) -> Result<(), SinkError> {
+    async fn recover(&self, last: &PreCommit) -> Result<(), SinkError> {
         let own: Vec<StagedFile> =
             last.files.iter().filter(|f| Path::new(&f.staged).parent() == Some(self.dir.as_path())).cloned().collect();
         Ok(ParquetSink::recover(self, &own)?)
@@ -251,7 +254,7 @@ impl EpochSink for EpochWriter {
 
     async fn prepare(self: Box<Self>) -> Result<PreCommit, SinkError> {
         let (files, bytes) = self.finish()?;
-        Ok(PreCommit { files, bytes, version: None })
+        Ok(PreCommit { files, bytes, ..PreCommit::default() })
     }
 
     fn abort(self: Box<Self>) {

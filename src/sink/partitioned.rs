@@ -95,6 +95,7 @@ struct PartitionedEpoch {
     writers: HashMap<String, EpochWriter>,
 }
 
+#[async_trait]
 impl Sink for PartitionedSink {
     fn begin(&self, batch_id: i64) -> Box<dyn EpochSink> {
         let sink = Arc::new(PartitionedSink {
@@ -107,13 +108,13 @@ impl Sink for PartitionedSink {
         Box::new(PartitionedEpoch { batch_id, sink, writers: HashMap::new() })
     }
 
-    fn commit(&self, pre_commit: &PreCommit) -> Result<(), SinkError> {
+    async fn commit(&self, pre_commit: &PreCommit) -> Result<(), SinkError> {
         Ok(publish(&pre_commit.files)?)
     }
 
     /// Publishes what the last commit recorded under the table, then deletes
     /// every other file this query staged in any partition.
-    fn recover(&self, last: &PreCommit) -> Result<(), SinkError> {
+    async fn recover(&self, last: &PreCommit) -> Result<(), SinkError> {
         let own: Vec<StagedFile> =
             last.files.iter().filter(|f| Path::new(&f.staged).starts_with(&self.dir)).cloned().collect();
         publish(&own)?;
@@ -305,7 +306,7 @@ mod tests {
         let mut lost = sink.begin(1);
         lost.write(&batch(vec![Some("2026-11-21")])).await.unwrap();
         let staged = lost.prepare().await.unwrap();
-        sink.recover(&pre).unwrap();
+        sink.recover(&pre).await.unwrap();
         assert!(staged.files.iter().all(|f| !Path::new(&f.staged).exists()), "an uncommitted epoch's files go");
         assert!(pre.files.iter().all(|f| Path::new(&f.visible).exists()), "the committed epoch's files are published");
         let mut visible: Vec<String> = pre

@@ -170,6 +170,7 @@ struct VersionWriter {
     dir: PathBuf,
 }
 
+#[async_trait]
 impl Sink for VersionedSink {
     fn begin(&self, batch_id: i64) -> Box<dyn EpochSink> {
         let dir = self.version_dir(batch_id);
@@ -177,7 +178,7 @@ impl Sink for VersionedSink {
         Box::new(VersionWriter { writer, dir })
     }
 
-    fn commit(&self, pre_commit: &PreCommit) -> Result<(), SinkError> {
+    async fn commit(&self, pre_commit: &PreCommit) -> Result<(), SinkError> {
         publish(&pre_commit.files)?;
         let Some(version) = &pre_commit.version else { return Ok(()) };
         // The new version is already what readers see: a failed clean-up
@@ -188,7 +189,7 @@ impl Sink for VersionedSink {
         Ok(())
     }
 
-    fn recover(&self, last: &PreCommit) -> Result<(), SinkError> {
+    async fn recover(&self, last: &PreCommit) -> Result<(), SinkError> {
         let current = last.version.as_deref();
         let own: Vec<_> =
             last.files.iter().filter(|f| current.is_some() && Path::new(&f.staged).parent() == current).cloned().collect();
@@ -209,7 +210,7 @@ impl EpochSink for VersionWriter {
         let (files, bytes) = self.writer.finish()?;
         // An empty result is an empty version, not the previous one.
         std::fs::create_dir_all(&self.dir)?;
-        Ok(PreCommit { files, bytes, version: Some(self.dir) })
+        Ok(PreCommit { files, bytes, version: Some(self.dir), batch_id: None })
     }
 
     fn abort(self: Box<Self>) {

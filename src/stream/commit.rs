@@ -86,7 +86,7 @@ impl Committer<'_> {
         })?;
         {
             let _publishing = self.files.gate.publishing().await;
-            self.sinks.commit(&prepared)?;
+            self.sinks.commit(&prepared).await?;
         }
         if source.checkpoint_is_cumulative()
             && let Err(e) = self.store.prune_epochs(&spec.name, EPOCHS_KEPT).await

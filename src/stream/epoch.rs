@@ -62,9 +62,9 @@ impl Sinks {
 
     /// Recovery: every sink publishes its part of the last commit and
     /// deletes what was staged after it.
-    pub(super) fn recover(&self, last: &PreCommit) -> Result<(), RunError> {
+    pub(super) async fn recover(&self, last: &PreCommit) -> Result<(), RunError> {
         for sink in self.all() {
-            sink.recover(last).map_err(sink_failure("recovering the target"))?;
+            sink.recover(last).await.map_err(sink_failure("recovering the target"))?;
         }
         Ok(())
     }
@@ -88,16 +88,16 @@ impl Sinks {
     }
 
     /// After the catalog commit: each sink publishes what it prepared.
-    pub(super) fn commit(&self, prepared: &PreCommits) -> Result<(), RunError> {
+    pub(super) async fn commit(&self, prepared: &PreCommits) -> Result<(), RunError> {
         let publish = sink_failure("publishing committed files");
-        self.output.commit(&prepared.output).map_err(&publish)?;
+        self.output.commit(&prepared.output).await.map_err(&publish)?;
         for (sink, pre_commit) in self.dead_letters.iter().zip(&prepared.dead_letters) {
             if let (Some(sink), Some(pre_commit)) = (sink, pre_commit) {
-                sink.commit(pre_commit).map_err(&publish)?;
+                sink.commit(pre_commit).await.map_err(&publish)?;
             }
         }
         if let (Some(sink), Some(pre_commit)) = (&self.late, &prepared.late) {
-            sink.commit(pre_commit).map_err(&publish)?;
+            sink.commit(pre_commit).await.map_err(&publish)?;
         }
         Ok(())
     }

@@ -81,6 +81,7 @@ fn describe(spec: &QuerySpec) -> Vec<String> {
             partition_columns.join("=.../")
         ),
         Target::Table { dir, .. } => format!("appends Parquet files to the table in {}", dir.display()),
+        Target::Delta { dir, .. } => format!("appends to the Delta table in {}, one log commit per epoch", dir.display()),
         Target::View { dir, versions: None } => format!("appends Parquet files to the view's table in {}", dir.display()),
         Target::View { dir, versions: Some(_) } => {
             format!("writes a new version of the view's table each epoch, in {}", dir.display())

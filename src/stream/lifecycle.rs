@@ -242,11 +242,15 @@ impl StreamManager {
                         def.kind.described()
                     )));
                 }
-                if !def.format.eq_ignore_ascii_case("parquet") {
+                let delta = def.format.eq_ignore_ascii_case("delta");
+                if !def.format.eq_ignore_ascii_case("parquet") && !delta {
                     return Err(QueryError::Unsupported(format!(
-                        "a sink into '{key}' stored as {} (sinks write Parquet)",
+                        "a sink into '{key}' stored as {} (sinks write Parquet and Delta tables)",
                         def.format
                     )));
+                }
+                if delta && !def.partition_columns.is_empty() {
+                    return Err(QueryError::Unsupported(format!("a sink into the partitioned Delta table '{key}'")));
                 }
                 if def.location.contains("://") || !def.location.ends_with('/') {
                     return Err(QueryError::Unsupported(format!(
@@ -261,8 +265,11 @@ impl StreamManager {
                         &hidden[..1]
                     )));
                 }
-                let target =
-                    Target::Table { dir: recorded_dir(&def), schema, partition_columns: def.partition_columns.clone() };
+                let target = if delta {
+                    Target::Delta { dir: recorded_dir(&def), schema }
+                } else {
+                    Target::Table { dir: recorded_dir(&def), schema, partition_columns: def.partition_columns.clone() }
+                };
                 (RelationKind::Sink, key, def.location.clone(), target)
             }
             SinkTarget::OwnTable => {

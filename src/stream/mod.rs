@@ -308,7 +308,7 @@ impl StreamManager {
                 reason: format!("stream '{}' declares no WATERMARK, so no row is ever late", stream.name),
             });
         }
-        let rewrites_allowed = !matches!(target, Target::Table { .. });
+        let rewrites_allowed = !matches!(target, Target::Table { .. } | Target::Delta { .. });
         let output_mode = match (shape.aggregates, options.output_mode) {
             (false, None | Some(OutputMode::Append)) => OutputMode::Append,
             (false, Some(mode)) => {
@@ -359,7 +359,7 @@ impl StreamManager {
         ready_query::Instance::new(&query_plan).await?;
         let output: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         let target_schema = match &target {
-            Target::Table { schema, .. } => {
+            Target::Table { schema, .. } | Target::Delta { schema, .. } => {
                 check_compatible(&output, schema)?;
                 schema.clone()
             }

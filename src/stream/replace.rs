@@ -131,7 +131,9 @@ fn check_same_input_and_output(name: &str, old: &super::QuerySpec, new: &super::
 /// Where a target's rows land, to tell whether a replacement moves them.
 fn place(target: &crate::sink::Target) -> String {
     match target {
-        crate::sink::Target::Table { dir, .. } | crate::sink::Target::View { dir, .. } => dir.display().to_string(),
+        crate::sink::Target::Table { dir, .. }
+        | crate::sink::Target::Delta { dir, .. }
+        | crate::sink::Target::View { dir, .. } => dir.display().to_string(),
         crate::sink::Target::Kafka(options) => format!(
             "kafka://{}/{}",
             options.get("bootstrap_servers").map(String::as_str).unwrap_or_default(),

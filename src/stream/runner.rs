@@ -185,11 +185,12 @@ async fn attempt(
         files: history.last().map(|e| e.files.clone()).unwrap_or_default(),
         bytes: 0,
         version: history.last().and_then(|e| e.progress.get("version")).and_then(|v| v.as_str()).map(PathBuf::from),
+        batch_id: history.last().map(|e| e.batch_id),
     };
     {
         // Publishing the last commit's files is publishing an epoch.
         let _publishing = files.gate.publishing().await;
-        sinks.recover(&last)?;
+        sinks.recover(&last).await?;
     }
     if let Some(last) = history.last() {
         instance.restore_state(&last.state).await.map_err(|e| RunError::Fatal(format!("restoring state: {e}")))?;

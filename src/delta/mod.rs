@@ -1,0 +1,140 @@
+//! Delta Lake tables, through the `deltalake` crate: opening one (its
+//! latest version, or an older one), creating an empty one with declared
+//! columns, and committing a continuous query's epoch to its log.
+//!
+//! The log is what makes a Delta table readable by every engine: a data file
+//! exists for readers only once a commit adds it, so an outside reader
+//! (Spark, DuckDB, polars, deltalake-python) sees whole epochs or nothing.
+//! Weir's commit protocol stays the same (files written and synced, the
+//! catalog transaction, then publishing); publishing is one Delta commit
+//! per epoch carrying the query's transaction identifier (`txn`: app id =
+//! the query, version = the epoch), as Spark's Delta sink does. That
+//! action is how recovery tells whether a commit happened before a crash:
+//! the log says which epoch of the query it holds last.
+//!
+//! * `provider`: the table as DataFusion reads it, a snapshot per query,
+//!   and the factory behind `STORED AS DELTA`.
+
+pub mod provider;
+
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use datafusion::arrow::datatypes::Schema;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, StructType, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::{DeltaTable, DeltaTableError};
+
+/// The directory that holds a Delta table's log.
+pub const LOG_DIR: &str = "_delta_log";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeltaError {
+    #[error("'{0}' is not a Delta table: it has no {LOG_DIR} directory")]
+    NotATable(String),
+    #[error("Delta table at '{location}': {reason}")]
+    Table { location: String, reason: String },
+}
+
+impl DeltaError {
+    fn at(dir: &Path, e: impl std::fmt::Display) -> DeltaError {
+        DeltaError::Table { location: dir.display().to_string(), reason: e.to_string() }
+    }
+}
+
+/// Whether `dir` holds a Delta table (a log directory).
+pub fn is_table(dir: &Path) -> bool {
+    dir.join(LOG_DIR).is_dir()
+}
+
+fn table_url(dir: &Path) -> Result<url::Url, DeltaError> {
+    url::Url::from_directory_path(dir).map_err(|()| DeltaError::at(dir, "not an absolute directory path"))
+}
+
+/// The table at `dir` at its latest version, or at `version`.
+pub async fn open(dir: &Path, version: Option<i64>) -> Result<DeltaTable, DeltaError> {
+    if !is_table(dir) {
+        return Err(DeltaError::NotATable(dir.display().to_string()));
+    }
+    let url = table_url(dir)?;
+    let opened = match version {
+        None => deltalake::open_table(url).await,
+        Some(v) => match u64::try_from(v) {
+            Ok(v) => deltalake::open_table_with_version(url, v).await,
+            Err(_) => return Err(DeltaError::at(dir, format!("no version {v}: versions start at 0"))),
+        },
+    };
+    opened.map_err(|e| DeltaError::at(dir, readable(e)))
+}
+
+/// Creates an empty Delta table with `schema`'s columns at `dir`.
+pub async fn create(dir: &Path, schema: &Schema) -> Result<DeltaTable, DeltaError> {
+    std::fs::create_dir_all(dir).map_err(|e| DeltaError::at(dir, e))?;
+    let columns: StructType = schema.try_into_kernel().map_err(|e| DeltaError::at(dir, e))?;
+    let table = DeltaTable::try_from_url(table_url(dir)?).await.map_err(|e| DeltaError::at(dir, readable(e)))?;
+    table
+        .create()
+        .with_columns(columns.fields().cloned())
+        .with_save_mode(SaveMode::ErrorIfExists)
+        .await
+        .map_err(|e| DeltaError::at(dir, readable(e)))
+}
+
+/// The last epoch of `query` the table's log holds, if any.
+pub async fn committed_epoch(table: &DeltaTable, query: &str) -> Result<Option<i64>, DeltaTableError> {
+    table.snapshot()?.transaction_version(table.log_store().as_ref(), app_id(query)).await
+}
+
+/// The transaction identifier of a query's commits.
+pub fn app_id(query: &str) -> String {
+    format!("weir:{query}")
+}
+
+/// Adds `files` (already in `dir`, under their final names) to the table
+/// as epoch `batch_id` of `query`, unless the log already holds that epoch
+/// (recovery publishing it again). Returns the new table version, or
+/// `None` when there was nothing to do.
+pub async fn commit_epoch(dir: &Path, query: &str, batch_id: i64, files: &[PathBuf]) -> Result<Option<i64>, DeltaError> {
+    if files.is_empty() {
+        // An epoch without rows changes nothing a reader sees.
+        return Ok(None);
+    }
+    let table = open(dir, None).await?;
+    if committed_epoch(&table, query).await.map_err(|e| DeltaError::at(dir, readable(e)))? >= Some(batch_id) {
+        return Ok(None);
+    }
+    let mut actions = Vec::with_capacity(files.len());
+    for file in files {
+        let meta = std::fs::metadata(file).map_err(|e| DeltaError::at(file, e))?;
+        let name = file.strip_prefix(dir).map_err(|_| DeltaError::at(file, "not under the table's directory"))?;
+        let modified = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis());
+        actions.push(Action::Add(Add {
+            path: name.to_string_lossy().into_owned(),
+            size: i64::try_from(meta.len()).unwrap_or(i64::MAX),
+            modification_time: i64::try_from(modified).unwrap_or(i64::MAX),
+            data_change: true,
+            ..Add::default()
+        }));
+    }
+    let properties = CommitProperties::default().with_application_transaction(Transaction::new(app_id(query), batch_id));
+    let snapshot = table.snapshot().map_err(|e| DeltaError::at(dir, readable(e)))?;
+    let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
+    let done = CommitBuilder::from(properties)
+        .with_actions(actions)
+        .build(Some(snapshot), table.log_store(), operation)
+        .await
+        .map_err(|e| DeltaError::at(dir, readable(e)))?;
+    Ok(Some(i64::try_from(done.version).unwrap_or(i64::MAX)))
+}
+
+/// The crate's error, with the protocol case said plainly: a table written
+/// with reader or writer features this build does not know is refused,
+/// never written.
+fn readable(e: DeltaTableError) -> String {
+    match e {
+        DeltaTableError::Generic(m) => m,
+        other => other.to_string(),
+    }
+}

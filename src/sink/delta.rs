@@ -1,0 +1,146 @@
+//! The Delta Lake sink: an epoch's rows go to Parquet files in the table's
+//! directory, staged and published as in `parquet` (so a file is whole
+//! before its final name exists), and the epoch becomes visible with one
+//! Delta commit adding those files and recording (query, epoch) as the
+//! log's transaction for the query (see `crate::delta`).
+//!
+//! A crash after the catalog commit but before the Delta commit is
+//! repaired by `recover`: the last epoch's files are published again and
+//! committed unless the log already holds that epoch. Files of an epoch the
+//! catalog never committed are deleted, as in the Parquet sink; a published
+//! file no commit adds is invisible to every Delta reader.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::Schema;
+
+use super::parquet::{EpochWriter, ParquetSink, Roll, publish};
+use super::{EpochSink, PreCommit, Sink, SinkError};
+use crate::catalog::StagedFile;
+
+pub struct DeltaSink {
+    dir: PathBuf,
+    query: String,
+    files: ParquetSink,
+}
+
+impl DeltaSink {
+    pub fn new(dir: &Path, query: &str, table_schema: &Schema, roll: Roll) -> DeltaSink {
+        DeltaSink {
+            dir: dir.to_path_buf(),
+            query: query.to_string(),
+            files: ParquetSink::new(dir, query, table_schema, roll),
+        }
+    }
+
+    fn own<'a>(&self, files: &'a [StagedFile]) -> Vec<&'a StagedFile> {
+        files.iter().filter(|f| Path::new(&f.staged).parent() == Some(self.dir.as_path())).collect()
+    }
+
+    /// Publishes `files` and commits them to the log as epoch `batch_id`.
+    async fn publish_epoch(&self, batch_id: i64, files: &[&StagedFile]) -> Result<Option<i64>, SinkError> {
+        let owned: Vec<StagedFile> = files.iter().map(|f| (*f).clone()).collect();
+        publish(&owned)?;
+        let visible: Vec<PathBuf> = owned.iter().map(|f| PathBuf::from(&f.visible)).collect();
+        crate::delta::commit_epoch(&self.dir, &self.query, batch_id, &visible)
+            .await
+            .map_err(|e| SinkError::Delivery(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl Sink for DeltaSink {
+    fn begin(&self, batch_id: i64) -> Box<dyn EpochSink> {
+        Box::new(DeltaEpoch { writer: self.files.begin(batch_id), batch_id })
+    }
+
+    async fn commit(&self, pre_commit: &PreCommit) -> Result<(), SinkError> {
+        let Some(batch_id) = pre_commit.batch_id else {
+            return Err(SinkError::Config("a Delta epoch without its batch id".into()));
+        };
+        let version = self.publish_epoch(batch_id, &self.own(&pre_commit.files)).await?;
+        tracing::debug!(query = %self.query, batch_id, ?version, "delta commit");
+        Ok(())
+    }
+
+    async fn recover(&self, last: &PreCommit) -> Result<(), SinkError> {
+        if let Some(batch_id) = last.batch_id {
+            self.publish_epoch(batch_id, &self.own(&last.files)).await?;
+        }
+        // Every other staged file of the query was never committed.
+        Ok(self.files.recover(&[])?)
+    }
+}
+
+struct DeltaEpoch {
+    writer: EpochWriter,
+    batch_id: i64,
+}
+
+#[async_trait]
+impl EpochSink for DeltaEpoch {
+    async fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        Ok(self.writer.write(batch)?)
+    }
+
+    async fn prepare(self: Box<Self>) -> Result<PreCommit, SinkError> {
+        let (files, bytes) = self.writer.finish()?;
+        Ok(PreCommit { files, bytes, version: None, batch_id: Some(self.batch_id) })
+    }
+
+    fn abort(self: Box<Self>) {
+        self.writer.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn an_epoch_reaches_the_log_once_however_often_it_is_published() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("t");
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        crate::delta::create(&dir, &schema).await.unwrap();
+        let sink = DeltaSink::new(&dir, "q", &schema, Roll::default());
+        let rows = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2, 3]))]).unwrap();
+
+        let mut epoch = sink.begin(0);
+        epoch.write(&rows).await.unwrap();
+        let first = epoch.prepare().await.unwrap();
+        let table = crate::delta::open(&dir, None).await.unwrap();
+        assert_eq!(table.version(), Some(0), "prepared is not committed");
+        // Committed, then published again as recovery would after a crash.
+        sink.commit(&first).await.unwrap();
+        sink.recover(&first).await.unwrap();
+        sink.commit(&first).await.unwrap();
+        let table = crate::delta::open(&dir, None).await.unwrap();
+        assert_eq!(table.version(), Some(1), "one commit for epoch 0");
+        assert_eq!(crate::delta::committed_epoch(&table, "q").await.unwrap(), Some(0));
+
+        // Epoch 1 is prepared, the catalog commits it, the server dies before
+        // the Delta commit: recovery makes it.
+        let mut epoch = sink.begin(1);
+        epoch.write(&rows).await.unwrap();
+        let second = epoch.prepare().await.unwrap();
+        // Epoch 2 is staged but never committed anywhere.
+        let mut epoch = sink.begin(2);
+        epoch.write(&rows).await.unwrap();
+        let lost = epoch.prepare().await.unwrap();
+        let restarted = DeltaSink::new(&dir, "q", &schema, Roll::default());
+        restarted.recover(&second).await.unwrap();
+        let table = crate::delta::open(&dir, None).await.unwrap();
+        assert_eq!(table.version(), Some(2));
+        assert_eq!(crate::delta::committed_epoch(&table, "q").await.unwrap(), Some(1));
+        assert_eq!(table.get_file_uris().unwrap().count(), 2, "epochs 0 and 1, one file each");
+        for f in &lost.files {
+            assert!(!Path::new(&f.staged).exists() && !Path::new(&f.visible).exists(), "{f:?} removed");
+        }
+    }
+}

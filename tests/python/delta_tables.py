@@ -1,0 +1,146 @@
+"""Delta Lake tables, from weir and from outside it: deltalake-python and polars.
+
+Usage: delta_tables.py PORT SCRATCH_DIR
+
+1. A table written by deltalake-python is read by weir (`STORED AS DELTA`),
+   each query at the latest version; `OPTIONS ('version' '0')` pins one.
+2. A sink lands a file stream into a Delta table, one input file (100 rows,
+   ids contiguous) per epoch, rolled into 10 Parquet files per epoch. While
+   it commits, deltalake-python and polars read the table in a tight loop:
+   each read must hold whole epochs only (a count that is a multiple of 100,
+   the ids 0..count-1 each once), never fewer rows than an earlier read.
+3. The log carries the query's transaction: app id `weir:<query>`, version =
+   the last epoch.
+
+Run by tests/delta.rs.
+"""
+
+import json
+import pathlib
+import sys
+import threading
+import time
+
+import deltalake
+import polars as pl
+import psycopg
+import pyarrow as pa
+from checkrun import run_checks
+
+PORT = int(sys.argv[1])
+SCRATCH = pathlib.Path(sys.argv[2]).resolve()
+EPOCHS = 30
+EPOCH_ROWS = 100
+WAIT_S = 120
+
+
+def connect():
+    return psycopg.connect(f"host=127.0.0.1 port={PORT} user=weir dbname=weir", autocommit=True)
+
+
+def count(cur, table):
+    cur.execute(f"SELECT count(*) FROM {table}")
+    return int(cur.fetchone()[0])
+
+
+def weir_reads_a_table_deltalake_wrote():
+    path = SCRATCH / "made_elsewhere"
+    deltalake.write_deltalake(str(path), pa.table({"id": pa.array(range(10), pa.int64()), "name": [f"n{i}" for i in range(10)]}))
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE EXTERNAL TABLE made_elsewhere STORED AS DELTA LOCATION '{path}'")
+        assert count(cur, "made_elsewhere") == 10
+        cur.execute("SELECT name FROM made_elsewhere WHERE id = 7")
+        assert cur.fetchall() == [("n7",)]
+        # A later version, written outside weir, is what the next query reads.
+        deltalake.write_deltalake(str(path), pa.table({"id": pa.array(range(10, 15), pa.int64()), "name": ["x"] * 5}), mode="append")
+        assert count(cur, "made_elsewhere") == 15
+        # Time travel: the table pinned to its first version.
+        cur.execute(f"CREATE EXTERNAL TABLE made_elsewhere_v0 STORED AS DELTA LOCATION '{path}' OPTIONS ('version' '0')")
+        assert count(cur, "made_elsewhere_v0") == 10
+        cur.execute("SHOW TABLES")
+        formats = {row[0]: row for row in cur.fetchall()}
+        assert "DELTA" in " ".join(str(v) for v in formats["made_elsewhere"]), formats["made_elsewhere"]
+        # Not a Delta table: a clear error, not an empty table.
+        plain = SCRATCH / "plain_dir"
+        plain.mkdir()
+        try:
+            cur.execute(f"CREATE EXTERNAL TABLE not_delta STORED AS DELTA LOCATION '{plain}'")
+            raise AssertionError("a directory without a log was accepted")
+        except psycopg.Error as e:
+            assert "_delta_log" in str(e), e
+
+
+def whole_epochs(ids, reader):
+    n = len(ids)
+    assert n % EPOCH_ROWS == 0, f"{reader} read {n} rows: part of an epoch"
+    assert sorted(ids) == list(range(n)), f"{reader} read ids that are not 0..{n - 1} once each"
+    return n
+
+
+def outside_readers_see_whole_epochs_while_a_sink_commits():
+    incoming = SCRATCH / "incoming"
+    incoming.mkdir()
+    table_dir = SCRATCH / "landed"
+    table_dir.mkdir()  # an absolute location is the user's and must exist
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE STREAM arrivals (id BIGINT) WITH (connector = 'file', path = '{incoming}', format = 'json', max_files_per_trigger = 1)")
+        cur.execute(f"CREATE EXTERNAL TABLE landed (id BIGINT) STORED AS DELTA LOCATION '{table_dir}'")
+        cur.execute("CREATE SINK to_delta INTO landed AS SELECT id FROM arrivals WITH (flush_interval = '50ms', target_file_rows = 10)")
+
+        stop = threading.Event()
+        seen = {"deltalake": [0], "polars": [0]}
+        failures = []
+
+        def read_loop(name, read):
+            while not stop.is_set():
+                try:
+                    n = whole_epochs(read(), name)
+                    assert n >= seen[name][-1], f"{name} went back from {seen[name][-1]} to {n} rows"
+                    seen[name].append(n)
+                except Exception as e:  # reported after the loop
+                    failures.append(f"{name}: {e!r}")
+                    return
+
+        readers = [
+            threading.Thread(target=read_loop, args=("deltalake", lambda: deltalake.DeltaTable(str(table_dir)).to_pyarrow_table()["id"].to_pylist())),
+            threading.Thread(target=read_loop, args=("polars", lambda: pl.read_delta(str(table_dir))["id"].to_list())),
+        ]
+        for r in readers:
+            r.start()
+        try:
+            for epoch in range(EPOCHS):
+                rows = "".join(json.dumps({"id": epoch * EPOCH_ROWS + i}) + "\n" for i in range(EPOCH_ROWS))
+                staged = incoming / f".e{epoch}.tmp"
+                staged.write_text(rows)
+                staged.rename(incoming / f"e{epoch:04}.json")
+                time.sleep(0.03)
+            want = EPOCHS * EPOCH_ROWS
+            deadline = time.monotonic() + WAIT_S
+            while count(cur, "landed") != want:
+                assert time.monotonic() < deadline, f"weir shows {count(cur, 'landed')} of {want} rows"
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            for r in readers:
+                r.join()
+        assert not failures, failures
+        for name, counts in seen.items():
+            assert len(counts) > 3, f"{name} read only {len(counts) - 1} times"
+        table = deltalake.DeltaTable(str(table_dir))
+        assert whole_epochs(table.to_pyarrow_table()["id"].to_pylist(), "deltalake") == EPOCHS * EPOCH_ROWS
+        assert whole_epochs(pl.read_delta(str(table_dir))["id"].to_list(), "polars") == EPOCHS * EPOCH_ROWS
+        # Many files per epoch, one commit per epoch, each with the query's txn.
+        assert len(table.file_uris()) >= EPOCHS * 10, len(table.file_uris())
+        cur.execute("SELECT max(batch_id) FROM weir.query_progress WHERE query = 'to_delta'")
+        last_epoch = int(cur.fetchone()[0])
+        log = sorted((table_dir / "_delta_log").glob("*.json"))
+        last_txn = None
+        for entry in log:
+            for line in entry.read_text().splitlines():
+                action = json.loads(line)
+                if "txn" in action and action["txn"]["appId"] == "weir:to_delta":
+                    last_txn = action["txn"]["version"]
+        assert last_txn == last_epoch, f"log's last txn {last_txn}, weir's last epoch {last_epoch}"
+
+
+sys.exit(run_checks([weir_reads_a_table_deltalake_wrote, outside_readers_see_whole_epochs_while_a_sink_commits], "delta tables"))
