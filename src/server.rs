@@ -41,6 +41,7 @@ pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// `weir` binary polling `run` compiled the whole server a second time
 /// (77 s of a first release build, and ~30 MB of binary).
 pub fn run(config: Config, shutdown: Shutdown) -> Pin<Box<dyn Future<Output = Result<(), ServerError>> + Send>> {
+    install_crypto_provider();
     Box::pin(async move {
         let listener = TcpListener::bind(config.listen)
             .await
@@ -173,6 +174,15 @@ async fn start_flight(
         }
     });
     Ok((stop, task))
+}
+
+/// Makes ring the process's TLS crypto provider. The build links two (ring,
+/// which pgwire and tonic use, and aws-lc-rs, which the Delta kernel's HTTP
+/// client enables in rustls), and with two rustls picks neither: every TLS
+/// configuration built from the default would panic. Installing an already
+/// installed provider is a no-op.
+fn install_crypto_provider() {
+    let _ = pgwire::tokio::tokio_rustls::rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The same certificate and key as the PostgreSQL endpoint, for Flight SQL
