@@ -14,7 +14,9 @@
 //!
 //! * `provider`: the table as DataFusion reads it, a snapshot per query,
 //!   and the factory behind `STORED AS DELTA`.
+//! * `maintenance`: `OPTIMIZE`, `VACUUM`, `DESCRIBE HISTORY`.
 
+pub mod maintenance;
 pub mod provider;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +28,11 @@ use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, StructType, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableError};
+
+/// One `OPTIMIZE` or `VACUUM` at a time in this server: a `VACUUM` with a
+/// short retention would delete the files an `OPTIMIZE` has written and
+/// not yet committed.
+static MAINTENANCE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The directory that holds a Delta table's log.
 pub const LOG_DIR: &str = "_delta_log";

@@ -10,6 +10,7 @@ pub mod describe;
 pub mod drop_streaming;
 pub mod drop_table;
 pub mod explain_streaming;
+pub mod maintenance;
 pub mod query;
 pub mod session;
 pub mod show_create;
@@ -122,6 +123,7 @@ async fn dispatch(engine: &Engine, vars: &mut SessionVars, stmt: Statement) -> R
             drop_streaming::handle(engine, kind, &names, if_exists, cascade).await
         }
         Statement::AlterStreaming { kind, name, action } => alter_streaming::handle(engine, kind, &name, action).await,
+        Statement::Maintenance(statement) => maintenance::handle(engine, statement).await,
         Statement::ExplainContinuousQuery(cq) => explain_streaming::explain_create(engine, &cq).await,
         Statement::ExplainStreaming(kind, name) => explain_streaming::explain_existing(engine, kind, &name),
     }
@@ -138,6 +140,7 @@ pub fn result_schema(stmt: &Statement) -> Option<SchemaRef> {
         Statement::ShowStreaming(kind) => Some(show_streaming::schema(*kind)),
         Statement::ShowCreateStreaming(..) => Some(show_streaming::show_create_schema()),
         Statement::ExplainContinuousQuery(_) | Statement::ExplainStreaming(..) => Some(explain_streaming::schema()),
+        Statement::Maintenance(statement) => Some(maintenance::schema(statement)),
         _ => None,
     }
 }

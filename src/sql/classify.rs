@@ -63,6 +63,8 @@ pub enum Statement {
     ExplainContinuousQuery(super::CreateContinuousQuery),
     /// `EXPLAIN SINK | MATERIALIZED VIEW name`: the plan it runs.
     ExplainStreaming(super::StreamingKind, ObjectName),
+    /// `OPTIMIZE`, `VACUUM`, `DESCRIBE HISTORY` of a Delta table.
+    Maintenance(super::Maintenance),
     /// `ALTER SINK | MATERIALIZED VIEW name PAUSE | RESUME | SET (...)`.
     AlterStreaming {
         kind: super::StreamingKind,

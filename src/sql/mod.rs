@@ -5,12 +5,14 @@ mod classify;
 mod client_compat;
 mod column_names;
 pub mod limits;
+mod maintenance;
 mod parser;
 pub mod scalar_subqueries;
 pub mod search_path;
 pub mod streaming;
 
 pub use classify::{Statement, TransactionKind};
+pub use maintenance::Maintenance;
 pub use parser::Parser;
 pub use streaming::{AlterAction, CreateContinuousQuery, CreateStream, Options, SinkTarget, StreamingKind};
 

@@ -56,6 +56,9 @@ impl Parser {
         if let Some(streaming) = super::streaming::parse(&words, &tokens, text) {
             return streaming.map(|s| vec![s]);
         }
+        if let Some(maintenance) = super::maintenance::parse(&words, &tokens) {
+            return maintenance.map(|s| vec![s]);
+        }
         let datafusion_extension = matches!(
             words.as_slice(),
             ["CREATE", "EXTERNAL", ..]

@@ -237,7 +237,10 @@ pub fn parse(words: &[&str], tokens: &[TokenWithSpan], text: &str) -> Option<Res
 }
 
 /// Runs `f` over the statement's tokens and insists it consumed them all.
-fn run<T>(tokens: &[TokenWithSpan], f: impl FnOnce(&mut SqlParser) -> Result<T, ParserError>) -> Result<T, QueryError> {
+pub(super) fn run<T>(
+    tokens: &[TokenWithSpan],
+    f: impl FnOnce(&mut SqlParser) -> Result<T, ParserError>,
+) -> Result<T, QueryError> {
     let dialect = PostgreSqlDialect {};
     let mut parser = SqlParser::new(&dialect).with_tokens_with_locations(tokens.to_vec());
     let value = f(&mut parser).map_err(syntax)?;
@@ -273,7 +276,7 @@ fn skip_kind_plural(p: &mut SqlParser, kind: StreamingKind) -> Result<(), Parser
 }
 
 /// Matches a word that may not be a sqlparser keyword (STREAM, SINK, ...).
-fn expect_word(p: &mut SqlParser, word: &str) -> Result<(), ParserError> {
+pub(super) fn expect_word(p: &mut SqlParser, word: &str) -> Result<(), ParserError> {
     let next = p.next_token();
     match &next.token {
         Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word) => Ok(()),
@@ -281,7 +284,7 @@ fn expect_word(p: &mut SqlParser, word: &str) -> Result<(), ParserError> {
     }
 }
 
-fn peek_word(p: &SqlParser, word: &str) -> bool {
+pub(super) fn peek_word(p: &SqlParser, word: &str) -> bool {
     matches!(&p.peek_token().token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
 }
 

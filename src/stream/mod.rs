@@ -78,7 +78,7 @@ use crate::error::QueryError;
 use crate::sink::Target;
 use crate::storage::{PublishGate, Sandbox, Warehouse};
 pub use aggregate::OutputMode;
-pub use definition::{QueryOptions, StreamDef, Trigger};
+pub use definition::{QueryOptions, StreamDef, Trigger, parse_size};
 use planning::{ChunkTable, check_shape, plan_query, query_context, scanned_tables};
 pub use progress::{QueryState, Status};
 pub use spec::QuerySpec;
@@ -141,6 +141,11 @@ pub struct QueryInfo {
 }
 
 impl StreamManager {
+    /// The gate sinks publish epochs under (see `storage::PublishGate`).
+    pub fn publish_gate(&self) -> &PublishGate {
+        &self.gate
+    }
+
     pub fn new(
         shared: SessionContext,
         catalog: Catalog,

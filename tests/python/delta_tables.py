@@ -11,6 +11,10 @@ Usage: delta_tables.py PORT SCRATCH_DIR
    the ids 0..count-1 each once), never fewer rows than an earlier read.
 3. The log carries the query's transaction: app id `weir:<query>`, version =
    the last epoch.
+4. OPTIMIZE and VACUUM RETAIN 0 HOURS run again and again while a sink
+   commits into the same table: no row is lost or duplicated, the small
+   files are compacted and the unreferenced ones deleted; DESCRIBE HISTORY
+   lists the commits.
 
 Run by tests/delta.rs.
 """
@@ -143,4 +147,67 @@ def outside_readers_see_whole_epochs_while_a_sink_commits():
         assert last_txn == last_epoch, f"log's last txn {last_txn}, weir's last epoch {last_epoch}"
 
 
-sys.exit(run_checks([weir_reads_a_table_deltalake_wrote, outside_readers_see_whole_epochs_while_a_sink_commits], "delta tables"))
+def optimize_and_vacuum_while_a_sink_commits():
+    incoming = SCRATCH / "incoming_m"
+    incoming.mkdir()
+    table_dir = SCRATCH / "compacted"
+    table_dir.mkdir()
+    epochs = 20
+    with connect() as conn, conn.cursor() as cur, connect() as maint_conn, maint_conn.cursor() as maint:
+        cur.execute(f"CREATE STREAM arrivals_m (id BIGINT) WITH (connector = 'file', path = '{incoming}', format = 'json', max_files_per_trigger = 1)")
+        cur.execute(f"CREATE EXTERNAL TABLE compacted (id BIGINT) STORED AS DELTA LOCATION '{table_dir}'")
+        cur.execute("CREATE SINK to_compacted INTO compacted AS SELECT id FROM arrivals_m WITH (flush_interval = '50ms', target_file_rows = 10)")
+        compacted = 0
+        vacuumed = 0
+        for epoch in range(epochs):
+            rows = "".join(json.dumps({"id": epoch * EPOCH_ROWS + i}) + "\n" for i in range(EPOCH_ROWS))
+            staged = incoming / f".m{epoch}.tmp"
+            staged.write_text(rows)
+            staged.rename(incoming / f"m{epoch:04}.json")
+            if epoch % 4 == 1:
+                maint.execute("OPTIMIZE compacted WITH (target_size = '1MB')")
+                files_removed, files_added, _, _ = maint.fetchone()
+                compacted += files_removed
+            if epoch % 4 == 3:
+                maint.execute("VACUUM compacted RETAIN 0 HOURS")
+                vacuumed += len(maint.fetchall())
+            time.sleep(0.05)
+        want = epochs * EPOCH_ROWS
+        deadline = time.monotonic() + WAIT_S
+        while count(cur, "compacted") != want:
+            assert time.monotonic() < deadline, f"weir shows {count(cur, 'compacted')} of {want} rows"
+            time.sleep(0.1)
+        maint.execute("OPTIMIZE compacted")
+        maint.execute("VACUUM compacted RETAIN 0 HOURS")
+        vacuumed += len(maint.fetchall())
+        cur.execute("SELECT status FROM weir.queries WHERE name = 'to_compacted'")
+        assert cur.fetchone()[0] == "running"
+        cur.execute("SELECT id FROM compacted")
+        assert whole_epochs([r[0] for r in cur.fetchall()], "weir") == want
+        assert whole_epochs(deltalake.DeltaTable(str(table_dir)).to_pyarrow_table()["id"].to_pylist(), "deltalake") == want
+        assert whole_epochs(pl.read_delta(str(table_dir))["id"].to_list(), "polars") == want
+        assert compacted > 0, "OPTIMIZE compacted nothing"
+        assert vacuumed > 0, "VACUUM deleted nothing"
+        live = deltalake.DeltaTable(str(table_dir)).file_uris()
+        assert len(live) < epochs * 10, f"{len(live)} files after OPTIMIZE"
+        on_disk = sorted(p.name for p in table_dir.glob("*.parquet"))
+        assert len(on_disk) == len(live), f"VACUUM left {len(on_disk)} files for {len(live)} live ones"
+        cur.execute("DESCRIBE HISTORY compacted")
+        operations = [row[2] for row in cur.fetchall()]
+        for op in ("OPTIMIZE", "VACUUM END", "WRITE", "CREATE TABLE"):
+            assert op in operations, f"{op} not in the history: {operations}"
+        cur.execute("DESCRIBE HISTORY compacted LIMIT 1")
+        assert len(cur.fetchall()) == 1
+        try:
+            cur.execute("OPTIMIZE arrivals_m")
+            raise AssertionError("OPTIMIZE of a stream was accepted")
+        except psycopg.errors.WrongObjectType as e:
+            assert "Delta table" in str(e), e
+
+
+sys.exit(
+    run_checks(
+        [weir_reads_a_table_deltalake_wrote, outside_readers_see_whole_epochs_while_a_sink_commits, optimize_and_vacuum_while_a_sink_commits],
+        "delta tables",
+    )
+)
