@@ -37,6 +37,17 @@ fn outside_readers_and_weir_read_delta_tables() {
     let args = [server.port.to_string(), scratch.display().to_string()];
     common::run_python_checks("delta_tables.py", &args, SCRIPT_LIMIT);
     server.assert_no_panic();
+    // After a restart the catalog brings back the Delta tables and views.
+    server.kill();
+    let server = TestServer::start_with(&data, &["--allow-path", &scratch_arg]);
+    assert_eq!(sql(&server, "SELECT count(*) FROM made_elsewhere").trim(), "15");
+    assert_eq!(sql(&server, "SELECT count(*) FROM made_elsewhere_v0").trim(), "10");
+    assert_eq!(sql(&server, "SELECT count(*) FROM landed").trim(), "3000");
+    assert_eq!(sql(&server, "SELECT count(*) FROM clicks_delta").trim(), "27");
+    assert_eq!(sql(&server, "SELECT sum(n) FROM totals_delta").trim(), "27");
+    let create = sql(&server, "SHOW CREATE TABLE landed");
+    assert!(create.contains("STORED AS DELTA"), "{create}");
+    server.assert_no_panic();
 }
 
 fn sql(server: &TestServer, statements: &str) -> String {

@@ -101,10 +101,17 @@ pub fn app_id(query: &str) -> String {
 
 /// Adds `files` (already in `dir`, under their final names) to the table
 /// as epoch `batch_id` of `query`, unless the log already holds that epoch
-/// (recovery publishing it again). Returns the new table version, or
-/// `None` when there was nothing to do.
-pub async fn commit_epoch(dir: &Path, query: &str, batch_id: i64, files: &[PathBuf]) -> Result<Option<i64>, DeltaError> {
-    if files.is_empty() {
+/// (recovery publishing it again); with `overwrite`, in place of every file
+/// the table had. Returns the new table version, or `None` when there was
+/// nothing to do.
+pub async fn commit_epoch(
+    dir: &Path,
+    query: &str,
+    batch_id: i64,
+    files: &[PathBuf],
+    overwrite: bool,
+) -> Result<Option<i64>, DeltaError> {
+    if files.is_empty() && !overwrite {
         // An epoch without rows changes nothing a reader sees.
         return Ok(None);
     }
@@ -113,6 +120,10 @@ pub async fn commit_epoch(dir: &Path, query: &str, batch_id: i64, files: &[PathB
         return Ok(None);
     }
     let mut actions = Vec::with_capacity(files.len());
+    if overwrite {
+        let snapshot = table.snapshot().map_err(|e| DeltaError::at(dir, readable(e)))?;
+        actions.extend(snapshot.log_data().iter().map(|f| Action::Remove(f.remove_action(true))));
+    }
     for file in files {
         let meta = std::fs::metadata(file).map_err(|e| DeltaError::at(file, e))?;
         let name = file.strip_prefix(dir).map_err(|_| DeltaError::at(file, "not under the table's directory"))?;
@@ -127,7 +138,8 @@ pub async fn commit_epoch(dir: &Path, query: &str, batch_id: i64, files: &[PathB
     }
     let properties = CommitProperties::default().with_application_transaction(Transaction::new(app_id(query), batch_id));
     let snapshot = table.snapshot().map_err(|e| DeltaError::at(dir, readable(e)))?;
-    let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
+    let mode = if overwrite { SaveMode::Overwrite } else { SaveMode::Append };
+    let operation = DeltaOperation::Write { mode, partition_by: None, predicate: None };
     let done = CommitBuilder::from(properties)
         .with_actions(actions)
         .build(Some(snapshot), table.log_store(), operation)

@@ -89,7 +89,8 @@ pub async fn handle(engine: &Engine, statement: Maintenance) -> Result<Output, Q
     }
 }
 
-/// The directory of the Delta table `name`: 42P01 when there is no such
+/// The directory of the Delta table `name` (an external table or a
+/// materialized view stored as Delta): 42P01 when there is no such
 /// relation, 42809 when it is not a Delta table.
 fn delta_dir(
     engine: &Engine,
@@ -98,12 +99,9 @@ fn delta_dir(
 ) -> Result<PathBuf, QueryError> {
     let key = table_key(name)?;
     let def = engine.catalog.get(&key)?.ok_or_else(|| CatalogError::UnknownTable(key.clone()))?;
-    if def.kind != RelationKind::ExternalTable || !def.format.eq_ignore_ascii_case("delta") {
-        let what = if def.kind == RelationKind::ExternalTable {
-            format!("a table stored as {}", def.format)
-        } else {
-            def.kind.described().to_string()
-        };
+    let table_like = matches!(def.kind, RelationKind::ExternalTable | RelationKind::MaterializedView);
+    if !table_like || !def.format.eq_ignore_ascii_case("delta") {
+        let what = if table_like { format!("a table stored as {}", def.format) } else { def.kind.described().to_string() };
         return Err(QueryError::WrongObjectType(format!("{statement} needs a Delta table; '{key}' is {what}")));
     }
     Ok(PathBuf::from(def.location.trim_end_matches('/')))

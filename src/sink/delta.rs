@@ -24,6 +24,8 @@ pub struct DeltaSink {
     dir: PathBuf,
     query: String,
     files: ParquetSink,
+    /// Each epoch replaces the table's contents (a rewritten view).
+    overwrite: bool,
 }
 
 impl DeltaSink {
@@ -32,7 +34,20 @@ impl DeltaSink {
             dir: dir.to_path_buf(),
             query: query.to_string(),
             files: ParquetSink::new(dir, query, table_schema, roll),
+            overwrite: false,
         }
+    }
+
+    /// Each epoch's commit removes every file the table had (output modes
+    /// update and complete): readers see one whole result at a time.
+    pub fn overwriting(mut self, overwrite: bool) -> DeltaSink {
+        self.overwrite = overwrite;
+        self
+    }
+
+    /// The Parquet schema data files are written in.
+    pub fn file_schema(&self) -> &datafusion::arrow::datatypes::SchemaRef {
+        self.files.file_schema()
     }
 
     fn own<'a>(&self, files: &'a [StagedFile]) -> Vec<&'a StagedFile> {
@@ -44,7 +59,7 @@ impl DeltaSink {
         let owned: Vec<StagedFile> = files.iter().map(|f| (*f).clone()).collect();
         publish(&owned)?;
         let visible: Vec<PathBuf> = owned.iter().map(|f| PathBuf::from(&f.visible)).collect();
-        crate::delta::commit_epoch(&self.dir, &self.query, batch_id, &visible)
+        crate::delta::commit_epoch(&self.dir, &self.query, batch_id, &visible, self.overwrite)
             .await
             .map_err(|e| SinkError::Delivery(e.to_string()))
     }

@@ -50,6 +50,10 @@ pub enum Target {
     View { dir: PathBuf, versions: Option<Arc<Versions>> },
     /// A Delta Lake table a sink appends to, one log commit per epoch.
     Delta { dir: PathBuf, schema: SchemaRef },
+    /// A materialized view's own Delta table (`format = 'delta'`).
+    /// `overwrite` (set by `StreamManager::prepare` for output modes update
+    /// and complete): each epoch's commit replaces the whole table.
+    DeltaView { dir: PathBuf, overwrite: bool },
     /// `INTO KAFKA (...)`: a topic, with the options as written.
     Kafka(crate::sql::Options),
 }
@@ -78,6 +82,9 @@ impl Target {
                 Box::new(versioned::VersionedSink::new(versions.clone(), opening))
             }
             Target::Delta { dir, .. } => Box::new(delta::DeltaSink::new(dir, opening.query, opening.schema, opening.roll)),
+            Target::DeltaView { dir, overwrite } => {
+                Box::new(delta::DeltaSink::new(dir, opening.query, opening.schema, opening.roll).overwriting(*overwrite))
+            }
             Target::Kafka(options) => Box::new(kafka::KafkaSink::new(options, opening.key_columns.to_vec())?),
         })
     }

@@ -32,7 +32,18 @@ pub const QUERY_OPTIONS: &[&str] = &[
     "late_rows",
     "max_records_per_trigger",
     "fail_on_data_loss",
+    "format",
 ];
+
+/// How a materialized view keeps its own table (`format = 'parquet' | 'delta'`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ViewFormat {
+    /// A directory of Parquet files (versioned directories when rewritten).
+    #[default]
+    Parquet,
+    /// A Delta Lake table: one log commit per epoch, an overwrite when rewritten.
+    Delta,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Connector {
@@ -307,6 +318,8 @@ pub struct QueryOptions {
     /// `fail_on_data_loss` (default true): whether input found gone before
     /// it was read fails the query or is skipped and recorded.
     pub on_data_loss: crate::source::OnDataLoss,
+    /// A materialized view's table format.
+    pub view_format: ViewFormat,
 }
 
 impl QueryOptions {
@@ -315,7 +328,14 @@ impl QueryOptions {
             crate::sql::SinkTarget::Table(_) | crate::sql::SinkTarget::Kafka(_) => "CREATE SINK",
             crate::sql::SinkTarget::OwnTable => "CREATE MATERIALIZED VIEW",
         };
-        parse_query_options(&cq.options, kind)
+        let options = parse_query_options(&cq.options, kind)?;
+        if cq.options.contains_key("format") && !matches!(cq.target, crate::sql::SinkTarget::OwnTable) {
+            return Err(QueryError::InvalidOptionValue {
+                option: "format".into(),
+                reason: "a sink writes in its target's format (a Delta table's, a Parquet table's); format is for CREATE MATERIALIZED VIEW".into(),
+            });
+        }
+        Ok(options)
     }
 }
 
@@ -379,7 +399,21 @@ fn parse_query_options(options: &Options, kind: &str) -> Result<QueryOptions, Qu
             }
         }
     };
-    Ok(QueryOptions { trigger, roll, flush_interval, output_mode, late_rows_table, max_records_per_trigger, on_data_loss })
+    let view_format = match options.get("format").map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("parquet") => ViewFormat::Parquet,
+        Some("delta") => ViewFormat::Delta,
+        Some(other) => return Err(bad("format", format!("'{other}'; expected one of: parquet, delta"))),
+    };
+    Ok(QueryOptions {
+        trigger,
+        roll,
+        flush_interval,
+        output_mode,
+        late_rows_table,
+        max_records_per_trigger,
+        on_data_loss,
+        view_format,
+    })
 }
 
 /// `'10 seconds'`, `'500 ms'`, `'1 minute'`, `'2h'`.

@@ -82,6 +82,12 @@ fn describe(spec: &QuerySpec) -> Vec<String> {
         ),
         Target::Table { dir, .. } => format!("appends Parquet files to the table in {}", dir.display()),
         Target::Delta { dir, .. } => format!("appends to the Delta table in {}, one log commit per epoch", dir.display()),
+        Target::DeltaView { dir, overwrite: false } => {
+            format!("appends to the view's Delta table in {}, one log commit per epoch", dir.display())
+        }
+        Target::DeltaView { dir, overwrite: true } => {
+            format!("rewrites the view's Delta table in {} each epoch (one overwrite commit)", dir.display())
+        }
         Target::View { dir, versions: None } => format!("appends Parquet files to the view's table in {}", dir.display()),
         Target::View { dir, versions: Some(_) } => {
             format!("writes a new version of the view's table each epoch, in {}", dir.display())

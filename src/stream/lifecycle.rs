@@ -192,6 +192,17 @@ impl StreamManager {
                 None => tables::parquet_dir_table(dir, file_schema)?,
             });
         }
+        if let Target::DeltaView { dir, .. } = &spec.target {
+            // The log exists before the first epoch: the view reads as an
+            // empty table until then, from weir and from outside.
+            self.warehouse.create_dir(dir)?;
+            if !crate::delta::is_table(dir) {
+                let sink = crate::sink::delta::DeltaSink::new(dir, name, &spec.target_schema, crate::sink::Roll::default());
+                crate::delta::create(dir, sink.file_schema()).await.map_err(delta_error)?;
+            }
+            let provider = crate::delta::provider::DeltaProvider::open(dir, None).await.map_err(delta_error)?;
+            table = Some(Arc::new(provider));
+        }
         match (restored, table) {
             (None, table) => {
                 let record = RelationDef {
@@ -199,7 +210,7 @@ impl StreamManager {
                     kind,
                     definition: cq.text.clone(),
                     location,
-                    format: "PARQUET".into(),
+                    format: if matches!(spec.target, Target::DeltaView { .. }) { "DELTA" } else { "PARQUET" }.into(),
                     partition_columns: Vec::new(),
                 };
                 self.catalog.create(record, table).await?;
@@ -278,7 +289,11 @@ impl StreamManager {
                     Some(def) => self.owned_recorded_dir(def)?,
                 };
                 let location = format!("{}/", dir.display());
-                (RelationKind::MaterializedView, name.to_string(), location, Target::View { dir, versions: None })
+                let target = match options.view_format {
+                    super::ViewFormat::Parquet => Target::View { dir, versions: None },
+                    super::ViewFormat::Delta => Target::DeltaView { dir, overwrite: false },
+                };
+                (RelationKind::MaterializedView, name.to_string(), location, target)
             }
         };
         let late_dir = self.owned_dir(&format!("{name}_late"))?;
@@ -329,6 +344,13 @@ pub(super) struct Planned {
 
 /// The directory a catalog entry recorded (locations of directories end
 /// in `/`).
+fn delta_error(e: crate::delta::DeltaError) -> QueryError {
+    match e {
+        crate::delta::DeltaError::NotATable(path) => QueryError::WrongObjectType(format!("'{path}' is not a Delta table")),
+        crate::delta::DeltaError::Table { location, reason } => QueryError::UnreadableLocation { path: location, reason },
+    }
+}
+
 fn recorded_dir(def: &RelationDef) -> PathBuf {
     PathBuf::from(def.location.trim_end_matches('/'))
 }

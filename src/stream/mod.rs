@@ -78,7 +78,7 @@ use crate::error::QueryError;
 use crate::sink::Target;
 use crate::storage::{PublishGate, Sandbox, Warehouse};
 pub use aggregate::OutputMode;
-pub use definition::{QueryOptions, StreamDef, Trigger, parse_size};
+pub use definition::{QueryOptions, StreamDef, Trigger, ViewFormat, parse_size};
 use planning::{ChunkTable, check_shape, plan_query, query_context, scanned_tables};
 pub use progress::{QueryState, Status};
 pub use spec::QuerySpec;
@@ -368,7 +368,7 @@ impl StreamManager {
                 check_compatible(&output, schema)?;
                 schema.clone()
             }
-            Target::View { .. } | Target::Kafka(_) => {
+            Target::View { .. } | Target::DeltaView { .. } | Target::Kafka(_) => {
                 let mut seen = std::collections::HashSet::new();
                 for f in output.fields() {
                     if !seen.insert(f.name().clone()) {
@@ -388,6 +388,9 @@ impl StreamManager {
             && output_mode != OutputMode::Append
         {
             *versions = Some(self.versions_of(dir)?);
+        }
+        if let Target::DeltaView { overwrite, .. } = &mut target {
+            *overwrite = shape.aggregates && output_mode != OutputMode::Append;
         }
         Ok(QuerySpec {
             name: name.to_string(),

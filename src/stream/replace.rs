@@ -111,7 +111,12 @@ fn check_same_input_and_output(name: &str, old: &super::QuerySpec, new: &super::
     if place(&old.target) != place(&new.target) {
         return Err(refuse(format!("replacing '{name}' with a query that writes elsewhere")));
     }
-    let rewrites = |spec: &super::QuerySpec| matches!(spec.target, crate::sink::Target::View { versions: Some(_), .. });
+    let rewrites = |spec: &super::QuerySpec| {
+        matches!(
+            spec.target,
+            crate::sink::Target::View { versions: Some(_), .. } | crate::sink::Target::DeltaView { overwrite: true, .. }
+        )
+    };
     if rewrites(old) != rewrites(new) {
         return Err(refuse(format!(
             "replacing '{name}' with a query that {} its view (output mode {}): the view's files are kept differently",
@@ -119,7 +124,9 @@ fn check_same_input_and_output(name: &str, old: &super::QuerySpec, new: &super::
             new.plan.output_mode.name()
         )));
     }
-    if matches!(old.target, crate::sink::Target::View { .. }) && old.target_schema.fields() != new.target_schema.fields() {
+    if matches!(old.target, crate::sink::Target::View { .. } | crate::sink::Target::DeltaView { .. })
+        && old.target_schema.fields() != new.target_schema.fields()
+    {
         return Err(refuse(format!(
             "replacing the materialized view '{name}' with a query of other columns (its table has {})",
             columns(&old.target_schema)
@@ -133,6 +140,7 @@ fn place(target: &crate::sink::Target) -> String {
     match target {
         crate::sink::Target::Table { dir, .. }
         | crate::sink::Target::Delta { dir, .. }
+        | crate::sink::Target::DeltaView { dir, .. }
         | crate::sink::Target::View { dir, .. } => dir.display().to_string(),
         crate::sink::Target::Kafka(options) => format!(
             "kafka://{}/{}",

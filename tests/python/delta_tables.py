@@ -11,6 +11,9 @@ Usage: delta_tables.py PORT SCRATCH_DIR
    the ids 0..count-1 each once), never fewer rows than an earlier read.
 3. The log carries the query's transaction: app id `weir:<query>`, version =
    the last epoch.
+5. A materialized view with format = 'delta': in complete mode each epoch
+   is one overwrite commit, so deltalake and polars read exactly the current
+   result; in append mode, whole epochs.
 4. OPTIMIZE and VACUUM RETAIN 0 HOURS run again and again while a sink
    commits into the same table: no row is lost or duplicated, the small
    files are compacted and the unreferenced ones deleted; DESCRIBE HISTORY
@@ -205,9 +208,70 @@ def optimize_and_vacuum_while_a_sink_commits():
             assert "Delta table" in str(e), e
 
 
+def delta_materialized_views():
+    incoming = SCRATCH / "incoming_v"
+    incoming.mkdir()
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE STREAM clicks (k TEXT, v BIGINT) WITH (connector = 'file', path = '{incoming}', format = 'json', max_files_per_trigger = 1)")
+        cur.execute(
+            "CREATE MATERIALIZED VIEW totals_delta AS SELECT k, count(*) AS n, sum(v) AS total FROM clicks GROUP BY k "
+            "WITH (output_mode = 'complete', format = 'delta', flush_interval = '50ms')"
+        )
+        cur.execute("CREATE MATERIALIZED VIEW clicks_delta AS SELECT k, v FROM clicks WITH (format = 'delta', flush_interval = '50ms')")
+        cur.execute("SHOW TABLES")
+        formats = {row[0]: row[1] for row in cur.fetchall()}
+        assert formats["totals_delta"] == "DELTA" and formats["clicks_delta"] == "DELTA", formats
+        assert count(cur, "totals_delta") == 0, "an empty view before the first epoch"
+        totals_dir = pathlib.Path(table_location(cur, "totals_delta"))
+        clicks_dir = pathlib.Path(table_location(cur, "clicks_delta"))
+        expected = {}
+        sent = 0
+        for epoch in range(6):
+            records = [{"k": f"key{(epoch + i) % 3}", "v": i} for i in range(epoch + 2)]
+            for r in records:
+                n, total = expected.get(r["k"], (0, 0))
+                expected[r["k"]] = (n + 1, total + r["v"])
+            sent += len(records)
+            staged = incoming / f".v{epoch}.tmp"
+            staged.write_text("".join(json.dumps(r) + "\n" for r in records))
+            staged.rename(incoming / f"v{epoch:04}.json")
+            want = sorted((k, n, t) for k, (n, t) in expected.items())
+            deadline = time.monotonic() + WAIT_S
+            while True:
+                cur.execute("SELECT k, n, total FROM totals_delta ORDER BY k")
+                got = [(k, int(n), int(t)) for k, n, t in cur.fetchall()]
+                if got == want:
+                    break
+                assert time.monotonic() < deadline, f"epoch {epoch}: weir shows {got}, want {want}"
+                time.sleep(0.05)
+            table = deltalake.DeltaTable(str(totals_dir)).to_pyarrow_table()
+            outside = sorted(zip(table["k"].to_pylist(), table["n"].to_pylist(), table["total"].to_pylist()))
+            assert outside == want, f"epoch {epoch}: deltalake reads {outside}, want {want}"
+            frame = pl.read_delta(str(totals_dir)).sort("k")
+            assert list(zip(frame["k"], frame["n"], frame["total"])) == want, f"epoch {epoch}: polars reads {frame}"
+        deadline = time.monotonic() + WAIT_S
+        while count(cur, "clicks_delta") != sent:
+            assert time.monotonic() < deadline, f"clicks_delta has {count(cur, 'clicks_delta')} of {sent} rows"
+            time.sleep(0.05)
+        assert len(pl.read_delta(str(clicks_dir))) == sent
+        cur.execute("DESCRIBE HISTORY totals_delta")
+        operations = [row[2] for row in cur.fetchall()]
+        assert operations.count("WRITE") >= 6, operations
+
+
+def table_location(cur, name):
+    cur.execute("SHOW TABLES")
+    return next(row[2] for row in cur.fetchall() if row[0] == name).rstrip("/")
+
+
 sys.exit(
     run_checks(
-        [weir_reads_a_table_deltalake_wrote, outside_readers_see_whole_epochs_while_a_sink_commits, optimize_and_vacuum_while_a_sink_commits],
+        [
+            weir_reads_a_table_deltalake_wrote,
+            outside_readers_see_whole_epochs_while_a_sink_commits,
+            optimize_and_vacuum_while_a_sink_commits,
+            delta_materialized_views,
+        ],
         "delta tables",
     )
 )
