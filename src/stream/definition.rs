@@ -476,6 +476,6 @@ mod tests {
         options.insert("trigerr".into(), "once".into());
         let err = parse_query_options(&options, "CREATE SINK").unwrap_err();
         assert_eq!(err.sqlstate(), "22023");
-        assert!(err.to_string().contains("fail_on_data_loss, flush_interval, late_rows, max_records_per_trigger, output_mode, target_file_rows, target_file_size, trigger"), "{err}");
+        assert!(err.to_string().contains("fail_on_data_loss, flush_interval, format, late_rows, max_records_per_trigger, output_mode, target_file_rows, target_file_size, trigger"), "{err}");
     }
 }
