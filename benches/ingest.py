@@ -30,7 +30,7 @@ import time
 import benchlib
 from benchlib import BenchError, cpu_seconds, log_tail, machine_facts, peak_rss_mb, print_machine
 
-ENGINES = ["weir-file", "weir-kafka", "duckdb", "spark"]
+ENGINES = ["weir-file", "weir-delta", "weir-kafka", "duckdb", "spark"]
 EVENT_TYPES = ["purchase_sword", "purchase_shield", "join_guild", "login", "logout", "level_up"]
 HOSTS = ["user1.comcast.com", "user2.att.com", "user3.verizon.net", "user4.comcast.com", "user5.spectrum.net"]
 AGENTS = ["curl/7.47.0", "curl/8.5.0", "Mozilla/5.0", "python-requests/2.31"]
@@ -120,13 +120,14 @@ class Weir(benchlib.Weir):
             self.sql(f"CREATE STREAM {name} {COLUMNS} WITH ({with_})")
             self.streams.add(name)
 
-    def run_sink(self, stream, events, expected, extra_pids=(), extra_input=0):
+    def run_sink(self, stream, events, expected, extra_pids=(), extra_input=0, stored_as="PARQUET"):
         """One timed sink over `stream` (which holds `events` events, plus
-        `extra_input` records that the filter drops); returns a result dict."""
+        `extra_input` records that the filter drops) into a new table stored
+        as `stored_as` (PARQUET or DELTA); returns a result dict."""
         self.seq += 1
         sink, table = f"s_{stream}_{self.seq}", f"swords_{stream}_{self.seq}"
         self.sql(f"CREATE EXTERNAL TABLE {table} (id BIGINT, \"Host\" TEXT, ts TIMESTAMP) "
-                 f"STORED AS PARQUET LOCATION 'warehouse/{table}'")
+                 f"STORED AS {stored_as} LOCATION 'warehouse/{table}'")
         timeout = 120 + events / 5_000
         cpu0 = cpu_seconds(self.args.weir_pid)
         others0 = [cpu_seconds(p) for p in extra_pids]
@@ -334,12 +335,18 @@ def main():
     best = {}
     weir = None
     try:
-        if "weir-file" in args.only or "weir-kafka" in args.only:
+        if {"weir-file", "weir-delta", "weir-kafka"} & set(args.only):
             weir = Weir(args)
             versions.append(weir.version())
-        if "weir-file" in args.only:
+        if "weir-file" in args.only or "weir-delta" in args.only:
             weir.create_stream("events_file", f"connector = 'file', path = '{events_dir}', format = 'json'")
+        if "weir-file" in args.only:
             best["weir-file"] = bench("weir-file", lambda: weir.run_sink("events_file", args.events, expected), args)
+        if "weir-delta" in args.only:
+            # The same files and query, landing in a Delta table (one log
+            # commit per epoch) instead of a Parquet directory.
+            best["weir-delta"] = bench(
+                "weir-delta", lambda: weir.run_sink("events_file", args.events, expected, stored_as="DELTA"), args)
         if "weir-kafka" in args.only:
             secs = load_kafka(args, events_dir, "events", args.kafka_events)
             print(f"kafka: the first {args.kafka_events} events + {KAFKA_PARTITIONS} end markers produced to topic 'events' "

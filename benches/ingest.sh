@@ -6,7 +6,7 @@
 #
 #   bash benches/ingest.sh                            # 2M events, best of 3 after a warm-up
 #   bash benches/ingest.sh --events 200000 --runs 1   # extra args go to benches/ingest.py
-#   bash benches/ingest.sh --only weir-file,duckdb    # any of weir-file,weir-kafka,duckdb,spark
+#   bash benches/ingest.sh --only weir-file,duckdb    # any of weir-file,weir-delta,weir-kafka,duckdb,spark
 #   bash benches/ingest.sh --kafka-events 500000      # events through Kafka (default 200000)
 #
 # Steps: scripts/test.sh --setup-only (the venv, a JDK, the tansu broker),
@@ -25,7 +25,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Which engines run decides what to install and start; ingest.py checks the list.
-only="weir-file,weir-kafka,duckdb,spark"
+only="weir-file,weir-delta,weir-kafka,duckdb,spark"
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
     case "${args[i]}" in
@@ -54,7 +54,7 @@ make_tmp ingest
 bench_args=(--scratch "$tmp/scratch")
 mkdir -p "$tmp/data" "$tmp/scratch"
 
-if wants weir-file || wants weir-kafka; then
+if wants weir-file || wants weir-delta || wants weir-kafka; then
     start_weir
     bench_args+=(--pg-port "$pg_port" --weir-pid "$server_pid" --server-log "$tmp/server.log" --weir-bin "$weir")
 fi

@@ -266,7 +266,7 @@ fn kafka_sink_epoch_is_on_the_broker_once_prepared() {
     let options = |topic: &str| -> weir::sql::Options {
         [("bootstrap_servers".to_string(), broker.bootstrap()), ("topic".to_string(), topic.to_string())].into()
     };
-    let opening = Opening { query: "q", schema: &schema, roll: Roll::default(), key_columns: &[0] };
+    let opening = Opening { query: "q", schema: &schema, roll: Roll::default(), key_columns: &[0], compact_every: None };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let sink = Target::Kafka(options("sink_out")).open(&opening).expect("kafka sink");

@@ -26,6 +26,8 @@ pub struct DeltaSink {
     files: ParquetSink,
     /// Each epoch replaces the table's contents (a rewritten view).
     overwrite: bool,
+    /// Compact small files after every this many epochs (`compact_every`).
+    compact_every: Option<u64>,
 }
 
 impl DeltaSink {
@@ -35,7 +37,15 @@ impl DeltaSink {
             query: query.to_string(),
             files: ParquetSink::new(dir, query, table_schema, roll),
             overwrite: false,
+            compact_every: None,
         }
+    }
+
+    /// Runs `OPTIMIZE` on the table after every `epochs` epochs, in the
+    /// background: the epoch is committed whatever the compaction does.
+    pub fn compacting_every(mut self, epochs: Option<u64>) -> DeltaSink {
+        self.compact_every = epochs;
+        self
     }
 
     /// Each epoch's commit removes every file the table had (output modes
@@ -77,6 +87,22 @@ impl Sink for DeltaSink {
         };
         let version = self.publish_epoch(batch_id, &self.own(&pre_commit.files)).await?;
         tracing::debug!(query = %self.query, batch_id, ?version, "delta commit");
+        // A rewritten view replaces its files each epoch: nothing to compact.
+        if let Some(every) = self.compact_every
+            && !self.overwrite
+            && version.is_some()
+            && (batch_id + 1) % i64::try_from(every).unwrap_or(i64::MAX) == 0
+        {
+            let (dir, query) = (self.dir.clone(), self.query.clone());
+            tokio::spawn(async move {
+                match crate::delta::maintenance::optimize(&dir, None).await {
+                    Ok(done) => {
+                        tracing::info!(%query, batch_id, files_removed = done.files_removed, files_added = done.files_added, "compacted")
+                    }
+                    Err(e) => tracing::warn!(%query, batch_id, "compaction failed (the next one retries): {e}"),
+                }
+            });
+        }
         Ok(())
     }
 

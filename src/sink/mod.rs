@@ -67,6 +67,8 @@ pub struct Opening<'a> {
     /// Output columns that key records (an aggregation's groups, in update
     /// and complete mode); only keyed targets use them.
     pub key_columns: &'a [usize],
+    /// Delta targets: compact small files after every this many epochs.
+    pub compact_every: Option<u64>,
 }
 
 impl Target {
@@ -81,10 +83,15 @@ impl Target {
             Target::View { versions: Some(versions), .. } => {
                 Box::new(versioned::VersionedSink::new(versions.clone(), opening))
             }
-            Target::Delta { dir, .. } => Box::new(delta::DeltaSink::new(dir, opening.query, opening.schema, opening.roll)),
-            Target::DeltaView { dir, overwrite } => {
-                Box::new(delta::DeltaSink::new(dir, opening.query, opening.schema, opening.roll).overwriting(*overwrite))
-            }
+            Target::Delta { dir, .. } => Box::new(
+                delta::DeltaSink::new(dir, opening.query, opening.schema, opening.roll)
+                    .compacting_every(opening.compact_every),
+            ),
+            Target::DeltaView { dir, overwrite } => Box::new(
+                delta::DeltaSink::new(dir, opening.query, opening.schema, opening.roll)
+                    .overwriting(*overwrite)
+                    .compacting_every(opening.compact_every),
+            ),
             Target::Kafka(options) => Box::new(kafka::KafkaSink::new(options, opening.key_columns.to_vec())?),
         })
     }
@@ -204,7 +211,7 @@ mod tests {
 
     fn open(target: &Target) -> Box<dyn Sink> {
         let schema = schema();
-        let opening = Opening { query: "q", schema: &schema, roll: Roll::default(), key_columns: &[] };
+        let opening = Opening { query: "q", schema: &schema, roll: Roll::default(), key_columns: &[], compact_every: None };
         target.open(&opening).unwrap()
     }
 

@@ -33,6 +33,7 @@ pub const QUERY_OPTIONS: &[&str] = &[
     "max_records_per_trigger",
     "fail_on_data_loss",
     "format",
+    "compact_every",
 ];
 
 /// How a materialized view keeps its own table (`format = 'parquet' | 'delta'`).
@@ -320,6 +321,9 @@ pub struct QueryOptions {
     pub on_data_loss: crate::source::OnDataLoss,
     /// A materialized view's table format.
     pub view_format: ViewFormat,
+    /// Delta targets: compact the table's small files (`OPTIMIZE`) after
+    /// every this many epochs.
+    pub compact_every: Option<u64>,
 }
 
 impl QueryOptions {
@@ -404,6 +408,13 @@ fn parse_query_options(options: &Options, kind: &str) -> Result<QueryOptions, Qu
         Some("delta") => ViewFormat::Delta,
         Some(other) => return Err(bad("format", format!("'{other}'; expected one of: parquet, delta"))),
     };
+    let compact_every = match options.get("compact_every") {
+        None => None,
+        Some(s) => match s.trim().trim_end_matches("epochs").trim().parse::<u64>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => return Err(bad("compact_every", format!("'{s}' is not a positive number of epochs"))),
+        },
+    };
     Ok(QueryOptions {
         trigger,
         roll,
@@ -413,6 +424,7 @@ fn parse_query_options(options: &Options, kind: &str) -> Result<QueryOptions, Qu
         max_records_per_trigger,
         on_data_loss,
         view_format,
+        compact_every,
     })
 }
 
@@ -476,6 +488,6 @@ mod tests {
         options.insert("trigerr".into(), "once".into());
         let err = parse_query_options(&options, "CREATE SINK").unwrap_err();
         assert_eq!(err.sqlstate(), "22023");
-        assert!(err.to_string().contains("fail_on_data_loss, flush_interval, format, late_rows, max_records_per_trigger, output_mode, target_file_rows, target_file_size, trigger"), "{err}");
+        assert!(err.to_string().contains("compact_every, fail_on_data_loss, flush_interval, format, late_rows, max_records_per_trigger, output_mode, target_file_rows, target_file_size, trigger"), "{err}");
     }
 }

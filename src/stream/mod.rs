@@ -313,6 +313,13 @@ impl StreamManager {
                 reason: format!("stream '{}' declares no WATERMARK, so no row is ever late", stream.name),
             });
         }
+        if options.compact_every.is_some() && !matches!(target, Target::Delta { .. } | Target::DeltaView { .. }) {
+            return Err(QueryError::InvalidOptionValue {
+                option: "compact_every".into(),
+                reason: "compaction is for Delta targets (a table STORED AS DELTA, or a view WITH (format = 'delta'))"
+                    .into(),
+            });
+        }
         let rewrites_allowed = !matches!(target, Target::Table { .. } | Target::Delta { .. });
         let output_mode = match (shape.aggregates, options.output_mode) {
             (false, None | Some(OutputMode::Append)) => OutputMode::Append,

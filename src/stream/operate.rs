@@ -15,8 +15,15 @@ use crate::sql::{CreateContinuousQuery, Options};
 
 /// Options `ALTER ... SET` may change: how often the query commits and how
 /// it cuts its files, not what it computes.
-pub const ALTERABLE: &[&str] =
-    &["trigger", "flush_interval", "max_records_per_trigger", "target_file_size", "target_file_rows", "fail_on_data_loss"];
+pub const ALTERABLE: &[&str] = &[
+    "trigger",
+    "flush_interval",
+    "max_records_per_trigger",
+    "target_file_size",
+    "target_file_rows",
+    "fail_on_data_loss",
+    "compact_every",
+];
 
 /// What an ALTER did, for the client's notice.
 #[derive(Debug, PartialEq, Eq)]

@@ -243,7 +243,13 @@ async fn attempt(
 /// The query's target, and per input its stream's dead-letter table and
 /// the `<query>_late` table, when they exist: all behind the sink trait.
 fn open_sinks(spec: &QuerySpec, key_columns: &[usize]) -> Result<Sinks, RunError> {
-    let opening = Opening { query: &spec.name, schema: &spec.target_schema, roll: spec.options.roll, key_columns };
+    let opening = Opening {
+        query: &spec.name,
+        schema: &spec.target_schema,
+        roll: spec.options.roll,
+        key_columns,
+        compact_every: spec.options.compact_every,
+    };
     let output = spec.target.open(&opening).map_err(sink_failure("opening the target"))?;
     let parquet =
         |dir: &PathBuf, schema| Box::new(ParquetSink::new(dir, &spec.name, schema, spec.options.roll)) as Box<dyn Sink>;

@@ -11,13 +11,14 @@ Usage: delta_tables.py PORT SCRATCH_DIR
    the ids 0..count-1 each once), never fewer rows than an earlier read.
 3. The log carries the query's transaction: app id `weir:<query>`, version =
    the last epoch.
-5. A materialized view with format = 'delta': in complete mode each epoch
-   is one overwrite commit, so deltalake and polars read exactly the current
-   result; in append mode, whole epochs.
 4. OPTIMIZE and VACUUM RETAIN 0 HOURS run again and again while a sink
    commits into the same table: no row is lost or duplicated, the small
    files are compacted and the unreferenced ones deleted; DESCRIBE HISTORY
    lists the commits.
+5. A materialized view with format = 'delta': in complete mode each epoch
+   is one overwrite commit, so deltalake and polars read exactly the current
+   result; in append mode, whole epochs.
+6. `compact_every = 4`: the sink compacts its table every 4 epochs.
 
 Run by tests/delta.rs.
 """
@@ -259,6 +260,45 @@ def delta_materialized_views():
         assert operations.count("WRITE") >= 6, operations
 
 
+def automatic_compaction():
+    incoming = SCRATCH / "incoming_c"
+    incoming.mkdir()
+    table_dir = SCRATCH / "auto_compacted"
+    table_dir.mkdir()
+    epochs = 12
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE STREAM arrivals_c (id BIGINT) WITH (connector = 'file', path = '{incoming}', format = 'json', max_files_per_trigger = 1)")
+        cur.execute(f"CREATE EXTERNAL TABLE auto_compacted (id BIGINT) STORED AS DELTA LOCATION '{table_dir}'")
+        try:
+            cur.execute("CREATE MATERIALIZED VIEW not_delta AS SELECT id FROM arrivals_c WITH (compact_every = 4)")
+            raise AssertionError("compact_every on a Parquet view was accepted")
+        except psycopg.errors.InvalidParameterValue as e:
+            assert "Delta" in str(e), e
+        cur.execute(
+            "CREATE SINK to_auto INTO auto_compacted AS SELECT id FROM arrivals_c "
+            "WITH (flush_interval = '50ms', target_file_rows = 10, compact_every = 4)"
+        )
+        for epoch in range(epochs):
+            rows = "".join(json.dumps({"id": epoch * EPOCH_ROWS + i}) + "\n" for i in range(EPOCH_ROWS))
+            staged = incoming / f".c{epoch}.tmp"
+            staged.write_text(rows)
+            staged.rename(incoming / f"c{epoch:04}.json")
+            time.sleep(0.05)
+        want = epochs * EPOCH_ROWS
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            cur.execute("DESCRIBE HISTORY auto_compacted")
+            compactions = [row for row in cur.fetchall() if row[2] == "OPTIMIZE"]
+            if count(cur, "auto_compacted") == want and len(compactions) >= 2:
+                break
+            assert time.monotonic() < deadline, f"{count(cur, 'auto_compacted')} of {want} rows, {len(compactions)} compactions"
+            time.sleep(0.1)
+        cur.execute("SELECT id FROM auto_compacted")
+        assert whole_epochs([r[0] for r in cur.fetchall()], "weir") == want
+        live = deltalake.DeltaTable(str(table_dir)).file_uris()
+        assert len(live) < epochs * 10, f"{len(live)} live files: nothing compacted"
+
+
 def table_location(cur, name):
     cur.execute("SHOW TABLES")
     return next(row[2] for row in cur.fetchall() if row[0] == name).rstrip("/")
@@ -271,6 +311,7 @@ sys.exit(
             outside_readers_see_whole_epochs_while_a_sink_commits,
             optimize_and_vacuum_while_a_sink_commits,
             delta_materialized_views,
+            automatic_compaction,
         ],
         "delta tables",
     )
