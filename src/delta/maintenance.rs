@@ -71,6 +71,9 @@ pub struct Commit {
     pub timestamp: Option<i64>,
     pub operation: String,
     pub parameters: String,
+    /// For a weir sink's commit: the query and its epoch.
+    pub query: Option<String>,
+    pub epoch: Option<i64>,
 }
 
 /// The table's commits, newest first.
@@ -87,6 +90,8 @@ pub async fn history(dir: &Path, limit: Option<usize>) -> Result<Vec<Commit>, De
             timestamp: info.timestamp,
             operation: info.operation.unwrap_or_default(),
             parameters: info.operation_parameters.map(|p| serde_json::to_string(&p).unwrap_or_default()).unwrap_or_default(),
+            query: info.info.get(super::EPOCH_QUERY_KEY).and_then(|v| v.as_str()).map(str::to_string),
+            epoch: info.info.get(super::EPOCH_KEY).and_then(|v| v.as_i64()),
         })
         .collect())
 }

@@ -94,6 +94,10 @@ pub async fn committed_epoch(table: &DeltaTable, query: &str) -> Result<Option<i
     table.snapshot()?.transaction_version(table.log_store().as_ref(), app_id(query)).await
 }
 
+/// Keys of a weir commit's `commitInfo`: the query and its epoch.
+pub const EPOCH_QUERY_KEY: &str = "weirQuery";
+pub const EPOCH_KEY: &str = "weirEpoch";
+
 /// The transaction identifier of a query's commits.
 pub fn app_id(query: &str) -> String {
     format!("weir:{query}")
@@ -136,7 +140,13 @@ pub async fn commit_epoch(
             ..Add::default()
         }));
     }
-    let properties = CommitProperties::default().with_application_transaction(Transaction::new(app_id(query), batch_id));
+    // The commit says which query and epoch it is, for DESCRIBE HISTORY
+    // and any reader of the log (the `txn` action is per query, latest only).
+    let properties =
+        CommitProperties::default().with_application_transaction(Transaction::new(app_id(query), batch_id)).with_metadata([
+            (EPOCH_QUERY_KEY.to_string(), serde_json::Value::from(query)),
+            (EPOCH_KEY.to_string(), serde_json::Value::from(batch_id)),
+        ]);
     let snapshot = table.snapshot().map_err(|e| DeltaError::at(dir, readable(e)))?;
     let mode = if overwrite { SaveMode::Overwrite } else { SaveMode::Append };
     let operation = DeltaOperation::Write { mode, partition_by: None, predicate: None };

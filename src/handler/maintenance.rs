@@ -39,6 +39,8 @@ fn history_schema() -> SchemaRef {
         Field::new("timestamp", DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())), true),
         Field::new("operation", DataType::Utf8, true),
         Field::new("operation_parameters", DataType::Utf8, true),
+        Field::new("query", DataType::Utf8, true),
+        Field::new("epoch", DataType::Int64, true),
     ]))
 }
 
@@ -81,6 +83,8 @@ pub async fn handle(engine: &Engine, statement: Maintenance) -> Result<Output, Q
                 ),
                 Arc::new(StringArray::from(commits.iter().map(|c| Some(c.operation.as_str())).collect::<Vec<_>>())),
                 Arc::new(StringArray::from(commits.iter().map(|c| Some(c.parameters.as_str())).collect::<Vec<_>>())),
+                Arc::new(StringArray::from(commits.iter().map(|c| c.query.as_deref()).collect::<Vec<_>>())),
+                Arc::new(Int64Array::from(commits.iter().map(|c| c.epoch).collect::<Vec<_>>())),
             ];
             Ok(Output::batch(
                 RecordBatch::try_new(history_schema(), columns).map_err(datafusion::error::DataFusionError::from)?,

@@ -202,6 +202,16 @@ def optimize_and_vacuum_while_a_sink_commits():
             assert op in operations, f"{op} not in the history: {operations}"
         cur.execute("DESCRIBE HISTORY compacted LIMIT 1")
         assert len(cur.fetchall()) == 1
+        # Each of the sink's commits names its query and epoch; the versions
+        # run down from the latest without a gap.
+        cur.execute("DESCRIBE HISTORY compacted")
+        history = cur.fetchall()
+        versions = [row[0] for row in history]
+        assert versions == list(range(versions[0], versions[0] - len(versions), -1)), versions
+        epochs = [row[5] for row in history if row[4] == "to_compacted"]
+        assert epochs and epochs == sorted(epochs, reverse=True) and len(set(epochs)) == len(epochs), epochs
+        cur.execute("SELECT max(batch_id) FROM weir.query_progress WHERE query = 'to_compacted'")
+        assert epochs[0] == cur.fetchone()[0], (epochs[0], "the latest epoch")
         try:
             cur.execute("OPTIMIZE arrivals_m")
             raise AssertionError("OPTIMIZE of a stream was accepted")
