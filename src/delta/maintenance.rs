@@ -2,10 +2,10 @@
 //!
 //! Both rewriting operations are safe beside a sink committing to the same
 //! table. `OPTIMIZE` commits its removes and adds with `dataChange = false`
-//! and the log's conflict check lets blind appends (a sink's epochs) pass.
-//! `VACUUM` runs between epochs (under the publish gate): a sink's data file
-//! is on disk, under its final name, for a moment before the commit that
-//! adds it, and a short retention would otherwise delete it.
+//! and the log's conflict check lets blind appends (a sink's epochs) pass;
+//! a rewritten view's overwrite commits wait for it (see `commit_epoch`).
+//! `VACUUM` (the crate's default, lite mode) deletes only files a commit
+//! removed: never a sink's file that is on disk but not yet added.
 
 use std::num::NonZeroU64;
 use std::path::Path;
@@ -39,19 +39,13 @@ pub async fn optimize(dir: &Path, target_bytes: Option<u64>) -> Result<Compactio
     })
 }
 
-/// Deletes the data files no version within `retain_hours` references
+/// Deletes the data files that commits removed more than `retain_hours` ago
 /// (the table's `delta.deletedFileRetentionDuration`, a week by default,
 /// when `None`). An explicit retention is honoured even below the table's:
 /// readers of versions older than it can no longer read them. Returns the
 /// files deleted (or, with `dry_run`, that would be).
-pub async fn vacuum(
-    dir: &Path,
-    retain_hours: Option<f64>,
-    dry_run: bool,
-    between_epochs: &crate::storage::PublishGate,
-) -> Result<Vec<String>, DeltaError> {
+pub async fn vacuum(dir: &Path, retain_hours: Option<f64>, dry_run: bool) -> Result<Vec<String>, DeltaError> {
     let _one = super::MAINTENANCE.lock().await;
-    let _no_epoch_in_flight = between_epochs.between_epochs().await;
     let table = open(dir, None).await?;
     let mut builder = table.vacuum().with_dry_run(dry_run);
     if let Some(hours) = retain_hours {

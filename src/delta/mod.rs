@@ -43,6 +43,28 @@ pub enum DeltaError {
     NotATable(String),
     #[error("Delta table at '{location}': {reason}")]
     Table { location: String, reason: String },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// For clients: a location that is not a Delta table is the wrong kind of
+/// object (42809); a table using protocol features this build does not
+/// know is unsupported (0A000), named by the kernel's message; anything
+/// else is a table that cannot be read (58030).
+impl From<DeltaError> for crate::error::QueryError {
+    fn from(e: DeltaError) -> Self {
+        use crate::error::QueryError;
+        match e {
+            DeltaError::NotATable(path) => {
+                QueryError::WrongObjectType(format!("'{path}' is not a Delta table: it has no {LOG_DIR} directory"))
+            }
+            DeltaError::Table { location, reason } if reason.contains("Unsupported") => {
+                QueryError::Unsupported(format!("the Delta table at '{location}': {reason}"))
+            }
+            DeltaError::Unsupported(what) => QueryError::Unsupported(what),
+            DeltaError::Table { location, reason } => QueryError::UnreadableLocation { path: location, reason },
+        }
+    }
 }
 
 impl DeltaError {
@@ -98,6 +120,57 @@ pub async fn committed_epoch(table: &DeltaTable, query: &str) -> Result<Option<i
 pub const EPOCH_QUERY_KEY: &str = "weirQuery";
 pub const EPOCH_KEY: &str = "weirEpoch";
 
+/// Refuses a table the sink cannot append to correctly: a partitioned one
+/// (weir's sink writes no partition values) or one whose writer protocol
+/// asks writers to enforce features weir does not (column mapping,
+/// constraints, generated columns, deletion vectors, change data feed...).
+/// Writer version 2 (invariants, append-only) and lower are plain appends.
+pub async fn check_appendable(dir: &Path) -> Result<(), DeltaError> {
+    let table = open(dir, None).await?;
+    let snapshot = table.snapshot().map_err(|e| DeltaError::at(dir, readable(e)))?;
+    let metadata = serde_json::to_value(snapshot.metadata()).map_err(|e| DeltaError::at(dir, e))?;
+    let partitioned = metadata.get("partitionColumns").and_then(|p| p.as_array()).is_some_and(|p| !p.is_empty());
+    if partitioned {
+        return Err(DeltaError::Unsupported(format!(
+            "a sink into the Delta table at '{}', which is partitioned by {} (weir's Delta sink writes unpartitioned tables)",
+            dir.display(),
+            metadata["partitionColumns"]
+        )));
+    }
+    let protocol = serde_json::to_value(snapshot.protocol()).map_err(|e| DeltaError::at(dir, e))?;
+    let writer = protocol.get("minWriterVersion").and_then(|v| v.as_i64()).unwrap_or(0);
+    if writer > 2 {
+        let features = protocol.get("writerFeatures").map(|f| f.to_string()).unwrap_or_else(|| "none listed".into());
+        return Err(DeltaError::Unsupported(format!(
+            "a sink into the Delta table at '{}', written with writer protocol version {writer} (features: {features}); weir's sink appends to tables of writer version 2 or lower",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The last epoch of `query` the log at `dir` holds.
+pub async fn logged_epoch(dir: &Path, query: &str) -> Result<Option<i64>, DeltaError> {
+    let table = open(dir, None).await?;
+    committed_epoch(&table, query).await.map_err(|e| DeltaError::at(dir, readable(e)))
+}
+
+/// Makes the log forget the epochs of an earlier query of the same name
+/// (dropped, then created again: its epochs start at 0 again): a commit
+/// whose only action sets the query's transaction version to -1. Without
+/// it every new epoch up to the old query's last would count as committed.
+pub async fn forget_epochs(dir: &Path, query: &str) -> Result<(), DeltaError> {
+    let table = open(dir, None).await?;
+    let properties = CommitProperties::default().with_application_transaction(Transaction::new(app_id(query), -1));
+    let snapshot = table.snapshot().map_err(|e| DeltaError::at(dir, readable(e)))?;
+    let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
+    CommitBuilder::from(properties)
+        .build(Some(snapshot), table.log_store(), operation)
+        .await
+        .map_err(|e| DeltaError::at(dir, readable(e)))?;
+    Ok(())
+}
+
 /// The transaction identifier of a query's commits.
 pub fn app_id(query: &str) -> String {
     format!("weir:{query}")
@@ -119,6 +192,11 @@ pub async fn commit_epoch(
         // An epoch without rows changes nothing a reader sees.
         return Ok(None);
     }
+    // An overwrite removes the files of the snapshot it opened; an OPTIMIZE
+    // committed in between would have replaced some (its commit changes no
+    // data, so the log's conflict check lets the overwrite through) and
+    // the old result would stay beside the new one. One at a time.
+    let _no_compaction = if overwrite { Some(MAINTENANCE.lock().await) } else { None };
     let table = open(dir, None).await?;
     if committed_epoch(&table, query).await.map_err(|e| DeltaError::at(dir, readable(e)))? >= Some(batch_id) {
         return Ok(None);

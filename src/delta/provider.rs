@@ -34,17 +34,16 @@ impl DeltaProvider {
     /// The table at `dir`, its columns as its log says at `version` (or now).
     pub async fn open(dir: &Path, version: Option<i64>) -> Result<DeltaProvider, DeltaError> {
         let table = super::open(dir, version).await?;
-        let schema = table.snapshot().map_err(|e| DeltaError::at(dir, e))?.schema();
-        let schema: Schema = schema.as_ref().try_into_arrow().map_err(|e| DeltaError::at(dir, e))?;
-        Ok(DeltaProvider { dir: dir.to_path_buf(), schema: Arc::new(schema), version })
+        // The columns as the crate's scan produces them (strings as views,
+        // for one), so that plans over this provider match its batches.
+        let scan = table.table_provider().await.map_err(|e| DeltaError::at(dir, e))?;
+        Ok(DeltaProvider { dir: dir.to_path_buf(), schema: scan.schema(), version })
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 }
-
-use deltalake::kernel::engine::arrow_conversion::TryIntoArrow as _;
 
 #[async_trait]
 impl TableProvider for DeltaProvider {
@@ -69,8 +68,8 @@ impl TableProvider for DeltaProvider {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let table = super::open(&self.dir, self.version).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let snapshot = table.table_provider().await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let table = super::open(&self.dir, self.version).await.map_err(external)?;
+        let snapshot = table.table_provider().await?;
         // Columns by name: the table may have gained columns since it was
         // declared; the declared ones keep their place.
         let inner = snapshot.schema();
@@ -101,6 +100,11 @@ impl TableProvider for DeltaProvider {
     }
 }
 
+/// A Delta error as DataFusion carries weir's own errors (see `crate::error`).
+fn external(e: DeltaError) -> DataFusionError {
+    DataFusionError::External(Box::new(crate::error::QueryError::from(e)))
+}
+
 /// `STORED AS DELTA`: an existing table at the location, or, when columns
 /// are declared and the location has no log yet, a new empty table.
 #[derive(Debug, Default)]
@@ -121,9 +125,9 @@ impl TableProviderFactory for TableFactory {
         };
         let declared: Schema = cmd.schema.as_arrow().clone();
         if !super::is_table(&dir) && !declared.fields().is_empty() && version.is_none() {
-            super::create(&dir, &declared).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+            super::create(&dir, &declared).await.map_err(external)?;
         }
-        let provider = DeltaProvider::open(&dir, version).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let provider = DeltaProvider::open(&dir, version).await.map_err(external)?;
         if !declared.fields().is_empty() {
             for field in declared.fields() {
                 if provider.schema.field_with_name(field.name()).is_err() {

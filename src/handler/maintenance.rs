@@ -9,7 +9,6 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 
 use super::{Output, table_key, text_batch, text_schema};
 use crate::catalog::RelationKind;
-use crate::delta::DeltaError;
 use crate::delta::maintenance;
 use crate::engine::Engine;
 use crate::error::{CatalogError, QueryError};
@@ -55,7 +54,7 @@ pub async fn handle(engine: &Engine, statement: Maintenance) -> Result<Output, Q
                 ),
                 None => None,
             };
-            let done = maintenance::optimize(&dir, target).await.map_err(delta_error)?;
+            let done = maintenance::optimize(&dir, target).await?;
             let columns: Vec<ArrayRef> =
                 [done.files_removed as i64, done.files_added as i64, done.bytes_removed, done.bytes_added]
                     .into_iter()
@@ -67,14 +66,13 @@ pub async fn handle(engine: &Engine, statement: Maintenance) -> Result<Output, Q
         }
         Maintenance::Vacuum { name, retain_hours, dry_run } => {
             let dir = delta_dir(engine, name, "VACUUM")?;
-            let gate = engine.streams.publish_gate();
-            let deleted = maintenance::vacuum(&dir, *retain_hours, *dry_run, gate).await.map_err(delta_error)?;
+            let deleted = maintenance::vacuum(&dir, *retain_hours, *dry_run).await?;
             let rows = deleted.into_iter().map(|path| vec![path]).collect();
             Ok(Output::batch(text_batch(schema(&statement), rows)?))
         }
         Maintenance::DescribeHistory { name, limit } => {
             let dir = delta_dir(engine, name, "DESCRIBE HISTORY")?;
-            let commits = maintenance::history(&dir, *limit).await.map_err(delta_error)?;
+            let commits = maintenance::history(&dir, *limit).await?;
             let columns: Vec<ArrayRef> = vec![
                 Arc::new(Int64Array::from(commits.iter().map(|c| c.version).collect::<Vec<_>>())),
                 Arc::new(
@@ -109,11 +107,4 @@ fn delta_dir(
         return Err(QueryError::WrongObjectType(format!("{statement} needs a Delta table; '{key}' is {what}")));
     }
     Ok(PathBuf::from(def.location.trim_end_matches('/')))
-}
-
-fn delta_error(e: DeltaError) -> QueryError {
-    match e {
-        DeltaError::NotATable(path) => QueryError::WrongObjectType(format!("'{path}' is not a Delta table")),
-        DeltaError::Table { location, reason } => QueryError::UnreadableLocation { path: location, reason },
-    }
 }

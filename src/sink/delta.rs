@@ -107,8 +107,18 @@ impl Sink for DeltaSink {
     }
 
     async fn recover(&self, last: &PreCommit) -> Result<(), SinkError> {
-        if let Some(batch_id) = last.batch_id {
-            self.publish_epoch(batch_id, &self.own(&last.files)).await?;
+        let delivery = |e: crate::delta::DeltaError| SinkError::Delivery(e.to_string());
+        let logged = crate::delta::logged_epoch(&self.dir, &self.query).await.map_err(delivery)?;
+        match last.batch_id {
+            // Already in the log; its files may since have been compacted
+            // and vacuumed away, so they are not published again.
+            Some(batch_id) if logged >= Some(batch_id) => {}
+            Some(batch_id) => {
+                self.publish_epoch(batch_id, &self.own(&last.files)).await?;
+            }
+            // A new query: epochs logged under its name are another's.
+            None if logged.is_some() => crate::delta::forget_epochs(&self.dir, &self.query).await.map_err(delivery)?,
+            None => {}
         }
         // Every other staged file of the query was never committed.
         Ok(self.files.recover(&[])?)
@@ -183,5 +193,27 @@ mod tests {
         for f in &lost.files {
             assert!(!Path::new(&f.staged).exists() && !Path::new(&f.visible).exists(), "{f:?} removed");
         }
+
+        // Epoch 1's files are compacted and vacuumed away; a restart that
+        // finds epoch 1 last in the catalog does not try to publish them.
+        crate::delta::maintenance::optimize(&dir, None).await.unwrap();
+        crate::delta::maintenance::vacuum(&dir, Some(0.0), false).await.unwrap();
+        assert!(second.files.iter().all(|f| !Path::new(&f.visible).exists()), "vacuumed");
+        DeltaSink::new(&dir, "q", &schema, Roll::default()).recover(&second).await.unwrap();
+
+        // The query is dropped and created again: its epochs start at 0,
+        // and the log must not take them for the old query's.
+        let again = DeltaSink::new(&dir, "q", &schema, Roll::default());
+        again.recover(&PreCommit::default()).await.unwrap();
+        let table = crate::delta::open(&dir, None).await.unwrap();
+        assert_eq!(crate::delta::committed_epoch(&table, "q").await.unwrap(), Some(-1));
+        let mut epoch = again.begin(0);
+        epoch.write(&rows).await.unwrap();
+        let new_first = epoch.prepare().await.unwrap();
+        again.commit(&new_first).await.unwrap();
+        let table = crate::delta::open(&dir, None).await.unwrap();
+        assert_eq!(crate::delta::committed_epoch(&table, "q").await.unwrap(), Some(0));
+        let scanned = table.get_file_uris().unwrap().count();
+        assert_eq!(scanned, 2, "the compacted file and the new epoch's");
     }
 }

@@ -52,12 +52,6 @@ impl PublishGate {
     async fn listing(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
         self.0.read().await
     }
-
-    /// Held by `VACUUM`: no epoch is between its files being renamed into
-    /// a table and its log commit while unreferenced files are deleted.
-    pub async fn between_epochs(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
-        self.0.read().await
-    }
 }
 
 #[derive(Debug)]

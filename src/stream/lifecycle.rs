@@ -198,9 +198,9 @@ impl StreamManager {
             self.warehouse.create_dir(dir)?;
             if !crate::delta::is_table(dir) {
                 let sink = crate::sink::delta::DeltaSink::new(dir, name, &spec.target_schema, crate::sink::Roll::default());
-                crate::delta::create(dir, sink.file_schema()).await.map_err(delta_error)?;
+                crate::delta::create(dir, sink.file_schema()).await?;
             }
-            let provider = crate::delta::provider::DeltaProvider::open(dir, None).await.map_err(delta_error)?;
+            let provider = crate::delta::provider::DeltaProvider::open(dir, None).await?;
             table = Some(Arc::new(provider));
         }
         match (restored, table) {
@@ -277,6 +277,7 @@ impl StreamManager {
                     )));
                 }
                 let target = if delta {
+                    crate::delta::check_appendable(&recorded_dir(&def)).await?;
                     Target::Delta { dir: recorded_dir(&def), schema }
                 } else {
                     Target::Table { dir: recorded_dir(&def), schema, partition_columns: def.partition_columns.clone() }
@@ -344,13 +345,6 @@ pub(super) struct Planned {
 
 /// The directory a catalog entry recorded (locations of directories end
 /// in `/`).
-fn delta_error(e: crate::delta::DeltaError) -> QueryError {
-    match e {
-        crate::delta::DeltaError::NotATable(path) => QueryError::WrongObjectType(format!("'{path}' is not a Delta table")),
-        crate::delta::DeltaError::Table { location, reason } => QueryError::UnreadableLocation { path: location, reason },
-    }
-}
-
 fn recorded_dir(def: &RelationDef) -> PathBuf {
     PathBuf::from(def.location.trim_end_matches('/'))
 }

@@ -141,11 +141,6 @@ pub struct QueryInfo {
 }
 
 impl StreamManager {
-    /// The gate sinks publish epochs under (see `storage::PublishGate`).
-    pub fn publish_gate(&self) -> &PublishGate {
-        &self.gate
-    }
-
     pub fn new(
         shared: SessionContext,
         catalog: Catalog,

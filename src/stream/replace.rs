@@ -108,6 +108,9 @@ fn check_same_input_and_output(name: &str, old: &super::QuerySpec, new: &super::
             streams(new).join(" and ")
         )));
     }
+    if std::mem::discriminant(&old.target) != std::mem::discriminant(&new.target) {
+        return Err(refuse(format!("replacing '{name}' with a query that keeps its table in another format")));
+    }
     if place(&old.target) != place(&new.target) {
         return Err(refuse(format!("replacing '{name}' with a query that writes elsewhere")));
     }

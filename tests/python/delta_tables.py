@@ -19,11 +19,15 @@ Usage: delta_tables.py PORT SCRATCH_DIR
    is one overwrite commit, so deltalake and polars read exactly the current
    result; in append mode, whole epochs.
 6. `compact_every = 4`: the sink compacts its table every 4 epochs.
+7. Refused: a sink into a partitioned Delta table, a CREATE OR REPLACE that
+   changes a view's format. A sink dropped and created again under its old
+   name lands every row (the log forgets the old query's epochs).
 
 Run by tests/delta.rs.
 """
 
 import json
+import os
 import pathlib
 import sys
 import threading
@@ -59,6 +63,8 @@ def weir_reads_a_table_deltalake_wrote():
         assert count(cur, "made_elsewhere") == 10
         cur.execute("SELECT name FROM made_elsewhere WHERE id = 7")
         assert cur.fetchall() == [("n7",)]
+        cur.execute("SELECT id FROM made_elsewhere WHERE name = 'n3' OR name LIKE 'n9%'")
+        assert sorted(r[0] for r in cur.fetchall()) == [3, 9]
         # A later version, written outside weir, is what the next query reads.
         deltalake.write_deltalake(str(path), pa.table({"id": pa.array(range(10, 15), pa.int64()), "name": ["x"] * 5}), mode="append")
         assert count(cur, "made_elsewhere") == 15
@@ -309,12 +315,62 @@ def automatic_compaction():
         assert len(live) < epochs * 10, f"{len(live)} live files: nothing compacted"
 
 
+def refusals_and_a_sink_created_again():
+    incoming = SCRATCH / "incoming_r"
+    incoming.mkdir()
+    with connect() as conn, conn.cursor() as cur:
+        # A partitioned table written elsewhere: weir's sink would write no
+        # partition values, so it refuses.
+        parted = SCRATCH / "parted"
+        deltalake.write_deltalake(str(parted), pa.table({"id": pa.array([1], pa.int64()), "p": ["a"]}), partition_by=["p"])
+        cur.execute(f"CREATE EXTERNAL TABLE parted STORED AS DELTA LOCATION '{parted}'")
+        cur.execute(f"CREATE STREAM arrivals_r (id BIGINT, p TEXT) WITH (connector = 'file', path = '{incoming}', format = 'json')")
+        try:
+            cur.execute("CREATE SINK into_parted INTO parted AS SELECT id, p FROM arrivals_r")
+            raise AssertionError("a sink into a partitioned Delta table was accepted")
+        except psycopg.errors.FeatureNotSupported as e:
+            assert "partitioned" in str(e), e
+        # A Parquet view cannot become a Delta view by CREATE OR REPLACE.
+        cur.execute("CREATE MATERIALIZED VIEW shape AS SELECT id FROM arrivals_r")
+        try:
+            cur.execute("CREATE OR REPLACE MATERIALIZED VIEW shape AS SELECT id FROM arrivals_r WITH (format = 'delta')")
+            raise AssertionError("a view's format changed by CREATE OR REPLACE")
+        except psycopg.errors.FeatureNotSupported as e:
+            assert "format" in str(e), e
+        cur.execute("DROP MATERIALIZED VIEW shape")
+        # A sink dropped and created again under the same name starts at
+        # epoch 0; the log still holds the old one's epochs, which must not
+        # make the new epochs count as committed.
+        target = SCRATCH / "again"
+        target.mkdir()
+        cur.execute(f"CREATE EXTERNAL TABLE again (id BIGINT) STORED AS DELTA LOCATION '{target}'")
+        sent = 0
+        for round_ in range(2):
+            # Each round reads a stream of its own (a new query reads its
+            # stream from the start).
+            round_dir = SCRATCH / f"incoming_round{round_}"
+            round_dir.mkdir()
+            cur.execute(f"CREATE STREAM round{round_} (id BIGINT) WITH (connector = 'file', path = '{round_dir}', format = 'json')")
+            cur.execute(f"CREATE SINK into_again INTO again AS SELECT id FROM round{round_} WITH (flush_interval = '50ms')")
+            for epoch in range(4):
+                staged = round_dir / f".r{epoch}.tmp"
+                staged.write_text("".join(json.dumps({"id": sent + i}) + "\n" for i in range(10)))
+                staged.rename(round_dir / f"r{epoch:04}.json")
+                sent += 10
+                deadline = time.monotonic() + WAIT_S
+                while count(cur, "again") != sent:
+                    assert time.monotonic() < deadline, f"round {round_}: {count(cur, 'again')} of {sent} rows"
+                    time.sleep(0.05)
+            cur.execute("DROP SINK into_again")
+        assert len(deltalake.DeltaTable(str(target)).to_pyarrow_table()) == sent
+
+
 def table_location(cur, name):
     cur.execute("SHOW TABLES")
     return next(row[2] for row in cur.fetchall() if row[0] == name).rstrip("/")
 
 
-sys.exit(
+status = (
     run_checks(
         [
             weir_reads_a_table_deltalake_wrote,
@@ -322,7 +378,14 @@ sys.exit(
             optimize_and_vacuum_while_a_sink_commits,
             delta_materialized_views,
             automatic_compaction,
+            refusals_and_a_sink_created_again,
         ],
         "delta tables",
     )
 )
+# Leave without the interpreter's finalisation: a native thread pool of one
+# of the readers can abort the process on its way out ("terminate called
+# without an active exception") after every check has passed.
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(status)
