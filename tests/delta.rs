@@ -114,15 +114,19 @@ fn sigkill_at_random_moments_commits_each_epoch_to_the_delta_log_once() {
     sql(
         &server,
         &format!(
-            "CREATE STREAM events (id BIGINT, event_type TEXT) \
+            "CREATE STREAM events (id BIGINT, event_type TEXT, ts TIMESTAMP) \
              WITH (connector = 'kafka', bootstrap_servers = '{bootstrap}', topic = 'events', \
                    format = 'json', startup_mode = 'earliest')"
         ),
     );
-    sql(&server, "CREATE EXTERNAL TABLE purchases (id BIGINT, event_type TEXT) STORED AS DELTA LOCATION 'lake/purchases'");
+    // TIMESTAMP makes the table use the timestampNtz writer feature.
     sql(
         &server,
-        "CREATE SINK buys INTO purchases AS SELECT id, event_type FROM events WHERE event_type = 'purchase' \
+        "CREATE EXTERNAL TABLE purchases (id BIGINT, event_type TEXT, ts TIMESTAMP) STORED AS DELTA LOCATION 'lake/purchases'",
+    );
+    sql(
+        &server,
+        "CREATE SINK buys INTO purchases AS SELECT id, event_type, ts FROM events WHERE event_type = 'purchase' \
          WITH (flush_interval = '100ms', target_file_rows = 50)",
     );
 
@@ -140,7 +144,11 @@ fn sigkill_at_random_moments_commits_each_epoch_to_the_delta_log_once() {
                     if kind == "purchase" {
                         expected.push(id);
                     }
-                    batch.push(format!(r#"{{"id": {id}, "event_type": "{kind}"}}"#));
+                    batch.push(format!(
+                        r#"{{"id": {id}, "event_type": "{kind}", "ts": "2026-12-07T10:{:02}:{:02}"}}"#,
+                        (id / 60) % 60,
+                        id % 60
+                    ));
                     id += 1;
                 }
                 let values: Vec<&str> = batch.iter().map(String::as_str).collect();
@@ -181,6 +189,7 @@ fn sigkill_at_random_moments_commits_each_epoch_to_the_delta_log_once() {
     let duplicates: Vec<&[i64]> = ids.windows(2).filter(|w| w[0] == w[1]).collect();
     assert!(duplicates.is_empty(), "duplicated ids: {duplicates:?}");
     assert_eq!(ids, expected, "the table holds exactly the produced purchase ids");
+    assert_eq!(sql(&server, "SELECT count(ts) FROM purchases").trim(), want, "every timestamp landed");
 
     // The log agrees: its live files are exactly the published data files,
     // each added once, and its transaction is the query's last epoch.

@@ -102,7 +102,10 @@ pub async fn open(dir: &Path, version: Option<i64>) -> Result<DeltaTable, DeltaE
 pub async fn create(dir: &Path, schema: &Schema) -> Result<DeltaTable, DeltaError> {
     std::fs::create_dir_all(dir).map_err(|e| DeltaError::at(dir, e))?;
     let columns: StructType = schema.try_into_kernel().map_err(|e| DeltaError::at(dir, e))?;
-    let table = DeltaTable::try_from_url(table_url(dir)?).await.map_err(|e| DeltaError::at(dir, readable(e)))?;
+    // Built, not loaded: there is no log yet to load.
+    let table = deltalake::DeltaTableBuilder::from_url(table_url(dir)?)
+        .and_then(|b| b.build())
+        .map_err(|e| DeltaError::at(dir, readable(e)))?;
     table
         .create()
         .with_columns(columns.fields().cloned())
@@ -120,11 +123,16 @@ pub async fn committed_epoch(table: &DeltaTable, query: &str) -> Result<Option<i
 pub const EPOCH_QUERY_KEY: &str = "weirQuery";
 pub const EPOCH_KEY: &str = "weirEpoch";
 
+/// Writer features an append of plain Parquet files honours: append-only
+/// tables, invariants (weir's tables declare none; checked below), and
+/// timestamps without a time zone (weir's TIMESTAMP).
+const APPENDABLE_FEATURES: &[&str] = &["appendOnly", "invariants", "timestampNtz"];
+
 /// Refuses a table the sink cannot append to correctly: a partitioned one
 /// (weir's sink writes no partition values) or one whose writer protocol
 /// asks writers to enforce features weir does not (column mapping,
-/// constraints, generated columns, deletion vectors, change data feed...).
-/// Writer version 2 (invariants, append-only) and lower are plain appends.
+/// constraints, generated columns, deletion vectors, change data feed...):
+/// writer versions 3 to 6 imply those, version 7 lists its features.
 pub async fn check_appendable(dir: &Path) -> Result<(), DeltaError> {
     let table = open(dir, None).await?;
     let snapshot = table.snapshot().map_err(|e| DeltaError::at(dir, readable(e)))?;
@@ -139,10 +147,20 @@ pub async fn check_appendable(dir: &Path) -> Result<(), DeltaError> {
     }
     let protocol = serde_json::to_value(snapshot.protocol()).map_err(|e| DeltaError::at(dir, e))?;
     let writer = protocol.get("minWriterVersion").and_then(|v| v.as_i64()).unwrap_or(0);
-    if writer > 2 {
-        let features = protocol.get("writerFeatures").map(|f| f.to_string()).unwrap_or_else(|| "none listed".into());
+    let features: Vec<String> = protocol
+        .get("writerFeatures")
+        .and_then(|f| f.as_array())
+        .map(|f| f.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let unsupported: Vec<&String> = features.iter().filter(|f| !APPENDABLE_FEATURES.contains(&f.as_str())).collect();
+    if (3..=6).contains(&writer) || writer > 7 || !unsupported.is_empty() {
+        let named = if unsupported.is_empty() {
+            format!("writer protocol version {writer}")
+        } else {
+            format!("writer features {}", unsupported.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", "))
+        };
         return Err(DeltaError::Unsupported(format!(
-            "a sink into the Delta table at '{}', written with writer protocol version {writer} (features: {features}); weir's sink appends to tables of writer version 2 or lower",
+            "a sink into the Delta table at '{}', which needs {named} (weir's sink makes plain appends: it enforces no constraints, generated columns or column mapping)",
             dir.display()
         )));
     }
