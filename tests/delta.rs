@@ -18,10 +18,10 @@ mod common;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use common::TestServer;
 use common::kafka::Broker;
+use common::{Rng, TestServer, sql, try_sql};
 
 const SCRIPT_LIMIT: Duration = Duration::from_secs(300);
 const KILLS: usize = 6;
@@ -48,17 +48,6 @@ fn outside_readers_and_weir_read_delta_tables() {
     let create = sql(&server, "SHOW CREATE TABLE landed");
     assert!(create.contains("STORED AS DELTA"), "{create}");
     server.assert_no_panic();
-}
-
-fn sql(server: &TestServer, statements: &str) -> String {
-    let (ok, out, err) = common::psql(server.port, &["-v", "ON_ERROR_STOP=1", "-At", "-c", statements], &[]);
-    assert!(ok, "psql failed on {statements}\nstdout: {out}\nstderr: {err}");
-    out
-}
-
-fn try_sql(server: &TestServer, statement: &str) -> Option<String> {
-    let (ok, out, _) = common::psql(server.port, &["-At", "-c", statement], &[]);
-    ok.then_some(out)
 }
 
 /// The Delta log's live data files (adds not removed since) and the last
@@ -93,17 +82,7 @@ fn read_log(table: &std::path::Path, app_id: &str) -> (Vec<String>, Option<i64>)
 
 #[test]
 fn sigkill_at_random_moments_commits_each_epoch_to_the_delta_log_once() {
-    let seed = std::env::var("WEIR_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as u64 | 1).unwrap_or(7)
-    });
-    eprintln!("WEIR_TEST_SEED={seed}");
-    let mut rng = seed;
-    let mut between = |low: u64, high: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        low + rng % (high - low)
-    };
+    let mut rng = Rng::seeded();
 
     let broker = Arc::new(Broker::start());
     broker.create_topic("events", 3);
@@ -160,7 +139,7 @@ fn sigkill_at_random_moments_commits_each_epoch_to_the_delta_log_once() {
     };
 
     for kill in 0..KILLS {
-        std::thread::sleep(Duration::from_millis(between(200, 1500)));
+        std::thread::sleep(Duration::from_millis(rng.between(200, 1500)));
         eprintln!("kill {kill}");
         server.kill();
         server = TestServer::start_in(&data_dir);

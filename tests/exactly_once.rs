@@ -9,48 +9,16 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use common::TestServer;
 use common::kafka::Broker;
-
-/// A small deterministic generator (xorshift), seeded from the clock and
-/// printed, so a failing run can be replayed with `WEIR_TEST_SEED`.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low)
-    }
-}
+use common::{Rng, TestServer, sql, try_sql};
 
 const KILLS: usize = 10;
 
-fn sql(server: &TestServer, statements: &str) -> String {
-    let (ok, out, err) = common::psql(server.port, &["-v", "ON_ERROR_STOP=1", "-At", "-c", statements], &[]);
-    assert!(ok, "psql failed on {statements}\nstdout: {out}\nstderr: {err}");
-    out
-}
-
-fn try_sql(server: &TestServer, statement: &str) -> Option<String> {
-    let (ok, out, _) = common::psql(server.port, &["-At", "-c", statement], &[]);
-    ok.then_some(out)
-}
-
 #[test]
 fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
-    let seed = std::env::var("WEIR_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as u64 | 1).unwrap_or(7)
-    });
-    eprintln!("WEIR_TEST_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded();
 
     let broker = Arc::new(Broker::start());
     broker.create_topic("events", 3);

@@ -21,6 +21,9 @@ pub enum Maintenance {
     DescribeHistory { name: ObjectName, limit: Option<usize> },
 }
 
+/// The longest `VACUUM ... RETAIN`: 100 years.
+const MAX_RETAIN_HOURS: f64 = 876_000.0;
+
 /// `Some` when the statement is one of these (by its first words).
 pub fn parse(words: &[&str], tokens: &[TokenWithSpan]) -> Option<Result<super::Statement, QueryError>> {
     let parsed = match words {
@@ -64,6 +67,13 @@ fn vacuum(p: &mut SqlParser) -> Result<Maintenance, ParserError> {
             .map_err(|_| ParserError::ParserError(format!("RETAIN takes a number of hours, not {}", hours.value)))?;
         if !hours.is_finite() || hours < 0.0 {
             return Err(ParserError::ParserError(format!("RETAIN {hours} HOURS: the retention cannot be negative")));
+        }
+        // Far beyond any table's age, and far from where subtracting it
+        // from the clock would overflow a timestamp.
+        if hours > MAX_RETAIN_HOURS {
+            return Err(ParserError::ParserError(format!(
+                "RETAIN {hours} HOURS: at most {MAX_RETAIN_HOURS} hours (100 years)"
+            )));
         }
         expect_word(p, "HOURS")?;
         retain_hours = Some(hours);
@@ -115,9 +125,13 @@ mod tests {
         assert!(matches!(parsed("DESCRIBE HISTORY t LIMIT 2"), Maintenance::DescribeHistory { limit: Some(2), .. }));
         // A table named history is still described.
         assert!(matches!(Parser::new().parse("DESCRIBE history").unwrap().remove(0), Statement::Describe(_)));
-        for bad in
-            ["VACUUM t RETAIN -1 HOURS", "VACUUM t RETAIN 2 DAYS", "OPTIMIZE t WITH (zorder = 'x')", "OPTIMIZE t extra"]
-        {
+        for bad in [
+            "VACUUM t RETAIN -1 HOURS",
+            "VACUUM t RETAIN 99999999999999999999 HOURS",
+            "VACUUM t RETAIN 2 DAYS",
+            "OPTIMIZE t WITH (zorder = 'x')",
+            "OPTIMIZE t extra",
+        ] {
             assert!(Parser::new().parse(bad).is_err(), "{bad} accepted");
         }
     }

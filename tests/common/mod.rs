@@ -288,3 +288,45 @@ pub fn self_signed_cert(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) 
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     (cert, key)
 }
+
+/// Runs `statements` with psql (stopping at the first error) and returns
+/// its unaligned output; fails the test if psql fails.
+pub fn sql(server: &TestServer, statements: &str) -> String {
+    let (ok, out, err) = psql(server.port, &["-v", "ON_ERROR_STOP=1", "-At", "-c", statements], &[]);
+    assert!(ok, "psql failed on {statements}\nstdout: {out}\nstderr: {err}");
+    out
+}
+
+/// `statement`'s output, or `None` if psql failed (a server restarting).
+pub fn try_sql(server: &TestServer, statement: &str) -> Option<String> {
+    let (ok, out, _) = psql(server.port, &["-At", "-c", statement], &[]);
+    ok.then_some(out)
+}
+
+/// A small deterministic generator (xorshift), seeded from `WEIR_TEST_SEED`
+/// or the clock and printed, so a failing run can be replayed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn seeded() -> Rng {
+        let seed = std::env::var("WEIR_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64 | 1)
+                .unwrap_or(7)
+        });
+        eprintln!("WEIR_TEST_SEED={seed}");
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low)
+    }
+}

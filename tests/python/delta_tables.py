@@ -55,6 +55,26 @@ def count(cur, table):
     return int(cur.fetchone()[0])
 
 
+def drop_file(directory, name, records):
+    """Writes `records` as JSON lines under a hidden name, then renames the
+    file in: a file stream sees it whole."""
+    staged = directory / f".{name}.tmp"
+    staged.write_text("".join(json.dumps(r) + "\n" for r in records))
+    staged.rename(directory / f"{name}.json")
+
+
+def epoch_of_ids(epoch):
+    """EPOCH_ROWS records whose ids continue where epoch - 1 stopped."""
+    return [{"id": epoch * EPOCH_ROWS + i} for i in range(EPOCH_ROWS)]
+
+
+def wait_for_rows(cur, table, want):
+    deadline = time.monotonic() + WAIT_S
+    while (got := count(cur, table)) != want:
+        assert time.monotonic() < deadline, f"{table} has {got} of {want} rows"
+        time.sleep(0.05)
+
+
 def weir_reads_a_table_deltalake_wrote():
     path = SCRATCH / "made_elsewhere"
     deltalake.write_deltalake(str(path), pa.table({"id": pa.array(range(10), pa.int64()), "name": [f"n{i}" for i in range(10)]}))
@@ -123,16 +143,9 @@ def outside_readers_see_whole_epochs_while_a_sink_commits():
             r.start()
         try:
             for epoch in range(EPOCHS):
-                rows = "".join(json.dumps({"id": epoch * EPOCH_ROWS + i}) + "\n" for i in range(EPOCH_ROWS))
-                staged = incoming / f".e{epoch}.tmp"
-                staged.write_text(rows)
-                staged.rename(incoming / f"e{epoch:04}.json")
+                drop_file(incoming, f"e{epoch:04}", epoch_of_ids(epoch))
                 time.sleep(0.03)
-            want = EPOCHS * EPOCH_ROWS
-            deadline = time.monotonic() + WAIT_S
-            while count(cur, "landed") != want:
-                assert time.monotonic() < deadline, f"weir shows {count(cur, 'landed')} of {want} rows"
-                time.sleep(0.1)
+            wait_for_rows(cur, "landed", EPOCHS * EPOCH_ROWS)
         finally:
             stop.set()
             for r in readers:
@@ -170,10 +183,7 @@ def optimize_and_vacuum_while_a_sink_commits():
         compacted = 0
         vacuumed = 0
         for epoch in range(epochs):
-            rows = "".join(json.dumps({"id": epoch * EPOCH_ROWS + i}) + "\n" for i in range(EPOCH_ROWS))
-            staged = incoming / f".m{epoch}.tmp"
-            staged.write_text(rows)
-            staged.rename(incoming / f"m{epoch:04}.json")
+            drop_file(incoming, f"m{epoch:04}", epoch_of_ids(epoch))
             if epoch % 4 == 1:
                 maint.execute("OPTIMIZE compacted WITH (target_size = '1MB')")
                 files_removed, files_added, _, _ = maint.fetchone()
@@ -183,10 +193,7 @@ def optimize_and_vacuum_while_a_sink_commits():
                 vacuumed += len(maint.fetchall())
             time.sleep(0.05)
         want = epochs * EPOCH_ROWS
-        deadline = time.monotonic() + WAIT_S
-        while count(cur, "compacted") != want:
-            assert time.monotonic() < deadline, f"weir shows {count(cur, 'compacted')} of {want} rows"
-            time.sleep(0.1)
+        wait_for_rows(cur, "compacted", want)
         maint.execute("OPTIMIZE compacted")
         maint.execute("VACUUM compacted RETAIN 0 HOURS")
         vacuumed += len(maint.fetchall())
@@ -249,9 +256,7 @@ def delta_materialized_views():
                 n, total = expected.get(r["k"], (0, 0))
                 expected[r["k"]] = (n + 1, total + r["v"])
             sent += len(records)
-            staged = incoming / f".v{epoch}.tmp"
-            staged.write_text("".join(json.dumps(r) + "\n" for r in records))
-            staged.rename(incoming / f"v{epoch:04}.json")
+            drop_file(incoming, f"v{epoch:04}", records)
             want = sorted((k, n, t) for k, (n, t) in expected.items())
             deadline = time.monotonic() + WAIT_S
             while True:
@@ -266,10 +271,7 @@ def delta_materialized_views():
             assert outside == want, f"epoch {epoch}: deltalake reads {outside}, want {want}"
             frame = pl.read_delta(str(totals_dir)).sort("k")
             assert list(zip(frame["k"], frame["n"], frame["total"])) == want, f"epoch {epoch}: polars reads {frame}"
-        deadline = time.monotonic() + WAIT_S
-        while count(cur, "clicks_delta") != sent:
-            assert time.monotonic() < deadline, f"clicks_delta has {count(cur, 'clicks_delta')} of {sent} rows"
-            time.sleep(0.05)
+        wait_for_rows(cur, "clicks_delta", sent)
         assert len(pl.read_delta(str(clicks_dir))) == sent
         cur.execute("DESCRIBE HISTORY totals_delta")
         operations = [row[2] for row in cur.fetchall()]
@@ -295,10 +297,7 @@ def automatic_compaction():
             "WITH (flush_interval = '50ms', target_file_rows = 10, compact_every = 4)"
         )
         for epoch in range(epochs):
-            rows = "".join(json.dumps({"id": epoch * EPOCH_ROWS + i}) + "\n" for i in range(EPOCH_ROWS))
-            staged = incoming / f".c{epoch}.tmp"
-            staged.write_text(rows)
-            staged.rename(incoming / f"c{epoch:04}.json")
+            drop_file(incoming, f"c{epoch:04}", epoch_of_ids(epoch))
             time.sleep(0.05)
         want = epochs * EPOCH_ROWS
         deadline = time.monotonic() + WAIT_S
@@ -353,14 +352,9 @@ def refusals_and_a_sink_created_again():
             cur.execute(f"CREATE STREAM round{round_} (id BIGINT) WITH (connector = 'file', path = '{round_dir}', format = 'json')")
             cur.execute(f"CREATE SINK into_again INTO again AS SELECT id FROM round{round_} WITH (flush_interval = '50ms')")
             for epoch in range(4):
-                staged = round_dir / f".r{epoch}.tmp"
-                staged.write_text("".join(json.dumps({"id": sent + i}) + "\n" for i in range(10)))
-                staged.rename(round_dir / f"r{epoch:04}.json")
+                drop_file(round_dir, f"r{epoch:04}", [{"id": sent + i} for i in range(10)])
                 sent += 10
-                deadline = time.monotonic() + WAIT_S
-                while count(cur, "again") != sent:
-                    assert time.monotonic() < deadline, f"round {round_}: {count(cur, 'again')} of {sent} rows"
-                    time.sleep(0.05)
+                wait_for_rows(cur, "again", sent)
             cur.execute("DROP SINK into_again")
         assert len(deltalake.DeltaTable(str(target)).to_pyarrow_table()) == sent
 
