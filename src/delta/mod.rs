@@ -167,9 +167,34 @@ pub async fn check_appendable(dir: &Path) -> Result<(), DeltaError> {
     Ok(())
 }
 
+/// A table's log as one sink keeps it between epochs: read once, then
+/// brought up to date by reading only the commits made since, instead of
+/// reading the whole log (up to its last checkpoint) for every epoch.
+#[derive(Default)]
+pub struct Log(tokio::sync::Mutex<Option<DeltaTable>>);
+
+impl Log {
+    async fn latest(&self, dir: &Path) -> Result<tokio::sync::MappedMutexGuard<'_, DeltaTable>, DeltaError> {
+        let mut held = self.0.lock().await;
+        match held.as_mut() {
+            Some(table) => {
+                if let Err(e) = table.update_incremental(None).await {
+                    // Read afresh next time: whatever went wrong may have
+                    // left the copy half updated.
+                    *held = None;
+                    return Err(DeltaError::at(dir, readable(e)));
+                }
+            }
+            None => *held = Some(open(dir, None).await?),
+        }
+        tokio::sync::MutexGuard::try_map(held, Option::as_mut)
+            .map_err(|_| DeltaError::at(dir, "the table's log was not read"))
+    }
+}
+
 /// The last epoch of `query` the log at `dir` holds.
-pub async fn logged_epoch(dir: &Path, query: &str) -> Result<Option<i64>, DeltaError> {
-    let table = open(dir, None).await?;
+pub async fn logged_epoch(log: &Log, dir: &Path, query: &str) -> Result<Option<i64>, DeltaError> {
+    let table = log.latest(dir).await?;
     committed_epoch(&table, query).await.map_err(|e| DeltaError::at(dir, readable(e)))
 }
 
@@ -177,8 +202,8 @@ pub async fn logged_epoch(dir: &Path, query: &str) -> Result<Option<i64>, DeltaE
 /// (dropped, then created again: its epochs start at 0 again): a commit
 /// whose only action sets the query's transaction version to -1. Without
 /// it every new epoch up to the old query's last would count as committed.
-pub async fn forget_epochs(dir: &Path, query: &str) -> Result<(), DeltaError> {
-    let table = open(dir, None).await?;
+pub async fn forget_epochs(log: &Log, dir: &Path, query: &str) -> Result<(), DeltaError> {
+    let table = log.latest(dir).await?;
     let properties = CommitProperties::default().with_application_transaction(Transaction::new(app_id(query), -1));
     let snapshot = table.snapshot().map_err(|e| DeltaError::at(dir, readable(e)))?;
     let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
@@ -200,6 +225,7 @@ pub fn app_id(query: &str) -> String {
 /// the table had. Returns the new table version, or `None` when there was
 /// nothing to do.
 pub async fn commit_epoch(
+    log: &Log,
     dir: &Path,
     query: &str,
     batch_id: i64,
@@ -215,7 +241,7 @@ pub async fn commit_epoch(
     // data, so the log's conflict check lets the overwrite through) and
     // the old result would stay beside the new one. One at a time.
     let _no_compaction = if overwrite { Some(MAINTENANCE.lock().await) } else { None };
-    let table = open(dir, None).await?;
+    let table = log.latest(dir).await?;
     if committed_epoch(&table, query).await.map_err(|e| DeltaError::at(dir, readable(e)))? >= Some(batch_id) {
         return Ok(None);
     }

@@ -28,6 +28,7 @@ pub struct DeltaSink {
     overwrite: bool,
     /// Compact small files after every this many epochs (`compact_every`).
     compact_every: Option<u64>,
+    log: crate::delta::Log,
 }
 
 impl DeltaSink {
@@ -38,6 +39,7 @@ impl DeltaSink {
             files: ParquetSink::new(dir, query, table_schema, roll),
             overwrite: false,
             compact_every: None,
+            log: crate::delta::Log::default(),
         }
     }
 
@@ -69,7 +71,7 @@ impl DeltaSink {
         let owned: Vec<StagedFile> = files.iter().map(|f| (*f).clone()).collect();
         publish(&owned)?;
         let visible: Vec<PathBuf> = owned.iter().map(|f| PathBuf::from(&f.visible)).collect();
-        crate::delta::commit_epoch(&self.dir, &self.query, batch_id, &visible, self.overwrite)
+        crate::delta::commit_epoch(&self.log, &self.dir, &self.query, batch_id, &visible, self.overwrite)
             .await
             .map_err(|e| SinkError::Delivery(e.to_string()))
     }
@@ -108,7 +110,7 @@ impl Sink for DeltaSink {
 
     async fn recover(&self, last: &PreCommit) -> Result<(), SinkError> {
         let delivery = |e: crate::delta::DeltaError| SinkError::Delivery(e.to_string());
-        let logged = crate::delta::logged_epoch(&self.dir, &self.query).await.map_err(delivery)?;
+        let logged = crate::delta::logged_epoch(&self.log, &self.dir, &self.query).await.map_err(delivery)?;
         match last.batch_id {
             // Already in the log; its files may since have been compacted
             // and vacuumed away, so they are not published again.
@@ -117,7 +119,9 @@ impl Sink for DeltaSink {
                 self.publish_epoch(batch_id, &self.own(&last.files)).await?;
             }
             // A new query: epochs logged under its name are another's.
-            None if logged.is_some() => crate::delta::forget_epochs(&self.dir, &self.query).await.map_err(delivery)?,
+            None if logged.is_some() => {
+                crate::delta::forget_epochs(&self.log, &self.dir, &self.query).await.map_err(delivery)?
+            }
             None => {}
         }
         // Every other staged file of the query was never committed.
