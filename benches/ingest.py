@@ -30,7 +30,7 @@ import time
 import benchlib
 from benchlib import BenchError, cpu_seconds, log_tail, machine_facts, peak_rss_mb, print_machine
 
-ENGINES = ["weir-file", "weir-delta", "weir-kafka", "duckdb", "spark"]
+ENGINES = ["weir-file", "weir-delta", "weir-s3", "weir-s3-delta", "weir-kafka", "duckdb", "spark"]
 EVENT_TYPES = ["purchase_sword", "purchase_shield", "join_guild", "login", "logout", "level_up"]
 HOSTS = ["user1.comcast.com", "user2.att.com", "user3.verizon.net", "user4.comcast.com", "user5.spectrum.net"]
 AGENTS = ["curl/7.47.0", "curl/8.5.0", "Mozilla/5.0", "python-requests/2.31"]
@@ -120,14 +120,15 @@ class Weir(benchlib.Weir):
             self.sql(f"CREATE STREAM {name} {COLUMNS} WITH ({with_})")
             self.streams.add(name)
 
-    def run_sink(self, stream, events, expected, extra_pids=(), extra_input=0, stored_as="PARQUET"):
+    def run_sink(self, stream, events, expected, extra_pids=(), extra_input=0, stored_as="PARQUET", root="warehouse"):
         """One timed sink over `stream` (which holds `events` events, plus
         `extra_input` records that the filter drops) into a new table stored
-        as `stored_as` (PARQUET or DELTA); returns a result dict."""
+        as `stored_as` (PARQUET or DELTA) under `root` (a directory in the
+        data dir, or an s3:// bucket); returns a result dict."""
         self.seq += 1
         sink, table = f"s_{stream}_{self.seq}", f"swords_{stream}_{self.seq}"
         self.sql(f"CREATE EXTERNAL TABLE {table} (id BIGINT, \"Host\" TEXT, ts TIMESTAMP) "
-                 f"STORED AS {stored_as} LOCATION 'warehouse/{table}'")
+                 f"STORED AS {stored_as} LOCATION '{root}/{table}/'")
         timeout = 120 + events / 5_000
         cpu0 = cpu_seconds(self.args.weir_pid)
         others0 = [cpu_seconds(p) for p in extra_pids]
@@ -335,10 +336,10 @@ def main():
     best = {}
     weir = None
     try:
-        if {"weir-file", "weir-delta", "weir-kafka"} & set(args.only):
+        if {"weir-file", "weir-delta", "weir-s3", "weir-s3-delta", "weir-kafka"} & set(args.only):
             weir = Weir(args)
             versions.append(weir.version())
-        if "weir-file" in args.only or "weir-delta" in args.only:
+        if {"weir-file", "weir-delta", "weir-s3", "weir-s3-delta"} & set(args.only):
             weir.create_stream("events_file", f"connector = 'file', path = '{events_dir}', format = 'json'")
         if "weir-file" in args.only:
             best["weir-file"] = bench("weir-file", lambda: weir.run_sink("events_file", args.events, expected), args)
@@ -347,6 +348,14 @@ def main():
             # commit per epoch) instead of a Parquet directory.
             best["weir-delta"] = bench(
                 "weir-delta", lambda: weir.run_sink("events_file", args.events, expected, stored_as="DELTA"), args)
+        # The same again into a bucket of moto's S3 server (benches/ingest.sh
+        # starts it and gives weir its endpoint through the environment).
+        if "weir-s3" in args.only:
+            best["weir-s3"] = bench(
+                "weir-s3", lambda: weir.run_sink("events_file", args.events, expected, root="s3://bench"), args)
+        if "weir-s3-delta" in args.only:
+            best["weir-s3-delta"] = bench("weir-s3-delta", lambda: weir.run_sink(
+                "events_file", args.events, expected, stored_as="DELTA", root="s3://bench"), args)
         if "weir-kafka" in args.only:
             secs = load_kafka(args, events_dir, "events", args.kafka_events)
             print(f"kafka: the first {args.kafka_events} events + {KAFKA_PARTITIONS} end markers produced to topic 'events' "

@@ -6,7 +6,7 @@
 #
 #   bash benches/ingest.sh                            # 2M events, best of 3 after a warm-up
 #   bash benches/ingest.sh --events 200000 --runs 1   # extra args go to benches/ingest.py
-#   bash benches/ingest.sh --only weir-file,duckdb    # any of weir-file,weir-delta,weir-kafka,duckdb,spark
+#   bash benches/ingest.sh --only weir-file,duckdb    # any of weir-file,weir-delta,weir-s3,weir-s3-delta,weir-kafka,duckdb,spark
 #   bash benches/ingest.sh --kafka-events 500000      # events through Kafka (default 200000)
 #
 # Steps: scripts/test.sh --setup-only (the venv, a JDK, the tansu broker),
@@ -25,7 +25,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Which engines run decides what to install and start; ingest.py checks the list.
-only="weir-file,weir-delta,weir-kafka,duckdb,spark"
+only="weir-file,weir-delta,weir-s3,weir-s3-delta,weir-kafka,duckdb,spark"
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
     case "${args[i]}" in
@@ -54,7 +54,30 @@ make_tmp ingest
 bench_args=(--scratch "$tmp/scratch")
 mkdir -p "$tmp/data" "$tmp/scratch"
 
-if wants weir-file || wants weir-delta || wants weir-kafka; then
+if wants weir-s3 || wants weir-s3-delta; then
+    # moto's S3 server (from the venv) on a free port, bucket `bench`; weir
+    # gets its endpoint and credentials through the environment.
+    moto_port="$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    say "starting moto_server on 127.0.0.1:$moto_port"
+    "$(dirname "$py")/moto_server" -H 127.0.0.1 -p "$moto_port" >"$tmp/moto.log" 2>&1 &
+    stop_pids+=("$!")
+    export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 \
+        AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_ALLOW_HTTP=true
+    "$py" - <<'PY' || die "moto_server did not start (log: $tmp/moto.log)"
+import os, time, boto3
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+for _ in range(300):
+    try:
+        s3.create_bucket(Bucket="bench")
+        break
+    except Exception:
+        time.sleep(0.1)
+else:
+    raise SystemExit("no answer")
+PY
+fi
+
+if wants weir-file || wants weir-delta || wants weir-s3 || wants weir-s3-delta || wants weir-kafka; then
     start_weir
     bench_args+=(--pg-port "$pg_port" --weir-pid "$server_pid" --server-log "$tmp/server.log" --weir-bin "$weir")
 fi

@@ -113,7 +113,8 @@ venv_python="$venv/bin/python"
 # Minimum versions known to work together: psycopg 3.1 is SQLAlchemy 2's
 # supported psycopg 3 line.
 py_requirements=("psycopg[binary]>=3.1,<4" "SQLAlchemy>=2.0,<3" "greenlet>=3" "pandas>=2,<4" "polars>=1,<2"
-                 "pyarrow>=14" "adbc-driver-flightsql>=1,<2" "adbc-driver-manager>=1,<2" "deltalake>=1,<2")
+                 "pyarrow>=14" "adbc-driver-flightsql>=1,<2" "adbc-driver-manager>=1,<2" "deltalake>=1,<2"
+                 "moto[server]>=5,<6")
 
 pick_python() {
     for candidate in python3.11 python3 python; do
@@ -129,7 +130,7 @@ pick_python() {
 # True when the venv imports every client library the tests use.
 venv_ready() {
     [ -x "$venv_python" ] && "$venv_python" - <<'PY' >/dev/null 2>&1
-import psycopg, sqlalchemy, sqlalchemy.ext.asyncio, greenlet, pandas, polars, pyarrow, adbc_driver_flightsql.dbapi, deltalake
+import psycopg, sqlalchemy, sqlalchemy.ext.asyncio, greenlet, pandas, polars, pyarrow, adbc_driver_flightsql.dbapi, deltalake, moto.server, boto3
 assert int(psycopg.__version__.split(".")[0]) == 3
 assert int(sqlalchemy.__version__.split(".")[0]) == 2
 import psycopg.pq

@@ -29,16 +29,18 @@
 //!   benchmark events) decoding records straight to Arrow.
 //! * `sink`: where results land, typed by `sink::Target`: a two-phase sink
 //!   trait (write, prepare, commit after the catalog transaction, abort)
-//!   implemented by Parquet tables (Hive-partitioned ones too), Delta
-//!   tables, rewritten views and Kafka topics.
+//!   implemented by Parquet tables (Hive-partitioned ones too, and ones in
+//!   a bucket, published by copy), Delta tables, rewritten views and Kafka
+//!   topics.
 //! * `catalog`: the metastore (SQLite today, behind a sync trait that async
 //!   code calls off the workers) and DataFusion's `public` schema built
 //!   from it: one call creates or drops a relation in both.
 //! * `storage`: files and where they may be: the one listing rule every
 //!   reader shares (committed files only), the sandbox of allowed
 //!   directories and hosts, the warehouse (the only code that builds paths
-//!   from object names and deletes directories), and the object store the
-//!   engine reads and writes through.
+//!   from object names and deletes directories), the object store the
+//!   engine reads and writes through, and `s3://` buckets (one configured
+//!   client per bucket, shared with the Delta crate).
 //! * `delta`: Delta Lake tables (the `deltalake` crate): reading a
 //!   snapshot per query, creating, and committing an epoch to the log with
 //!   the query's transaction id, which recovery reads back.

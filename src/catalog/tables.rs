@@ -17,7 +17,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
 use super::store::{RelationDef, RelationKind};
 use crate::error::QueryError;
-use crate::storage::Sandbox;
+use crate::storage::{PublishGate, Sandbox, s3};
 
 /// Resolves a LOCATION through the sandbox (a path under an allowed root,
 /// or a `file://` URL naming one; see `storage::sandbox`). A relative path
@@ -57,7 +57,8 @@ pub fn resolve_location(sandbox: &Sandbox, location: &str, create_missing: bool)
 /// DataFusion's own `CREATE EXTERNAL TABLE` would use, without registering
 /// it anywhere. Schema inference failures are traced to the file that
 /// caused them.
-pub async fn build(state: &SessionState, cmd: CreateExternalTable) -> Result<Arc<dyn TableProvider>, QueryError> {
+pub async fn build(state: &SessionState, mut cmd: CreateExternalTable) -> Result<Arc<dyn TableProvider>, QueryError> {
+    attach_buckets(state, &mut cmd)?;
     let location = cmd.locations.first().cloned().unwrap_or_default();
     let is_parquet = cmd.file_type.eq_ignore_ascii_case("parquet");
     let name = cmd.name.to_string();
@@ -73,12 +74,52 @@ pub async fn build(state: &SessionState, cmd: CreateExternalTable) -> Result<Arc
     match factory.create(state, &planned).await {
         Ok(table) => Ok(table),
         Err(e) => {
-            if is_parquet && let Some(bad) = super::diagnose::culprit(&location, "") {
+            if is_parquet
+                && !s3::is_s3(&location)
+                && let Some(bad) = super::diagnose::culprit(&location, "")
+            {
                 return Err(bad);
             }
             Err(e.into())
         }
     }
+}
+
+/// Takes the `aws.*` options out of `cmd` and lets DataFusion read each
+/// `s3://` location's bucket through the client they configure.
+fn attach_buckets(state: &SessionState, cmd: &mut CreateExternalTable) -> Result<(), QueryError> {
+    let options = s3::S3Options::take_from(&mut cmd.options)?;
+    let gate = state.config().get_extension::<PublishGate>().map(|g| g.as_ref().clone()).unwrap_or_default();
+    let mut any = false;
+    for location in cmd.locations.iter().filter(|l| s3::is_s3(l)) {
+        let dir = s3::S3Dir::parse(location)?;
+        s3::store(&dir.bucket, &options)?;
+        s3::attach(state.runtime_env(), &dir, &gate)?;
+        any = true;
+    }
+    if !any && !options.is_empty() {
+        return Err(QueryError::InvalidOptionValue {
+            option: "aws.*".into(),
+            reason: "these options configure s3:// locations; this table has none".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Resolves a client's LOCATION: local ones through the sandbox
+/// ([`resolve_location`]), `s3://` ones by asking the bucket (with the
+/// table's `aws.*` options). Returns the location as stored.
+pub async fn resolve_any(
+    sandbox: &Sandbox,
+    location: &str,
+    create_missing: bool,
+    options: &[(String, Value)],
+) -> Result<String, QueryError> {
+    if !s3::is_s3(location) {
+        return resolve_location(sandbox, location, create_missing);
+    }
+    let options = s3::S3Options::take_from(&mut options.to_vec())?;
+    Ok(s3::resolve(sandbox, location, &options).await?.url())
 }
 
 /// The stored definition of a table parsed back into DataFusion's
@@ -104,7 +145,13 @@ pub async fn replay(
         return Err(QueryError::Unsupported(format!("stored definition of '{}'", def.name)));
     };
     for location in &cmd.locations {
-        sandbox.resolve(location)?;
+        if s3::is_s3(location) {
+            // No request: a store that is down now must not drop the table.
+            s3::S3Dir::parse(location)?;
+            s3::S3Options::take_from(&mut cmd.options.clone())?.check(sandbox)?;
+        } else {
+            sandbox.resolve(location)?;
+        }
     }
     build(state, cmd).await
 }
@@ -132,6 +179,18 @@ pub fn partition_columns(cmd: &CreateExternalTable) -> Vec<String> {
         None => raw.clone(),
     };
     cmd.table_partition_cols.iter().map(unquote).collect()
+}
+
+/// A stored definition as clients are shown it (`SHOW CREATE TABLE`,
+/// psql's `\d+`): secret options masked.
+pub fn shown_definition(definition: &str) -> String {
+    match parse_definition(definition) {
+        Ok(Some(mut cmd)) if cmd.options.iter().any(|(k, _)| s3::is_secret(k)) => {
+            s3::mask(&mut cmd.options);
+            canonical_ddl(&cmd)
+        }
+        _ => definition.to_string(),
+    }
 }
 
 /// The DDL that recreates `cmd`: every clause DataFusion's parser accepts,

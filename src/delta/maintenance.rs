@@ -8,9 +8,8 @@
 //! removed: never a sink's file that is on disk but not yet added.
 
 use std::num::NonZeroU64;
-use std::path::Path;
 
-use super::{DeltaError, open, readable};
+use super::{DeltaError, TableDir, open, readable};
 
 /// What `OPTIMIZE` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +22,7 @@ pub struct Compaction {
 
 /// Bin-packs the table's small files into files of about `target_bytes`
 /// (the table's `delta.targetFileSize`, else 100 MB, when `None`).
-pub async fn optimize(dir: &Path, target_bytes: Option<u64>) -> Result<Compaction, DeltaError> {
+pub async fn optimize(dir: &TableDir, target_bytes: Option<u64>) -> Result<Compaction, DeltaError> {
     let _one = super::MAINTENANCE.lock().await;
     let table = open(dir, None).await?;
     let mut builder = table.optimize();
@@ -44,7 +43,7 @@ pub async fn optimize(dir: &Path, target_bytes: Option<u64>) -> Result<Compactio
 /// when `None`). An explicit retention is honoured even below the table's:
 /// readers of versions older than it can no longer read them. Returns the
 /// files deleted (or, with `dry_run`, that would be).
-pub async fn vacuum(dir: &Path, retain_hours: Option<f64>, dry_run: bool) -> Result<Vec<String>, DeltaError> {
+pub async fn vacuum(dir: &TableDir, retain_hours: Option<f64>, dry_run: bool) -> Result<Vec<String>, DeltaError> {
     let _one = super::MAINTENANCE.lock().await;
     let table = open(dir, None).await?;
     let mut builder = table.vacuum().with_dry_run(dry_run);
@@ -71,7 +70,7 @@ pub struct Commit {
 }
 
 /// The table's commits, newest first.
-pub async fn history(dir: &Path, limit: Option<usize>) -> Result<Vec<Commit>, DeltaError> {
+pub async fn history(dir: &TableDir, limit: Option<usize>) -> Result<Vec<Commit>, DeltaError> {
     use futures::TryStreamExt;
     let table = open(dir, None).await?;
     let latest = table.version().map_or(0, |v| i64::try_from(v).unwrap_or(i64::MAX));

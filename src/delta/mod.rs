@@ -20,7 +20,6 @@ pub mod maintenance;
 pub mod provider;
 
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use datafusion::arrow::datatypes::Schema;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
@@ -28,6 +27,8 @@ use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, StructType, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableError};
+
+use crate::storage::s3::S3Dir;
 
 /// One `OPTIMIZE` or `VACUUM` at a time in this server: a `VACUUM` with a
 /// short retention would delete the files an `OPTIMIZE` has written and
@@ -68,26 +69,83 @@ impl From<DeltaError> for crate::error::QueryError {
 }
 
 impl DeltaError {
-    fn at(dir: &Path, e: impl std::fmt::Display) -> DeltaError {
-        DeltaError::Table { location: dir.display().to_string(), reason: e.to_string() }
+    fn at(dir: impl std::fmt::Display, e: impl std::fmt::Display) -> DeltaError {
+        DeltaError::Table { location: dir.to_string(), reason: e.to_string() }
     }
 }
 
-/// Whether `dir` holds a Delta table (a log directory).
-pub fn is_table(dir: &Path) -> bool {
-    dir.join(LOG_DIR).is_dir()
+/// Where a Delta table is: a local directory or a prefix in a bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableDir {
+    Local(PathBuf),
+    S3(S3Dir),
 }
 
-fn table_url(dir: &Path) -> Result<url::Url, DeltaError> {
-    url::Url::from_directory_path(dir).map_err(|()| DeltaError::at(dir, "not an absolute directory path"))
+impl TableDir {
+    /// A table's location as the catalog records it (an absolute path, or
+    /// an `s3://` URL).
+    pub fn from_location(location: &str) -> Result<TableDir, DeltaError> {
+        if crate::storage::s3::is_s3(location) {
+            let dir = S3Dir::parse(location).map_err(|e| DeltaError::at(location, e))?;
+            return Ok(TableDir::S3(dir));
+        }
+        Ok(TableDir::Local(PathBuf::from(location.trim_end_matches('/'))))
+    }
+
+    fn url(&self) -> Result<url::Url, DeltaError> {
+        match self {
+            TableDir::Local(dir) => {
+                url::Url::from_directory_path(dir).map_err(|()| DeltaError::at(self, "not an absolute directory path"))
+            }
+            TableDir::S3(dir) => url::Url::parse(&dir.url()).map_err(|e| DeltaError::at(self, e)),
+        }
+    }
+
+    /// Whether a Delta log is there.
+    pub async fn is_table(&self) -> Result<bool, DeltaError> {
+        match self {
+            TableDir::Local(dir) => Ok(dir.join(LOG_DIR).is_dir()),
+            TableDir::S3(dir) => {
+                let store =
+                    crate::storage::s3::store(&dir.bucket, &Default::default()).map_err(|e| DeltaError::at(self, e))?;
+                let log = dir.key(LOG_DIR);
+                let listed = store.list_with_delimiter(Some(&log)).await.map_err(|e| DeltaError::at(self, e))?;
+                Ok(!listed.objects.is_empty() || !listed.common_prefixes.is_empty())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for TableDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TableDir::Local(dir) => write!(f, "{}", dir.display()),
+            TableDir::S3(dir) => write!(f, "{dir}"),
+        }
+    }
+}
+
+impl From<&Path> for TableDir {
+    fn from(dir: &Path) -> TableDir {
+        TableDir::Local(dir.to_path_buf())
+    }
+}
+
+/// A data file an epoch adds: its path relative to the table, its size and
+/// when it was written (milliseconds since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataFile {
+    pub path: String,
+    pub size: u64,
+    pub modified_ms: i64,
 }
 
 /// The table at `dir` at its latest version, or at `version`.
-pub async fn open(dir: &Path, version: Option<i64>) -> Result<DeltaTable, DeltaError> {
-    if !is_table(dir) {
-        return Err(DeltaError::NotATable(dir.display().to_string()));
+pub async fn open(dir: &TableDir, version: Option<i64>) -> Result<DeltaTable, DeltaError> {
+    if !dir.is_table().await? {
+        return Err(DeltaError::NotATable(dir.to_string()));
     }
-    let url = table_url(dir)?;
+    let url = dir.url()?;
     let opened = match version {
         None => deltalake::open_table(url).await,
         Some(v) => match u64::try_from(v) {
@@ -99,11 +157,13 @@ pub async fn open(dir: &Path, version: Option<i64>) -> Result<DeltaTable, DeltaE
 }
 
 /// Creates an empty Delta table with `schema`'s columns at `dir`.
-pub async fn create(dir: &Path, schema: &Schema) -> Result<DeltaTable, DeltaError> {
-    std::fs::create_dir_all(dir).map_err(|e| DeltaError::at(dir, e))?;
+pub async fn create(dir: &TableDir, schema: &Schema) -> Result<DeltaTable, DeltaError> {
+    if let TableDir::Local(path) = dir {
+        std::fs::create_dir_all(path).map_err(|e| DeltaError::at(dir, e))?;
+    }
     let columns: StructType = schema.try_into_kernel().map_err(|e| DeltaError::at(dir, e))?;
     // Built, not loaded: there is no log yet to load.
-    let table = deltalake::DeltaTableBuilder::from_url(table_url(dir)?)
+    let table = deltalake::DeltaTableBuilder::from_url(dir.url()?)
         .and_then(|b| b.build())
         .map_err(|e| DeltaError::at(dir, readable(e)))?;
     table
@@ -133,7 +193,7 @@ const APPENDABLE_FEATURES: &[&str] = &["appendOnly", "invariants", "timestampNtz
 /// asks writers to enforce features weir does not (column mapping,
 /// constraints, generated columns, deletion vectors, change data feed...):
 /// writer versions 3 to 6 imply those, version 7 lists its features.
-pub async fn check_appendable(dir: &Path) -> Result<(), DeltaError> {
+pub async fn check_appendable(dir: &TableDir) -> Result<(), DeltaError> {
     let table = open(dir, None).await?;
     let snapshot = table.snapshot().map_err(|e| DeltaError::at(dir, readable(e)))?;
     let metadata = serde_json::to_value(snapshot.metadata()).map_err(|e| DeltaError::at(dir, e))?;
@@ -141,8 +201,7 @@ pub async fn check_appendable(dir: &Path) -> Result<(), DeltaError> {
     if partitioned {
         return Err(DeltaError::Unsupported(format!(
             "a sink into the Delta table at '{}', which is partitioned by {} (weir's Delta sink writes unpartitioned tables)",
-            dir.display(),
-            metadata["partitionColumns"]
+            dir, metadata["partitionColumns"]
         )));
     }
     let protocol = serde_json::to_value(snapshot.protocol()).map_err(|e| DeltaError::at(dir, e))?;
@@ -161,7 +220,7 @@ pub async fn check_appendable(dir: &Path) -> Result<(), DeltaError> {
         };
         return Err(DeltaError::Unsupported(format!(
             "a sink into the Delta table at '{}', which needs {named} (weir's sink makes plain appends: it enforces no constraints, generated columns or column mapping)",
-            dir.display()
+            dir
         )));
     }
     Ok(())
@@ -174,7 +233,7 @@ pub async fn check_appendable(dir: &Path) -> Result<(), DeltaError> {
 pub struct Log(tokio::sync::Mutex<Option<DeltaTable>>);
 
 impl Log {
-    async fn latest(&self, dir: &Path) -> Result<tokio::sync::MappedMutexGuard<'_, DeltaTable>, DeltaError> {
+    async fn latest(&self, dir: &TableDir) -> Result<tokio::sync::MappedMutexGuard<'_, DeltaTable>, DeltaError> {
         let mut held = self.0.lock().await;
         match held.as_mut() {
             Some(table) => {
@@ -193,7 +252,7 @@ impl Log {
 }
 
 /// The last epoch of `query` the log at `dir` holds.
-pub async fn logged_epoch(log: &Log, dir: &Path, query: &str) -> Result<Option<i64>, DeltaError> {
+pub async fn logged_epoch(log: &Log, dir: &TableDir, query: &str) -> Result<Option<i64>, DeltaError> {
     let table = log.latest(dir).await?;
     committed_epoch(&table, query).await.map_err(|e| DeltaError::at(dir, readable(e)))
 }
@@ -202,7 +261,7 @@ pub async fn logged_epoch(log: &Log, dir: &Path, query: &str) -> Result<Option<i
 /// (dropped, then created again: its epochs start at 0 again): a commit
 /// whose only action sets the query's transaction version to -1. Without
 /// it every new epoch up to the old query's last would count as committed.
-pub async fn forget_epochs(log: &Log, dir: &Path, query: &str) -> Result<(), DeltaError> {
+pub async fn forget_epochs(log: &Log, dir: &TableDir, query: &str) -> Result<(), DeltaError> {
     let table = log.latest(dir).await?;
     let properties = CommitProperties::default().with_application_transaction(Transaction::new(app_id(query), -1));
     let snapshot = table.snapshot().map_err(|e| DeltaError::at(dir, readable(e)))?;
@@ -226,10 +285,10 @@ pub fn app_id(query: &str) -> String {
 /// nothing to do.
 pub async fn commit_epoch(
     log: &Log,
-    dir: &Path,
+    dir: &TableDir,
     query: &str,
     batch_id: i64,
-    files: &[PathBuf],
+    files: &[DataFile],
     overwrite: bool,
 ) -> Result<Option<i64>, DeltaError> {
     if files.is_empty() && !overwrite {
@@ -251,13 +310,10 @@ pub async fn commit_epoch(
         actions.extend(snapshot.log_data().iter().map(|f| Action::Remove(f.remove_action(true))));
     }
     for file in files {
-        let meta = std::fs::metadata(file).map_err(|e| DeltaError::at(file, e))?;
-        let name = file.strip_prefix(dir).map_err(|_| DeltaError::at(file, "not under the table's directory"))?;
-        let modified = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis());
         actions.push(Action::Add(Add {
-            path: name.to_string_lossy().into_owned(),
-            size: i64::try_from(meta.len()).unwrap_or(i64::MAX),
-            modification_time: i64::try_from(modified).unwrap_or(i64::MAX),
+            path: file.path.clone(),
+            size: i64::try_from(file.size).unwrap_or(i64::MAX),
+            modification_time: file.modified_ms,
             data_change: true,
             ..Add::default()
         }));

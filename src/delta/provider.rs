@@ -6,7 +6,6 @@
 //! scan opens the log afresh, so commits made since the table was declared
 //! are seen, and a commit made while the query runs is not half-seen.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -18,29 +17,29 @@ use datafusion::error::Result;
 use datafusion::logical_expr::{CreateExternalTable, Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::DeltaError;
+use super::{DeltaError, TableDir};
 
 /// The option that pins a table to one version (time travel).
 pub const VERSION_OPTION: &str = "version";
 
 #[derive(Debug)]
 pub struct DeltaProvider {
-    dir: PathBuf,
+    dir: TableDir,
     schema: SchemaRef,
     version: Option<i64>,
 }
 
 impl DeltaProvider {
     /// The table at `dir`, its columns as its log says at `version` (or now).
-    pub async fn open(dir: &Path, version: Option<i64>) -> Result<DeltaProvider, DeltaError> {
+    pub async fn open(dir: &TableDir, version: Option<i64>) -> Result<DeltaProvider, DeltaError> {
         let table = super::open(dir, version).await?;
         // The columns as the crate's scan produces them (strings as views,
         // for one), so that plans over this provider match its batches.
         let scan = table.table_provider().await.map_err(|e| DeltaError::at(dir, e))?;
-        Ok(DeltaProvider { dir: dir.to_path_buf(), schema: scan.schema(), version })
+        Ok(DeltaProvider { dir: dir.clone(), schema: scan.schema(), version })
     }
 
-    pub fn dir(&self) -> &Path {
+    pub fn dir(&self) -> &TableDir {
         &self.dir
     }
 }
@@ -82,7 +81,7 @@ impl TableProvider for DeltaProvider {
                         inner.index_of(name).map_err(|_| {
                             DataFusionError::Plan(format!(
                                 "column '{name}' is no longer in the Delta table at '{}'",
-                                self.dir.display()
+                                self.dir
                             ))
                         })
                     })
@@ -116,7 +115,7 @@ impl TableProviderFactory for TableFactory {
         let [location] = cmd.locations.as_slice() else {
             return Err(DataFusionError::Plan("a Delta table has one LOCATION".into()));
         };
-        let dir = PathBuf::from(location.trim_end_matches('/'));
+        let dir = TableDir::from_location(location).map_err(external)?;
         let version = match cmd.options.iter().find(|(k, _)| k.rsplit('.').next() == Some(VERSION_OPTION)) {
             Some((_, v)) => Some(v.parse::<i64>().map_err(|_| {
                 DataFusionError::Plan(format!("option '{VERSION_OPTION}' must be a table version number, not '{v}'"))
@@ -124,7 +123,7 @@ impl TableProviderFactory for TableFactory {
             None => None,
         };
         let declared: Schema = cmd.schema.as_arrow().clone();
-        if !super::is_table(&dir) && !declared.fields().is_empty() && version.is_none() {
+        if !dir.is_table().await.map_err(external)? && !declared.fields().is_empty() && version.is_none() {
             super::create(&dir, &declared).await.map_err(external)?;
         }
         let provider = DeltaProvider::open(&dir, version).await.map_err(external)?;
@@ -134,7 +133,7 @@ impl TableProviderFactory for TableFactory {
                     return Err(DataFusionError::Plan(format!(
                         "column '{}' is not in the Delta table at '{}' (its columns: {})",
                         field.name(),
-                        dir.display(),
+                        dir,
                         provider.schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
                     )));
                 }

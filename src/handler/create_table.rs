@@ -29,11 +29,11 @@ pub async fn handle(engine: &Engine, mut cmd: CreateExternalTable) -> Result<Out
     // Without declared columns the schema comes from the files, so there
     // must be files: a missing directory is an error, not an empty table.
     let create_missing = !cmd.columns.is_empty();
-    cmd.locations = cmd
-        .locations
-        .iter()
-        .map(|l| tables::resolve_location(&engine.sandbox, l, create_missing))
-        .collect::<Result<_, _>>()?;
+    let mut resolved = Vec::with_capacity(cmd.locations.len());
+    for location in &cmd.locations {
+        resolved.push(tables::resolve_any(&engine.sandbox, location, create_missing, &cmd.options).await?);
+    }
+    cmd.locations = resolved;
     cmd.if_not_exists = false;
     cmd.or_replace = false;
     let definition = tables::canonical_ddl(&cmd);

@@ -1,7 +1,6 @@
 //! `OPTIMIZE`, `VACUUM` and `DESCRIBE HISTORY` of a Delta table (an
 //! external table `STORED AS DELTA`); the work is `delta::maintenance`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
@@ -98,7 +97,7 @@ fn delta_dir(
     engine: &Engine,
     name: &datafusion::sql::sqlparser::ast::ObjectName,
     statement: &str,
-) -> Result<PathBuf, QueryError> {
+) -> Result<crate::delta::TableDir, QueryError> {
     let key = table_key(name)?;
     let def = engine.catalog.get(&key)?.ok_or_else(|| CatalogError::UnknownTable(key.clone()))?;
     let table_like = matches!(def.kind, RelationKind::ExternalTable | RelationKind::MaterializedView);
@@ -106,5 +105,5 @@ fn delta_dir(
         let what = if table_like { format!("a table stored as {}", def.format) } else { def.kind.described().to_string() };
         return Err(QueryError::WrongObjectType(format!("{statement} needs a Delta table; '{key}' is {what}")));
     }
-    Ok(PathBuf::from(def.location.trim_end_matches('/')))
+    Ok(crate::delta::TableDir::from_location(&def.location)?)
 }

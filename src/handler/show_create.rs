@@ -1,4 +1,5 @@
-//! `SHOW CREATE TABLE t`: the DDL that recreates the table, as stored.
+//! `SHOW CREATE TABLE t`: the DDL that recreates the table, as stored
+//! (secret options masked).
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::sql::sqlparser::ast::ObjectName;
@@ -14,5 +15,5 @@ pub fn schema() -> SchemaRef {
 pub fn handle(engine: &Engine, name: &ObjectName) -> Result<Output, QueryError> {
     let key = table_key(name)?;
     let def = engine.catalog.get(&key)?.ok_or(CatalogError::UnknownTable(key))?;
-    Ok(Output::batch(text_batch(schema(), vec![vec![def.name, def.definition]])?))
+    Ok(Output::batch(text_batch(schema(), vec![vec![def.name, crate::catalog::tables::shown_definition(&def.definition)]])?))
 }

@@ -74,7 +74,7 @@ impl Relations {
 
     /// A materialized view's (or stream's) definition, as it was written.
     pub fn definition(&self, schema: &str, name: &str) -> Option<String> {
-        self.def(schema, name).map(|d| d.definition)
+        self.def(schema, name).map(|d| crate::catalog::tables::shown_definition(&d.definition))
     }
 
     /// A stream's connector and its options as `key 'value'` (secrets left

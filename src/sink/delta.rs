@@ -10,20 +10,30 @@
 //! catalog never committed are deleted, as in the Parquet sink; a published
 //! file no commit adds is invisible to every Delta reader.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::time::UNIX_EPOCH;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::Schema;
 
-use super::parquet::{EpochWriter, ParquetSink, Roll, publish};
+use super::object::ObjectSink;
+use super::parquet::{ParquetSink, Roll, publish};
 use super::{EpochSink, PreCommit, Sink, SinkError};
 use crate::catalog::StagedFile;
+use crate::delta::{DataFile, TableDir};
+use datafusion::object_store::ObjectStoreExt;
+
+/// Where the data files go: a local directory, or a bucket's prefix.
+enum Files {
+    Local(ParquetSink),
+    Object(ObjectSink),
+}
 
 pub struct DeltaSink {
-    dir: PathBuf,
+    dir: TableDir,
     query: String,
-    files: ParquetSink,
+    files: Files,
     /// Each epoch replaces the table's contents (a rewritten view).
     overwrite: bool,
     /// Compact small files after every this many epochs (`compact_every`).
@@ -32,15 +42,31 @@ pub struct DeltaSink {
 }
 
 impl DeltaSink {
+    /// A sink into the table in the local directory `dir`.
     pub fn new(dir: &Path, query: &str, table_schema: &Schema, roll: Roll) -> DeltaSink {
         DeltaSink {
-            dir: dir.to_path_buf(),
+            dir: TableDir::from(dir),
             query: query.to_string(),
-            files: ParquetSink::new(dir, query, table_schema, roll),
+            files: Files::Local(ParquetSink::new(dir, query, table_schema, roll)),
             overwrite: false,
             compact_every: None,
             log: crate::delta::Log::default(),
         }
+    }
+
+    /// A sink into the table at `dir`, local or in a bucket.
+    pub fn at(dir: &TableDir, query: &str, table_schema: &Schema, roll: Roll) -> Result<DeltaSink, SinkError> {
+        Ok(match dir {
+            TableDir::Local(path) => DeltaSink::new(path, query, table_schema, roll),
+            TableDir::S3(s3) => DeltaSink {
+                dir: dir.clone(),
+                query: query.to_string(),
+                files: Files::Object(ObjectSink::new(s3, query, table_schema, roll)?),
+                overwrite: false,
+                compact_every: None,
+                log: crate::delta::Log::default(),
+            },
+        })
     }
 
     /// Runs `OPTIMIZE` on the table after every `epochs` epochs, in the
@@ -59,28 +85,87 @@ impl DeltaSink {
 
     /// The Parquet schema data files are written in.
     pub fn file_schema(&self) -> &datafusion::arrow::datatypes::SchemaRef {
-        self.files.file_schema()
+        match &self.files {
+            Files::Local(files) => files.file_schema(),
+            Files::Object(files) => files.file_schema(),
+        }
     }
 
-    fn own<'a>(&self, files: &'a [StagedFile]) -> Vec<&'a StagedFile> {
-        files.iter().filter(|f| Path::new(&f.staged).parent() == Some(self.dir.as_path())).collect()
+    fn own(&self, files: &[StagedFile]) -> Vec<StagedFile> {
+        match (&self.files, &self.dir) {
+            (Files::Local(_), TableDir::Local(dir)) => {
+                files.iter().filter(|f| Path::new(&f.staged).parent() == Some(dir.as_path())).cloned().collect()
+            }
+            (Files::Object(sink), _) => sink.own(files),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Publishes `files` under their final names and describes them for the log.
+    async fn publish_files(&self, files: &[StagedFile]) -> Result<Vec<DataFile>, SinkError> {
+        let mut described = Vec::with_capacity(files.len());
+        match &self.files {
+            Files::Local(_) => {
+                publish(files)?;
+                for f in files {
+                    let meta = std::fs::metadata(&f.visible)?;
+                    let modified = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok());
+                    let name = Path::new(&f.visible).file_name().map(|n| n.to_string_lossy().into_owned());
+                    described.push(DataFile {
+                        path: name.unwrap_or_default(),
+                        size: meta.len(),
+                        modified_ms: modified.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                    });
+                }
+            }
+            Files::Object(sink) => {
+                sink.publish(files).await?;
+                for f in files {
+                    let key = sink
+                        .dir()
+                        .key_of(&f.visible)
+                        .ok_or_else(|| SinkError::Config(format!("'{}' is not in {}", f.visible, sink.dir())))?;
+                    let meta = sink
+                        .store()
+                        .head(&key)
+                        .await
+                        .map_err(|e| SinkError::Io(std::io::Error::other(format!("{}: {e}", f.visible))))?;
+                    described.push(DataFile {
+                        path: key.filename().unwrap_or_default().to_string(),
+                        size: meta.size,
+                        modified_ms: meta.last_modified.timestamp_millis(),
+                    });
+                }
+            }
+        }
+        Ok(described)
     }
 
     /// Publishes `files` and commits them to the log as epoch `batch_id`.
-    async fn publish_epoch(&self, batch_id: i64, files: &[&StagedFile]) -> Result<Option<i64>, SinkError> {
-        let owned: Vec<StagedFile> = files.iter().map(|f| (*f).clone()).collect();
-        publish(&owned)?;
-        let visible: Vec<PathBuf> = owned.iter().map(|f| PathBuf::from(&f.visible)).collect();
-        crate::delta::commit_epoch(&self.log, &self.dir, &self.query, batch_id, &visible, self.overwrite)
+    async fn publish_epoch(&self, batch_id: i64, files: &[StagedFile]) -> Result<Option<i64>, SinkError> {
+        let described = self.publish_files(files).await?;
+        crate::delta::commit_epoch(&self.log, &self.dir, &self.query, batch_id, &described, self.overwrite)
             .await
             .map_err(|e| SinkError::Delivery(e.to_string()))
+    }
+
+    /// Deletes every staged file of the query: none is committed.
+    async fn remove_staged(&self) -> Result<(), SinkError> {
+        match &self.files {
+            Files::Local(files) => Ok(files.recover(&[])?),
+            Files::Object(files) => files.recover_files(&[]).await,
+        }
     }
 }
 
 #[async_trait]
 impl Sink for DeltaSink {
     fn begin(&self, batch_id: i64) -> Box<dyn EpochSink> {
-        Box::new(DeltaEpoch { writer: self.files.begin(batch_id), batch_id })
+        let files: Box<dyn EpochSink> = match &self.files {
+            Files::Local(files) => Box::new(files.begin(batch_id)),
+            Files::Object(files) => Box::new(files.begin_epoch(batch_id)),
+        };
+        Box::new(DeltaEpoch { files, batch_id })
     }
 
     async fn commit(&self, pre_commit: &PreCommit) -> Result<(), SinkError> {
@@ -125,28 +210,29 @@ impl Sink for DeltaSink {
             None => {}
         }
         // Every other staged file of the query was never committed.
-        Ok(self.files.recover(&[])?)
+        self.remove_staged().await
     }
 }
 
 struct DeltaEpoch {
-    writer: EpochWriter,
+    files: Box<dyn EpochSink>,
     batch_id: i64,
 }
 
 #[async_trait]
 impl EpochSink for DeltaEpoch {
     async fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
-        Ok(self.writer.write(batch)?)
+        self.files.write(batch).await
     }
 
     async fn prepare(self: Box<Self>) -> Result<PreCommit, SinkError> {
-        let (files, bytes) = self.writer.finish()?;
-        Ok(PreCommit { files, bytes, version: None, batch_id: Some(self.batch_id) })
+        let mut pre_commit = self.files.prepare().await?;
+        pre_commit.batch_id = Some(self.batch_id);
+        Ok(pre_commit)
     }
 
     fn abort(self: Box<Self>) {
-        self.writer.abort();
+        self.files.abort();
     }
 }
 
@@ -162,20 +248,20 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("t");
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
-        crate::delta::create(&dir, &schema).await.unwrap();
+        crate::delta::create(&TableDir::from(dir.as_path()), &schema).await.unwrap();
         let sink = DeltaSink::new(&dir, "q", &schema, Roll::default());
         let rows = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2, 3]))]).unwrap();
 
         let mut epoch = sink.begin(0);
         epoch.write(&rows).await.unwrap();
         let first = epoch.prepare().await.unwrap();
-        let table = crate::delta::open(&dir, None).await.unwrap();
+        let table = crate::delta::open(&TableDir::from(dir.as_path()), None).await.unwrap();
         assert_eq!(table.version(), Some(0), "prepared is not committed");
         // Committed, then published again as recovery would after a crash.
         sink.commit(&first).await.unwrap();
         sink.recover(&first).await.unwrap();
         sink.commit(&first).await.unwrap();
-        let table = crate::delta::open(&dir, None).await.unwrap();
+        let table = crate::delta::open(&TableDir::from(dir.as_path()), None).await.unwrap();
         assert_eq!(table.version(), Some(1), "one commit for epoch 0");
         assert_eq!(crate::delta::committed_epoch(&table, "q").await.unwrap(), Some(0));
 
@@ -190,7 +276,7 @@ mod tests {
         let lost = epoch.prepare().await.unwrap();
         let restarted = DeltaSink::new(&dir, "q", &schema, Roll::default());
         restarted.recover(&second).await.unwrap();
-        let table = crate::delta::open(&dir, None).await.unwrap();
+        let table = crate::delta::open(&TableDir::from(dir.as_path()), None).await.unwrap();
         assert_eq!(table.version(), Some(2));
         assert_eq!(crate::delta::committed_epoch(&table, "q").await.unwrap(), Some(1));
         assert_eq!(table.get_file_uris().unwrap().count(), 2, "epochs 0 and 1, one file each");
@@ -200,8 +286,8 @@ mod tests {
 
         // Epoch 1's files are compacted and vacuumed away; a restart that
         // finds epoch 1 last in the catalog does not try to publish them.
-        crate::delta::maintenance::optimize(&dir, None).await.unwrap();
-        crate::delta::maintenance::vacuum(&dir, Some(0.0), false).await.unwrap();
+        crate::delta::maintenance::optimize(&TableDir::from(dir.as_path()), None).await.unwrap();
+        crate::delta::maintenance::vacuum(&TableDir::from(dir.as_path()), Some(0.0), false).await.unwrap();
         assert!(second.files.iter().all(|f| !Path::new(&f.visible).exists()), "vacuumed");
         DeltaSink::new(&dir, "q", &schema, Roll::default()).recover(&second).await.unwrap();
 
@@ -209,13 +295,13 @@ mod tests {
         // and the log must not take them for the old query's.
         let again = DeltaSink::new(&dir, "q", &schema, Roll::default());
         again.recover(&PreCommit::default()).await.unwrap();
-        let table = crate::delta::open(&dir, None).await.unwrap();
+        let table = crate::delta::open(&TableDir::from(dir.as_path()), None).await.unwrap();
         assert_eq!(crate::delta::committed_epoch(&table, "q").await.unwrap(), Some(-1));
         let mut epoch = again.begin(0);
         epoch.write(&rows).await.unwrap();
         let new_first = epoch.prepare().await.unwrap();
         again.commit(&new_first).await.unwrap();
-        let table = crate::delta::open(&dir, None).await.unwrap();
+        let table = crate::delta::open(&TableDir::from(dir.as_path()), None).await.unwrap();
         assert_eq!(crate::delta::committed_epoch(&table, "q").await.unwrap(), Some(0));
         let scanned = table.get_file_uris().unwrap().count();
         assert_eq!(scanned, 2, "the compacted file and the new epoch's");

@@ -18,11 +18,15 @@
 //! * `partitioned`: a Hive-partitioned table, `col=value/` directories.
 //! * `versioned`: a materialized view rewritten each epoch, one version
 //!   directory per epoch.
-//! * `delta`: a Delta Lake table, one log commit per epoch.
+//! * `object`: a Parquet table in a bucket (`s3://`), published by
+//!   server-side copy since object stores have no rename.
+//! * `delta`: a Delta Lake table, one log commit per epoch (local or in a
+//!   bucket).
 //! * `kafka`: JSON records on a topic (at least once).
 
 pub mod delta;
 pub mod kafka;
+pub mod object;
 pub mod parquet;
 pub mod partitioned;
 pub mod versioned;
@@ -48,8 +52,10 @@ pub enum Target {
     /// `StreamManager::prepare`) when the query rewrites its whole result
     /// each epoch (output modes update and complete).
     View { dir: PathBuf, versions: Option<Arc<Versions>> },
+    /// An external Parquet table in a bucket a sink appends to.
+    ObjectTable { dir: crate::storage::s3::S3Dir, schema: SchemaRef },
     /// A Delta Lake table a sink appends to, one log commit per epoch.
-    Delta { dir: PathBuf, schema: SchemaRef },
+    Delta { dir: crate::delta::TableDir, schema: SchemaRef },
     /// A materialized view's own Delta table (`format = 'delta'`).
     /// `overwrite` (set by `StreamManager::prepare` for output modes update
     /// and complete): each epoch's commit replaces the whole table.
@@ -83,8 +89,11 @@ impl Target {
             Target::View { versions: Some(versions), .. } => {
                 Box::new(versioned::VersionedSink::new(versions.clone(), opening))
             }
+            Target::ObjectTable { dir, .. } => {
+                Box::new(object::ObjectSink::new(dir, opening.query, opening.schema, opening.roll)?)
+            }
             Target::Delta { dir, .. } => Box::new(
-                delta::DeltaSink::new(dir, opening.query, opening.schema, opening.roll)
+                delta::DeltaSink::at(dir, opening.query, opening.schema, opening.roll)?
                     .compacting_every(opening.compact_every),
             ),
             Target::DeltaView { dir, overwrite } => Box::new(

@@ -79,24 +79,48 @@ pub fn micros(dt: &DataType) -> DataType {
     }
 }
 
+/// The schema files store `table_schema` in: every column nullable,
+/// timestamps in microseconds.
+pub fn micros_schema(table_schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> =
+        table_schema.fields().iter().map(|f| Field::new(f.name(), micros(f.data_type()), true)).collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// The prefix of a query's staged files: the query name hex-encoded, so no
+/// other query's prefix can be a prefix of it.
+pub fn staged_prefix(query: &str) -> String {
+    let hex: String = query.bytes().map(|b| format!("{b:02x}")).collect();
+    format!(".weir.{hex}.")
+}
+
+/// The staged and the final name of file `n` of epoch `batch_id`.
+pub fn file_names(query: &str, batch_id: i64, n: usize, attempt: &str) -> (String, String) {
+    let query_part: String = query.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    // A leading `_` would make the published file hidden by the listing
+    // rule (`storage::listing`): a view named `_x` or `"../x"`.
+    let query_part = match query_part.trim_start_matches('_') {
+        "" => "q",
+        trimmed => trimmed,
+    };
+    let visible = format!("{query_part}-{batch_id:06}-{n:03}-{attempt}.parquet");
+    let staged = format!("{}{batch_id:06}.{n:03}.{attempt}.pending", staged_prefix(query));
+    (staged, visible)
+}
+
 impl ParquetSink {
     /// `table_schema` is the target table's schema; output batches are cast
     /// to it by position.
     pub fn new(dir: &Path, query: &str, table_schema: &Schema, roll: Roll) -> ParquetSink {
-        let fields: Vec<Field> =
-            table_schema.fields().iter().map(|f| Field::new(f.name(), micros(f.data_type()), true)).collect();
-        ParquetSink { dir: dir.to_path_buf(), query: query.to_string(), file_schema: Arc::new(Schema::new(fields)), roll }
+        ParquetSink { dir: dir.to_path_buf(), query: query.to_string(), file_schema: micros_schema(table_schema), roll }
     }
 
     pub fn file_schema(&self) -> &SchemaRef {
         &self.file_schema
     }
 
-    /// The prefix of this query's staged files: the query name hex-encoded,
-    /// so no other query's prefix can be a prefix of it.
     fn staged_prefix(&self) -> String {
-        let hex: String = self.query.bytes().map(|b| format!("{b:02x}")).collect();
-        format!(".weir.{hex}.")
+        staged_prefix(&self.query)
     }
 
     pub fn begin(&self, batch_id: i64) -> EpochWriter {
@@ -170,17 +194,7 @@ impl EpochWriter {
     }
 
     fn open(&mut self) -> std::io::Result<(ArrowWriter<File>, StagedFile)> {
-        let n = self.finished.len();
-        let query_part: String =
-            self.sink.query.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
-        // A leading `_` would make the published file hidden by the
-        // listing rule (`storage::listing`): a view named `_x` or `"../x"`.
-        let query_part = match query_part.trim_start_matches('_') {
-            "" => "q",
-            trimmed => trimmed,
-        };
-        let visible = format!("{query_part}-{:06}-{n:03}-{}.parquet", self.batch_id, self.attempt);
-        let staged = format!("{}{:06}.{n:03}.{}.pending", self.sink.staged_prefix(), self.batch_id, self.attempt);
+        let (staged, visible) = file_names(&self.sink.query, self.batch_id, self.finished.len(), &self.attempt);
         let staged_path = self.sink.dir.join(&staged);
         std::fs::create_dir_all(&self.sink.dir)?;
         let file = File::create(&staged_path)?;

@@ -1,10 +1,12 @@
 //! Files and where they may be: the one listing rule readers share
 //! (`listing`), the allow-lists for client-given locations and hosts
 //! (`sandbox`), the warehouse of weir-owned tables (`warehouse`), the
-//! object store the engine reads and writes through (`store`), and its
-//! streaming writes staged under hidden names (`upload`).
+//! object store the engine reads and writes through (`store`), its
+//! streaming writes staged under hidden names (`upload`), and buckets on
+//! S3-compatible object storage (`s3`).
 
 pub mod listing;
+pub mod s3;
 pub mod sandbox;
 pub mod store;
 pub mod upload;

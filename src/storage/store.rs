@@ -56,7 +56,10 @@ impl PublishGate {
 
 #[derive(Debug)]
 pub struct CommittedStore {
-    inner: Arc<LocalFileSystem>,
+    inner: Arc<dyn ObjectStore>,
+    /// The same store when it is the local file system (streaming writes
+    /// stage local files; paths are checked against the sandbox's roots).
+    local: Option<Arc<LocalFileSystem>>,
     gate: PublishGate,
     /// The sandbox's roots as object store paths.
     roots: Vec<Path>,
@@ -67,11 +70,17 @@ pub struct CommittedStore {
 impl CommittedStore {
     pub fn new(inner: Arc<LocalFileSystem>, gate: PublishGate, sandbox: &super::Sandbox) -> CommittedStore {
         let roots = sandbox.roots().iter().filter_map(|r| Path::from_absolute_path(r).ok()).collect();
-        CommittedStore { inner, gate, roots, roots_list: sandbox.roots_list() }
+        CommittedStore { inner: inner.clone(), local: Some(inner), gate, roots, roots_list: sandbox.roots_list() }
+    }
+
+    /// A bucket's store (`super::s3`): committed-only listings under the
+    /// same gate; no local roots, since a bucket is allowed as a whole.
+    pub fn remote(inner: Arc<dyn ObjectStore>, gate: PublishGate) -> CommittedStore {
+        CommittedStore { inner, local: None, gate, roots: Vec::new(), roots_list: String::new() }
     }
 
     fn check(&self, location: &Path) -> Result<()> {
-        if self.roots.iter().any(|root| location.prefix_matches(root)) {
+        if self.local.is_none() || self.roots.iter().any(|root| location.prefix_matches(root)) {
             return Ok(());
         }
         let message = format!("weir reads and writes files only under {} (see --allow-path)", self.roots_list);
@@ -105,11 +114,14 @@ impl ObjectStore for CommittedStore {
 
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
         self.check(location)?;
+        let Some(local) = &self.local else {
+            return self.inner.put_multipart_opts(location, opts).await;
+        };
         if !opts.attributes.is_empty() {
             // The local store refuses attributes; let it say so.
             return self.inner.put_multipart_opts(location, opts).await;
         }
-        let dest = self.inner.path_to_filesystem(location)?;
+        let dest = local.path_to_filesystem(location)?;
         Ok(Box::new(super::upload::StagedUpload::start(dest)?))
     }
 
@@ -126,8 +138,9 @@ impl ObjectStore for CommittedStore {
     fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
         let roots = self.roots.clone();
         let roots_list = self.roots_list.clone();
+        let anywhere = self.local.is_none();
         let checked = locations.and_then(move |location| {
-            let allowed = roots.iter().any(|root| location.prefix_matches(root));
+            let allowed = anywhere || roots.iter().any(|root| location.prefix_matches(root));
             let message = format!("weir deletes files only under {roots_list}");
             futures::future::ready(match allowed {
                 true => Ok(location),

@@ -81,7 +81,8 @@ fn describe(spec: &QuerySpec) -> Vec<String> {
             partition_columns.join("=.../")
         ),
         Target::Table { dir, .. } => format!("appends Parquet files to the table in {}", dir.display()),
-        Target::Delta { dir, .. } => format!("appends to the Delta table in {}, one log commit per epoch", dir.display()),
+        Target::ObjectTable { dir, .. } => format!("appends Parquet files to the table in {dir} (published by copy)"),
+        Target::Delta { dir, .. } => format!("appends to the Delta table in {dir}, one log commit per epoch"),
         Target::DeltaView { dir, overwrite: false } => {
             format!("appends to the view's Delta table in {}, one log commit per epoch", dir.display())
         }

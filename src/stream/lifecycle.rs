@@ -196,11 +196,15 @@ impl StreamManager {
             // The log exists before the first epoch: the view reads as an
             // empty table until then, from weir and from outside.
             self.warehouse.create_dir(dir)?;
-            if !crate::delta::is_table(dir) {
-                let sink = crate::sink::delta::DeltaSink::new(dir, name, &spec.target_schema, crate::sink::Roll::default());
-                crate::delta::create(dir, sink.file_schema()).await?;
+            let table_dir = crate::delta::TableDir::from(dir.as_path());
+            if !table_dir.is_table().await? {
+                let file_schema =
+                    crate::sink::ParquetSink::new(dir, name, &spec.target_schema, crate::sink::Roll::default())
+                        .file_schema()
+                        .clone();
+                crate::delta::create(&table_dir, &file_schema).await?;
             }
-            let provider = crate::delta::provider::DeltaProvider::open(dir, None).await?;
+            let provider = crate::delta::provider::DeltaProvider::open(&table_dir, None).await?;
             table = Some(Arc::new(provider));
         }
         match (restored, table) {
@@ -263,10 +267,16 @@ impl StreamManager {
                 if delta && !def.partition_columns.is_empty() {
                     return Err(QueryError::Unsupported(format!("a sink into the partitioned Delta table '{key}'")));
                 }
-                if def.location.contains("://") || !def.location.ends_with('/') {
+                let s3 = crate::storage::s3::is_s3(&def.location);
+                if !s3 && (def.location.contains("://") || !def.location.ends_with('/')) {
                     return Err(QueryError::Unsupported(format!(
-                        "a sink into '{key}', whose location {} is not a local directory",
+                        "a sink into '{key}', whose location {} is not a directory",
                         def.location
+                    )));
+                }
+                if s3 && !delta && !def.partition_columns.is_empty() {
+                    return Err(QueryError::Unsupported(format!(
+                        "a sink into the partitioned table '{key}' in object storage (partitioned sinks write local directories for now)"
                     )));
                 }
                 let schema = self.shared.table_provider(key.as_str()).await?.schema();
@@ -277,8 +287,11 @@ impl StreamManager {
                     )));
                 }
                 let target = if delta {
-                    crate::delta::check_appendable(&recorded_dir(&def)).await?;
-                    Target::Delta { dir: recorded_dir(&def), schema }
+                    let dir = crate::delta::TableDir::from_location(&def.location)?;
+                    crate::delta::check_appendable(&dir).await?;
+                    Target::Delta { dir, schema }
+                } else if s3 {
+                    Target::ObjectTable { dir: crate::storage::s3::S3Dir::parse(&def.location)?, schema }
                 } else {
                     Target::Table { dir: recorded_dir(&def), schema, partition_columns: def.partition_columns.clone() }
                 };

@@ -315,7 +315,7 @@ impl StreamManager {
                     .into(),
             });
         }
-        let rewrites_allowed = !matches!(target, Target::Table { .. } | Target::Delta { .. });
+        let rewrites_allowed = !matches!(target, Target::Table { .. } | Target::ObjectTable { .. } | Target::Delta { .. });
         let output_mode = match (shape.aggregates, options.output_mode) {
             (false, None | Some(OutputMode::Append)) => OutputMode::Append,
             (false, Some(mode)) => {
@@ -366,7 +366,7 @@ impl StreamManager {
         ready_query::Instance::new(&query_plan).await?;
         let output: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         let target_schema = match &target {
-            Target::Table { schema, .. } | Target::Delta { schema, .. } => {
+            Target::Table { schema, .. } | Target::ObjectTable { schema, .. } | Target::Delta { schema, .. } => {
                 check_compatible(&output, schema)?;
                 schema.clone()
             }

@@ -141,8 +141,9 @@ fn check_same_input_and_output(name: &str, old: &super::QuerySpec, new: &super::
 /// Where a target's rows land, to tell whether a replacement moves them.
 fn place(target: &crate::sink::Target) -> String {
     match target {
+        crate::sink::Target::ObjectTable { dir, .. } => dir.to_string(),
+        crate::sink::Target::Delta { dir, .. } => dir.to_string(),
         crate::sink::Target::Table { dir, .. }
-        | crate::sink::Target::Delta { dir, .. }
         | crate::sink::Target::DeltaView { dir, .. }
         | crate::sink::Target::View { dir, .. } => dir.display().to_string(),
         crate::sink::Target::Kafka(options) => format!(

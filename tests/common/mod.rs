@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod s3;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -39,10 +40,16 @@ impl TestServer {
     /// Like [`start_in`], with extra `weir serve` arguments and nothing
     /// allowed beyond the data dir unless `extra_args` says so.
     pub fn start_with(data_dir: &Path, extra_args: &[&str]) -> TestServer {
+        Self::start_with_env(data_dir, extra_args, &[])
+    }
+
+    /// Like [`start_with`], with extra environment variables.
+    pub fn start_with_env(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(["serve", "--listen", "127.0.0.1:0", "--flight-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra_args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
