@@ -85,8 +85,6 @@ impl Engine {
         let files = CommittedStore::new(local, gate.clone(), &sandbox);
         let file_url = datafusion::execution::object_store::ObjectStoreUrl::local_filesystem();
         runtime.register_object_store(file_url.as_ref(), Arc::new(files));
-        // `s3://` tables list through the same gate (`storage::s3::attach`).
-        let session_config = session_config.with_extension(Arc::new(gate.clone()));
         crate::storage::s3::install_delta_factories();
         let ctx = SessionContext::new_with_config_rt(session_config, runtime);
         // `STORED AS DELTA`: tables with a Delta log (see `crate::delta`).

@@ -17,7 +17,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
 use super::store::{RelationDef, RelationKind};
 use crate::error::QueryError;
-use crate::storage::{PublishGate, Sandbox, s3};
+use crate::storage::{Sandbox, s3};
 
 /// Resolves a LOCATION through the sandbox (a path under an allowed root,
 /// or a `file://` URL naming one; see `storage::sandbox`). A relative path
@@ -89,12 +89,11 @@ pub async fn build(state: &SessionState, mut cmd: CreateExternalTable) -> Result
 /// `s3://` location's bucket through the client they configure.
 fn attach_buckets(state: &SessionState, cmd: &mut CreateExternalTable) -> Result<(), QueryError> {
     let options = s3::S3Options::take_from(&mut cmd.options)?;
-    let gate = state.config().get_extension::<PublishGate>().map(|g| g.as_ref().clone()).unwrap_or_default();
     let mut any = false;
     for location in cmd.locations.iter().filter(|l| s3::is_s3(l)) {
         let dir = s3::S3Dir::parse(location)?;
         s3::store(&dir.bucket, &options)?;
-        s3::attach(state.runtime_env(), &dir, &gate)?;
+        s3::attach(state.runtime_env(), &dir)?;
         any = true;
     }
     if !any && !options.is_empty() {

@@ -106,8 +106,7 @@ impl TableDir {
         match self {
             TableDir::Local(dir) => Ok(dir.join(LOG_DIR).is_dir()),
             TableDir::S3(dir) => {
-                let store =
-                    crate::storage::s3::store(&dir.bucket, &Default::default()).map_err(|e| DeltaError::at(self, e))?;
+                let store = crate::storage::s3::configured_or_refuse(&dir.bucket).map_err(|e| DeltaError::at(self, e))?;
                 let log = dir.key(LOG_DIR);
                 let listed = store.list_with_delimiter(Some(&log)).await.map_err(|e| DeltaError::at(self, e))?;
                 Ok(!listed.objects.is_empty() || !listed.common_prefixes.is_empty())

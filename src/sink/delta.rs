@@ -212,6 +212,12 @@ impl Sink for DeltaSink {
         // Every other staged file of the query was never committed.
         self.remove_staged().await
     }
+
+    /// In a bucket, Delta readers read the log, never a listing: the
+    /// bucket's gate is held while files are copied and nothing else.
+    fn publishes_under_gate(&self) -> bool {
+        matches!(self.files, Files::Local(_))
+    }
 }
 
 struct DeltaEpoch {

@@ -168,6 +168,13 @@ pub trait Sink: Send + Sync {
     /// recorded (`last`, every sink's files together; a sink takes its
     /// own) and deletes what was staged after it.
     async fn recover(&self, last: &PreCommit) -> Result<(), SinkError>;
+    /// Whether the runner publishes this sink's epochs under the server's
+    /// publish gate (local directories, which readers list). A sink in a
+    /// bucket holds its bucket's own gate instead, so a slow store never
+    /// stalls the listings of local tables.
+    fn publishes_under_gate(&self) -> bool {
+        true
+    }
 }
 
 /// One epoch's writes to one sink.

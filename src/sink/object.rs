@@ -14,7 +14,7 @@
 //! 3. *Publish*: each staged object is copied, server-side, to its final
 //!    key and then deleted. A copy is atomic too, so a reader listing the
 //!    prefix sees each file whole or not at all; weir's own readers list
-//!    under the publish gate the runner holds meanwhile, and see an
+//!    the bucket under its publish gate, held meanwhile, and see an
 //!    epoch's files all or none.
 //! 4. *Recover*: the last committed epoch is published again (a copy
 //!    whose source is gone and whose target exists was done before the
@@ -51,7 +51,14 @@ pub struct ObjectSink {
     query: String,
     file_schema: SchemaRef,
     roll: Roll,
+    /// The bucket's publish gate (see `storage::s3::gate`).
+    gate: crate::storage::PublishGate,
 }
+
+/// Files of a bucket's table are held in memory until uploaded whole:
+/// at most this big, whatever `target_file_size` says (and well below the
+/// 5 GB a single PUT or copy may move).
+const MAX_OBJECT_BYTES: u64 = 1 << 30;
 
 fn io(e: impl std::fmt::Display) -> SinkError {
     SinkError::Io(std::io::Error::other(e.to_string()))
@@ -59,9 +66,16 @@ fn io(e: impl std::fmt::Display) -> SinkError {
 
 impl ObjectSink {
     pub fn new(dir: &S3Dir, query: &str, table_schema: &Schema, roll: Roll) -> Result<ObjectSink, SinkError> {
-        let store =
-            crate::storage::s3::store(&dir.bucket, &Default::default()).map_err(|e| SinkError::Config(e.message()))?;
-        Ok(ObjectSink { store, dir: dir.clone(), query: query.to_string(), file_schema: micros_schema(table_schema), roll })
+        let store = crate::storage::s3::configured_or_refuse(&dir.bucket).map_err(|e| SinkError::Config(e.message()))?;
+        let roll = Roll { bytes: roll.bytes.min(MAX_OBJECT_BYTES), rows: roll.rows };
+        Ok(ObjectSink {
+            store,
+            dir: dir.clone(),
+            query: query.to_string(),
+            file_schema: micros_schema(table_schema),
+            roll,
+            gate: crate::storage::s3::gate(&dir.bucket),
+        })
     }
 
     pub fn file_schema(&self) -> &SchemaRef {
@@ -86,9 +100,13 @@ impl ObjectSink {
         self.dir.key_of(url).ok_or_else(|| SinkError::Config(format!("'{url}' is not in {}", self.dir)))
     }
 
-    /// Copies staged objects to their final keys and deletes them.
-    /// Idempotent. The runner holds the publish gate meanwhile.
+    /// Copies staged objects to their final keys and deletes them, under
+    /// the bucket's gate. Idempotent.
     pub async fn publish(&self, files: &[StagedFile]) -> Result<(), SinkError> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let _publishing = self.gate.publishing().await;
         for f in files {
             let (staged, visible) = (self.key(&f.staged)?, self.key(&f.visible)?);
             match self.store.copy(&staged, &visible).await {
@@ -244,6 +262,10 @@ impl Sink for ObjectSink {
 
     async fn recover(&self, last: &PreCommit) -> Result<(), SinkError> {
         self.recover_files(&self.own(&last.files)).await
+    }
+
+    fn publishes_under_gate(&self) -> bool {
+        false
     }
 }
 

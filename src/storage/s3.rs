@@ -75,6 +75,12 @@ impl S3Dir {
         if segments.iter().any(|s| *s == "." || *s == "..") {
             return Err(refused("'.' and '..' are not key segments"));
         }
+        // Characters a URL would decode or cut (`%`, `#`, `?`, spaces) are
+        // refused: DataFusion reads the location as a URL, the sink writes
+        // keys, and both must name the same objects.
+        if let Some(bad) = key.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_./=+".contains(*c))) {
+            return Err(refused(&format!("'{bad}' in a key prefix (use letters, digits and - _ . / = +)")));
+        }
         let prefix = Path::parse(segments.join("/")).map_err(|e| refused(&e.to_string()))?;
         Ok(S3Dir { bucket: bucket.to_string(), prefix })
     }
@@ -161,15 +167,34 @@ impl S3Options {
         self.0.get("aws.endpoint").map(String::as_str)
     }
 
-    /// The endpoint's host must be one weir may connect to.
+    /// The host the client will connect to must be one weir may reach:
+    /// the endpoint (from the options, else the environment), else AWS's
+    /// regional endpoint. A region is a plain name (it becomes part of a
+    /// host name).
     pub fn check(&self, sandbox: &super::Sandbox) -> Result<(), QueryError> {
-        let Some(endpoint) = self.endpoint() else { return Ok(()) };
-        let url = url::Url::parse(endpoint).map_err(|e| QueryError::InvalidOptionValue {
+        let builder = AmazonS3Builder::from_env();
+        let region = self
+            .0
+            .get("aws.region")
+            .cloned()
+            .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Region))
+            .unwrap_or_else(|| "us-east-1".into());
+        if region.is_empty() || !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            return Err(QueryError::InvalidOptionValue {
+                option: "aws.region".into(),
+                reason: format!("'{region}' is not a region name (lowercase letters, digits and '-')"),
+            });
+        }
+        let endpoint = self
+            .endpoint()
+            .map(str::to_string)
+            .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint))
+            .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        let url = url::Url::parse(&endpoint).map_err(|e| QueryError::InvalidOptionValue {
             option: "aws.endpoint".into(),
             reason: format!("'{endpoint}' is not a URL: {e}"),
         })?;
-        let host = url.host_str().unwrap_or_default();
-        Ok(sandbox.check_host(host)?)
+        Ok(sandbox.check_host(url.host_str().unwrap_or_default())?)
     }
 }
 
@@ -181,6 +206,17 @@ pub fn is_secret(key: &str) -> bool {
 struct Registered {
     options: S3Options,
     store: Arc<dyn ObjectStore>,
+}
+
+/// Each bucket's publish gate: a sink publishing an epoch's files into the
+/// bucket holds it, a listing of the bucket waits for it (as the server's
+/// gate does for local directories), and a slow store stalls no one else.
+static GATES: LazyLock<Mutex<HashMap<String, super::PublishGate>>> = LazyLock::new(Default::default);
+
+/// The publish gate of `bucket`.
+pub fn gate(bucket: &str) -> super::PublishGate {
+    let mut gates = GATES.lock().unwrap_or_else(|p| p.into_inner());
+    gates.entry(bucket.to_string()).or_default().clone()
 }
 
 /// The configured client of each bucket, for this process (the Delta
@@ -218,15 +254,37 @@ fn known_or_new(bucket: &str, options: &S3Options) -> Result<(Arc<dyn ObjectStor
     Ok((build(bucket, options)?, true))
 }
 
+/// Keeps a new client for `bucket`, checking again under the lock: a
+/// CREATE racing this one may have configured the bucket meanwhile.
 fn keep(bucket: &str, options: &S3Options, store: &Arc<dyn ObjectStore>) -> Result<(), QueryError> {
     let mut buckets = BUCKETS.lock().map_err(|_| QueryError::Internal("bucket registry poisoned".into()))?;
+    if let Some(known) = buckets.get(bucket)
+        && !known.options.is_empty()
+        && known.options != *options
+    {
+        return Err(QueryError::InvalidOptionValue {
+            option: "aws.*".into(),
+            reason: format!("bucket '{bucket}' was configured with other options by a table created meanwhile"),
+        });
+    }
     buckets.insert(bucket.to_string(), Registered { options: options.clone(), store: store.clone() });
     Ok(())
 }
 
-/// The client of a bucket some table configured, if any.
+/// The client of a bucket some table or stream configured, if any.
 pub fn configured(bucket: &str) -> Option<Arc<dyn ObjectStore>> {
     BUCKETS.lock().ok()?.get(bucket).map(|r| r.store.clone())
+}
+
+/// The configured client of `bucket`, or an error: writers and the Delta
+/// crate use only buckets a table's CREATE (or restore) checked, never a
+/// client made up from the environment for a bucket nobody declared.
+pub fn configured_or_refuse(bucket: &str) -> Result<Arc<dyn ObjectStore>, QueryError> {
+    configured(bucket).ok_or_else(|| {
+        QueryError::WrongState(format!(
+            "bucket '{bucket}' is not configured in this server (no table or stream in it was created or restored)"
+        ))
+    })
 }
 
 fn build(bucket: &str, options: &S3Options) -> Result<Arc<dyn ObjectStore>, QueryError> {
@@ -307,16 +365,13 @@ pub async fn resolve(sandbox: &super::Sandbox, location: &str, options: &S3Optio
 }
 
 /// Makes DataFusion read `dir`'s bucket through its configured client,
-/// listing committed objects only (see `super::store`).
-pub fn attach(
-    runtime: &datafusion::execution::runtime_env::RuntimeEnv,
-    dir: &S3Dir,
-    gate: &super::PublishGate,
-) -> Result<(), QueryError> {
-    let store = configured(&dir.bucket).map(Ok).unwrap_or_else(|| store(&dir.bucket, &S3Options::default()))?;
+/// listing committed objects only, under the bucket's gate (see
+/// `super::store`).
+pub fn attach(runtime: &datafusion::execution::runtime_env::RuntimeEnv, dir: &S3Dir) -> Result<(), QueryError> {
+    let store = configured_or_refuse(&dir.bucket)?;
     let url =
         url::Url::parse(&format!("s3://{}", dir.bucket)).map_err(|e| QueryError::Internal(format!("bucket URL: {e}")))?;
-    runtime.register_object_store(&url, Arc::new(super::CommittedStore::remote(store, gate.clone())));
+    runtime.register_object_store(&url, Arc::new(super::CommittedStore::remote(store, gate(&dir.bucket))));
     Ok(())
 }
 
@@ -349,7 +404,7 @@ impl deltalake::logstore::ObjectStoreFactory for DeltaStores {
     ) -> deltalake::DeltaResult<(deltalake::logstore::ObjectStoreRef, Path)> {
         let dir = S3Dir::parse(url.as_str())
             .map_err(|e| deltalake::DeltaTableError::InvalidTableLocation(format!("{url}: {e}")))?;
-        let store = store(&dir.bucket, &S3Options::default())
+        let store = configured_or_refuse(&dir.bucket)
             .map_err(|e| deltalake::DeltaTableError::InvalidTableLocation(format!("{url}: {e}")))?;
         Ok((store, dir.prefix))
     }
@@ -383,7 +438,9 @@ mod tests {
         assert!(dir.holds("s3://lake/events/2026/a.parquet"));
         assert!(!dir.holds("s3://lake/events/2026/x/a.parquet"));
         assert!(!dir.holds("s3://other/events/2026/a.parquet"));
-        for bad in ["s3://", "s3://Upper/x", "s3://b/../x", "s3://b/./x", "file:///tmp"] {
+        for bad in
+            ["s3://", "s3://Upper/x", "s3://b/../x", "s3://b/./x", "file:///tmp", "s3://b/a%20b", "s3://b/x#y", "s3://b/x?y"]
+        {
             assert!(S3Dir::parse(bad).is_err(), "{bad}");
         }
     }

@@ -84,10 +84,7 @@ impl Committer<'_> {
             CatalogError::EpochConflict { .. } | CatalogError::Internal(_) => RunError::Fatal(e.to_string()),
             other => RunError::Transient(other.to_string()),
         })?;
-        {
-            let _publishing = self.files.gate.publishing().await;
-            self.sinks.commit(&prepared).await?;
-        }
+        self.sinks.commit(&prepared, &self.files.gate).await?;
         if source.checkpoint_is_cumulative()
             && let Err(e) = self.store.prune_epochs(&spec.name, EPOCHS_KEPT).await
         {

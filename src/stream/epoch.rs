@@ -16,6 +16,7 @@ use super::rejects::handle_bad_records;
 use super::runner::{QuerySpec, RunError};
 use crate::sink::{EpochSink, PreCommit, Sink};
 use crate::source::Chunk;
+use crate::storage::PublishGate;
 
 /// Records per poll: large enough to amortise planning and decoding per
 /// chunk, small enough to keep a chunk's memory in the tens of megabytes.
@@ -61,10 +62,14 @@ impl Sinks {
     }
 
     /// Recovery: every sink publishes its part of the last commit and
-    /// deletes what was staged after it.
-    pub(super) async fn recover(&self, last: &PreCommit) -> Result<(), RunError> {
-        for sink in self.all() {
-            sink.recover(last).await.map_err(sink_failure("recovering the target"))?;
+    /// deletes what was staged after it (local ones under `gate`, all
+    /// together: publishing is publishing an epoch).
+    pub(super) async fn recover(&self, last: &PreCommit, gate: &PublishGate) -> Result<(), RunError> {
+        for gated in [false, true] {
+            let _publishing = if gated { Some(gate.publishing().await) } else { None };
+            for sink in self.all().filter(|s| s.publishes_under_gate() == gated) {
+                sink.recover(last).await.map_err(sink_failure("recovering the target"))?;
+            }
         }
         Ok(())
     }
@@ -87,17 +92,25 @@ impl Sinks {
         }
     }
 
-    /// After the catalog commit: each sink publishes what it prepared.
-    pub(super) async fn commit(&self, prepared: &PreCommits) -> Result<(), RunError> {
+    /// After the catalog commit: each sink publishes what it prepared;
+    /// local ones together under `gate`, so a listing sees all of the
+    /// epoch's files or none.
+    pub(super) async fn commit(&self, prepared: &PreCommits, gate: &PublishGate) -> Result<(), RunError> {
         let publish = sink_failure("publishing committed files");
-        self.output.commit(&prepared.output).await.map_err(&publish)?;
+        let mut pairs: Vec<(&dyn Sink, &PreCommit)> = vec![(self.output.as_ref(), &prepared.output)];
         for (sink, pre_commit) in self.dead_letters.iter().zip(&prepared.dead_letters) {
             if let (Some(sink), Some(pre_commit)) = (sink, pre_commit) {
-                sink.commit(pre_commit).await.map_err(&publish)?;
+                pairs.push((sink.as_ref(), pre_commit));
             }
         }
         if let (Some(sink), Some(pre_commit)) = (&self.late, &prepared.late) {
-            sink.commit(pre_commit).await.map_err(&publish)?;
+            pairs.push((sink.as_ref(), pre_commit));
+        }
+        for gated in [false, true] {
+            let _publishing = if gated { Some(gate.publishing().await) } else { None };
+            for (sink, pre_commit) in pairs.iter().filter(|(s, _)| s.publishes_under_gate() == gated) {
+                sink.commit(pre_commit).await.map_err(&publish)?;
+            }
         }
         Ok(())
     }

@@ -27,7 +27,7 @@ impl StreamManager {
     /// stream known. With `on_error = 'dead_letter'` its `<stream>_errors`
     /// table is created first.
     pub async fn create_stream(&self, name: &str, ddl: &CreateStream) -> Result<(), QueryError> {
-        let def = self.define_stream(name, ddl).await?;
+        let def = self.define_stream(name, ddl, true).await?;
         if def.on_error == OnError::DeadLetter {
             self.create_owned_table(&format!("{name}_errors"), &runner::dead_letter_schema()).await?;
         }
@@ -94,7 +94,7 @@ impl StreamManager {
             }
             let result = match (def.kind, parser.parse(&def.definition).map(|mut v| v.pop())) {
                 (RelationKind::Stream, Ok(Some(Statement::CreateStream(ddl)))) => {
-                    match self.define_stream(&def.name, &ddl).await {
+                    match self.define_stream(&def.name, &ddl, false).await {
                         Ok(stream) => {
                             self.catalog.attach(&def.name, stream_table(&stream))?;
                             self.register_stream(stream)
@@ -133,8 +133,9 @@ impl StreamManager {
     /// a file stream's relative path lives under the data directory, and
     /// what a source reads or connects to must be allowed by the sandbox
     /// (checked at restore too, so a narrower sandbox after a restart is
-    /// obeyed).
-    async fn define_stream(&self, name: &str, ddl: &CreateStream) -> Result<StreamDef, QueryError> {
+    /// obeyed). With `probe`, a path in a bucket must answer now (at
+    /// CREATE; a restart must not drop a stream because the store is down).
+    async fn define_stream(&self, name: &str, ddl: &CreateStream, probe: bool) -> Result<StreamDef, QueryError> {
         let mut def = StreamDef::from_ddl(&self.shared, name, ddl).await?;
         let option = |key: &str| def.spec.options.get(key).cloned();
         match def.connector {
@@ -143,7 +144,14 @@ impl StreamManager {
                     option: "path".into(),
                     reason: "a file stream needs path = '<directory>'".into(),
                 })?;
-                let resolved = tables::resolve_location(&self.sandbox, &path, true)?;
+                let resolved = match crate::storage::s3::is_s3(&path) {
+                    true if probe => crate::storage::s3::resolve(&self.sandbox, &path, &Default::default()).await?.url(),
+                    true => {
+                        crate::storage::s3::S3Options::default().check(&self.sandbox)?;
+                        crate::storage::s3::S3Dir::parse(&path)?.url()
+                    }
+                    false => tables::resolve_location(&self.sandbox, &path, true)?,
+                };
                 def.spec.options.insert("path".into(), resolved.trim_end_matches('/').to_string());
             }
             Connector::Socket => {

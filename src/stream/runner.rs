@@ -187,11 +187,8 @@ async fn attempt(
         version: history.last().and_then(|e| e.progress.get("version")).and_then(|v| v.as_str()).map(PathBuf::from),
         batch_id: history.last().map(|e| e.batch_id),
     };
-    {
-        // Publishing the last commit's files is publishing an epoch.
-        let _publishing = files.gate.publishing().await;
-        sinks.recover(&last).await?;
-    }
+    // Publishing the last commit's files is publishing an epoch.
+    sinks.recover(&last, &files.gate).await?;
     if let Some(last) = history.last() {
         instance.restore_state(&last.state).await.map_err(|e| RunError::Fatal(format!("restoring state: {e}")))?;
         instance.restore_clocks(last.progress.get(CLOCKS_KEY)).await;

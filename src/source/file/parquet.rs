@@ -13,16 +13,18 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ParquetRecordBatchStreamBuilder;
 use datafusion::parquet::arrow::async_reader::ParquetRecordBatchStream;
 use futures::StreamExt;
-use tokio::fs::File;
 
 use super::{BadRecord, Chunk, Progress};
+
+/// A Parquet file, local or an object in a bucket.
+pub(super) type Input = Box<dyn datafusion::parquet::arrow::async_reader::AsyncFileReader>;
 
 /// Rows per batch read from a file.
 const BATCH_ROWS: usize = 8192;
 
 /// Opens a Parquet file reading only the stream's columns, from row `offset`.
 /// `Err` is why the whole file cannot become rows of `schema`.
-pub(super) async fn open(file: File, schema: &SchemaRef, offset: u64) -> Result<ParquetRecordBatchStream<File>, String> {
+pub(super) async fn open(file: Input, schema: &SchemaRef, offset: u64) -> Result<ParquetRecordBatchStream<Input>, String> {
     let builder =
         ParquetRecordBatchStreamBuilder::new(file).await.map_err(|e| format!("not a readable parquet file: {e}"))?;
     let file_schema = builder.schema().clone();
@@ -81,7 +83,7 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Strin
 /// `schema`; `true` when the file is exhausted (or corrupt from here on).
 /// `leftover` holds the rows of the last batch read that did not fit.
 pub(super) async fn read_rows(
-    stream: &mut ParquetRecordBatchStream<File>,
+    stream: &mut ParquetRecordBatchStream<Input>,
     leftover: &mut Option<RecordBatch>,
     progress: &mut Progress,
     schema: &SchemaRef,

@@ -6,6 +6,7 @@ use datafusion::arrow::array::{AsArray, Int32Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 const WAIT: Duration = Duration::from_millis(50);
 
