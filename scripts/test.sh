@@ -114,7 +114,7 @@ venv_python="$venv/bin/python"
 # supported psycopg 3 line.
 py_requirements=("psycopg[binary]>=3.1,<4" "SQLAlchemy>=2.0,<3" "greenlet>=3" "pandas>=2,<4" "polars>=1,<2"
                  "pyarrow>=14" "adbc-driver-flightsql>=1,<2" "adbc-driver-manager>=1,<2" "deltalake>=1,<2"
-                 "moto[server]>=5,<6")
+                 "moto[server]>=5,<6" "duckdb>=1")
 
 pick_python() {
     for candidate in python3.11 python3 python; do
@@ -130,7 +130,7 @@ pick_python() {
 # True when the venv imports every client library the tests use.
 venv_ready() {
     [ -x "$venv_python" ] && "$venv_python" - <<'PY' >/dev/null 2>&1
-import psycopg, sqlalchemy, sqlalchemy.ext.asyncio, greenlet, pandas, polars, pyarrow, adbc_driver_flightsql.dbapi, deltalake, moto.server, boto3
+import psycopg, sqlalchemy, sqlalchemy.ext.asyncio, greenlet, pandas, polars, pyarrow, adbc_driver_flightsql.dbapi, deltalake, moto.server, boto3, duckdb
 assert int(psycopg.__version__.split(".")[0]) == 3
 assert int(sqlalchemy.__version__.split(".")[0]) == 2
 import psycopg.pq
