@@ -69,6 +69,9 @@ fn d_plus_describes_columns_and_types() {
     let out = run_ok(&server, r"\d+ trades");
     assert!(out.contains("trades"), "\\d+ trades should name the table:\n{out}");
     assert_columns(&out, r"\d+ trades");
+    // The table's storage, as PostgreSQL prints a table's options.
+    let options = out.lines().find(|l| l.starts_with("Options:")).unwrap_or_default();
+    assert!(options.contains("format=parquet") && options.contains("location="), "\\d+ trades: no format:\n{out}");
 }
 
 #[test]

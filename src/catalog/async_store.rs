@@ -59,6 +59,11 @@ impl AsyncStore {
         self.run(move |s| s.epochs(&query, last_only)).await
     }
 
+    pub async fn note_table_version(&self, query: &str, batch_id: i64, version: i64) -> Result<(), CatalogError> {
+        let query = query.to_string();
+        self.run(move |s| s.note_table_version(&query, batch_id, version)).await
+    }
+
     pub async fn progress(&self, limit_per_query: usize) -> Result<Vec<(String, serde_json::Value)>, CatalogError> {
         self.run(move |s| s.progress(limit_per_query)).await
     }

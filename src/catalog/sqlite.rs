@@ -244,6 +244,16 @@ impl CatalogStore for SqliteStore {
         Ok(epochs)
     }
 
+    fn note_table_version(&self, query: &str, batch_id: i64, version: i64) -> Result<(), CatalogError> {
+        let conn = self.conn_for_write()?;
+        conn.execute(
+            "UPDATE epochs SET progress = json_set(progress, '$.table_version', ?3)
+             WHERE query = ?1 AND batch_id = ?2 AND progress IS NOT NULL",
+            params![query, batch_id, version],
+        )?;
+        Ok(())
+    }
+
     fn progress(&self, limit_per_query: usize) -> Result<Vec<(String, serde_json::Value)>, CatalogError> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(

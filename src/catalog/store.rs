@@ -125,6 +125,9 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
     /// Committed epochs of `query`, oldest first; `last_only` returns at most
     /// the newest one.
     fn epochs(&self, query: &str, last_only: bool) -> Result<Vec<EpochCommit>, CatalogError>;
+    /// Adds the table version an epoch's commit made (a Delta log's) to the
+    /// epoch's progress row: known only once the catalog commit is done.
+    fn note_table_version(&self, query: &str, batch_id: i64, version: i64) -> Result<(), CatalogError>;
     /// The newest `limit` progress rows of every query, newest first.
     fn progress(&self, limit_per_query: usize) -> Result<Vec<(String, serde_json::Value)>, CatalogError>;
     /// Drops the checkpoints and progress of epochs older than the newest

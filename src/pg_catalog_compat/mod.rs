@@ -45,14 +45,15 @@ const PG_DATABASE: &str = "SELECT oid, datname, datdba, encoding, \
 const PG_NAMESPACE: &str = "SELECT oid, nspname, nspowner, CAST(NULL AS TEXT[]) AS nspacl FROM pg_catalog.pg_namespace";
 
 /// `pg_class` as in PostgreSQL 15, with `relacl` and `reloptions`: weir
-/// keeps neither privileges nor storage options, so both are NULL. The kind
-/// of weir's relations is weir's (`relations::Relations::kind`).
+/// keeps no privileges (NULL); a table's or view's options are its format
+/// and location, which psql's `\d+` prints as "Options:". The kind of
+/// weir's relations is weir's (`relations::Relations::kind`).
 const PG_CLASS: &str = "SELECT c.oid, c.relname, c.relnamespace, c.reltype, c.reloftype, c.relowner, c.relam, \
     c.relfilenode, c.reltablespace, c.relpages, c.reltuples, c.relallvisible, c.reltoastrelid, c.relhasindex, \
     c.relisshared, c.relpersistence, weir_relkind(n.nspname, c.relname, c.relkind) AS relkind, c.relnatts, \
     c.relchecks, c.relhasrules, c.relhastriggers, c.relhassubclass, c.relrowsecurity, c.relforcerowsecurity, \
     c.relispopulated, c.relreplident, c.relispartition, c.relrewrite, c.relfrozenxid, c.relminmxid, \
-    CAST(NULL AS TEXT[]) AS relacl, CAST(NULL AS TEXT[]) AS reloptions, c.relpartbound \
+    CAST(NULL AS TEXT[]) AS relacl, weir_table_options(n.nspname, c.relname) AS reloptions, c.relpartbound \
     FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace";
 
 /// `information_schema.views` in PostgreSQL 15's columns (DataFusion's has
@@ -175,6 +176,7 @@ async fn register_inner(ctx: &SessionContext, weir_catalog: &Catalog, server_use
         relations::relkind_udf(&relations),
         relations::stream_server_udf(&relations),
         relations::stream_options_udf(&relations),
+        relations::table_options_udf(&relations),
     ];
     for udf in &view_udfs {
         ctx.register_udf(udf.clone());

@@ -77,6 +77,16 @@ impl Relations {
         self.def(schema, name).map(|d| crate::catalog::tables::shown_definition(&d.definition))
     }
 
+    /// A table's or materialized view's storage as `pg_class.reloptions`
+    /// (`format=delta`, `location=s3://...`).
+    pub fn table_options(&self, schema: &str, name: &str) -> Option<Vec<String>> {
+        let def = self.def(schema, name)?;
+        if !matches!(def.kind, RelationKind::ExternalTable | RelationKind::MaterializedView) {
+            return None;
+        }
+        Some(vec![format!("format={}", def.format.to_lowercase()), format!("location={}", def.location)])
+    }
+
     /// A stream's connector and its options as `key 'value'` (secrets left
     /// out), as `\d` shows a foreign table's server and FDW options.
     pub fn stream_source(&self, schema: &str, name: &str) -> Option<(String, Vec<String>)> {
@@ -192,21 +202,42 @@ pub fn stream_options_udf(relations: &Relations) -> ScalarUDF {
         Volatility::Stable,
         Arc::new(move |args: &[ColumnarValue]| {
             let options = per_relation(args, |schema, name| relations.stream_source(schema, name).map(|(_, o)| o))?;
-            let mut list = ListBuilder::new(StringBuilder::new());
-            for row in options {
-                match row {
-                    Some(options) => {
-                        for option in options {
-                            list.values().append_value(option);
-                        }
-                        list.append(true);
-                    }
-                    None => list.append(false),
-                }
-            }
-            Ok(ColumnarValue::Array(Arc::new(list.finish())))
+            Ok(ColumnarValue::Array(Arc::new(text_lists(options))))
         }),
     )
+}
+
+/// `weir_table_options(nspname, relname)`: a table's format and location as
+/// `pg_class.reloptions`. For the `pg_class` view only.
+pub fn table_options_udf(relations: &Relations) -> ScalarUDF {
+    let relations = relations.clone();
+    create_udf(
+        "weir_table_options",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let options = per_relation(args, |schema, name| relations.table_options(schema, name))?;
+            Ok(ColumnarValue::Array(Arc::new(text_lists(options))))
+        }),
+    )
+}
+
+/// Rows of text arrays (`None`: NULL).
+fn text_lists(rows: Vec<Option<Vec<String>>>) -> datafusion::arrow::array::ListArray {
+    let mut list = ListBuilder::new(StringBuilder::new());
+    for row in rows {
+        match row {
+            Some(items) => {
+                for item in items {
+                    list.values().append_value(item);
+                }
+                list.append(true);
+            }
+            None => list.append(false),
+        }
+    }
+    list.finish()
 }
 
 /// `weir_relation_size(nspname, relname)`: bytes of committed data of a

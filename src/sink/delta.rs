@@ -39,6 +39,8 @@ pub struct DeltaSink {
     /// Compact small files after every this many epochs (`compact_every`).
     compact_every: Option<u64>,
     log: crate::delta::Log,
+    /// The last epoch this sink committed to the log, and its version.
+    committed: std::sync::Mutex<Option<(i64, i64)>>,
 }
 
 impl DeltaSink {
@@ -51,6 +53,7 @@ impl DeltaSink {
             overwrite: false,
             compact_every: None,
             log: crate::delta::Log::default(),
+            committed: Default::default(),
         }
     }
 
@@ -65,6 +68,7 @@ impl DeltaSink {
                 overwrite: false,
                 compact_every: None,
                 log: crate::delta::Log::default(),
+                committed: Default::default(),
             },
         })
     }
@@ -174,6 +178,9 @@ impl Sink for DeltaSink {
         };
         let version = self.publish_epoch(batch_id, &self.own(&pre_commit.files)).await?;
         tracing::debug!(query = %self.query, batch_id, ?version, "delta commit");
+        if let (Some(version), Ok(mut committed)) = (version, self.committed.lock()) {
+            *committed = Some((batch_id, version));
+        }
         // A rewritten view replaces its files each epoch: nothing to compact.
         if let Some(every) = self.compact_every
             && !self.overwrite
@@ -217,6 +224,13 @@ impl Sink for DeltaSink {
     /// bucket's gate is held while files are copied and nothing else.
     fn publishes_under_gate(&self) -> bool {
         matches!(self.files, Files::Local(_))
+    }
+
+    fn committed_version(&self, batch_id: i64) -> Option<i64> {
+        match *self.committed.lock().ok()? {
+            Some((batch, version)) if batch == batch_id => Some(version),
+            _ => None,
+        }
     }
 }
 

@@ -175,6 +175,11 @@ pub trait Sink: Send + Sync {
     fn publishes_under_gate(&self) -> bool {
         true
     }
+    /// The table version the commit of epoch `batch_id` made, for targets
+    /// with versions (a Delta log); `None` when it made none.
+    fn committed_version(&self, _batch_id: i64) -> Option<i64> {
+        None
+    }
 }
 
 /// One epoch's writes to one sink.

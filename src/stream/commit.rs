@@ -85,6 +85,12 @@ impl Committer<'_> {
             other => RunError::Transient(other.to_string()),
         })?;
         self.sinks.commit(&prepared, &self.files.gate).await?;
+        if let Some(version) = self.sinks.output.committed_version(batch_id)
+            && let Err(e) = self.store.note_table_version(&spec.name, batch_id, version).await
+        {
+            // The epoch is committed either way; only its progress row lacks the version.
+            tracing::warn!(query = %spec.name, batch_id, "table version not noted: {e}");
+        }
         if source.checkpoint_is_cumulative()
             && let Err(e) = self.store.prune_epochs(&spec.name, EPOCHS_KEPT).await
         {

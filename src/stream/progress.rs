@@ -159,6 +159,9 @@ pub fn progress_schema() -> SchemaRef {
         Field::new("state_rows", DataType::Int64, true),
         Field::new("state_bytes", DataType::Int64, true),
         Field::new("data_loss", DataType::Utf8, true),
+        // The target table's version holding the epoch (a Delta log's),
+        // added once the target committed it.
+        Field::new("table_version", DataType::Int64, true),
     ]))
 }
 

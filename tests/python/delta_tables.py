@@ -168,6 +168,13 @@ def outside_readers_see_whole_epochs_while_a_sink_commits():
                 if "txn" in action and action["txn"]["appId"] == "weir:to_delta":
                     last_txn = action["txn"]["version"]
         assert last_txn == last_epoch, f"log's last txn {last_txn}, weir's last epoch {last_epoch}"
+        # weir.query_progress names the Delta version that holds each epoch,
+        # the same one DESCRIBE HISTORY gives.
+        cur.execute("SELECT batch_id, table_version FROM weir.query_progress WHERE query = 'to_delta' AND output_rows > 0 ORDER BY batch_id")
+        noted = cur.fetchall()
+        cur.execute("DESCRIBE HISTORY landed")
+        history = {row[5]: row[0] for row in cur.fetchall() if row[4] == "to_delta"}
+        assert noted and all(version is not None and version == history.get(batch) for batch, version in noted), (noted, history)
 
 
 def optimize_and_vacuum_while_a_sink_commits():

@@ -181,6 +181,13 @@ def outside_readers_see_whole_delta_epochs_on_s3():
                 for line in S3.get_object(Bucket="lake", Key=key)["Body"].read().decode().splitlines()) if "txn" in a and a["txn"]["appId"] == "weir:to_delta"]
         assert txns and txns[-1] == last_epoch, f"log's last txn {txns[-1:]}, weir's last epoch {last_epoch}"
         assert not [k for k in keys("lake", "landed/") if k.endswith(".pending")], "staged objects left behind"
+        # weir.query_progress names the Delta version that holds each epoch,
+        # the same one DESCRIBE HISTORY gives.
+        cur.execute("SELECT batch_id, table_version FROM weir.query_progress WHERE query = 'to_delta' AND output_rows > 0 ORDER BY batch_id")
+        noted = cur.fetchall()
+        cur.execute("DESCRIBE HISTORY landed")
+        history = {row[5]: row[0] for row in cur.fetchall() if row[4] == "to_delta"}
+        assert noted and all(version is not None and version == history.get(batch) for batch, version in noted), (noted, history)
 
         cur.execute("OPTIMIZE landed")
         files_removed, files_added = cur.fetchone()[:2]
@@ -193,6 +200,9 @@ def outside_readers_see_whole_delta_epochs_on_s3():
         cur.execute("DESCRIBE HISTORY landed LIMIT 3")
         operations = [row[2] for row in cur.fetchall()]
         assert "VACUUM END" in operations or "OPTIMIZE" in operations, operations
+        # psql's \d+ prints pg_class.reloptions: the format and the location.
+        cur.execute("SELECT array_to_string(reloptions, ',') FROM pg_catalog.pg_class WHERE relname = 'landed'")
+        assert cur.fetchone()[0] == f"format=delta,location={url}/", "pg_class.reloptions of a Delta table in a bucket"
         cur.execute("DROP SINK to_delta")
 
 
