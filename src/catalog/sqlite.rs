@@ -354,7 +354,7 @@ mod tests {
             query: "q".into(),
             batch_id,
             checkpoint: serde_json::json!({"next": batch_id}),
-            files: vec![super::super::StagedFile { staged: "a.pending".into(), visible: "a.parquet".into() }],
+            files: vec![super::super::StagedFile { staged: "a.pending".into(), visible: "a.parquet".into(), bytes: None }],
             progress: serde_json::json!({"batch_id": batch_id}),
             state: Vec::new(),
         };

@@ -73,6 +73,11 @@ pub struct StagedFile {
     pub staged: String,
     /// Its visible name once published.
     pub visible: String,
+    /// Its size, where the writer knew it without asking the store (an
+    /// object uploaded whole): a Delta commit needs it. Absent in records
+    /// of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
 }
 
 /// Status of a continuous query as the catalog remembers it: `finished`

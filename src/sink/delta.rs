@@ -24,6 +24,11 @@ use crate::catalog::StagedFile;
 use crate::delta::{DataFile, TableDir};
 use datafusion::object_store::ObjectStoreExt;
 
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Where the data files go: a local directory, or a bucket's prefix.
 enum Files {
     Local(ParquetSink),
@@ -129,16 +134,20 @@ impl DeltaSink {
                         .dir()
                         .key_of(&f.visible)
                         .ok_or_else(|| SinkError::Config(format!("'{}' is not in {}", f.visible, sink.dir())))?;
-                    let meta = sink
-                        .store()
-                        .head(&key)
-                        .await
-                        .map_err(|e| SinkError::Io(std::io::Error::other(format!("{}: {e}", f.visible))))?;
-                    described.push(DataFile {
-                        path: key.filename().unwrap_or_default().to_string(),
-                        size: meta.size,
-                        modified_ms: meta.last_modified.timestamp_millis(),
-                    });
+                    // The size the upload recorded saves a request per file;
+                    // a record without one (an older version's) asks the store.
+                    let (size, modified_ms) = match f.bytes {
+                        Some(size) => (size, now_ms()),
+                        None => {
+                            let meta = sink
+                                .store()
+                                .head(&key)
+                                .await
+                                .map_err(|e| SinkError::Io(std::io::Error::other(format!("{}: {e}", f.visible))))?;
+                            (meta.size, meta.last_modified.timestamp_millis())
+                        }
+                    };
+                    described.push(DataFile { path: key.filename().unwrap_or_default().to_string(), size, modified_ms });
                 }
             }
         }

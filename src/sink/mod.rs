@@ -272,8 +272,11 @@ mod tests {
         // After a crash: the last commit recorded `first` (plus another
         // table's file, which this sink leaves alone); `second` is a leftover.
         let mut last = first.clone();
-        let elsewhere =
-            crate::catalog::StagedFile { staged: "/elsewhere/.x.pending".into(), visible: "/elsewhere/x.parquet".into() };
+        let elsewhere = crate::catalog::StagedFile {
+            staged: "/elsewhere/.x.pending".into(),
+            visible: "/elsewhere/x.parquet".into(),
+            bytes: None,
+        };
         last.absorb(PreCommit { files: vec![elsewhere], ..PreCommit::default() });
         sink.recover(&last).await.unwrap();
         assert_eq!(files(&dir), published, "{second:?} deleted");

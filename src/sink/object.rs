@@ -222,6 +222,7 @@ impl ObjectEpoch {
         self.finished.push(StagedFile {
             staged: self.sink.dir.key_url(&key),
             visible: self.sink.dir.key_url(&self.sink.dir.key(&visible)),
+            bytes: Some(size),
         });
         Ok(())
     }

@@ -204,6 +204,7 @@ impl EpochWriter {
         let names = StagedFile {
             staged: staged_path.display().to_string(),
             visible: self.sink.dir.join(visible).display().to_string(),
+            bytes: None,
         };
         Ok((writer, names))
     }
