@@ -38,7 +38,7 @@ use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use futures::TryStreamExt;
 
-use super::parquet::{Roll, conform, file_names, micros_schema, staged_prefix};
+use super::parquet::{Roll, attempt_tag, conform, file_names, micros_schema, staged_prefix};
 use super::{EpochSink, PreCommit, Sink, SinkError};
 use crate::catalog::StagedFile;
 use crate::storage::s3::S3Dir;
@@ -151,7 +151,7 @@ impl ObjectSink {
     }
 
     pub fn begin_epoch(&self, batch_id: i64) -> ObjectEpoch {
-        let attempt: String = crate::random::bytes().iter().take(4).map(|b| format!("{b:02x}")).collect();
+        let attempt = attempt_tag();
         ObjectEpoch {
             sink: self.clone(),
             batch_id,

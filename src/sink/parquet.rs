@@ -94,6 +94,12 @@ pub fn staged_prefix(query: &str) -> String {
     format!(".weir.{hex}.")
 }
 
+/// A random tag for one attempt at an epoch, in its files' names: a retried
+/// epoch never overwrites a file some reader might hold open.
+pub fn attempt_tag() -> String {
+    crate::random::bytes().iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
 /// The staged and the final name of file `n` of epoch `batch_id`.
 pub fn file_names(query: &str, batch_id: i64, n: usize, attempt: &str) -> (String, String) {
     let query_part: String = query.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
@@ -124,7 +130,7 @@ impl ParquetSink {
     }
 
     pub fn begin(&self, batch_id: i64) -> EpochWriter {
-        let attempt: String = crate::random::bytes().iter().take(4).map(|b| format!("{b:02x}")).collect();
+        let attempt = attempt_tag();
         EpochWriter {
             sink: self.clone(),
             batch_id,
