@@ -12,8 +12,12 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Holds the catalog (`catalog.sqlite`) and is the base of relative LOCATIONs.
     pub data_dir: PathBuf,
-    /// Where weir-owned tables live (materialized views, later issues).
+    /// Where weir-owned tables live (materialized views, dead-letter and
+    /// late-row tables).
     pub warehouse: PathBuf,
+    /// `s3://bucket/prefix`: new weir-owned tables are made there instead;
+    /// `warehouse` keeps those made before.
+    pub warehouse_bucket: Option<String>,
     /// The user name a password applies to.
     pub user: String,
     /// When set, clients authenticate with SCRAM-SHA-256; otherwise trust.
@@ -54,6 +58,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 5433)),
             warehouse: data_dir.join("warehouse"),
+            warehouse_bucket: None,
             data_dir,
             user: "weir".to_string(),
             password: None,

@@ -1,7 +1,7 @@
 //! The query engine shared by every connection: one DataFusion context whose
 //! catalog is the metastore's live view, plus the parser and configuration.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::execution::SessionState;
@@ -50,16 +50,27 @@ impl Engine {
         let catalog = Catalog::open(store.clone()).await?;
         let warehouse = Warehouse::open(&config.warehouse)
             .map_err(|e| ServerError::DataDir(config.warehouse.display().to_string(), e.to_string()))?;
-        // Remembered before anything is written under it, so that a restart
-        // with another --warehouse still finds the tables made under this
-        // one: each earlier root stays the warehouse's, and readable.
-        catalog.store().add_warehouse_root(&warehouse.root().display().to_string()).await?;
         let roots = catalog.store().warehouse_roots().await?;
-        let warehouse = warehouse.with_earlier_roots(roots.into_iter().map(PathBuf::from));
+        let warehouse = warehouse.with_earlier_roots(roots);
         let mut allowed = config.allowed_paths.clone();
         allowed.extend(warehouse.roots().skip(1).filter(|r| r.is_dir()).map(Path::to_path_buf));
         let sandbox = Sandbox::new(&config.data_dir, warehouse.root(), &allowed, &config.allowed_hosts)
             .map_err(|e| ServerError::DataDir(config.data_dir.display().to_string(), e))?;
+        // A warehouse in a bucket must answer now: a missing bucket or a
+        // refused host is an error at start, not at the first view.
+        let warehouse = match &config.warehouse_bucket {
+            Some(url) => {
+                let dir = crate::storage::s3::resolve(&sandbox, url, &Default::default())
+                    .await
+                    .map_err(|e| ServerError::DataDir(url.clone(), e.message()))?;
+                warehouse.in_bucket(dir)
+            }
+            None => warehouse,
+        };
+        // Remembered before anything is written under it, so that a restart
+        // with another --warehouse still finds the tables made under this
+        // one: each earlier root stays the warehouse's, and readable.
+        catalog.store().add_warehouse_root(&warehouse.current_root()).await?;
         tracing::info!("clients may read and write files under {}", sandbox.roots_list());
         // No write is in flight yet: what a crash left half-uploaded goes.
         crate::storage::upload::remove_leftovers(sandbox.data_dir());
@@ -86,6 +97,10 @@ impl Engine {
         let file_url = datafusion::execution::object_store::ObjectStoreUrl::local_filesystem();
         runtime.register_object_store(file_url.as_ref(), Arc::new(files));
         crate::storage::s3::install_delta_factories();
+        // Views in a bucket warehouse are listing tables over s3:// URLs.
+        if let Some(dir) = warehouse.bucket() {
+            crate::storage::s3::attach(&runtime, dir).map_err(|e| ServerError::Engine(e.message()))?;
+        }
         let ctx = SessionContext::new_with_config_rt(session_config, runtime);
         // `STORED AS DELTA`: tables with a Delta log (see `crate::delta`).
         ctx.state_ref()

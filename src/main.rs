@@ -31,9 +31,9 @@ struct ServeArgs {
     /// Directory for the catalog and weir-managed data; relative LOCATIONs resolve here.
     #[arg(long, env = "WEIR_DATA_DIR", default_value = "weir-data")]
     data_dir: PathBuf,
-    /// Directory of weir-owned tables [default: <data-dir>/warehouse].
+    /// Directory, or s3://bucket/prefix, of weir-owned tables [default: <data-dir>/warehouse].
     #[arg(long, env = "WEIR_WAREHOUSE")]
-    warehouse: Option<PathBuf>,
+    warehouse: Option<String>,
     /// User name clients log in as when a password is set.
     #[arg(long, env = "WEIR_USER", default_value = "weir")]
     user: String,
@@ -82,7 +82,11 @@ impl From<ServeArgs> for Config {
     fn from(a: ServeArgs) -> Config {
         Config {
             listen: a.listen,
-            warehouse: a.warehouse.unwrap_or_else(|| a.data_dir.join("warehouse")),
+            warehouse: match &a.warehouse {
+                Some(dir) if !weir::storage::s3::is_s3(dir) => PathBuf::from(dir),
+                _ => a.data_dir.join("warehouse"),
+            },
+            warehouse_bucket: a.warehouse.filter(|w| weir::storage::s3::is_s3(w)),
             data_dir: a.data_dir,
             user: a.user,
             password: a.password,

@@ -9,6 +9,12 @@
 //! * SIGKILL at random moments under two sinks from Kafka, into a Delta and
 //!   a Parquet table in the bucket: every id lands once in each, the Delta
 //!   log's last epoch is weir's, and no staged object is left behind.
+//! * A warehouse in a bucket (`--warehouse s3://...`): after a restart from
+//!   a local warehouse, views and dead letters made before stay local and
+//!   keep running, new views (Delta by default, or appending Parquet) and
+//!   dead-letter tables are made in the bucket, restored from it after
+//!   another restart, and DROP deletes their objects; a rewritten Parquet
+//!   view there is refused, and a missing bucket stops the start.
 //! * A store outage mid-run (a proxy in front of moto is cut): the sink's
 //!   query reports `retrying` with the reason, resumes when the store is
 //!   back, and every id lands once, for a Delta and a Parquet table.
@@ -86,6 +92,114 @@ fn drop_file(dir: &std::path::Path, name: &str, ids: std::ops::Range<u32>) {
     let lines: String = ids.map(|i| format!("{{\"id\": {i}}}\n")).collect();
     std::fs::write(&staged, lines).expect("write input");
     std::fs::rename(&staged, dir.join(format!("{name}.json"))).expect("publish input");
+}
+
+#[test]
+fn a_bucket_warehouse_holds_new_views_and_dead_letters() {
+    let moto = Moto::start();
+    moto.create_bucket("lake");
+    let tmp = tempfile::tempdir().expect("create temp dir");
+    let (data, input, local) = (tmp.path().join("data"), tmp.path().join("in"), tmp.path().join("wh"));
+    std::fs::create_dir_all(&input).expect("input dir");
+    let allow = tmp.path().display().to_string();
+    let start =
+        |warehouse: &str| server_with_store(&data, &moto.endpoint(), &["--allow-path", &allow, "--warehouse", warehouse]);
+
+    // Made under a local warehouse first.
+    let server = start(&local.display().to_string());
+    sql(
+        &server,
+        &format!(
+            "CREATE STREAM nums (n BIGINT) WITH (connector = 'file', path = '{}', format = 'json', on_error = 'dead_letter')",
+            input.display()
+        ),
+    );
+    sql(&server, "CREATE MATERIALIZED VIEW big AS SELECT n FROM nums WHERE n > 1");
+    let nums = |name: &str, ns: std::ops::Range<u32>| {
+        let lines: String = ns.map(|n| format!("{{\"n\": {n}}}\n")).collect();
+        std::fs::write(input.join(format!(".{name}.tmp")), lines).expect("write input");
+        std::fs::rename(input.join(format!(".{name}.tmp")), input.join(format!("{name}.json"))).expect("publish input");
+    };
+    nums("a", 0..10);
+    wait_for(&server, "SELECT count(*) FROM big", "8", Duration::from_secs(60));
+    server.kill();
+
+    // Restarted with the warehouse in the bucket.
+    let server = start("s3://lake/wh");
+    assert_eq!(sql(&server, "SELECT count(*) FROM big").trim(), "8", "the local view is restored where it was made");
+    sql(
+        &server,
+        &format!(
+            "CREATE STREAM more (n BIGINT) WITH (connector = 'file', path = '{}', format = 'json', on_error = 'dead_letter')",
+            input.display()
+        ),
+    );
+    sql(
+        &server,
+        "CREATE MATERIALIZED VIEW by_parity AS SELECT n % 2 AS parity, count(*) AS c FROM more GROUP BY n % 2 WITH (output_mode = 'update')",
+    );
+    sql(&server, "CREATE MATERIALIZED VIEW odd AS SELECT n FROM more WHERE n % 2 = 1 WITH (format = 'parquet')");
+    let (ok, _, refused) = common::psql(
+        server.port,
+        &[
+            "-v",
+            "VERBOSITY=verbose",
+            "-c",
+            "CREATE MATERIALIZED VIEW rewritten AS SELECT count(*) AS c FROM more WITH (format = 'parquet', output_mode = 'complete')",
+        ],
+        &[],
+    );
+    assert!(!ok && refused.contains("0A000") && refused.contains("format = 'delta'"), "{refused}");
+    std::fs::write(input.join("b.json"), "{\"n\": 20}\n{\"n\": 21}\n{\"n\": 23}\nnot json\n").expect("write input");
+    wait_for(
+        &server,
+        "SELECT string_agg(parity || ':' || c, ',' ORDER BY parity) FROM by_parity",
+        "0:6,1:7",
+        Duration::from_secs(60),
+    );
+    wait_for(&server, "SELECT count(*) FROM odd", "7", Duration::from_secs(60));
+    // Each of the two queries reading the stream dead-letters its bad line.
+    wait_for(&server, "SELECT count(*) FROM more_errors", "2", Duration::from_secs(60));
+    wait_for(&server, "SELECT count(*) FROM big", "11", Duration::from_secs(60));
+    let shown = sql(&server, "SHOW MATERIALIZED VIEWS");
+    assert!(shown.contains("s3://lake/wh/by_parity/") && shown.contains("s3://lake/wh/odd/"), "{shown}");
+    assert!(shown.contains(&format!("{}/", local.join("big").display())), "{shown}");
+    assert!(!moto.keys("lake", "wh/by_parity/_delta_log/").is_empty(), "an unnamed format is Delta in a bucket");
+    assert!(moto.keys("lake", "wh/odd/").iter().any(|k| k.ends_with(".parquet")));
+    assert!(moto.keys("lake", "wh/more_errors/").iter().any(|k| k.ends_with(".parquet")));
+    assert!(local.join("nums_errors").is_dir() && !local.join("more_errors").exists());
+    server.kill();
+
+    // Restored from the bucket, and still running there.
+    let server = start("s3://lake/wh");
+    assert_eq!(sql(&server, "SELECT count(*) FROM odd").trim(), "7");
+    assert_eq!(sql(&server, "SELECT count(*) FROM more_errors").trim(), "2");
+    nums("c", 100..104);
+    wait_for(
+        &server,
+        "SELECT string_agg(parity || ':' || c, ',' ORDER BY parity) FROM by_parity",
+        "0:8,1:9",
+        Duration::from_secs(60),
+    );
+    wait_for(&server, "SELECT count(*) FROM odd", "9", Duration::from_secs(60));
+    let replay = sql(&server, "SELECT count(*) || ' ' || count(DISTINCT n) FROM odd");
+    assert_eq!(replay.trim(), "9 9", "nothing read twice across the restart");
+    sql(&server, "DROP MATERIALIZED VIEW odd");
+    assert!(moto.keys("lake", "wh/odd/").is_empty(), "DROP deletes the view's objects");
+    assert!(!moto.keys("lake", "wh/by_parity/").is_empty(), "and nothing else");
+    server.assert_no_panic();
+    server.kill();
+
+    // A warehouse bucket that does not exist stops the start, saying so.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-flight", "--warehouse", "s3://nowhere/wh", "--data-dir"])
+        .arg(&data)
+        .envs(Moto::env(&moto.endpoint()))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run weir");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("s3://nowhere/wh") && stderr.contains("nowhere"), "{stderr}");
 }
 
 #[test]

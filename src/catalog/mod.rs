@@ -22,7 +22,6 @@ mod sqlite_format;
 pub mod store;
 pub mod tables;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::Schema;
@@ -147,7 +146,7 @@ impl Catalog {
         &self,
         state: &SessionState,
         name: &str,
-        dir: &Path,
+        dir: &crate::storage::TableDir,
         schema: &Schema,
     ) -> Result<(), QueryError> {
         if self.get(name)?.is_some() {

@@ -17,7 +17,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
 use super::store::{RelationDef, RelationKind};
 use crate::error::QueryError;
-use crate::storage::{Sandbox, s3};
+use crate::storage::{Sandbox, TableDir, s3};
 
 /// Resolves a LOCATION through the sandbox (a path under an allowed root,
 /// or a `file://` URL naming one; see `storage::sandbox`). A relative path
@@ -237,10 +237,10 @@ fn quote_ident(name: &str) -> String {
 /// A directory of Parquet files with a known schema (a materialized view's
 /// own table, a dead-letter or late-rows table): an empty directory is an
 /// empty table.
-pub fn parquet_dir_table(dir: &Path, schema: SchemaRef) -> Result<Arc<dyn TableProvider>, QueryError> {
+pub fn parquet_dir_table(dir: &TableDir, schema: SchemaRef) -> Result<Arc<dyn TableProvider>, QueryError> {
     use datafusion::datasource::file_format::parquet::ParquetFormat;
     use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
-    let url = ListingTableUrl::parse(format!("{}/", dir.display()))?;
+    let url = ListingTableUrl::parse(dir.location())?;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
     Ok(Arc::new(ListingTable::try_new(config)?))
@@ -249,10 +249,15 @@ pub fn parquet_dir_table(dir: &Path, schema: SchemaRef) -> Result<Arc<dyn TableP
 /// The definition of a table weir writes for the user under `dir` (which
 /// exists): a Parquet external table with `schema`'s columns, stored as the
 /// DDL that recreates it like any user's table.
-pub fn owned_table_def(name: &str, dir: &Path, schema: &Schema) -> Result<RelationDef, QueryError> {
-    let canonical = std::fs::canonicalize(dir)
-        .map_err(|e| QueryError::UnreadableLocation { path: dir.display().to_string(), reason: e.to_string() })?;
-    let location = format!("{}/", canonical.display());
+pub fn owned_table_def(name: &str, dir: &TableDir, schema: &Schema) -> Result<RelationDef, QueryError> {
+    let location = match dir {
+        TableDir::Local(dir) => {
+            let canonical = std::fs::canonicalize(dir)
+                .map_err(|e| QueryError::UnreadableLocation { path: dir.display().to_string(), reason: e.to_string() })?;
+            format!("{}/", canonical.display())
+        }
+        TableDir::S3(dir) => dir.url(),
+    };
     let quote = |ident: &str| format!("\"{}\"", ident.replace('"', "\"\""));
     let columns: Vec<String> =
         schema.fields().iter().map(|f| format!("{} {}", quote(f.name()), ddl_type_name(f.data_type()))).collect();

@@ -19,16 +19,12 @@
 pub mod maintenance;
 pub mod provider;
 
-use std::path::{Path, PathBuf};
-
 use datafusion::arrow::datatypes::Schema;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, StructType, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableError};
-
-use crate::storage::s3::S3Dir;
 
 /// One `OPTIMIZE` or `VACUUM` at a time in this server: a `VACUUM` with a
 /// short retention would delete the files an `OPTIMIZE` has written and
@@ -74,59 +70,22 @@ impl DeltaError {
     }
 }
 
-/// Where a Delta table is: a local directory or a prefix in a bucket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TableDir {
-    Local(PathBuf),
-    S3(S3Dir),
+pub use crate::storage::TableDir;
+
+fn table_url(dir: &TableDir) -> Result<url::Url, DeltaError> {
+    dir.url().map_err(|e| DeltaError::at(dir, e))
 }
 
-impl TableDir {
-    /// A table's location as the catalog records it (an absolute path, or
-    /// an `s3://` URL).
-    pub fn from_location(location: &str) -> Result<TableDir, DeltaError> {
-        if crate::storage::s3::is_s3(location) {
-            let dir = S3Dir::parse(location).map_err(|e| DeltaError::at(location, e))?;
-            return Ok(TableDir::S3(dir));
+/// Whether a Delta log is at `dir`.
+pub async fn is_table(dir: &TableDir) -> Result<bool, DeltaError> {
+    match dir {
+        TableDir::Local(path) => Ok(path.join(LOG_DIR).is_dir()),
+        TableDir::S3(s3) => {
+            let store = crate::storage::s3::configured_or_refuse(&s3.bucket).map_err(|e| DeltaError::at(dir, e))?;
+            let log = s3.key(LOG_DIR);
+            let listed = store.list_with_delimiter(Some(&log)).await.map_err(|e| DeltaError::at(dir, e))?;
+            Ok(!listed.objects.is_empty() || !listed.common_prefixes.is_empty())
         }
-        Ok(TableDir::Local(PathBuf::from(location.trim_end_matches('/'))))
-    }
-
-    fn url(&self) -> Result<url::Url, DeltaError> {
-        match self {
-            TableDir::Local(dir) => {
-                url::Url::from_directory_path(dir).map_err(|()| DeltaError::at(self, "not an absolute directory path"))
-            }
-            TableDir::S3(dir) => url::Url::parse(&dir.url()).map_err(|e| DeltaError::at(self, e)),
-        }
-    }
-
-    /// Whether a Delta log is there.
-    pub async fn is_table(&self) -> Result<bool, DeltaError> {
-        match self {
-            TableDir::Local(dir) => Ok(dir.join(LOG_DIR).is_dir()),
-            TableDir::S3(dir) => {
-                let store = crate::storage::s3::configured_or_refuse(&dir.bucket).map_err(|e| DeltaError::at(self, e))?;
-                let log = dir.key(LOG_DIR);
-                let listed = store.list_with_delimiter(Some(&log)).await.map_err(|e| DeltaError::at(self, e))?;
-                Ok(!listed.objects.is_empty() || !listed.common_prefixes.is_empty())
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for TableDir {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TableDir::Local(dir) => write!(f, "{}", dir.display()),
-            TableDir::S3(dir) => write!(f, "{dir}"),
-        }
-    }
-}
-
-impl From<&Path> for TableDir {
-    fn from(dir: &Path) -> TableDir {
-        TableDir::Local(dir.to_path_buf())
     }
 }
 
@@ -141,10 +100,10 @@ pub struct DataFile {
 
 /// The table at `dir` at its latest version, or at `version`.
 pub async fn open(dir: &TableDir, version: Option<i64>) -> Result<DeltaTable, DeltaError> {
-    if !dir.is_table().await? {
+    if !is_table(dir).await? {
         return Err(DeltaError::NotATable(dir.to_string()));
     }
-    let url = dir.url()?;
+    let url = table_url(dir)?;
     let opened = match version {
         None => deltalake::open_table(url).await,
         Some(v) => match u64::try_from(v) {
@@ -162,7 +121,7 @@ pub async fn create(dir: &TableDir, schema: &Schema) -> Result<DeltaTable, Delta
     }
     let columns: StructType = schema.try_into_kernel().map_err(|e| DeltaError::at(dir, e))?;
     // Built, not loaded: there is no log yet to load.
-    let table = deltalake::DeltaTableBuilder::from_url(dir.url()?)
+    let table = deltalake::DeltaTableBuilder::from_url(table_url(dir)?)
         .and_then(|b| b.build())
         .map_err(|e| DeltaError::at(dir, readable(e)))?;
     table

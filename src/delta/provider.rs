@@ -115,7 +115,7 @@ impl TableProviderFactory for TableFactory {
         let [location] = cmd.locations.as_slice() else {
             return Err(DataFusionError::Plan("a Delta table has one LOCATION".into()));
         };
-        let dir = TableDir::from_location(location).map_err(external)?;
+        let dir = TableDir::from_location(location).map_err(|e| DataFusionError::External(Box::new(e)))?;
         let version = match cmd.options.iter().find(|(k, _)| k.rsplit('.').next() == Some(VERSION_OPTION)) {
             Some((_, v)) => Some(v.parse::<i64>().map_err(|_| {
                 DataFusionError::Plan(format!("option '{VERSION_OPTION}' must be a table version number, not '{v}'"))
@@ -123,7 +123,7 @@ impl TableProviderFactory for TableFactory {
             None => None,
         };
         let declared: Schema = cmd.schema.as_arrow().clone();
-        if !dir.is_table().await.map_err(external)? && !declared.fields().is_empty() && version.is_none() {
+        if !super::is_table(&dir).await.map_err(external)? && !declared.fields().is_empty() && version.is_none() {
             super::create(&dir, &declared).await.map_err(external)?;
         }
         let provider = DeltaProvider::open(&dir, version).await.map_err(external)?;

@@ -51,7 +51,9 @@ pub enum Target {
     /// A materialized view's own table. `versions` is set (by
     /// `StreamManager::prepare`) when the query rewrites its whole result
     /// each epoch (output modes update and complete).
-    View { dir: PathBuf, versions: Option<Arc<Versions>> },
+    /// In a bucket (a bucket warehouse) only appending views: versions
+    /// swap directories by rename, which a bucket lacks.
+    View { dir: crate::storage::TableDir, versions: Option<Arc<Versions>> },
     /// An external Parquet table in a bucket a sink appends to.
     ObjectTable { dir: crate::storage::s3::S3Dir, schema: SchemaRef },
     /// A Delta Lake table a sink appends to, one log commit per epoch.
@@ -59,7 +61,7 @@ pub enum Target {
     /// A materialized view's own Delta table (`format = 'delta'`).
     /// `overwrite` (set by `StreamManager::prepare` for output modes update
     /// and complete): each epoch's commit replaces the whole table.
-    DeltaView { dir: PathBuf, overwrite: bool },
+    DeltaView { dir: crate::storage::TableDir, overwrite: bool },
     /// `INTO KAFKA (...)`: a topic, with the options as written.
     Kafka(crate::sql::Options),
 }
@@ -83,9 +85,8 @@ impl Target {
             Target::Table { dir, partition_columns, .. } if !partition_columns.is_empty() => Box::new(
                 partitioned::PartitionedSink::new(dir, opening.query, opening.schema, partition_columns, opening.roll)?,
             ),
-            Target::Table { dir, .. } | Target::View { dir, versions: None } => {
-                Box::new(ParquetSink::new(dir, opening.query, opening.schema, opening.roll))
-            }
+            Target::Table { dir, .. } => Box::new(ParquetSink::new(dir, opening.query, opening.schema, opening.roll)),
+            Target::View { dir, versions: None } => parquet_files(dir, opening.query, opening.schema, opening.roll)?,
             Target::View { versions: Some(versions), .. } => {
                 Box::new(versioned::VersionedSink::new(versions.clone(), opening))
             }
@@ -97,13 +98,27 @@ impl Target {
                     .compacting_every(opening.compact_every),
             ),
             Target::DeltaView { dir, overwrite } => Box::new(
-                delta::DeltaSink::new(dir, opening.query, opening.schema, opening.roll)
+                delta::DeltaSink::at(dir, opening.query, opening.schema, opening.roll)?
                     .overwriting(*overwrite)
                     .compacting_every(opening.compact_every),
             ),
             Target::Kafka(options) => Box::new(kafka::KafkaSink::new(options, opening.key_columns.to_vec())?),
         })
     }
+}
+
+/// A sink appending Parquet files at `dir`: renamed into place in a local
+/// directory, copied into place in a bucket.
+pub fn parquet_files(
+    dir: &crate::storage::TableDir,
+    query: &str,
+    schema: &datafusion::arrow::datatypes::Schema,
+    roll: Roll,
+) -> Result<Box<dyn Sink>, SinkError> {
+    Ok(match dir {
+        crate::storage::TableDir::Local(dir) => Box::new(ParquetSink::new(dir, query, schema, roll)),
+        crate::storage::TableDir::S3(dir) => Box::new(object::ObjectSink::new(dir, query, schema, roll)?),
+    })
 }
 
 /// What an epoch's sink leaves for the catalog commit to record.
@@ -288,7 +303,7 @@ mod tests {
         let warehouse = Warehouse::open(root.path()).unwrap();
         let dir = warehouse.table_dir("v").unwrap();
         let versions = Versions::new(&dir, &warehouse);
-        let target = Target::View { dir: dir.clone(), versions: Some(versions.clone()) };
+        let target = Target::View { dir: crate::storage::TableDir::Local(dir.clone()), versions: Some(versions.clone()) };
         let sink = open(&target);
         let on_disk = |dir: &Path| -> Vec<String> {
             let mut names: Vec<String> =
@@ -324,7 +339,8 @@ mod tests {
         // A version prepared but never committed, then a restart.
         let _lost = epoch(sink.as_ref(), 4, &[4]).await;
         let versions = Versions::new(&dir, &warehouse);
-        let restarted = open(&Target::View { dir: dir.clone(), versions: Some(versions.clone()) });
+        let restarted =
+            open(&Target::View { dir: crate::storage::TableDir::Local(dir.clone()), versions: Some(versions.clone()) });
         restarted.recover(&v3).await.unwrap();
         assert_eq!(on_disk(&dir), vec!["v000003"]);
         assert_eq!(visible(&dir.join("v000003")).len(), 1);

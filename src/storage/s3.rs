@@ -322,6 +322,31 @@ pub async fn probe(store: &dyn ObjectStore, dir: &S3Dir) -> Result<(), QueryErro
     store.list_with_delimiter(prefix).await.map(|_| ()).map_err(|e| store_error(&dir.url(), e))
 }
 
+/// Deletes every object under `dir` (a warehouse table dropped). The
+/// prefix is never empty here: the warehouse owns only prefixes strictly
+/// below its root.
+pub async fn remove_prefix(dir: &S3Dir) -> Result<(), QueryError> {
+    use datafusion::object_store::ObjectStoreExt;
+    use futures::TryStreamExt;
+    if dir.prefix.as_ref().is_empty() {
+        return Err(QueryError::Unsupported(format!("deleting the whole bucket {dir}")));
+    }
+    let store = configured_or_refuse(&dir.bucket)?;
+    let keys: Vec<Path> = store
+        .list(Some(&dir.prefix))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await
+        .map_err(|e| store_error(&dir.url(), e))?;
+    for key in keys {
+        match store.delete(&key).await {
+            Ok(()) | Err(datafusion::object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(store_error(&dir.key_url(&key), e)),
+        }
+    }
+    Ok(())
+}
+
 /// An object store error as a client should read it.
 pub fn store_error(location: &str, e: datafusion::object_store::Error) -> QueryError {
     use datafusion::object_store::Error;

@@ -12,7 +12,9 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::error::AccessError;
+use super::TableDir;
+use super::s3::S3Dir;
+use crate::error::{AccessError, QueryError};
 
 /// Longest directory name most file systems accept (bytes).
 const MAX_COMPONENT: usize = 255;
@@ -24,19 +26,54 @@ pub struct Warehouse {
     /// Roots of earlier runs that still hold tables (canonical, or as
     /// recorded when they no longer exist).
     earlier: Vec<PathBuf>,
+    /// Where new tables go when the warehouse is a bucket prefix.
+    bucket: Option<S3Dir>,
+    /// Bucket prefixes of earlier runs.
+    earlier_buckets: Vec<S3Dir>,
 }
 
 impl Warehouse {
     /// Creates the warehouse directory if missing.
     pub fn open(root: &Path) -> std::io::Result<Warehouse> {
         std::fs::create_dir_all(root)?;
-        Ok(Warehouse { root: std::fs::canonicalize(root)?, earlier: Vec::new() })
+        Ok(Warehouse { root: std::fs::canonicalize(root)?, earlier: Vec::new(), bucket: None, earlier_buckets: Vec::new() })
+    }
+
+    /// New tables go under `dir`, a bucket prefix, instead of the local root.
+    pub fn in_bucket(mut self, dir: S3Dir) -> Warehouse {
+        self.earlier_buckets.retain(|earlier| *earlier != dir);
+        self.bucket = Some(dir);
+        self
+    }
+
+    /// The bucket prefix new tables go under, if the warehouse is one.
+    pub fn bucket(&self) -> Option<&S3Dir> {
+        self.bucket.as_ref()
+    }
+
+    /// The root new tables go under, as the catalog records it.
+    pub fn current_root(&self) -> String {
+        match &self.bucket {
+            Some(dir) => dir.url(),
+            None => self.root.display().to_string(),
+        }
     }
 
     /// Also owns what lies under `roots`, the warehouses of earlier runs
-    /// (the current root among them is ignored).
-    pub fn with_earlier_roots(mut self, roots: impl IntoIterator<Item = PathBuf>) -> Warehouse {
+    /// (directories or bucket prefixes, as the catalog recorded them; the
+    /// current root among them is ignored).
+    pub fn with_earlier_roots(mut self, roots: impl IntoIterator<Item = String>) -> Warehouse {
         for root in roots {
+            if super::s3::is_s3(&root) {
+                if let Ok(dir) = S3Dir::parse(&root)
+                    && self.bucket.as_ref() != Some(&dir)
+                    && !self.earlier_buckets.contains(&dir)
+                {
+                    self.earlier_buckets.push(dir);
+                }
+                continue;
+            }
+            let root = PathBuf::from(root);
             let root = std::fs::canonicalize(&root).unwrap_or(root);
             if root != self.root && !self.earlier.contains(&root) {
                 self.earlier.push(root);
@@ -57,6 +94,66 @@ impl Warehouse {
 
     fn roots_list(&self) -> String {
         self.roots().map(|r| format!("'{}'", r.display())).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Every bucket root, the current one first.
+    fn bucket_roots(&self) -> impl Iterator<Item = &S3Dir> {
+        self.bucket.iter().chain(&self.earlier_buckets)
+    }
+
+    /// Where the new weir-owned table `name` goes: in the bucket when the
+    /// warehouse is one, else [`Warehouse::table_dir`]. A name whose
+    /// escaped form a key cannot hold (`%`) is refused in a bucket.
+    pub fn place(&self, name: &str) -> Result<TableDir, QueryError> {
+        match &self.bucket {
+            Some(bucket) => Ok(TableDir::S3(S3Dir::parse(&format!("{}{}/", bucket.url(), component(name)?))?)),
+            None => Ok(TableDir::Local(self.table_dir(name)?)),
+        }
+    }
+
+    /// Whether `place` lies strictly below one of the roots.
+    pub fn owns_place(&self, place: &TableDir) -> bool {
+        match place {
+            TableDir::Local(dir) => self.owns(dir),
+            TableDir::S3(dir) => self.bucket_roots().any(|root| {
+                root.bucket == dir.bucket
+                    && dir.prefix.prefix_match(&root.prefix).is_some_and(|mut rest| rest.next().is_some())
+            }),
+        }
+    }
+
+    /// [`Warehouse::check`] for a place: a prefix must be under a bucket root.
+    pub fn check_place(&self, place: &TableDir) -> Result<(), AccessError> {
+        match place {
+            TableDir::Local(dir) => self.check(dir),
+            TableDir::S3(_) if self.owns_place(place) => Ok(()),
+            TableDir::S3(dir) => Err(AccessError::Path {
+                path: dir.url(),
+                roots: self.bucket_roots().map(|r| format!("'{r}'")).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+
+    /// Makes a place ready for files: a directory is created; a prefix
+    /// exists once an object is under it.
+    pub fn create_place(&self, place: &TableDir) -> Result<(), AccessError> {
+        match place {
+            TableDir::Local(dir) => self.create_dir(dir),
+            TableDir::S3(_) => self.check_place(place),
+        }
+    }
+
+    /// Deletes a place the warehouse owns and everything in it
+    /// ([`Warehouse::remove_dir`]; in a bucket, every object under the
+    /// prefix).
+    pub async fn remove_place(&self, place: &TableDir) -> Result<(), QueryError> {
+        match place {
+            TableDir::Local(dir) => Ok(self.remove_dir(dir)?),
+            TableDir::S3(dir) => {
+                self.check_place(place)?;
+                super::s3::remove_prefix(dir).await
+            }
+        }
     }
 
     /// The directory of the weir-owned table `name` (a view, `<stream>_errors`,
@@ -210,12 +307,33 @@ mod tests {
         let old = Warehouse::open(&dir.path().join("old")).unwrap();
         let view = old.table_dir("v").unwrap();
         old.create_dir(&view).unwrap();
-        let w = Warehouse::open(&dir.path().join("new")).unwrap().with_earlier_roots([old.root().to_path_buf()]);
+        let w = Warehouse::open(&dir.path().join("new")).unwrap().with_earlier_roots([old.root().display().to_string()]);
         assert!(w.owns(&view));
         assert!(w.table_dir("w").unwrap().starts_with(w.root()));
         assert_eq!(w.roots().count(), 2);
         w.remove_dir(&view).unwrap();
         assert!(!view.exists() && old.root().exists());
         assert!(w.remove_dir(old.root()).is_err(), "a root itself is never deleted");
+    }
+
+    #[test]
+    fn in_a_bucket_new_tables_go_under_the_prefix_and_only_prefixes_below_a_root_are_owned() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = |url: &str| S3Dir::parse(url).unwrap();
+        let w = Warehouse::open(dir.path())
+            .unwrap()
+            .with_earlier_roots(["s3://lake/old".to_string(), "s3://lake/wh/".to_string()])
+            .in_bucket(bucket("s3://lake/wh"));
+        assert_eq!(w.current_root(), "s3://lake/wh/");
+        let view = w.place("v").unwrap();
+        assert_eq!(view, TableDir::S3(bucket("s3://lake/wh/v/")));
+        assert_eq!(view.location(), "s3://lake/wh/v/");
+        assert!(w.owns_place(&view));
+        assert!(w.owns_place(&TableDir::S3(bucket("s3://lake/old/t"))), "an earlier bucket root still owns its tables");
+        for not_owned in ["s3://lake/wh", "s3://lake/other/v", "s3://other/wh/v", "s3://lake/wh2/v"] {
+            assert!(w.check_place(&TableDir::S3(bucket(not_owned))).is_err(), "{not_owned}");
+        }
+        assert!(w.place("my view").is_err(), "an escaped name ('%') is no key a URL keeps");
+        assert!(w.owns_place(&TableDir::Local(w.table_dir("local").unwrap())), "the local root stays the warehouse's");
     }
 }

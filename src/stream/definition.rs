@@ -319,8 +319,9 @@ pub struct QueryOptions {
     /// `fail_on_data_loss` (default true): whether input found gone before
     /// it was read fails the query or is skipped and recorded.
     pub on_data_loss: crate::source::OnDataLoss,
-    /// A materialized view's table format.
-    pub view_format: ViewFormat,
+    /// A materialized view's table format, when the query names one (the
+    /// default depends on the warehouse: see `StreamManager::plan_query`).
+    pub view_format: Option<ViewFormat>,
     /// Delta targets: compact the table's small files (`OPTIMIZE`) after
     /// every this many epochs.
     pub compact_every: Option<u64>,
@@ -404,8 +405,9 @@ fn parse_query_options(options: &Options, kind: &str) -> Result<QueryOptions, Qu
         }
     };
     let view_format = match options.get("format").map(|s| s.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("parquet") => ViewFormat::Parquet,
-        Some("delta") => ViewFormat::Delta,
+        None => None,
+        Some("parquet") => Some(ViewFormat::Parquet),
+        Some("delta") => Some(ViewFormat::Delta),
         Some(other) => return Err(bad("format", format!("'{other}'; expected one of: parquet, delta"))),
     };
     let compact_every = match options.get("compact_every") {

@@ -84,14 +84,14 @@ fn describe(spec: &QuerySpec) -> Vec<String> {
         Target::ObjectTable { dir, .. } => format!("appends Parquet files to the table in {dir} (published by copy)"),
         Target::Delta { dir, .. } => format!("appends to the Delta table in {dir}, one log commit per epoch"),
         Target::DeltaView { dir, overwrite: false } => {
-            format!("appends to the view's Delta table in {}, one log commit per epoch", dir.display())
+            format!("appends to the view's Delta table in {dir}, one log commit per epoch")
         }
         Target::DeltaView { dir, overwrite: true } => {
-            format!("rewrites the view's Delta table in {} each epoch (one overwrite commit)", dir.display())
+            format!("rewrites the view's Delta table in {dir} each epoch (one overwrite commit)")
         }
-        Target::View { dir, versions: None } => format!("appends Parquet files to the view's table in {}", dir.display()),
+        Target::View { dir, versions: None } => format!("appends Parquet files to the view's table in {dir}"),
         Target::View { dir, versions: Some(_) } => {
-            format!("writes a new version of the view's table each epoch, in {}", dir.display())
+            format!("writes a new version of the view's table each epoch, in {dir}")
         }
         Target::Kafka(options) => {
             format!("produces records to Kafka topic '{}'", options.get("topic").map(String::as_str).unwrap_or_default())

@@ -9,7 +9,6 @@
 //! only for an object that is new, so a restart with another `--warehouse`
 //! finds the data where it was written, and DROP deletes that directory.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::Schema;
@@ -21,6 +20,7 @@ use crate::catalog::{QueryStatusRow, RelationDef, RelationKind, tables};
 use crate::error::{CatalogError, QueryError};
 use crate::sink::Target;
 use crate::sql::{CreateContinuousQuery, CreateStream, Parser, SinkTarget, Statement};
+use crate::storage::TableDir;
 
 impl StreamManager {
     /// `CREATE STREAM`: checks the definition, records it, and makes the
@@ -66,10 +66,12 @@ impl StreamManager {
         // The view's table goes with its definition.
         self.catalog.drop(&def.name).await?;
         if def.kind == RelationKind::MaterializedView {
-            let dir = recorded_dir(def);
-            self.registry()?.view_versions.remove(&dir);
-            if let Err(e) = self.warehouse.remove_dir(&dir) {
-                tracing::warn!(view = %def.name, "view files not removed: {e}");
+            let place = TableDir::from_location(&def.location)?;
+            if let TableDir::Local(dir) = &place {
+                self.registry()?.view_versions.remove(dir);
+            }
+            if let Err(e) = self.warehouse.remove_place(&place).await {
+                tracing::warn!(view = %def.name, "view files not removed: {}", e.message());
             }
         }
         Ok(())
@@ -187,32 +189,25 @@ impl StreamManager {
         }
         // A view's own table: queryable by the view's name.
         let mut table: Option<Arc<dyn datafusion::catalog::TableProvider>> = None;
+        let file_schema = crate::sink::parquet::micros_schema(&spec.target_schema);
         if let Target::View { dir, versions } = &spec.target {
-            self.warehouse.create_dir(dir)?;
-            let file_schema = crate::sink::ParquetSink::new(dir, name, &spec.target_schema, crate::sink::Roll::default())
-                .file_schema()
-                .clone();
+            self.warehouse.create_place(dir)?;
             table = Some(match versions {
                 // update / complete: readers see one committed version at a time.
                 Some(versions) => {
-                    Arc::new(super::versioned::VersionedTable { schema: file_schema, versions: versions.clone() })
+                    Arc::new(super::versioned::VersionedTable { schema: file_schema.clone(), versions: versions.clone() })
                 }
-                None => tables::parquet_dir_table(dir, file_schema)?,
+                None => tables::parquet_dir_table(dir, file_schema.clone())?,
             });
         }
         if let Target::DeltaView { dir, .. } = &spec.target {
             // The log exists before the first epoch: the view reads as an
             // empty table until then, from weir and from outside.
-            self.warehouse.create_dir(dir)?;
-            let table_dir = crate::delta::TableDir::from(dir.as_path());
-            if !table_dir.is_table().await? {
-                let file_schema =
-                    crate::sink::ParquetSink::new(dir, name, &spec.target_schema, crate::sink::Roll::default())
-                        .file_schema()
-                        .clone();
-                crate::delta::create(&table_dir, &file_schema).await?;
+            self.warehouse.create_place(dir)?;
+            if !crate::delta::is_table(dir).await? {
+                crate::delta::create(dir, &file_schema).await?;
             }
-            let provider = crate::delta::provider::DeltaProvider::open(&table_dir, None).await?;
+            let provider = crate::delta::provider::DeltaProvider::open(dir, None).await?;
             table = Some(Arc::new(provider));
         }
         match (restored, table) {
@@ -307,11 +302,20 @@ impl StreamManager {
             }
             SinkTarget::OwnTable => {
                 let dir = match restored {
-                    None => self.warehouse.table_dir(name)?,
+                    None => self.warehouse.place(name)?,
                     Some(def) => self.owned_recorded_dir(def)?,
                 };
-                let location = format!("{}/", dir.display());
-                let target = match options.view_format {
+                let location = dir.location();
+                // Unnamed, the format is the one the view was made with;
+                // a new view in a bucket is Delta (a rewritten Parquet view
+                // needs renames), elsewhere Parquet, as views always were.
+                let default = match restored {
+                    Some(def) if def.format.eq_ignore_ascii_case("delta") => super::ViewFormat::Delta,
+                    Some(_) => super::ViewFormat::Parquet,
+                    None if matches!(dir, TableDir::S3(_)) => super::ViewFormat::Delta,
+                    None => super::ViewFormat::Parquet,
+                };
+                let target = match options.view_format.unwrap_or(default) {
                     super::ViewFormat::Parquet => Target::View { dir, versions: None },
                     super::ViewFormat::Delta => Target::DeltaView { dir, overwrite: false },
                 };
@@ -324,21 +328,21 @@ impl StreamManager {
         Ok(Planned { kind, target, location, spec })
     }
 
-    /// The directory of the weir-owned table `name`: where the catalog
+    /// The place of the weir-owned table `name`: where the catalog
     /// recorded it, or, for a table not made yet, under the current root.
-    fn owned_dir(&self, name: &str) -> Result<PathBuf, QueryError> {
+    fn owned_dir(&self, name: &str) -> Result<TableDir, QueryError> {
         match self.catalog.get(name)? {
-            Some(def) => Ok(recorded_dir(&def)),
-            None => Ok(self.warehouse.table_dir(name)?),
+            Some(def) => TableDir::from_location(&def.location),
+            None => self.warehouse.place(name),
         }
     }
 
     /// A restored view's directory: the one the catalog recorded, as long
     /// as it lies under one of the warehouse's roots, current or earlier (a
     /// recorded path anywhere else is refused, never written or deleted).
-    fn owned_recorded_dir(&self, def: &RelationDef) -> Result<PathBuf, QueryError> {
-        let dir = recorded_dir(def);
-        self.warehouse.check(&dir)?;
+    fn owned_recorded_dir(&self, def: &RelationDef) -> Result<TableDir, QueryError> {
+        let dir = TableDir::from_location(&def.location)?;
+        self.warehouse.check_place(&dir)?;
         Ok(dir)
     }
 
@@ -349,8 +353,8 @@ impl StreamManager {
         if self.catalog.get(name)?.is_some() {
             return Ok(());
         }
-        let dir = self.warehouse.table_dir(name)?;
-        self.warehouse.create_dir(&dir)?;
+        let dir = self.warehouse.place(name)?;
+        self.warehouse.create_place(&dir)?;
         self.catalog.create_owned(&self.shared.state(), name, &dir, schema).await
     }
 }
@@ -366,8 +370,8 @@ pub(super) struct Planned {
 
 /// The directory a catalog entry recorded (locations of directories end
 /// in `/`).
-fn recorded_dir(def: &RelationDef) -> PathBuf {
-    PathBuf::from(def.location.trim_end_matches('/'))
+fn recorded_dir(def: &RelationDef) -> std::path::PathBuf {
+    std::path::PathBuf::from(def.location.trim_end_matches('/'))
 }
 
 /// A stream as ad-hoc SQL sees it: a table that can be described (and

@@ -64,7 +64,6 @@ pub mod watermark;
 pub mod window;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -212,8 +211,8 @@ impl StreamManager {
         query: &datafusion::sql::sqlparser::ast::Query,
         options: QueryOptions,
         mut target: Target,
-        dead_letter_dir: impl Fn(&StreamDef) -> Option<PathBuf>,
-        late_dir: Option<PathBuf>,
+        dead_letter_dir: impl Fn(&StreamDef) -> Option<crate::storage::TableDir>,
+        late_dir: Option<crate::storage::TableDir>,
     ) -> Result<QuerySpec, QueryError> {
         let streams = self.streams();
         let mut slots: HashMap<String, (Arc<ChunkTable>, spec::Slot)> =
@@ -389,6 +388,12 @@ impl StreamManager {
             && shape.aggregates
             && output_mode != OutputMode::Append
         {
+            let crate::storage::TableDir::Local(dir) = dir else {
+                return Err(QueryError::UnsupportedWithHint {
+                    what: format!("a Parquet view in a bucket with output_mode '{}'", output_mode.name()),
+                    hint: "a rewritten Parquet view swaps directories by rename, which object storage lacks: use WITH (format = 'delta'), the default in a bucket warehouse".into(),
+                });
+            };
             *versions = Some(self.versions_of(dir)?);
         }
         if let Target::DeltaView { overwrite, .. } = &mut target {

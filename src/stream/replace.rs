@@ -142,10 +142,10 @@ fn check_same_input_and_output(name: &str, old: &super::QuerySpec, new: &super::
 fn place(target: &crate::sink::Target) -> String {
     match target {
         crate::sink::Target::ObjectTable { dir, .. } => dir.to_string(),
-        crate::sink::Target::Delta { dir, .. } => dir.to_string(),
-        crate::sink::Target::Table { dir, .. }
+        crate::sink::Target::Delta { dir, .. }
         | crate::sink::Target::DeltaView { dir, .. }
-        | crate::sink::Target::View { dir, .. } => dir.display().to_string(),
+        | crate::sink::Target::View { dir, .. } => dir.to_string(),
+        crate::sink::Target::Table { dir, .. } => dir.display().to_string(),
         crate::sink::Target::Kafka(options) => format!(
             "kafka://{}/{}",
             options.get("bootstrap_servers").map(String::as_str).unwrap_or_default(),

@@ -25,7 +25,7 @@ pub use super::rejects::dead_letter_schema;
 pub use super::spec::QuerySpec;
 use crate::catalog::{AsyncStore, QueryStatusRow};
 use crate::error::QueryError;
-use crate::sink::{Opening, ParquetSink, PreCommit, Sink};
+use crate::sink::{Opening, PreCommit};
 use crate::source::{Backoff, Bound, OnDataLoss, Source, SourceError};
 
 /// The storage a runner shares with the rest of the server.
@@ -248,19 +248,20 @@ fn open_sinks(spec: &QuerySpec, key_columns: &[usize]) -> Result<Sinks, RunError
         compact_every: spec.options.compact_every,
     };
     let output = spec.target.open(&opening).map_err(sink_failure("opening the target"))?;
-    let parquet =
-        |dir: &PathBuf, schema| Box::new(ParquetSink::new(dir, &spec.name, schema, spec.options.roll)) as Box<dyn Sink>;
+    let parquet = |dir, schema: &datafusion::arrow::datatypes::SchemaRef| {
+        crate::sink::parquet_files(dir, &spec.name, schema, spec.options.roll).map_err(sink_failure("opening a table"))
+    };
     let dead_letter_schema = dead_letter_schema();
     let dead_letters = spec
         .streams
         .iter()
         .zip(&spec.dead_letter_dirs)
         .map(|(stream, dir)| match (dir, stream.on_error) {
-            (Some(dir), OnError::DeadLetter) => Some(parquet(dir, &dead_letter_schema)),
-            _ => None,
+            (Some(dir), OnError::DeadLetter) => parquet(dir, &dead_letter_schema).map(Some),
+            _ => Ok(None),
         })
-        .collect();
-    let late = spec.late_dir.as_ref().map(|dir| parquet(dir, &spec.stream().spec.schema));
+        .collect::<Result<_, _>>()?;
+    let late = spec.late_dir.as_ref().map(|dir| parquet(dir, &spec.stream().spec.schema)).transpose()?;
     Ok(Sinks { output, dead_letters, late })
 }
 

@@ -3,7 +3,6 @@
 //! execution share that plan, so a query that passed CREATE runs exactly
 //! what was checked.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -31,9 +30,9 @@ pub struct QuerySpec {
     /// or a topic the query's (every column nullable).
     pub target_schema: SchemaRef,
     /// Each stream's `<stream>_errors` directory (used when it dead-letters).
-    pub dead_letter_dirs: Vec<Option<PathBuf>>,
+    pub dead_letter_dirs: Vec<Option<crate::storage::TableDir>>,
     /// `<query>_late` directory with `late_rows = 'table'`.
-    pub late_dir: Option<PathBuf>,
+    pub late_dir: Option<crate::storage::TableDir>,
     /// The plan, shared by every attempt of the runner.
     pub plan: Arc<QueryPlan>,
 }
