@@ -25,6 +25,7 @@ use crate::engine::Engine;
 use crate::error::QueryError;
 use crate::session::{self, SessionVars};
 use crate::sql::{scalar_subqueries, search_path};
+use crate::storage::s3;
 
 /// Plans a statement for this session; placeholders (`$1`) stay in the plan.
 pub async fn plan(engine: &Engine, vars: &SessionVars, stmt: DFStatement) -> Result<LogicalPlan, QueryError> {
@@ -32,7 +33,7 @@ pub async fn plan(engine: &Engine, vars: &SessionVars, stmt: DFStatement) -> Res
 }
 
 async fn plan_unguarded(engine: &Engine, vars: &SessionVars, stmt: DFStatement) -> Result<LogicalPlan, QueryError> {
-    let stmt = resolve_copy_target(engine, stmt)?;
+    let stmt = resolve_copy_target(engine, stmt).await?;
     let state = engine.session_state(vars)?;
     let stmt = follow_search_path(&state, vars, stmt);
     let mut plan = state.statement_to_plan(stmt.clone()).await?;
@@ -61,25 +62,42 @@ async fn plan_unguarded(engine: &Engine, vars: &SessionVars, stmt: DFStatement) 
 /// relative targets land in the data directory, like relative LOCATIONs,
 /// not wherever the server happened to be started, and no target leaves
 /// the allowed roots. DataFusion then writes exactly the resolved path.
-fn resolve_copy_target(engine: &Engine, stmt: DFStatement) -> Result<DFStatement, QueryError> {
+/// An `s3://` target's bucket is asked (and its client configured from the
+/// environment, unless a table configured it) as a LOCATION's is.
+async fn resolve_copy_target(engine: &Engine, stmt: DFStatement) -> Result<DFStatement, QueryError> {
     match stmt {
-        DFStatement::CopyTo(mut copy) => {
-            if copy.stored_as.is_none() && Path::new(&copy.target).extension().is_none() {
-                // DataFusion would say so with a configuration error (XX000).
-                return Err(QueryError::Syntax(format!(
-                    "COPY ... TO '{}' needs STORED AS PARQUET, CSV or JSON: the target has no file extension to tell the format from",
-                    copy.target
-                )));
-            }
-            copy.target = engine.sandbox.resolve(&copy.target)?.display().to_string();
-            Ok(DFStatement::CopyTo(copy))
-        }
+        DFStatement::CopyTo(copy) => Ok(DFStatement::CopyTo(resolve_copy(engine, copy).await?)),
         DFStatement::Explain(ExplainStatement { options, statement }) => {
-            let statement = Box::new(resolve_copy_target(engine, *statement)?);
-            Ok(DFStatement::Explain(ExplainStatement { options, statement }))
+            let statement = match *statement {
+                DFStatement::CopyTo(copy) => DFStatement::CopyTo(resolve_copy(engine, copy).await?),
+                other => other,
+            };
+            Ok(DFStatement::Explain(ExplainStatement { options, statement: Box::new(statement) }))
         }
         other => Ok(other),
     }
+}
+
+async fn resolve_copy(
+    engine: &Engine,
+    mut copy: datafusion::sql::parser::CopyToStatement,
+) -> Result<datafusion::sql::parser::CopyToStatement, QueryError> {
+    if copy.stored_as.is_none() && Path::new(&copy.target).extension().is_none() {
+        // DataFusion would say so with a configuration error (XX000).
+        return Err(QueryError::Syntax(format!(
+            "COPY ... TO '{}' needs STORED AS PARQUET, CSV or JSON: the target has no file extension to tell the format from",
+            copy.target
+        )));
+    }
+    if s3::is_s3(&copy.target) {
+        let dir = s3::resolve(&engine.sandbox, &copy.target, &Default::default()).await?;
+        s3::attach(engine.context().runtime_env().as_ref(), &dir)?;
+        // The scheme as the object store is registered under.
+        copy.target = format!("s3://{}", &copy.target[5..]);
+    } else {
+        copy.target = engine.sandbox.resolve(&copy.target)?.display().to_string();
+    }
+    Ok(copy)
 }
 
 /// Every file a plan writes (`COPY`, also under `EXPLAIN ANALYZE`) must be
@@ -89,8 +107,18 @@ fn check_writes(engine: &Engine, plan: &LogicalPlan) -> Result<(), QueryError> {
     let _ = plan.apply(|node| {
         if let LogicalPlan::Copy(copy) = node {
             let target = Path::new(&copy.output_url);
-            // A path DataFusion got unresolved is relative to the process.
+            // A path DataFusion got unresolved is relative to the process;
+            // a bucket must be one a LOCATION or COPY target has resolved.
             let checked = match (copy.output_url.contains("://"), std::path::absolute(target)) {
+                _ if s3::is_s3(&copy.output_url) => s3::S3Dir::parse(&copy.output_url)
+                    .and_then(|dir| s3::configured_or_refuse(&dir.bucket).map(|_| ()))
+                    .map_err(|e| match e {
+                        QueryError::Access(e) => e,
+                        other => crate::error::AccessError::Unresolvable {
+                            location: copy.output_url.clone(),
+                            reason: other.message(),
+                        },
+                    }),
                 (false, Ok(absolute)) => engine.sandbox.resolve(&absolute.display().to_string()).map(|_| ()),
                 _ => engine.sandbox.resolve(&copy.output_url).map(|_| ()),
             };

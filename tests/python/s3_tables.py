@@ -17,7 +17,8 @@ bucket `lake` exists.
    VACUUM and DESCRIBE HISTORY work on it.
 3. A sink lands into a plain Parquet table on S3 (published by copy): weir
    reads whole epochs only while it commits, polars reads the landed files,
-   and no staged object is left once it is done.
+   and no staged object is left once it is done. COPY ... TO s3:// exports
+   that table as one object polars reads back (a missing bucket: 58P01).
 4. File streams over prefixes in the bucket (JSON lines and Parquet
    objects): each object read once, hidden names skipped, new objects
    picked up while the query runs.
@@ -248,6 +249,21 @@ def a_parquet_sink_on_s3_publishes_whole_epochs():
         cur.execute("DROP SINK to_parquet")
 
 
+def copy_writes_into_a_bucket():
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("COPY (SELECT id FROM landed_pq ORDER BY id) TO 's3://lake/exports/ids.parquet' STORED AS PARQUET")
+        options = {"aws_endpoint_url": ENDPOINT, "aws_access_key_id": "testing", "aws_secret_access_key": "testing", "aws_region": "us-east-1", "aws_allow_http": "true"}
+        ids = pl.read_parquet("s3://lake/exports/ids.parquet", storage_options=options)["id"].to_list()
+        assert ids == list(range(EPOCHS * EPOCH_ROWS)), f"{len(ids)} ids exported"
+        cur.execute("CREATE EXTERNAL TABLE exported STORED AS PARQUET LOCATION 's3://lake/exports/'")
+        assert count(cur, "exported") == EPOCHS * EPOCH_ROWS
+        try:
+            cur.execute("COPY (SELECT 1 AS x) TO 's3://no-such-bucket/x.parquet' STORED AS PARQUET")
+            raise AssertionError("a COPY into a missing bucket was accepted")
+        except psycopg.Error as e:
+            assert e.sqlstate == "58P01", f"{e.sqlstate} {e}"
+
+
 def file_streams_read_objects_in_a_bucket():
     lines = lambda ids: "".join(json.dumps({"id": i}) + "\n" for i in ids).encode()
     S3.put_object(Bucket="lake", Key="inbox/a.json", Body=lines(range(0, 50)))
@@ -299,6 +315,7 @@ status = run_checks(
         weir_reads_tables_written_elsewhere,
         outside_readers_see_whole_delta_epochs_on_s3,
         a_parquet_sink_on_s3_publishes_whole_epochs,
+        copy_writes_into_a_bucket,
         file_streams_read_objects_in_a_bucket,
         bad_locations_are_refused_with_the_cause,
     ],
