@@ -6,8 +6,8 @@
 //!   locations refused at CREATE with the cause; file streams over
 //!   prefixes in the bucket. After a restart the catalog brings the tables
 //!   back and the streams resume without reading an object twice.
-//! * SIGKILL at random moments under two sinks from Kafka, into a Delta and
-//!   a Parquet table in the bucket: every id lands once in each, the Delta
+//! * SIGKILL at random moments under three sinks from Kafka, into a Delta,
+//!   a Parquet and a partitioned Parquet table in the bucket: every id lands once in each, the Delta
 //!   log's last epoch is weir's, and no staged object is left behind.
 //! * A warehouse in a bucket (`--warehouse s3://...`): after a restart from
 //!   a local warehouse, views and dead letters made before stay local and
@@ -280,11 +280,15 @@ fn sigkill_at_random_moments_lands_each_id_once_in_the_bucket() {
     );
     sql(&server, "CREATE EXTERNAL TABLE d (id BIGINT) STORED AS DELTA LOCATION 's3://lake/d/'");
     sql(&server, "CREATE EXTERNAL TABLE p (id BIGINT) STORED AS PARQUET LOCATION 's3://lake/p/'");
-    for (sink, table) in [("into_d", "d"), ("into_p", "p")] {
+    sql(
+        &server,
+        "CREATE EXTERNAL TABLE pp (id BIGINT, shard BIGINT) STORED AS PARQUET PARTITIONED BY (shard) LOCATION 's3://lake/pp/'",
+    );
+    for (sink, table, columns) in [("into_d", "d", "id"), ("into_p", "p", "id"), ("into_pp", "pp", "id, id % 4 AS shard")] {
         sql(
             &server,
             &format!(
-                "CREATE SINK {sink} INTO {table} AS SELECT id FROM events WHERE event_type = 'purchase' \
+                "CREATE SINK {sink} INTO {table} AS SELECT {columns} FROM events WHERE event_type = 'purchase' \
                  WITH (flush_interval = '100ms', target_file_rows = 50)"
             ),
         );
@@ -321,7 +325,7 @@ fn sigkill_at_random_moments_lands_each_id_once_in_the_bucket() {
     let expected = producer.join().expect("producer thread");
     eprintln!("{} purchases produced", expected.len());
     let want = expected.len().to_string();
-    for table in ["d", "p"] {
+    for table in ["d", "p", "pp"] {
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             let count = try_sql(&server, &format!("SELECT count(*) FROM {table}")).unwrap_or_default();
@@ -350,7 +354,12 @@ fn sigkill_at_random_moments_lands_each_id_once_in_the_bucket() {
     assert_eq!(newest_epoch, last_epoch.trim(), "the Delta log's last epoch\n{history}");
     // Recovery deleted what killed runs had staged and never committed (no
     // input is left, so no epoch is staging now).
-    for prefix in ["d/", "p/"] {
+    let shards = sql(&server, "SELECT count(*) FROM pp WHERE shard <> id % 4");
+    assert_eq!(shards.trim(), "0", "each row read back from its own partition");
+    for key in moto.keys("lake", "pp/") {
+        assert!(key.starts_with("pp/shard=") && key.matches('/').count() == 2, "a partition's key: {key}");
+    }
+    for prefix in ["d/", "p/", "pp/"] {
         let staged: Vec<String> = moto.keys("lake", prefix).into_iter().filter(|k| k.ends_with(".pending")).collect();
         assert!(staged.is_empty(), "staged objects left in {prefix}: {staged:?}");
     }

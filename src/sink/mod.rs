@@ -54,8 +54,9 @@ pub enum Target {
     /// In a bucket (a bucket warehouse) only appending views: versions
     /// swap directories by rename, which a bucket lacks.
     View { dir: crate::storage::TableDir, versions: Option<Arc<Versions>> },
-    /// An external Parquet table in a bucket a sink appends to.
-    ObjectTable { dir: crate::storage::s3::S3Dir, schema: SchemaRef },
+    /// An external Parquet table in a bucket a sink appends to; with
+    /// partition columns, under their `col=value/` keys.
+    ObjectTable { dir: crate::storage::s3::S3Dir, schema: SchemaRef, partition_columns: Vec<String> },
     /// A Delta Lake table a sink appends to, one log commit per epoch.
     Delta { dir: crate::delta::TableDir, schema: SchemaRef },
     /// A materialized view's own Delta table (`format = 'delta'`).
@@ -82,9 +83,24 @@ pub struct Opening<'a> {
 impl Target {
     pub fn open(&self, opening: &Opening<'_>) -> Result<Box<dyn Sink>, SinkError> {
         Ok(match self {
-            Target::Table { dir, partition_columns, .. } if !partition_columns.is_empty() => Box::new(
-                partitioned::PartitionedSink::new(dir, opening.query, opening.schema, partition_columns, opening.roll)?,
-            ),
+            Target::Table { dir, partition_columns, .. } if !partition_columns.is_empty() => {
+                Box::new(partitioned::PartitionedSink::new(
+                    &crate::storage::TableDir::Local(dir.clone()),
+                    opening.query,
+                    opening.schema,
+                    partition_columns,
+                    opening.roll,
+                )?)
+            }
+            Target::ObjectTable { dir, partition_columns, .. } if !partition_columns.is_empty() => {
+                Box::new(partitioned::PartitionedSink::new(
+                    &crate::storage::TableDir::S3(dir.clone()),
+                    opening.query,
+                    opening.schema,
+                    partition_columns,
+                    opening.roll,
+                )?)
+            }
             Target::Table { dir, .. } => Box::new(ParquetSink::new(dir, opening.query, opening.schema, opening.roll)),
             Target::View { dir, versions: None } => parquet_files(dir, opening.query, opening.schema, opening.roll)?,
             Target::View { versions: Some(versions), .. } => {

@@ -96,6 +96,11 @@ impl ObjectSink {
         files.iter().filter(|f| self.dir.holds(&f.staged)).cloned().collect()
     }
 
+    /// This sink's files among `files`, in partitions below the table too.
+    pub fn own_below(&self, files: &[StagedFile]) -> Vec<StagedFile> {
+        files.iter().filter(|f| self.dir.holds_below(&f.staged)).cloned().collect()
+    }
+
     fn key(&self, url: &str) -> Result<Path, SinkError> {
         self.dir.key_of(url).ok_or_else(|| SinkError::Config(format!("'{url}' is not in {}", self.dir)))
     }
@@ -128,18 +133,38 @@ impl ObjectSink {
     /// deletes every other staged object of the query.
     pub async fn recover_files(&self, last: &[StagedFile]) -> Result<(), SinkError> {
         self.publish(last).await?;
-        let prefix = staged_prefix(&self.query);
         let listed = self
             .store
-            .list_with_delimiter((!self.dir.prefix.as_ref().is_empty()).then_some(&self.dir.prefix))
+            .list_with_delimiter(self.listed_prefix())
             .await
             .map_err(|e| io(format!("listing {}: {e}", self.dir)))?;
-        let leftovers: Vec<Path> = listed
-            .objects
-            .into_iter()
-            .map(|m| m.location)
-            .filter(|key| key.filename().is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".pending")))
-            .collect();
+        self.remove_staged(listed.objects.into_iter().map(|m| m.location)).await
+    }
+
+    /// [`ObjectSink::recover_files`] for a partitioned table: staged
+    /// objects are looked for under every partition.
+    pub async fn recover_files_below(&self, last: &[StagedFile]) -> Result<(), SinkError> {
+        use futures::TryStreamExt;
+        self.publish(last).await?;
+        let keys: Vec<Path> = self
+            .store
+            .list(self.listed_prefix())
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| io(format!("listing {}: {e}", self.dir)))?;
+        self.remove_staged(keys.into_iter()).await
+    }
+
+    fn listed_prefix(&self) -> Option<&Path> {
+        (!self.dir.prefix.as_ref().is_empty()).then_some(&self.dir.prefix)
+    }
+
+    /// Deletes, among `keys`, the objects this query staged.
+    async fn remove_staged(&self, keys: impl Iterator<Item = Path>) -> Result<(), SinkError> {
+        let prefix = staged_prefix(&self.query);
+        let leftovers: Vec<Path> =
+            keys.filter(|key| key.filename().is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".pending"))).collect();
         for key in leftovers {
             tracing::info!(file = %self.dir.key_url(&key), "removing uncommitted file");
             match self.store.delete(&key).await {

@@ -4,6 +4,11 @@
 //! and not in the files. An epoch's files, in however many partitions, are
 //! staged, recorded in one catalog commit and published together, like an
 //! unpartitioned sink's (`parquet`): exactly once.
+//!
+//! In a bucket the same layout is written as keys (`prefix/day=.../`), each
+//! partition's files staged and published by copy as the object sink does
+//! (`object`); recovery then looks for staged objects under every
+//! partition, not only directly under the table.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,11 +20,16 @@ use datafusion::arrow::compute::{CastOptions, cast_with_options, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::util::display::FormatOptions;
 
+use super::object::{ObjectEpoch, ObjectSink};
 use super::{EpochSink, EpochWriter, ParquetSink, PreCommit, Roll, Sink, SinkError, publish};
 use crate::catalog::StagedFile;
+use crate::storage::TableDir;
+use crate::storage::s3::S3Dir;
 
 pub struct PartitionedSink {
-    dir: PathBuf,
+    dir: TableDir,
+    /// In a bucket: the table's object sink, which publishes and recovers.
+    object: Option<ObjectSink>,
     query: String,
     /// Positions of the partition columns in the table's (and the query's)
     /// columns, with their names and declared types.
@@ -34,7 +44,7 @@ impl PartitionedSink {
     /// `partition_columns` name them. A name the table lacks is a
     /// configuration error.
     pub fn new(
-        dir: &Path,
+        dir: &TableDir,
         query: &str,
         table_schema: &Schema,
         partition_columns: &[String],
@@ -54,17 +64,33 @@ impl PartitionedSink {
             .filter(|(i, _)| !partitions.iter().any(|(p, _, _)| p == i))
             .map(|(_, f)| f.clone())
             .collect();
-        Ok(PartitionedSink {
-            dir: dir.to_path_buf(),
-            query: query.to_string(),
-            partitions,
-            data_schema: Arc::new(Schema::new(data_fields)),
-            roll,
-        })
+        let data_schema = Arc::new(Schema::new(data_fields));
+        let object = match dir {
+            TableDir::Local(_) => None,
+            TableDir::S3(s3) => Some(ObjectSink::new(s3, query, &data_schema, roll)?),
+        };
+        Ok(PartitionedSink { dir: dir.clone(), object, query: query.to_string(), partitions, data_schema, roll })
     }
 
-    fn partition_sink(&self, relative: &str) -> ParquetSink {
-        ParquetSink::new(&self.dir.join(relative), &self.query, &self.data_schema, self.roll)
+    /// An epoch's writer of the partition at `relative` (`day=.../`).
+    fn begin_partition(&self, relative: &str, batch_id: i64) -> Result<PartitionWriter, SinkError> {
+        Ok(match &self.dir {
+            TableDir::Local(dir) => PartitionWriter::Local(
+                ParquetSink::new(&dir.join(relative), &self.query, &self.data_schema, self.roll).begin(batch_id),
+            ),
+            TableDir::S3(s3) => {
+                let key = match s3.prefix.as_ref() {
+                    "" => relative.to_string(),
+                    prefix => format!("{prefix}/{relative}"),
+                };
+                let prefix = datafusion::object_store::path::Path::parse(&key)
+                    .map_err(|e| SinkError::Config(format!("partition '{relative}' as a key: {e}")))?;
+                let dir = S3Dir { bucket: s3.bucket.clone(), prefix };
+                PartitionWriter::Object(
+                    ObjectSink::new(&dir, &self.query, &self.data_schema, self.roll)?.begin_epoch(batch_id),
+                )
+            }
+        })
     }
 
     /// The partition directories under the table's, `depth` levels down.
@@ -88,11 +114,17 @@ impl PartitionedSink {
     }
 }
 
+/// A partition's files of one epoch: in a directory, or in a bucket.
+enum PartitionWriter {
+    Local(EpochWriter),
+    Object(ObjectEpoch),
+}
+
 /// One epoch: a writer per partition it has rows for.
 struct PartitionedEpoch {
     batch_id: i64,
     sink: Arc<PartitionedSink>,
-    writers: HashMap<String, EpochWriter>,
+    writers: HashMap<String, PartitionWriter>,
 }
 
 #[async_trait]
@@ -100,6 +132,7 @@ impl Sink for PartitionedSink {
     fn begin(&self, batch_id: i64) -> Box<dyn EpochSink> {
         let sink = Arc::new(PartitionedSink {
             dir: self.dir.clone(),
+            object: self.object.clone(),
             query: self.query.clone(),
             partitions: self.partitions.clone(),
             data_schema: self.data_schema.clone(),
@@ -108,18 +141,30 @@ impl Sink for PartitionedSink {
         Box::new(PartitionedEpoch { batch_id, sink, writers: HashMap::new() })
     }
 
+    /// In a bucket, its own gate (see `ObjectSink`).
+    fn publishes_under_gate(&self) -> bool {
+        self.object.is_none()
+    }
+
     async fn commit(&self, pre_commit: &PreCommit) -> Result<(), SinkError> {
-        Ok(publish(&pre_commit.files)?)
+        match &self.object {
+            Some(object) => object.publish(&object.own_below(&pre_commit.files)).await,
+            None => Ok(publish(&pre_commit.files)?),
+        }
     }
 
     /// Publishes what the last commit recorded under the table, then deletes
     /// every other file this query staged in any partition.
     async fn recover(&self, last: &PreCommit) -> Result<(), SinkError> {
-        let own: Vec<StagedFile> =
-            last.files.iter().filter(|f| Path::new(&f.staged).starts_with(&self.dir)).cloned().collect();
+        let dir = match (&self.dir, &self.object) {
+            (_, Some(object)) => return object.recover_files_below(&object.own_below(&last.files)).await,
+            (TableDir::Local(dir), None) => dir,
+            (TableDir::S3(_), None) => return Err(SinkError::Config("a sink in a bucket without its store".into())),
+        };
+        let own: Vec<StagedFile> = last.files.iter().filter(|f| Path::new(&f.staged).starts_with(dir)).cloned().collect();
         publish(&own)?;
         let mut dirs = Vec::new();
-        Self::partition_dirs(&self.dir, self.partitions.len(), &mut dirs)?;
+        Self::partition_dirs(dir, self.partitions.len(), &mut dirs)?;
         for dir in dirs {
             ParquetSink::new(&dir, &self.query, &self.data_schema, self.roll).recover(&[])?;
         }
@@ -169,9 +214,14 @@ impl EpochSink for PartitionedEpoch {
                 &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(indices.len())),
             )
             .map_err(|e| SinkError::Io(std::io::Error::other(e)))?;
-            let writer =
-                self.writers.entry(path.to_string()).or_insert_with(|| sink.partition_sink(path).begin(self.batch_id));
-            writer.write(&part)?;
+            if !self.writers.contains_key(path) {
+                self.writers.insert(path.to_string(), sink.begin_partition(path, self.batch_id)?);
+            }
+            match self.writers.get_mut(path) {
+                Some(PartitionWriter::Local(writer)) => writer.write(&part)?,
+                Some(PartitionWriter::Object(writer)) => writer.write_batch(&part).await?,
+                None => {}
+            }
         }
         Ok(())
     }
@@ -180,14 +230,19 @@ impl EpochSink for PartitionedEpoch {
         let mut pre_commit = PreCommit::default();
         let mut parents = std::collections::BTreeSet::new();
         for (relative, writer) in self.writers {
-            let (files, bytes) = writer.finish()?;
+            let (files, bytes) = match writer {
+                PartitionWriter::Local(writer) => writer.finish()?,
+                PartitionWriter::Object(writer) => writer.finish().await?,
+            };
             pre_commit.files.extend(files);
             pre_commit.bytes += bytes;
             // Each new `col=value/` entry must be durable in its parent
             // before the catalog says the files under it exist.
-            let mut dir = self.sink.dir.join(&relative);
-            while dir != self.sink.dir && dir.pop() {
-                parents.insert(dir.clone());
+            if let TableDir::Local(root) = &self.sink.dir {
+                let mut dir = root.join(&relative);
+                while dir != *root && dir.pop() {
+                    parents.insert(dir.clone());
+                }
             }
         }
         for dir in parents {
@@ -200,7 +255,10 @@ impl EpochSink for PartitionedEpoch {
 
     fn abort(self: Box<Self>) {
         for (_, writer) in self.writers {
-            writer.abort();
+            match writer {
+                PartitionWriter::Local(writer) => writer.abort(),
+                PartitionWriter::Object(writer) => writer.abort_epoch(),
+            }
         }
     }
 }
@@ -288,7 +346,14 @@ mod tests {
     async fn rows_land_in_their_partitions_and_recovery_keeps_only_commits() {
         let root = tempfile::tempdir().unwrap();
         let schema = Schema::new(vec![Field::new("v", DataType::Int64, true), Field::new("day", DataType::Utf8, true)]);
-        let sink = PartitionedSink::new(root.path(), "q", &schema, &["day".to_string()], Roll::default()).unwrap();
+        let sink = PartitionedSink::new(
+            &TableDir::Local(root.path().to_path_buf()),
+            "q",
+            &schema,
+            &["day".to_string()],
+            Roll::default(),
+        )
+        .unwrap();
         let batch = |days: Vec<Option<&str>>| {
             let values: Vec<i64> = (0..days.len() as i64).collect();
             RecordBatch::try_new(

@@ -110,6 +110,11 @@ impl S3Dir {
         Path::parse(rest).ok()
     }
 
+    /// Whether `url` names an object anywhere below this prefix.
+    pub fn holds_below(&self, url: &str) -> bool {
+        self.key_of(url).is_some_and(|key| key.prefix_match(&self.prefix).is_some_and(|mut rest| rest.next().is_some()))
+    }
+
     /// Whether `url` names an object directly under this prefix.
     pub fn holds(&self, url: &str) -> bool {
         self.key_of(url).is_some_and(|key| {

@@ -277,11 +277,6 @@ impl StreamManager {
                         def.location
                     )));
                 }
-                if s3 && !delta && !def.partition_columns.is_empty() {
-                    return Err(QueryError::Unsupported(format!(
-                        "a sink into the partitioned table '{key}' in object storage (partitioned sinks write local directories for now)"
-                    )));
-                }
                 let schema = self.shared.table_provider(key.as_str()).await?.schema();
                 if let Some(hidden) = def.partition_columns.iter().find(|c| c.starts_with(['_', '.'])) {
                     return Err(QueryError::Unsupported(format!(
@@ -294,7 +289,11 @@ impl StreamManager {
                     crate::delta::check_appendable(&dir).await?;
                     Target::Delta { dir, schema }
                 } else if s3 {
-                    Target::ObjectTable { dir: crate::storage::s3::S3Dir::parse(&def.location)?, schema }
+                    Target::ObjectTable {
+                        dir: crate::storage::s3::S3Dir::parse(&def.location)?,
+                        schema,
+                        partition_columns: def.partition_columns.clone(),
+                    }
                 } else {
                     Target::Table { dir: recorded_dir(&def), schema, partition_columns: def.partition_columns.clone() }
                 };
