@@ -185,34 +185,64 @@ pub async fn check_appendable(dir: &TableDir) -> Result<(), DeltaError> {
 }
 
 /// A table's log as one sink keeps it between epochs: read once, then
-/// brought up to date by reading only the commits made since, instead of
-/// reading the whole log (up to its last checkpoint) for every epoch.
+/// kept as this sink's own commits leave it, instead of reading the log
+/// again for every epoch. Each round trip counts on object storage.
+///
+/// An append commits on the snapshot the sink last saw: the crate checks
+/// the commits made since (an OPTIMIZE, another sink) for conflicts, which
+/// appends never have. The query's last logged epoch is read from the log
+/// once and then known, since only this sink commits the query's epochs.
+/// Any error forgets both, so a commit whose answer was lost is looked for
+/// in the log afresh before the epoch is committed again.
 #[derive(Default)]
-pub struct Log(tokio::sync::Mutex<Option<DeltaTable>>);
+pub struct Log(tokio::sync::Mutex<Option<Held>>);
+
+struct Held {
+    table: DeltaTable,
+    /// The query's last epoch in the log, once read (`None` inside: none).
+    epoch: Option<Option<i64>>,
+}
 
 impl Log {
-    async fn latest(&self, dir: &TableDir) -> Result<tokio::sync::MappedMutexGuard<'_, DeltaTable>, DeltaError> {
-        let mut held = self.0.lock().await;
-        match held.as_mut() {
-            Some(table) => {
-                if let Err(e) = table.update_incremental(None).await {
-                    // Read afresh next time: whatever went wrong may have
-                    // left the copy half updated.
-                    *held = None;
-                    return Err(DeltaError::at(dir, readable(e)));
-                }
-            }
-            None => *held = Some(open(dir, None).await?),
+    /// The log, read afresh with `fresh` (or when not held), else as held.
+    async fn held<'a>(slot: &'a mut Option<Held>, dir: &TableDir, fresh: bool) -> Result<&'a mut Held, DeltaError> {
+        if let Some(held) = slot.as_mut().filter(|_| fresh)
+            && let Err(e) = held.table.update_incremental(None).await
+        {
+            *slot = None;
+            return Err(DeltaError::at(dir, readable(e)));
         }
-        tokio::sync::MutexGuard::try_map(held, Option::as_mut)
-            .map_err(|_| DeltaError::at(dir, "the table's log was not read"))
+        if slot.is_none() {
+            *slot = Some(Held { table: open(dir, None).await?, epoch: None });
+        }
+        slot.as_mut().ok_or_else(|| DeltaError::at(dir, "the table's log was not read"))
+    }
+
+    /// The last epoch of `query` in the held log, read once.
+    async fn epoch(held: &mut Held, dir: &TableDir, query: &str) -> Result<Option<i64>, DeltaError> {
+        if let Some(epoch) = held.epoch {
+            return Ok(epoch);
+        }
+        let epoch = committed_epoch(&held.table, query).await.map_err(|e| DeltaError::at(dir, readable(e)))?;
+        held.epoch = Some(epoch);
+        Ok(epoch)
     }
 }
 
-/// The last epoch of `query` the log at `dir` holds.
+/// The last epoch of `query` the log at `dir` holds, read from the log
+/// (recovery asks this first).
 pub async fn logged_epoch(log: &Log, dir: &TableDir, query: &str) -> Result<Option<i64>, DeltaError> {
-    let table = log.latest(dir).await?;
-    committed_epoch(&table, query).await.map_err(|e| DeltaError::at(dir, readable(e)))
+    let mut slot = log.0.lock().await;
+    let result = async {
+        let held = Log::held(&mut slot, dir, true).await?;
+        held.epoch = None;
+        Log::epoch(held, dir, query).await
+    }
+    .await;
+    if result.is_err() {
+        *slot = None;
+    }
+    result
 }
 
 /// Makes the log forget the epochs of an earlier query of the same name
@@ -220,15 +250,23 @@ pub async fn logged_epoch(log: &Log, dir: &TableDir, query: &str) -> Result<Opti
 /// whose only action sets the query's transaction version to -1. Without
 /// it every new epoch up to the old query's last would count as committed.
 pub async fn forget_epochs(log: &Log, dir: &TableDir, query: &str) -> Result<(), DeltaError> {
-    let table = log.latest(dir).await?;
+    let mut slot = log.0.lock().await;
+    let held = Log::held(&mut slot, dir, true).await?;
     let properties = CommitProperties::default().with_application_transaction(Transaction::new(app_id(query), -1));
-    let snapshot = table.snapshot().map_err(|e| DeltaError::at(dir, readable(e)))?;
+    let snapshot = held.table.snapshot().map_err(|e| DeltaError::at(dir, readable(e)))?;
     let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
-    CommitBuilder::from(properties)
-        .build(Some(snapshot), table.log_store(), operation)
-        .await
-        .map_err(|e| DeltaError::at(dir, readable(e)))?;
-    Ok(())
+    let done = CommitBuilder::from(properties).build(Some(snapshot), held.table.log_store(), operation).await;
+    match done {
+        Ok(done) => {
+            held.table.state = Some(done.snapshot());
+            held.epoch = Some(Some(-1));
+            Ok(())
+        }
+        Err(e) => {
+            *slot = None;
+            Err(DeltaError::at(dir, readable(e)))
+        }
+    }
 }
 
 /// The transaction identifier of a query's commits.
@@ -258,13 +296,31 @@ pub async fn commit_epoch(
     // data, so the log's conflict check lets the overwrite through) and
     // the old result would stay beside the new one. One at a time.
     let _no_compaction = if overwrite { Some(MAINTENANCE.lock().await) } else { None };
-    let table = log.latest(dir).await?;
-    if committed_epoch(&table, query).await.map_err(|e| DeltaError::at(dir, readable(e)))? >= Some(batch_id) {
+    let mut slot = log.0.lock().await;
+    let result = commit_held(&mut slot, dir, query, batch_id, files, overwrite).await;
+    if result.is_err() {
+        // Read afresh next time: the commit may have landed before the error.
+        *slot = None;
+    }
+    result
+}
+
+async fn commit_held(
+    slot: &mut Option<Held>,
+    dir: &TableDir,
+    query: &str,
+    batch_id: i64,
+    files: &[DataFile],
+    overwrite: bool,
+) -> Result<Option<i64>, DeltaError> {
+    // An overwrite removes every file of the snapshot: it must be the latest.
+    let held = Log::held(slot, dir, overwrite).await?;
+    if Log::epoch(held, dir, query).await? >= Some(batch_id) {
         return Ok(None);
     }
     let mut actions = Vec::with_capacity(files.len());
     if overwrite {
-        let snapshot = table.snapshot().map_err(|e| DeltaError::at(dir, readable(e)))?;
+        let snapshot = held.table.snapshot().map_err(|e| DeltaError::at(dir, readable(e)))?;
         actions.extend(snapshot.log_data().iter().map(|f| Action::Remove(f.remove_action(true))));
     }
     for file in files {
@@ -283,14 +339,18 @@ pub async fn commit_epoch(
             (EPOCH_QUERY_KEY.to_string(), serde_json::Value::from(query)),
             (EPOCH_KEY.to_string(), serde_json::Value::from(batch_id)),
         ]);
-    let snapshot = table.snapshot().map_err(|e| DeltaError::at(dir, readable(e)))?;
+    let snapshot = held.table.snapshot().map_err(|e| DeltaError::at(dir, readable(e)))?;
     let mode = if overwrite { SaveMode::Overwrite } else { SaveMode::Append };
     let operation = DeltaOperation::Write { mode, partition_by: None, predicate: None };
     let done = CommitBuilder::from(properties)
         .with_actions(actions)
-        .build(Some(snapshot), table.log_store(), operation)
+        .build(Some(snapshot), held.table.log_store(), operation)
         .await
         .map_err(|e| DeltaError::at(dir, readable(e)))?;
+    // The state after the commit, as the crate read it back: the next
+    // epoch starts from there without asking the store again.
+    held.table.state = Some(done.snapshot());
+    held.epoch = Some(Some(batch_id));
     Ok(Some(i64::try_from(done.version).unwrap_or(i64::MAX)))
 }
 
