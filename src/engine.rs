@@ -101,6 +101,19 @@ impl Engine {
         if let Some(dir) = warehouse.bucket() {
             crate::storage::s3::attach(&runtime, dir).map_err(|e| ServerError::Engine(e.message()))?;
         }
+        // Tables made under an earlier bucket root are restored, written
+        // and dropped there: their bucket gets its client from the
+        // environment (no request now; a store that is down shows when a
+        // table is used).
+        for dir in warehouse.earlier_buckets() {
+            let configured = crate::storage::s3::S3Options::default()
+                .check(&sandbox)
+                .and_then(|()| crate::storage::s3::store(&dir.bucket, &Default::default()))
+                .and_then(|_| crate::storage::s3::attach(&runtime, dir));
+            if let Err(e) = configured {
+                tracing::warn!(root = %dir, "an earlier warehouse's bucket is not configured: {}", e.message());
+            }
+        }
         let ctx = SessionContext::new_with_config_rt(session_config, runtime);
         // `STORED AS DELTA`: tables with a Delta log (see `crate::delta`).
         ctx.state_ref()

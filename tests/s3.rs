@@ -14,7 +14,11 @@
 //!   keep running, new views (Delta by default, or appending Parquet) and
 //!   dead-letter tables are made in the bucket, restored from it after
 //!   another restart, and DROP deletes their objects; a rewritten Parquet
-//!   view there is refused, and a missing bucket stops the start.
+//!   view there is refused; restarted with a local warehouse again, the
+//!   bucket's tables keep running where they are; a missing bucket stops
+//!   the start.
+//! * Against a store that checks signatures, an unknown key or a wrong
+//!   secret is refused at CREATE with the store's reason (42501).
 //! * A store outage mid-run (a proxy in front of moto is cut): the sink's
 //!   query reports `retrying` with the reason, resumes when the store is
 //!   back, and every id lands once, for a Delta and a Parquet table.
@@ -187,6 +191,33 @@ fn a_bucket_warehouse_holds_new_views_and_dead_letters() {
     sql(&server, "DROP MATERIALIZED VIEW odd");
     assert!(moto.keys("lake", "wh/odd/").is_empty(), "DROP deletes the view's objects");
     assert!(!moto.keys("lake", "wh/by_parity/").is_empty(), "and nothing else");
+    // A name beyond letters and digits gets a key no URL reads as an escape.
+    sql(&server, "CREATE MATERIALIZED VIEW \"two words\" AS SELECT n FROM more WITH (format = 'parquet')");
+    wait_for(&server, "SELECT count(*) FROM \"two words\"", "17", Duration::from_secs(60));
+    assert!(
+        moto.keys("lake", "wh/two%2B20words/").iter().any(|k| k.starts_with("wh/two+20words/") && k.ends_with(".parquet"))
+    );
+    server.assert_no_panic();
+    server.kill();
+
+    // Back to a local warehouse: what the bucket holds stays there, read,
+    // written and dropped where it is.
+    let server = start(&local.display().to_string());
+    // Three queries now read the stream, each dead-lettering its bad line.
+    assert_eq!(sql(&server, "SELECT count(*) FROM more_errors").trim(), "3");
+    nums("d", 200..202);
+    wait_for(
+        &server,
+        "SELECT string_agg(parity || ':' || c, ',' ORDER BY parity) FROM by_parity",
+        "0:9,1:10",
+        Duration::from_secs(60),
+    );
+    wait_for(&server, "SELECT count(*) FROM \"two words\"", "19", Duration::from_secs(60));
+    sql(&server, "DROP MATERIALIZED VIEW by_parity");
+    assert!(moto.keys("lake", "wh/by_parity/").is_empty(), "DROP deletes the view's objects in the earlier bucket");
+    sql(&server, "CREATE MATERIALIZED VIEW newer AS SELECT n FROM more");
+    wait_for(&server, "SELECT count(*) FROM newer", "19", Duration::from_secs(60));
+    assert!(local.join("newer").is_dir(), "new views go under the current, local root");
     server.assert_no_panic();
     server.kill();
 
@@ -200,6 +231,75 @@ fn a_bucket_warehouse_holds_new_views_and_dead_letters() {
         .expect("run weir");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("s3://nowhere/wh") && stderr.contains("nowhere"), "{stderr}");
+}
+
+/// Against a store that checks signatures (moto with IAM enforced): an
+/// unknown key or a wrong secret is refused at CREATE with the store's
+/// reason (42501) and configures nothing, so the same bucket then works
+/// with the right key; the server's own key works from the environment.
+#[test]
+fn wrong_credentials_are_refused_at_create_with_the_cause() {
+    let moto = Moto::start();
+    // From here five unchecked requests (a user, its policy, its key, two
+    // buckets); every later one must be signed by a key moto knows.
+    let provision = format!(
+        r#"
+import boto3, json, urllib.request
+urllib.request.urlopen(urllib.request.Request("{endpoint}/moto-api/reset-auth", data=b"5", headers={{"Content-Type": "text/plain"}}, method="POST"))
+kw = dict(endpoint_url="{endpoint}", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+iam = boto3.client("iam", **kw)
+iam.create_user(UserName="weir")
+policy = {{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}}]}}
+iam.put_user_policy(UserName="weir", PolicyName="s3", PolicyDocument=json.dumps(policy))
+key = iam.create_access_key(UserName="weir")["AccessKey"]
+s3 = boto3.client("s3", **kw)
+s3.create_bucket(Bucket="lake")
+s3.create_bucket(Bucket="locked")
+print(key["AccessKeyId"], key["SecretAccessKey"])
+"#,
+        endpoint = moto.endpoint()
+    );
+    let python = std::env::var("WEIR_PYTHON").expect("WEIR_PYTHON (run the tests with bash scripts/test.sh)");
+    let out = common::output_within(
+        {
+            let mut cmd = std::process::Command::new(python);
+            cmd.args(["-c", &provision]);
+            cmd
+        },
+        Duration::from_secs(120),
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "provisioning: {printed}{}", String::from_utf8_lossy(&out.stderr));
+    let (key, secret) = printed.trim().split_once(' ').expect("a key and a secret");
+    let tmp = tempfile::tempdir().expect("create temp dir");
+    let mut env = Moto::env(&moto.endpoint());
+    env.retain(|(k, _)| !k.starts_with("AWS_ACCESS_KEY_ID") && !k.starts_with("AWS_SECRET_ACCESS_KEY"));
+    env.push(("AWS_ACCESS_KEY_ID", key.to_string()));
+    env.push(("AWS_SECRET_ACCESS_KEY", secret.to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = TestServer::start_with_env(&tmp.path().join("data"), &[], &env);
+
+    sql(&server, "CREATE EXTERNAL TABLE fine (id BIGINT) STORED AS PARQUET LOCATION 's3://lake/fine/'");
+    let endpoint = moto.endpoint();
+    let create = |key: &str, secret: &str| {
+        format!(
+            "CREATE EXTERNAL TABLE locked_t (id BIGINT) STORED AS PARQUET LOCATION 's3://locked/t/' \
+             OPTIONS ('aws.endpoint' '{endpoint}', 'aws.access_key_id' '{key}', 'aws.secret_access_key' '{secret}')"
+        )
+    };
+    for (bad_key, bad_secret, cause) in
+        [("AKIAUNKNOWNUNKNOWN01", "nope", "InvalidAccessKeyId"), (key, "not-the-secret", "SignatureDoesNotMatch")]
+    {
+        let statement = create(bad_key, bad_secret);
+        let (ok, _, stderr) = common::psql(server.port, &["-v", "VERBOSITY=verbose", "-c", &statement], &[]);
+        assert!(!ok && stderr.contains("42501") && stderr.contains(cause) && stderr.contains("s3://locked/t/"), "{stderr}");
+        assert!(!stderr.contains(bad_secret), "the secret is not echoed: {stderr}");
+    }
+    // A refused CREATE configured nothing: the right key works now.
+    sql(&server, &create(key, secret));
+    assert_eq!(sql(&server, "SELECT count(*) FROM locked_t").trim(), "0");
+    assert_eq!(sql(&server, "SELECT count(*) FROM fine").trim(), "0");
+    server.assert_no_panic();
 }
 
 #[test]

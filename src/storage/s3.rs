@@ -372,10 +372,23 @@ pub fn store_error(location: &str, e: datafusion::object_store::Error) -> QueryE
     }
 }
 
-/// object_store's message without the request's whole retry story.
+/// object_store's message without the request's whole retry story, and
+/// with the store's own error code and message instead of its XML body
+/// (`403 Forbidden: InvalidAccessKeyId: The AWS Access Key Id ...`).
 fn cause(text: &str) -> String {
     let line = text.lines().next().unwrap_or(text);
-    if line.len() > 600 { format!("{}...", &line[..line.floor_char_boundary(600)]) } else { line.to_string() }
+    let line = line.split("<?xml").next().unwrap_or(line).trim_end().trim_end_matches(':');
+    let line = if line.len() > 600 { format!("{}...", &line[..line.floor_char_boundary(600)]) } else { line.to_string() };
+    let between = |open: &str, close: &str| {
+        let start = text.find(open)? + open.len();
+        let len = text[start..].find(close)?;
+        Some(text[start..start + len].chars().take(300).collect::<String>())
+    };
+    match (between("<Code>", "</Code>"), between("<Message>", "</Message>")) {
+        (Some(code), Some(message)) => format!("{line}: {code}: {message}"),
+        (Some(code), None) => format!("{line}: {code}"),
+        _ => line,
+    }
 }
 
 /// Resolves a client's `s3://` LOCATION: a valid URL, an allowed
@@ -492,5 +505,18 @@ mod tests {
         assert_eq!(shown[0].1, quoted("http://127.0.0.1:9000"));
         let mut unknown = vec![("aws.bogus".to_string(), quoted("1"))];
         assert!(S3Options::take_from(&mut unknown).is_err());
+    }
+
+    #[test]
+    fn a_store_error_names_the_code_and_message_not_the_xml() {
+        let text = "Generic S3 error: Error performing GET http://h/b in 2ms - Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Error><Code>InvalidAccessKeyId</Code><Message>The AWS Access Key Id you provided does not exist in our records.</Message></Error>";
+        let got = cause(text);
+        assert!(
+            got.ends_with(
+                "403 Forbidden: InvalidAccessKeyId: The AWS Access Key Id you provided does not exist in our records."
+            ),
+            "{got}"
+        );
+        assert_eq!(cause("plain"), "plain");
     }
 }

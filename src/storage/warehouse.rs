@@ -102,13 +102,18 @@ impl Warehouse {
     }
 
     /// Where the new weir-owned table `name` goes: in the bucket when the
-    /// warehouse is one, else [`Warehouse::table_dir`]. A name whose
-    /// escaped form a key cannot hold (`%`) is refused in a bucket.
+    /// warehouse is one (as [`key_component`]), else [`Warehouse::table_dir`].
     pub fn place(&self, name: &str) -> Result<TableDir, QueryError> {
         match &self.bucket {
-            Some(bucket) => Ok(TableDir::S3(S3Dir::parse(&format!("{}{}/", bucket.url(), component(name)?))?)),
+            Some(bucket) => Ok(TableDir::S3(S3Dir::parse(&format!("{}{}/", bucket.url(), key_component(name)?))?)),
             None => Ok(TableDir::Local(self.table_dir(name)?)),
         }
+    }
+
+    /// The bucket roots of earlier runs, whose tables are still the
+    /// warehouse's (their clients are configured at start).
+    pub fn earlier_buckets(&self) -> &[S3Dir] {
+        &self.earlier_buckets
     }
 
     /// Whether `place` lies strictly below one of the roots.
@@ -218,6 +223,13 @@ impl Warehouse {
 fn resolved(path: &Path) -> Option<PathBuf> {
     let normal = std::path::absolute(path).ok().and_then(|p| normalise(&p))?;
     Some(super::sandbox::resolve_like_the_os(&normal).unwrap_or(normal))
+}
+
+/// An object name as one key segment in a bucket: as [`component`], but
+/// escaped as `+XX` (`+` itself too), since a `%` in a key is read as an
+/// escape by every URL that names it. Injective, never `.`/`..`.
+pub fn key_component(name: &str) -> Result<String, AccessError> {
+    Ok(component(name)?.replace('+', "+2B").replace('%', "+"))
 }
 
 /// An object name as one path component: ASCII letters, digits, `_` and
@@ -333,7 +345,9 @@ mod tests {
         for not_owned in ["s3://lake/wh", "s3://lake/other/v", "s3://other/wh/v", "s3://lake/wh2/v"] {
             assert!(w.check_place(&TableDir::S3(bucket(not_owned))).is_err(), "{not_owned}");
         }
-        assert!(w.place("my view").is_err(), "an escaped name ('%') is no key a URL keeps");
+        assert_eq!(w.place("my view").unwrap().location(), "s3://lake/wh/my+20view/", "no '%' in a key");
+        assert_ne!(w.place("a+b").unwrap(), w.place("a b").unwrap());
+        assert_eq!(w.place("../x").unwrap().location(), "s3://lake/wh/+2E+2E+2Fx/");
         assert!(w.owns_place(&TableDir::Local(w.table_dir("local").unwrap())), "the local root stays the warehouse's");
     }
 }

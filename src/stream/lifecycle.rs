@@ -321,9 +321,13 @@ impl StreamManager {
                 (RelationKind::MaterializedView, name.to_string(), location, target)
             }
         };
-        let late_dir = self.owned_dir(&format!("{name}_late"))?;
+        // Only a query that keeps late rows has a late table to place.
+        let late_dir = match options.late_rows_table {
+            true => Some(self.owned_dir(&format!("{name}_late"))?),
+            false => None,
+        };
         let error_dirs = |stream: &StreamDef| self.owned_dir(&format!("{}_errors", stream.name)).ok();
-        let spec = self.prepare(name, &cq.query, options, sink_target, error_dirs, Some(late_dir)).await?;
+        let spec = self.prepare(name, &cq.query, options, sink_target, error_dirs, late_dir).await?;
         Ok(Planned { kind, target, location, spec })
     }
 
