@@ -218,6 +218,15 @@ impl Log {
         slot.as_mut().ok_or_else(|| DeltaError::at(dir, "the table's log was not read"))
     }
 
+    /// Drops what is held when `result` is an error: the log is read afresh
+    /// next time, since a commit may have landed before the error.
+    fn forget_on_error<T>(slot: &mut Option<Held>, result: Result<T, DeltaError>) -> Result<T, DeltaError> {
+        if result.is_err() {
+            *slot = None;
+        }
+        result
+    }
+
     /// The last epoch of `query` in the held log, read once.
     async fn epoch(held: &mut Held, dir: &TableDir, query: &str) -> Result<Option<i64>, DeltaError> {
         if let Some(epoch) = held.epoch {
@@ -239,10 +248,7 @@ pub async fn logged_epoch(log: &Log, dir: &TableDir, query: &str) -> Result<Opti
         Log::epoch(held, dir, query).await
     }
     .await;
-    if result.is_err() {
-        *slot = None;
-    }
-    result
+    Log::forget_on_error(&mut slot, result)
 }
 
 /// Makes the log forget the epochs of an earlier query of the same name
@@ -256,17 +262,11 @@ pub async fn forget_epochs(log: &Log, dir: &TableDir, query: &str) -> Result<(),
     let snapshot = held.table.snapshot().map_err(|e| DeltaError::at(dir, readable(e)))?;
     let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
     let done = CommitBuilder::from(properties).build(Some(snapshot), held.table.log_store(), operation).await;
-    match done {
-        Ok(done) => {
-            held.table.state = Some(done.snapshot());
-            held.epoch = Some(Some(-1));
-            Ok(())
-        }
-        Err(e) => {
-            *slot = None;
-            Err(DeltaError::at(dir, readable(e)))
-        }
-    }
+    let result = done.map(|done| {
+        held.table.state = Some(done.snapshot());
+        held.epoch = Some(Some(-1));
+    });
+    Log::forget_on_error(&mut slot, result.map_err(|e| DeltaError::at(dir, readable(e))))
 }
 
 /// The transaction identifier of a query's commits.
@@ -298,11 +298,7 @@ pub async fn commit_epoch(
     let _no_compaction = if overwrite { Some(MAINTENANCE.lock().await) } else { None };
     let mut slot = log.0.lock().await;
     let result = commit_held(&mut slot, dir, query, batch_id, files, overwrite).await;
-    if result.is_err() {
-        // Read afresh next time: the commit may have landed before the error.
-        *slot = None;
-    }
-    result
+    Log::forget_on_error(&mut slot, result)
 }
 
 async fn commit_held(

@@ -82,24 +82,17 @@ pub struct Opening<'a> {
 
 impl Target {
     pub fn open(&self, opening: &Opening<'_>) -> Result<Box<dyn Sink>, SinkError> {
+        use crate::storage::TableDir;
+        let partitioned = |place: TableDir, columns: &[String]| -> Result<Box<dyn Sink>, SinkError> {
+            let sink = partitioned::PartitionedSink::new(&place, opening.query, opening.schema, columns, opening.roll)?;
+            Ok(Box::new(sink))
+        };
         Ok(match self {
             Target::Table { dir, partition_columns, .. } if !partition_columns.is_empty() => {
-                Box::new(partitioned::PartitionedSink::new(
-                    &crate::storage::TableDir::Local(dir.clone()),
-                    opening.query,
-                    opening.schema,
-                    partition_columns,
-                    opening.roll,
-                )?)
+                partitioned(TableDir::Local(dir.clone()), partition_columns)?
             }
             Target::ObjectTable { dir, partition_columns, .. } if !partition_columns.is_empty() => {
-                Box::new(partitioned::PartitionedSink::new(
-                    &crate::storage::TableDir::S3(dir.clone()),
-                    opening.query,
-                    opening.schema,
-                    partition_columns,
-                    opening.roll,
-                )?)
+                partitioned(TableDir::S3(dir.clone()), partition_columns)?
             }
             Target::Table { dir, .. } => Box::new(ParquetSink::new(dir, opening.query, opening.schema, opening.roll)),
             Target::View { dir, versions: None } => parquet_files(dir, opening.query, opening.schema, opening.roll)?,
